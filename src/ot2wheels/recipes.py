@@ -1,0 +1,248 @@
+"""Recipes as data: `packages/<name>/recipe.toml`, validated on load, never executed.
+
+A recipe says which sdist to build (pinned by sha256), what the build needs on the host
+(pinned requirements) and on the target (sysroot packages), and how to prove the wheel
+works (a smoke test run in the target's CPython under qemu-arm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import ConfigError
+
+SOURCE_KINDS = ("pypi", "url", "git")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Allowed keys per table; anything else is a typo and is refused.
+_SCHEMA: dict[str, set[str]] = {
+    "": {"package", "source", "build", "smoke"},
+    "package": {"name", "version", "summary"},
+    "source": {"kind", "sha256", "url", "git", "tag", "filename"},
+    "build": {"requires", "env", "patches", "target-libs", "targets", "python", "backend"},
+    "smoke": {"imports", "code", "requires"},
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # pypi | url | git
+    sha256: str  # of the sdist file (pypi, url) or of the git archive tarball (git)
+    url: str | None = None
+    git: str | None = None
+    tag: str | None = None
+    filename: str | None = None  # pypi: which sdist file, when a release has several
+
+
+@dataclass(frozen=True)
+class Smoke:
+    imports: tuple[str, ...]
+    code: str = ""
+    requires: tuple[str, ...] = ()  # extra runtime requirements for the smoke test only
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # canonical project name
+    version: str
+    source: Source
+    smoke: Smoke
+    directory: Path
+    requires: tuple[str, ...] = ()  # host build requirements, pinned
+    env: tuple[tuple[str, str], ...] = ()
+    patches: tuple[Path, ...] = ()
+    target_libs: tuple[str, ...] = ()  # extra sysroot packages (Debian names)
+    targets: tuple[str, ...] = ()  # empty: every target
+    python: str = ""  # a specifier on the target's Python version, empty: any
+    backend: str = "setuptools"  # setuptools | maturin | setuptools-rust | other (informational)
+    summary: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "recipe.toml"
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the canonical recipe data and the patches' bytes: part of every cache key."""
+        h = hashlib.sha256(json.dumps(self.raw, sort_keys=True, separators=(",", ":")).encode())
+        for patch in self.patches:
+            h.update(patch.name.encode() + b"\0" + patch.read_bytes())
+        return h.hexdigest()
+
+    def supports(self, target_name: str, python: str) -> bool:
+        """Whether this recipe builds for a target name and its Python "X.Y"."""
+        if self.targets and target_name not in self.targets:
+            return False
+        return not self.python or Version(python) in SpecifierSet(self.python)
+
+
+def _fail(path: Path, where: str, what: str) -> ConfigError:
+    return ConfigError(f"{path}: [{where}] {what}" if where else f"{path}: {what}")
+
+
+def _table(data: dict[str, Any], key: str, path: Path, required: bool = True) -> dict[str, Any]:
+    if key not in data:
+        if required:
+            raise _fail(path, "", f"missing table [{key}]")
+        return {}
+    value = data[key]
+    if not isinstance(value, dict):
+        raise _fail(path, "", f"{key!r} must be a table, got {value!r}")
+    unknown = set(value) - _SCHEMA[key]
+    if unknown:
+        raise _fail(path, key, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_SCHEMA[key])}")
+    return value
+
+
+def _str(table: dict[str, Any], key: str, path: Path, where: str, default: str | None = None) -> str:
+    if key not in table:
+        if default is None:
+            raise _fail(path, where, f"missing field {key!r}")
+        return default
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, where, f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _strs(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(path, where, f"{key} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _requirements(table: dict[str, Any], key: str, path: Path, where: str, pinned: bool) -> tuple[str, ...]:
+    out = []
+    for item in _strs(table, key, path, where):
+        try:
+            req = Requirement(item)
+        except InvalidRequirement as exc:
+            raise _fail(path, where, f"{key}: {item!r} is not a valid requirement: {exc}") from None
+        if pinned and not any(s.operator in ("==", "===") for s in req.specifier):
+            raise _fail(path, where, f"{key}: {item!r} must be pinned with == so builds are reproducible")
+        out.append(str(req))
+    return tuple(out)
+
+
+def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | None = None) -> Recipe:
+    unknown = set(data) - _SCHEMA[""]
+    if unknown:
+        raise _fail(path, "", f"unknown table(s) {sorted(unknown)}; allowed: {sorted(_SCHEMA[''])}")
+    pkg = _table(data, "package", path)
+    src = _table(data, "source", path)
+    build = _table(data, "build", path, required=False)
+    smoke = _table(data, "smoke", path)
+
+    name = _str(pkg, "name", path, "package")
+    if canonicalize_name(name) != canonicalize_name(path.parent.name):
+        raise _fail(path, "package", f"name {name!r} does not match its folder {path.parent.name!r}")
+    version = _str(pkg, "version", path, "package")
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise _fail(path, "package", f"version {version!r} is not a PEP 440 version") from None
+
+    kind = _str(src, "kind", path, "source", default="pypi")
+    if kind not in SOURCE_KINDS:
+        raise _fail(path, "source", f"kind {kind!r} is not one of {SOURCE_KINDS}")
+    if "sha256" not in src:
+        raise _fail(path, "source", "missing field 'sha256': pin the sdist's sha256 "
+                    "(`pip download --no-deps --no-binary :all: NAME==VER` then `sha256sum`)")
+    sha = _str(src, "sha256", path, "source").lower()
+    if not _SHA256.match(sha):
+        raise _fail(path, "source", f"sha256 {sha!r} is not 64 hex digits")
+    if kind == "url" and "url" not in src:
+        raise _fail(path, "source", "kind 'url' needs a 'url' field")
+    if kind == "git" and not ("git" in src and "tag" in src):
+        raise _fail(path, "source", "kind 'git' needs 'git' (repository URL) and 'tag' fields")
+    source = Source(kind=kind, sha256=sha, url=src.get("url"), git=src.get("git"), tag=src.get("tag"),
+                    filename=src.get("filename"))
+
+    env = build.get("env", {})
+    if not isinstance(env, dict):
+        raise _fail(path, "build", f"env must be a table of strings, got {env!r}")
+    for k, v in env.items():
+        if not _ENV_NAME.match(k) or not isinstance(v, str):
+            raise _fail(path, "build", f"env.{k}: names must be identifiers and values strings")
+
+    patches = []
+    for rel in _strs(build, "patches", path, "build"):
+        patch = (path.parent / rel).resolve()
+        if not patch.is_relative_to(path.parent.resolve()) or not patch.is_file():
+            raise _fail(path, "build", f"patches: {rel!r} is not a file inside {path.parent}")
+        patches.append(patch)
+
+    targets = _strs(build, "targets", path, "build")
+    if known_targets is not None:
+        for t in targets:
+            if t not in known_targets:
+                raise _fail(path, "build", f"targets: unknown target {t!r}; known: {sorted(known_targets)}")
+    python = build.get("python", "")
+    if python:
+        try:
+            SpecifierSet(python)
+        except InvalidSpecifier:
+            raise _fail(path, "build", f"python {python!r} is not a version specifier like '>=3.9'") from None
+
+    imports = _strs(smoke, "imports", path, "smoke")
+    if not imports:
+        raise _fail(path, "smoke", "imports must name at least one module to import")
+    code = smoke.get("code", "")
+    if not isinstance(code, str):
+        raise _fail(path, "smoke", "code must be a string of Python")
+    try:
+        compile(code, f"{path}:[smoke].code", "exec")  # syntax check only; runs on the target
+    except SyntaxError as exc:
+        raise _fail(path, "smoke", f"code does not parse: {exc}") from None
+
+    return Recipe(
+        name=canonicalize_name(name),
+        version=version,
+        source=source,
+        smoke=Smoke(imports=imports, code=code,
+                    requires=_requirements(smoke, "requires", path, "smoke", pinned=False)),
+        directory=path.parent,
+        requires=_requirements(build, "requires", path, "build", pinned=True),
+        env=tuple(sorted(env.items())),
+        patches=tuple(patches),
+        target_libs=_strs(build, "target-libs", path, "build"),
+        targets=targets,
+        python=python,
+        backend=build.get("backend", "setuptools"),
+        summary=pkg.get("summary", ""),
+        raw=data,
+    )
+
+
+def load_recipe(path: Path, known_targets: set[str] | None = None) -> Recipe:
+    if path.is_dir():
+        path = path / "recipe.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_recipe(data, path, known_targets)
+
+
+def load_all(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, Recipe]:
+    """Every packages/*/recipe.toml, by canonical name. One bad recipe stops the load."""
+    return {
+        r.name: r
+        for r in (load_recipe(p, known_targets) for p in sorted(packages_dir.glob("*/recipe.toml")))
+    }

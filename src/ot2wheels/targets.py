@@ -1,0 +1,201 @@
+"""Targets as data: `toolchain/targets.toml` loaded into frozen dataclasses, validated on load."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging import tags
+from packaging.version import InvalidVersion, Version
+
+from .errors import ConfigError
+
+PROVIDERS = ("debian", "buildroot-sdk")
+_TARGET_KEYS = {"description", "python", "platform", "glibc", "triplet", "provider", "site",
+                "debian", "sdk"}
+_DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror"}
+
+
+@dataclass(frozen=True)
+class DebianSource:
+    """How to assemble a sysroot from a Debian suite's armhf packages."""
+
+    suites: tuple[str, ...]
+    keyring: str
+    packages: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    mirror: str | None = None  # None: the first Debian mirror the host's apt already uses
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    python: str  # "3.11"
+    platform: str  # "linux_armv7l"
+    glibc: tuple[int, int]
+    triplet: str
+    provider: str
+    description: str = ""
+    site: str = ""
+    debian: DebianSource | None = None
+    sdk: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def python_tuple(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")
+        return int(major), int(minor)
+
+    @property
+    def cp(self) -> str:
+        """Interpreter/ABI tag, e.g. cp311."""
+        return "cp{}{}".format(*self.python_tuple)
+
+    @property
+    def arch(self) -> str:
+        """armv7l, from the platform tag linux_armv7l."""
+        return self.platform.split("_", 1)[1]
+
+    @property
+    def glibc_str(self) -> str:
+        return "{}.{}".format(*self.glibc)
+
+    def platform_tags(self) -> list[str]:
+        """Platform tags a wheel may carry and still load here, most specific first.
+
+        manylinux_2_X for every X up to the target's glibc (PEP 600), the legacy
+        manylinux2014 alias of 2_17, then the plain linux tag.
+        """
+        out = [f"manylinux_2_{minor}_{self.arch}" for minor in range(self.glibc[1], 16, -1)]
+        if self.glibc >= (2, 17):
+            out.append(f"manylinux2014_{self.arch}")
+        out.append(self.platform)
+        return out
+
+    def supported_tags(self) -> list[tags.Tag]:
+        """Every wheel tag the target's CPython accepts, in preference order."""
+        platforms = self.platform_tags()
+        return [
+            *tags.cpython_tags(self.python_tuple, platforms=platforms),
+            *tags.compatible_tags(self.python_tuple, interpreter=self.cp, platforms=platforms),
+        ]
+
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values of the target's interpreter, for resolving dependencies."""
+        major, minor = self.python_tuple
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": f"{major}.{minor}.0",
+            "os_name": "posix",
+            "platform_machine": self.arch,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": f"{major}.{minor}.0",
+            "python_version": f"{major}.{minor}",
+            "sys_platform": "linux",
+        }
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    targets: dict[str, Target]
+    default: tuple[str, ...]
+    source: Path
+
+    def get(self, name: str) -> Target:
+        try:
+            return self.targets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.targets))
+            raise ConfigError(f"{self.source}: no target named {name!r}; known targets: {known}") from None
+
+    def select(self, names: list[str] | tuple[str, ...] | None) -> list[Target]:
+        return [self.get(n) for n in (names or self.default)]
+
+
+def _need(table: dict[str, Any], key: str, where: str, kind: type = str) -> Any:
+    if key not in table:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _string_list(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
+    where = f"{path}: targets.{name}"
+    unknown = set(table) - _TARGET_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TARGET_KEYS)}")
+    python = _need(table, "python", where)
+    try:
+        pv = Version(python)
+    except InvalidVersion:
+        raise ConfigError(f"{where}.python: {python!r} is not a version like '3.11'") from None
+    if len(pv.release) != 2:
+        raise ConfigError(f"{where}.python: give major.minor only (like '3.11'), not {python!r}")
+    glibc_s = _need(table, "glibc", where)
+    try:
+        gmaj, gmin = (int(p) for p in glibc_s.split("."))
+    except ValueError:
+        raise ConfigError(f"{where}.glibc: {glibc_s!r} is not a version like '2.31'") from None
+    provider = _need(table, "provider", where)
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{where}.provider: {provider!r} is not one of {PROVIDERS}")
+    debian = None
+    if provider == "debian":
+        dt = _need(table, "debian", where, dict)
+        dwhere = f"{where}.debian"
+        unknown = set(dt) - _DEBIAN_KEYS
+        if unknown:
+            raise ConfigError(f"{dwhere}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_DEBIAN_KEYS)}")
+        debian = DebianSource(
+            suites=_string_list(_need(dt, "suites", dwhere, list), f"{dwhere}.suites"),
+            keyring=_need(dt, "keyring", dwhere),
+            packages=_string_list(_need(dt, "packages", dwhere, list), f"{dwhere}.packages"),
+            exclude=_string_list(dt.get("exclude", []), f"{dwhere}.exclude"),
+            mirror=dt.get("mirror"),
+        )
+    sdk = table.get("sdk", {})
+    if provider == "buildroot-sdk" and not isinstance(sdk, dict):
+        raise ConfigError(f"{where}.sdk: expected a table")
+    platform = _need(table, "platform", where)
+    if not platform.startswith("linux_"):
+        raise ConfigError(f"{where}.platform: expected a tag like 'linux_armv7l', got {platform!r}")
+    return Target(
+        name=name,
+        python=f"{pv.release[0]}.{pv.release[1]}",
+        platform=platform,
+        glibc=(gmaj, gmin),
+        triplet=_need(table, "triplet", where),
+        provider=provider,
+        description=table.get("description", ""),
+        site=table.get("site", ""),
+        debian=debian,
+        sdk=sdk,
+    )
+
+
+def load_targets(path: Path) -> TargetSet:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    tables = _need(data, "targets", str(path), dict)
+    targets = {name: _parse_target(name, t, path) for name, t in tables.items()}
+    default = _string_list(data.get("default", list(targets)), f"{path}: default")
+    for name in default:
+        if name not in targets:
+            raise ConfigError(f"{path}: default names unknown target {name!r}")
+    return TargetSet(targets=targets, default=default, source=path)
