@@ -41,3 +41,7 @@ class UnsafeArchiveError(Ot2WheelsError):
 
 class IndexBuildError(Ot2WheelsError):
     """The package index cannot be built without losing or changing a published file."""
+
+
+class PlanError(Ot2WheelsError):
+    """A requirement's closure cannot be resolved for a target (the message names the conflict)."""
