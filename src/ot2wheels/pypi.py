@@ -34,7 +34,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from .errors import DownloadError
+from .errors import DownloadError, SourceError
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 _CHUNK = 64 * 1024
@@ -341,4 +341,4 @@ def read_sdist_member(data: bytes, filename: str, member: str) -> bytes:
                     fh = tf.extractfile(info)
                     assert fh is not None
                     return fh.read()
-    raise DownloadError(f"{filename}: no top-level {member}")
+    raise SourceError(f"{filename}: no top-level {member}")

@@ -1,0 +1,298 @@
+"""Write a first recipe for an sdist on the index: pinned, validated, meant to be edited by a person.
+
+From the sdist (downloaded and checked against the index's sha256) it reads:
+- `pyproject.toml` `[build-system]`: the build requirements, each pinned to the newest release the
+  build Python (the target's X.Y) can use, and the backend;
+- the top-level import names (`*.egg-info/top_level.txt`, else the package folders), which
+  become the smoke test;
+- `#include` lines of its C/C++ sources, to suggest the sysroot libraries it links (target-libs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from .errors import ConfigError, PlanError, SourceError
+from .paths import Layout
+from .plan import Plan, _filename_version, _specifier
+from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
+from .recipes import parse_recipe
+
+# Header a C source includes -> the Debian -dev package that provides it in the sysroot.
+INCLUDE_LIBS = {
+    "ffi.h": "libffi-dev",
+    "openssl/": "libssl-dev",
+    "yaml.h": "libyaml-dev",
+    "zlib.h": "zlib1g-dev",
+    "expat.h": "libexpat1-dev",
+    "sqlite3.h": "libsqlite3-dev",
+    "bzlib.h": "libbz2-dev",
+    "lzma.h": "liblzma-dev",
+    "jpeglib.h": "libjpeg-dev",
+    "png.h": "libpng-dev",
+    "uuid/uuid.h": "uuid-dev",
+}
+BACKENDS = {
+    "setuptools.build_meta": "setuptools",
+    "setuptools.build_meta:__legacy__": "setuptools",
+    "maturin": "maturin",
+}
+_NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
+                "tools", "scripts", "setup", "conftest", "build", "ci"}
+_INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
+_EXTENSION = re.compile(r"""Extension\(\s*(?:name\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]""")
+_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd")
+
+
+def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
+    sdists = [f for f in files if f.is_sdist and _filename_version(f.filename) == version]
+    if not sdists:
+        raise SourceError(f"{name}=={version}: no sdist on the index; a recipe needs source to build from")
+    sdists.sort(key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+    return sdists[0]
+
+
+def backend_name(build_backend: str, requires: Iterable[str]) -> str:
+    names = {canonicalize_name(Requirement(r).name) for r in requires}
+    if build_backend.startswith("setuptools") and "setuptools-rust" in names:
+        return "setuptools-rust"
+    return BACKENDS.get(build_backend, "other")
+
+
+def _build_environment(python: str) -> dict[str, str]:
+    """Markers of the build Python: this host, but the target's CPython X.Y."""
+    env = dict(default_environment())
+    env.update(python_version=python, python_full_version=f"{python}.0")
+    return env
+
+
+def pin_build_requirements(requires: list[str], python: str, client: IndexClient) -> list[str]:
+    """Each requirement pinned (==) to the newest final release the build Python can install."""
+    env = _build_environment(python)
+    py = Version(f"{python}.0")
+    pinned = []
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise ConfigError(f"build requirement {text!r} is not valid: {exc}") from None
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        best: Version | None = None
+        for f in client.files(req.name):
+            v = _filename_version(f.filename)
+            if v is None or f.yanked or v.is_prerelease or not req.specifier.contains(v):
+                continue
+            spec = _specifier(f.requires_python) if f.requires_python else None
+            if spec is not None and not spec.contains(py, prereleases=True):
+                continue
+            best = v if best is None or v > best else best
+        if best is None:
+            raise PlanError(f"build requirement {text!r}: no release on the index fits CPython {python}")
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        pinned.append(f"{canonicalize_name(req.name)}{extras}=={best}")
+    return pinned
+
+
+def import_names(members: list[str], data: bytes, filename: str, pyproject: dict) -> list[str]:
+    """Top-level modules the sdist installs: top_level.txt, maturin's module-name, else package folders."""
+    tops = [m for m in members if m.count("/") in (1, 2) and m.endswith(".egg-info/top_level.txt")]
+    if tops:
+        member = min(tops, key=lambda m: m.count("/")).split("/", 1)[1]
+        names = [n for n in read_sdist_member_path(data, filename, member).decode().split() if n.isidentifier()]
+        if names:
+            return sorted(set(names))
+    module = pyproject.get("tool", {}).get("maturin", {}).get("module-name")
+    if module:
+        return [module.split(".")[0]]
+    by_depth: dict[int, set[str]] = {1: set(), 2: set()}
+    for m in members:
+        parts = PurePosixPath(m).parts[1:]  # drop NAME-VER/
+        # pkg/__init__.py (depth 1) or src/pkg/__init__.py, lib/pkg/__init__.py (depth 2)
+        if len(parts) in (2, 3) and parts[-1] == "__init__.py":
+            pkg = parts[-2]
+            if pkg.isidentifier() and not {p.lower() for p in parts[:-1]} & _NOT_MODULES:
+                by_depth[len(parts) - 1].add(pkg)
+    return sorted(by_depth[1] or by_depth[2])
+
+
+def extension_modules(data: bytes, filename: str) -> list[str]:
+    """Dotted names of the extension modules setup.py declares with a literal name."""
+    try:
+        setup_py = read_sdist_member(data, filename, "setup.py").decode(errors="replace")
+    except SourceError:
+        return []
+    names = set(_EXTENSION.findall(setup_py))
+    return sorted(n for n in names if not {p.lower() for p in n.split(".")} & _NOT_MODULES)
+
+
+def read_sdist_member_path(data: bytes, filename: str, member: str) -> bytes:
+    """A file at `member` below the sdist's top folder (may be nested, unlike read_sdist_member)."""
+    import io
+    import tarfile
+    import zipfile
+
+    if filename.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for name in zf.namelist():
+                if name.split("/", 1)[-1] == member:
+                    return zf.read(name)
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            for info in tf.getmembers():
+                if info.isfile() and info.name.split("/", 1)[-1] == member:
+                    fh = tf.extractfile(info)
+                    assert fh is not None
+                    return fh.read()
+    raise SourceError(f"{filename}: no {member}")
+
+
+def target_libs(data: bytes, filename: str) -> list[str]:
+    """-dev packages whose headers the sdist's C/C++/Cython sources include."""
+    import io
+    import tarfile
+    import zipfile
+
+    found: set[bytes] = set()
+    own: set[str] = set()
+    if filename.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            own = {PurePosixPath(n).name for n in zf.namelist()}
+            for name in zf.namelist():
+                if name.endswith(_SOURCE_SUFFIXES):
+                    found.update(_INCLUDE.findall(zf.read(name)))
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            own = {PurePosixPath(i.name).name for i in tf.getmembers()}
+            for info in tf.getmembers():
+                if info.isfile() and info.name.endswith(_SOURCE_SUFFIXES):
+                    fh = tf.extractfile(info)
+                    if fh is not None:
+                        found.update(_INCLUDE.findall(fh.read()))
+    headers = set()
+    for raw in found:
+        h = raw.decode(errors="replace")
+        if h.startswith('"') and PurePosixPath(h[1:-1]).name in own:
+            continue  # "bundled.h": the sdist's own header
+        headers.add(h[1:-1])
+    libs = {lib for h in headers for key, lib in INCLUDE_LIBS.items()
+            if (h.startswith(key) if key.endswith("/") else h == key)}
+    return sorted(libs)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _toml_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
+
+
+def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str], backend: str,
+                  backend_string: str, imports: list[str], libs: list[str], python: str | None,
+                  summary: str) -> str:
+    lines = [
+        f"# Generated by `invoke recipe.new {name}=={version}` from {sdist.filename}. Edit freely.",
+        "",
+        "[package]",
+        f"name = {_toml_str(name)}",
+        f"version = {_toml_str(version)}",
+    ]
+    if summary:
+        lines.append(f"summary = {_toml_str(summary)}")
+    lines += [
+        "",
+        "[source]",
+        'kind = "pypi"',
+        f"filename = {_toml_str(sdist.filename)}",
+        f"sha256 = {_toml_str(sdist.sha256)}",
+        "",
+        "[build]",
+        f"# build-backend in the sdist's pyproject.toml: {backend_string}",
+        f"backend = {_toml_str(backend)}",
+        "# [build-system] requires, pinned to the newest release for the build Python",
+        f"requires = {_toml_list(requires)}",
+        "# Debian -dev packages for headers its C sources include (check and extend)",
+        f"target-libs = {_toml_list(libs)}",
+    ]
+    if python:
+        lines.append(f"python = {_toml_str(python)}")
+    lines += [
+        "",
+        "[smoke]",
+        "# every top-level module and literal setup.py Extension; add `code = ...` to exercise it",
+        f"imports = {_toml_list(imports)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClient | None = None,
+               python: str = "3.11") -> Path:
+    """Write packages/NAME/recipe.toml for `NAME==VERSION`; returns its path.
+
+    `python` is the target Python X.Y the build requirements are pinned for (the build Python
+    has the same minor version); the default is bookworm's.
+    """
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise ConfigError(f"{spec!r} is not NAME==VERSION: {exc}") from None
+    pins = [s for s in req.specifier if s.operator == "=="]
+    if len(pins) != 1 or "*" in pins[0].version:
+        raise ConfigError(f"{spec!r}: give one exact version, like NAME==1.2.3")
+    name, version = canonicalize_name(req.name), Version(pins[0].version)
+    path = layout.packages / name / "recipe.toml"
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; edit it, or pass --force to overwrite it")
+    client = client or IndexClient(layout.cache)
+    sdist = _sdist(client.files(name), name, version)
+    data = client.download(sdist)
+    members = sdist_members(data, sdist.filename)
+    try:
+        pyproject = tomllib.loads(read_sdist_member(data, sdist.filename, "pyproject.toml").decode())
+    except SourceError:
+        pyproject = {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceError(f"{sdist.filename}: pyproject.toml is not valid TOML: {exc}") from None
+    build_system = pyproject.get("build-system", {})
+    raw_requires = build_system.get("requires", ["setuptools>=40.8.0", "wheel"])  # PEP 517 default
+    backend_string = build_system.get("build-backend", "setuptools.build_meta:__legacy__")
+    requires = pin_build_requirements(list(raw_requires), python, client)
+    try:
+        meta = client.metadata(sdist)
+        summary = (meta.get("Summary") or "").strip()
+    except Exception:  # noqa: BLE001 - a summary is cosmetic
+        summary = ""
+    tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
+    imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
+    text = render_recipe(name, str(version), sdist, requires, backend_name(backend_string, requires),
+                         backend_string, imports, target_libs(data, sdist.filename), sdist.requires_python,
+                         summary)
+    parse_recipe(tomllib.loads(text), path)  # what we write must load
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".recipe.toml.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def write_missing_recipes(plan: Plan, layout: Layout, client: IndexClient | None = None) -> list[Path]:
+    """A recipe for every must-build distribution of `plan` that has none yet."""
+    client = client or IndexClient(layout.cache)
+    written = []
+    for entry in plan.must_build:
+        if (layout.packages / entry.name / "recipe.toml").exists():
+            continue
+        written.append(new_recipe(f"{entry.name}=={entry.version}", layout, client=client, python=plan.python))
+    return written

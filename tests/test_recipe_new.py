@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fakeindex import FakeIndex
+
+from ot2wheels.errors import ConfigError, SourceError
+from ot2wheels.paths import Layout, default_cache_dir
+from ot2wheels.plan import OT2, plan
+from ot2wheels.pypi import IndexClient
+from ot2wheels.recipe_new import new_recipe, write_missing_recipes
+from ot2wheels.recipes import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61", "setuptools-rust>=1.5", "oldpy; python_version < '3'"]
+build-backend = "setuptools.build_meta"
+"""
+SETUP_PY = """
+from setuptools import setup, Extension
+setup(ext_modules=[Extension("fastthing._speedups", ["src/speedups.c"]),
+                   Extension(name="fastthing.tests._helper", sources=["t.c"])])
+"""
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    (tmp_path / "root" / "toolchain").mkdir(parents=True)
+    shutil.copy(ROOT / "toolchain" / "targets.toml", tmp_path / "root" / "toolchain")
+    return Layout.discover(tmp_path / "root", cache=tmp_path / "cache")
+
+
+@pytest.fixture
+def index():
+    idx = FakeIndex()
+    idx.sdist("fastthing", "1.2", files={
+        "pyproject.toml": PYPROJECT, "setup.py": SETUP_PY,
+        "src/fastthing/__init__.py": "", "tests/__init__.py": "",
+        "src/speedups.c": '#include <ffi.h>\n#include "bundled.h"\n#include <Python.h>\n',
+        "src/bundled.h": "", "src/yaml.h": "",  # a bundled yaml.h included by nobody
+    })
+    idx.wheel("fastthing", "1.2", tag="cp311-cp311-manylinux_2_31_armv7l")
+    idx.wheel("setuptools", "60.0")
+    idx.wheel("setuptools", "70.0")
+    idx.wheel("setuptools", "99.0", requires_python=">=3.13")
+    idx.wheel("setuptools", "100.0b1")
+    idx.wheel("setuptools-rust", "1.9.0")
+    idx.wheel("app", "1.0", requires=["fastthing"])
+    yield idx.start()
+    idx.stop()
+
+
+def test_new_recipe_from_sdist(index: FakeIndex, layout: Layout) -> None:
+    client = IndexClient(layout.cache, index_url=index.url)
+    path = new_recipe("fastthing==1.2", layout, client=client, python="3.11")
+    r = load_recipe(path)
+    assert path == layout.packages / "fastthing" / "recipe.toml"
+    assert (r.name, r.version, r.source.kind, r.source.filename) == ("fastthing", "1.2", "pypi", "fastthing-1.2.tar.gz")
+    [sdist] = [f for f in client.files("fastthing") if f.is_sdist]
+    assert r.source.sha256 == sdist.sha256
+    assert r.requires == ("setuptools==70.0", "setuptools-rust==1.9.0")  # newest final for 3.11; marker dropped
+    assert r.backend == "setuptools-rust"
+    assert r.target_libs == ("libffi-dev",)
+    assert r.smoke.imports == ("fastthing", "fastthing._speedups")
+    with pytest.raises(ConfigError, match="already exists"):
+        new_recipe("fastthing==1.2", layout, client=client)
+    assert new_recipe("fastthing==1.2", layout, client=client, force=True) == path
+
+
+def test_new_recipe_needs_exact_version_and_an_sdist(index: FakeIndex, layout: Layout) -> None:
+    client = IndexClient(layout.cache, index_url=index.url)
+    with pytest.raises(ConfigError, match="one exact version"):
+        new_recipe("fastthing>=1", layout, client=client)
+    with pytest.raises(SourceError, match="no sdist"):
+        new_recipe("setuptools-rust==1.9.0", layout, client=client)
+
+
+def test_plan_write_recipes_only_for_missing(index: FakeIndex, layout: Layout) -> None:
+    client = IndexClient(layout.cache, index_url=index.url)
+    p = plan("app==1.0", OT2, client=client)
+    assert [e.name for e in p.must_build] == ["fastthing"]
+    assert write_missing_recipes(p, layout, client=client) == [layout.packages / "fastthing" / "recipe.toml"]
+    assert write_missing_recipes(p, layout, client=client) == []
+
+
+@pytest.mark.integration
+def test_new_recipe_for_real_cffi(layout: Layout) -> None:
+    client = IndexClient(default_cache_dir())
+    r = load_recipe(new_recipe("cffi==2.1.1", layout, client=client, python="3.11"))
+    assert r.backend == "setuptools" and "libffi-dev" in r.target_libs
+    assert "_cffi_backend" in r.smoke.imports and r.requires[0].startswith("setuptools==")
