@@ -45,6 +45,10 @@ class Toolchain(ABC):
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
 
     @abstractmethod
+    def system_libs(self) -> set[str]:
+        """Sonames the target itself provides: a wheel may need these without vendoring them."""
+
+    @abstractmethod
     def compilers(self) -> dict[str, str]:
         """CC, CXX, AR, STRIP, ... as the cross build should call them (with --sysroot)."""
 
