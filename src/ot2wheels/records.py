@@ -27,6 +27,7 @@ class BuildRecord:
     gate: dict = field(default_factory=dict)
     error: str | None = None
     tool_version: str = ""
+    smoke: dict = field(default_factory=dict)  # filled by the smoke test: passed, duration_s
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

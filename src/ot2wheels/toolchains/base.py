@@ -17,8 +17,11 @@ class Toolchain(ABC):
     target: Target
 
     @abstractmethod
-    def ensure(self) -> None:
-        """Make the toolchain ready. Idempotent; an interrupted run leaves nothing half-made."""
+    def ensure(self, refresh: bool = False) -> None:
+        """Make the toolchain ready. Idempotent; an interrupted run leaves nothing half-made.
+
+        `refresh` re-reads upstream state (package lists, SDK pin) instead of the cached one.
+        """
 
     @property
     @abstractmethod
