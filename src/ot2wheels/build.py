@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, gate, records, sources
+from . import __version__, buildenv, gate, records, rust, sources
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
@@ -112,6 +112,12 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
         python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
         env = {**toolchain.env(), **dict(recipe.env), "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
+            env = {**toolchain.env(), **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,)),
+                   **dict(recipe.env),
+                   "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+            say(f"{label}: resolve crates offline")
+            rust.preflight(tree, env)
         raw = pep517_wheel(tree, python, env, work / "out", log)
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log)
