@@ -33,6 +33,9 @@ _SCHEMA: dict[str, set[str]] = {
     "source": {"kind", "sha256", "url", "git", "tag", "filename"},
     "build": {"requires", "env", "patches", "target-libs", "targets", "python", "backend"},
     "smoke": {"imports", "code", "requires"},
+    # A closure recipe: [package] + [closure] only. It is not built; it names a requirement whose
+    # whole dependency closure must install on the targets (see ot2wheels.plan, ot2wheels.rehearse).
+    "closure": {"requirement", "constraints", "cutoff", "code", "targets"},
 }
 
 
@@ -139,6 +142,9 @@ def _requirements(table: dict[str, Any], key: str, path: Path, where: str, pinne
 
 
 def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | None = None) -> Recipe:
+    if "closure" in data:
+        raise _fail(path, "", "this is a [closure] recipe (a requirement to plan, not a wheel to build); "
+                              "load it with load_closure")
     unknown = set(data) - _SCHEMA[""]
     if unknown:
         raise _fail(path, "", f"unknown table(s) {sorted(unknown)}; allowed: {sorted(_SCHEMA[''])}")
@@ -240,9 +246,101 @@ def load_recipe(path: Path, known_targets: set[str] | None = None) -> Recipe:
     return parse_recipe(data, path, known_targets)
 
 
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_all(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, Recipe]:
-    """Every packages/*/recipe.toml, by canonical name. One bad recipe stops the load."""
-    return {
-        r.name: r
-        for r in (load_recipe(p, known_targets) for p in sorted(packages_dir.glob("*/recipe.toml")))
-    }
+    """Every buildable packages/*/recipe.toml, by canonical name (closure recipes are skipped:
+    see load_closures). One bad recipe stops the load."""
+    out = {}
+    for p in sorted(packages_dir.glob("*/recipe.toml")):
+        data = _read(p)
+        if "closure" not in data:
+            r = parse_recipe(data, p, known_targets)
+            out[r.name] = r
+    return out
+
+
+# -- closure recipes ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClosureRecipe:
+    """`[closure] requirement = "prefect==3.3.4"`: plan it, build what it lacks, rehearse the install."""
+
+    name: str
+    version: str
+    requirement: str
+    directory: Path
+    constraints: Path | None = None  # NAME==VERSION pins (relative to the recipe folder in the file)
+    cutoff: str = ""  # ISO date: resolve as of then when the constraints do not fit a target
+    code: str = ""  # the rehearsal program run on the target after the install (default: import it)
+    targets: tuple[str, ...] = ()  # empty: every target
+    summary: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "recipe.toml"
+
+
+def parse_closure(data: dict[str, Any], path: Path, known_targets: set[str] | None = None) -> ClosureRecipe:
+    unknown = set(data) - {"package", "closure"}
+    if unknown:
+        raise _fail(path, "", f"a [closure] recipe has only [package] and [closure]; remove {sorted(unknown)}")
+    pkg = _table(data, "package", path)
+    clo = _table(data, "closure", path)
+    name = _str(pkg, "name", path, "package")
+    if canonicalize_name(name) != canonicalize_name(path.parent.name):
+        raise _fail(path, "package", f"name {name!r} does not match its folder {path.parent.name!r}")
+    version = _str(pkg, "version", path, "package")
+    requirement = _str(clo, "requirement", path, "closure")
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement as exc:
+        raise _fail(path, "closure", f"requirement {requirement!r} is not valid: {exc}") from None
+    if canonicalize_name(req.name) != canonicalize_name(name) or not req.specifier.contains(version):
+        raise _fail(path, "closure", f"requirement {requirement!r} does not name {name} {version}")
+    constraints = None
+    if "constraints" in clo:
+        constraints = (path.parent / _str(clo, "constraints", path, "closure")).resolve()
+        if not constraints.is_relative_to(path.parent.resolve()) or not constraints.is_file():
+            raise _fail(path, "closure", f"constraints: {clo['constraints']!r} is not a file inside {path.parent}")
+    cutoff = _str(clo, "cutoff", path, "closure", default="") if "cutoff" in clo else ""
+    code = clo.get("code", "")
+    if not isinstance(code, str):
+        raise _fail(path, "closure", "code must be a string of Python")
+    try:
+        compile(code, f"{path}:[closure].code", "exec")
+    except SyntaxError as exc:
+        raise _fail(path, "closure", f"code does not parse: {exc}") from None
+    targets = _strs(clo, "targets", path, "closure")
+    if known_targets is not None:
+        for t in targets:
+            if t not in known_targets:
+                raise _fail(path, "closure", f"targets: unknown target {t!r}; known: {sorted(known_targets)}")
+    return ClosureRecipe(name=canonicalize_name(name), version=version, requirement=str(req),
+                         directory=path.parent, constraints=constraints, cutoff=cutoff, code=code,
+                         targets=targets, summary=pkg.get("summary", ""), raw=data)
+
+
+def load_closure(path: Path, known_targets: set[str] | None = None) -> ClosureRecipe:
+    if path.is_dir():
+        path = path / "recipe.toml"
+    return parse_closure(_read(path), path, known_targets)
+
+
+def load_closures(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, ClosureRecipe]:
+    """Every packages/*/recipe.toml that holds a [closure] table, by canonical name."""
+    out = {}
+    for p in sorted(packages_dir.glob("*/recipe.toml")):
+        data = _read(p)
+        if "closure" in data:
+            c = parse_closure(data, p, known_targets)
+            out[c.name] = c
+    return out

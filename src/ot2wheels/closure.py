@@ -1,0 +1,97 @@
+"""A closure recipe end to end: plan it per target, build what it lacks, rehearse the install.
+
+    plan (ot2wheels.plan) -> must-build list -> recipes -> build + smoke (pipeline) -> rehearse
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import ConfigError, PlanError
+from .pipeline import Project, build_all, smoke_all
+from .plan import Plan, plan, write_constraints, write_json
+from .pypi import IndexClient
+from .recipes import ClosureRecipe, load_closures
+from .rehearse import RehearsalResult, rehearse
+from .targets import Target
+from .toolchains import get_toolchain
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ClosureRun:
+    closure: ClosureRecipe
+    target: Target
+    plan: Plan | None = None
+    failures: list[str] = field(default_factory=list)
+    rehearsal: RehearsalResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.rehearsal is not None and self.rehearsal.passed
+
+
+def get_closure(project: Project, name: str) -> ClosureRecipe:
+    closures = load_closures(project.layout.packages, set(project.targets.targets))
+    try:
+        return closures[name]
+    except KeyError:
+        raise ConfigError(f"no closure recipe {name!r} in {project.layout.packages} "
+                          f"(a recipe.toml with a [closure] table); known: {', '.join(sorted(closures)) or 'none'}") from None
+
+
+def plan_closure(closure: ClosureRecipe, target: Target, client: IndexClient, say: Say = print) -> Plan:
+    """The closure's plan for `target`: its constraints when they fit, else resolved as of its cut-off."""
+    try:
+        return plan(closure.requirement, target, constraints=closure.constraints, client=client)
+    except PlanError as exc:
+        if not (closure.constraints and closure.cutoff and "constraints" in str(exc)):
+            raise
+        say(f"[{target.name}] {exc}; resolving as of {closure.cutoff} instead")
+        return plan(closure.requirement, target, cutoff=closure.cutoff, client=client)
+
+
+def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target], *, force: bool = False,
+                say: Say = print) -> list[ClosureRun]:
+    """Plan, build the must-build wheels (reusing cached builds), smoke-test them, rehearse the install."""
+    client = IndexClient(project.layout.cache)
+    runs = []
+    for target in targets:
+        run = ClosureRun(closure, target)
+        runs.append(run)
+        if closure.targets and target.name not in closure.targets:
+            continue
+        run.plan = p = plan_closure(closure, target, client, say)
+        out = project.layout.dist / "plan" / target.name
+        write_json(p, out / f"{closure.name}.json")
+        write_constraints(p, out / f"{closure.name}-constraints.txt")
+        must = [e.name for e in p.must_build]
+        say(f"[{target.name}] {closure.requirement}: {len(p.entries)} distributions, must build: "
+            f"{', '.join(must) or 'nothing'}")
+        missing = [n for n in must if n not in project.recipes]
+        if missing:
+            run.failures.append(f"no recipe for {', '.join(missing)}: run `invoke plan \"{closure.requirement}\" "
+                                f"--target {target.name} --write-recipes` and check the new recipes")
+            continue
+        pairs = [(project.recipes[n], target) for n in must]
+        for recipe, _t in pairs:
+            pinned = p.get(recipe.name).version
+            if pinned != recipe.version:
+                say(f"[{target.name}] note: the plan pins {recipe.name}=={pinned}; our recipe builds {recipe.version}")
+        builds = build_all(project, pairs, force=force, say=say)
+        run.failures += [f"build {b.label}: {(b.record.error or '').splitlines()[0]}" for b in builds if not b.ok]
+        smokes = smoke_all(project, [(b.recipe, b.target) for b in builds if b.ok], say=say)
+        run.failures += [f"smoke {s.wheel} on {s.target}" for _r, s in smokes if not s.passed]
+        if run.failures:
+            continue
+        wheels = [b.wheel for b in builds if b.wheel is not None]
+        toolchain = get_toolchain(target, project.layout)
+        toolchain.ensure()
+        run.rehearsal = rehearse(closure.requirement, toolchain, wheels, client, project.layout.cache,
+                                 code=closure.code, constraints=closure.constraints, say=say)
+        say(run.rehearsal.summary())
+        if not run.rehearsal.passed:
+            run.failures.append(f"rehearsal on {target.name}:\n{run.rehearsal.output[-3000:]}")
+    return runs

@@ -1,0 +1,214 @@
+"""Install rehearsal: does `pip install REQUIREMENT` work on the target, with our wheels?
+
+The target's own CPython, under qemu-arm, runs pip (a pip wheel from the index, sha256-checked)
+with `--only-binary=:all:`: every distribution must come as a wheel, either one we built
+(`--find-links` to a wheelhouse of passing builds) or one already on the package index. pip's
+configuration of this host is ignored (a robot would not have it); the index URL and CA bundle
+are passed explicitly. Then the rehearsal program (e.g. a one-task prefect @flow) runs on the
+target with the freshly installed packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from . import records
+from .errors import SmokeError
+from .pypi import IndexClient, ca_bundle
+from .targets import Target
+
+Say = Callable[[str], None]
+OK_MARK = "ot2wheels-rehearsal-ok"
+
+
+@dataclass
+class RehearsalResult:
+    target: str
+    requirement: str
+    passed: bool
+    install_s: float
+    run_s: float
+    installed: dict[str, str] = field(default_factory=dict)  # name -> version
+    from_wheelhouse: list[str] = field(default_factory=list)  # our wheels pip used
+    output: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        return (f"rehearsal {verdict} on {self.target}: {self.requirement}, {len(self.installed)} distributions "
+                f"({len(self.from_wheelhouse)} from our wheels: {', '.join(self.from_wheelhouse) or 'none'}); "
+                f"install {self.install_s:.0f}s, run {self.run_s:.0f}s")
+
+
+def passing_wheels(dist: Path, target: Target) -> list[Path]:
+    """Wheels under dist/<target>/ whose build record says they passed (and whose file matches it)."""
+    out = []
+    for rec_path in sorted((dist / target.name).glob("*/*.json")):
+        try:
+            rec = records.BuildRecord.from_file(rec_path)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if rec.result in ("passed", "reused") and rec.wheel and (rec_path.parent / rec.wheel).is_file():
+            if rec.smoke and not rec.smoke.get("passed", True):
+                continue
+            out.append(rec_path.parent / rec.wheel)
+    return out
+
+
+def pip_wheel(client: IndexClient, target: Target, cache: Path) -> Path:
+    """The newest pip wheel that runs on the target's Python, downloaded and sha256-checked once."""
+    py = Version(target.marker_environment()["python_full_version"])
+    best = None
+    for f in client.files("pip"):
+        if not f.filename.endswith("-py3-none-any.whl") or f.yanked:
+            continue
+        v = parse_wheel_filename(f.filename)[1]
+        if v.is_prerelease or (f.requires_python and not _fits(f.requires_python, py)):
+            continue
+        if best is None or v > best[0]:
+            best = (v, f)
+    if best is None:
+        raise SmokeError(f"no pip wheel on {client.index_url} runs on CPython {target.python}")
+    dest = cache / "rehearse" / best[1].filename
+    if not dest.is_file():
+        data = client.download(best[1])  # verified against the index's sha256
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return dest
+
+
+def _fits(spec: str, version: Version) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(spec).contains(version, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """The host environment without anything that configures pip or Python, plus `extra`."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
+    return {**keep, "PIP_CONFIG_FILE": os.devnull, "PYTHONNOUSERSITE": "1", **extra}
+
+
+def derived_constraints(constraints: Path | None, ours: list[Path], dest: Path) -> Path | None:
+    """The constraints minus the distributions we provide wheels for (our recipe's version decides)."""
+    if constraints is None:
+        return None
+    provided = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in ours}
+    lines = []
+    for line in constraints.read_text().splitlines():
+        name = line.split("#", 1)[0].strip().split("==", 1)[0].strip()
+        if name and canonicalize_name(name) in provided:
+            lines.append(f"# {line}  (ours)")
+        else:
+            lines.append(line)
+    dest.write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def target_python_wrapper(toolchain, bin_dir: Path) -> tuple[Path, dict[str, str]]:
+    """A `pythonX.Y` script that runs the target CPython under qemu-arm, and the env it needs.
+
+    Programs that start more Python processes (prefect's temporary API server does) use
+    `sys.executable`. qemu-arm's `-0` makes that this script, so children run under qemu too,
+    without binfmt_misc; PYTHONHOME keeps the target's stdlib found from the script's path.
+    """
+    qemu = " ".join(shlex.quote(a) for a in toolchain.qemu_command())
+    python = shlex.quote(str(toolchain.target_python))
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / f"python{toolchain.target.python}"
+    script.write_text(f'#!/bin/sh\nexec {qemu} -0 "$0" {python} "$@"\n')
+    script.chmod(0o755)
+    return script, {"PYTHONHOME": str(toolchain.sysroot / "usr")}
+
+
+def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClient, cache: Path, *,
+             code: str = "", constraints: Path | None = None, timeout: float = 3600,
+             say: Say = print) -> RehearsalResult:
+    """Install `requirement` with the target's CPython under qemu-arm, then run `code` there."""
+    target: Target = toolchain.target
+    pip = pip_wheel(client, target, cache)
+    work_root = cache / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"rehearse-{target.name}-", dir=work_root) as tmp_s:
+        tmp = Path(tmp_s)
+        house, site, home = tmp / "wheelhouse", tmp / "site", tmp / "home"
+        for d in (house, site, home):
+            d.mkdir()
+        python, py_env = target_python_wrapper(toolchain, tmp / "bin")
+        qemu = [str(python)]
+        for w in wheels:
+            (house / w.name).symlink_to(w.resolve())
+        cons = derived_constraints(constraints, wheels, tmp / "constraints.txt")
+        report = tmp / "report.json"
+        argv = [*qemu, f"{pip}/pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check",
+                "--target", str(site), "--find-links", str(house), "--index-url", client.index_url,
+                "--report", str(report), *(["--constraint", str(cons)] if cons else []), requirement]
+        cert = ca_bundle()
+        if cert:
+            argv[len(qemu) + 2:len(qemu) + 2] = ["--cert", cert]
+        env = _clean_env({**py_env, "HOME": str(home), "PIP_CACHE_DIR": str(cache / "rehearse" / "pip-cache")})
+        say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under qemu-arm "
+            f"({len(wheels)} wheels of ours)")
+        started = time.monotonic()
+        try:
+            inst = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+            install_out, install_rc = inst.stdout + inst.stderr, inst.returncode
+        except subprocess.TimeoutExpired:
+            install_out, install_rc = f"pip install timed out after {timeout}s", -1
+        install_s = round(time.monotonic() - started, 1)
+        installed, ours = _read_report(report, house)
+        if install_rc != 0:
+            return RehearsalResult(target.name, requirement, False, install_s, 0.0, installed, ours,
+                                   f"$ pip install ... {requirement}\n{install_out[-4000:]}")
+        say(f"[{target.name}] rehearsal: installed {len(installed)} distributions in {install_s:.0f}s "
+            f"({len(ours)} of ours); running the rehearsal program")
+        program = tmp / "rehearsal.py"
+        program.write_text((code or f"import {canonicalize_name(requirement).split('=')[0].replace('-', '_')}\n")
+                           + f"\nprint({OK_MARK!r})\n")
+        run_env = _clean_env({**py_env, "HOME": str(home), "PYTHONPATH": str(site), "PREFECT_HOME": str(home / ".prefect"),
+                              "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+        started = time.monotonic()
+        try:
+            run = subprocess.run([*qemu, str(program)], env=run_env, cwd=tmp, capture_output=True, text=True,
+                                 timeout=timeout)
+            run_out, run_rc = run.stdout + run.stderr, run.returncode
+        except subprocess.TimeoutExpired:
+            run_out, run_rc = f"the rehearsal program timed out after {timeout}s", -1
+        run_s = round(time.monotonic() - started, 1)
+    passed = run_rc == 0 and OK_MARK in run_out
+    return RehearsalResult(target.name, requirement, passed, install_s, run_s, installed, ours,
+                           f"$ python rehearsal.py\n{run_out[-4000:]}")
+
+
+def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
+    """(name -> version installed, our wheel files used) from pip's --report."""
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {}, []
+    installed, ours = {}, []
+    for item in data.get("install", []):
+        meta = item.get("metadata", {})
+        installed[canonicalize_name(meta.get("name", "?"))] = meta.get("version", "?")
+        url = item.get("download_info", {}).get("url", "")
+        if url.startswith("file:") and f"/{house.name}/" in url:
+            ours.append(url.rsplit("/", 1)[-1])
+    return installed, sorted(ours)
