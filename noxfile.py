@@ -107,3 +107,42 @@ def tests(session: nox.Session) -> None:
     """The test suite. Pass pytest options after `--`, e.g. `nox -s tests -- -m 'not slow'`."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+# --- closure -----------------------------------------------------------------------------
+def _closure_sessions() -> None:
+    """build-<name> for every closure recipe (packages/<name>/recipe.toml with [closure])."""
+    from ot2wheels.recipes import load_closures
+
+    try:
+        project = pipeline.Project.load()
+        closures = load_closures(project.layout.packages, set(project.targets.targets))
+    except Ot2WheelsError as exc:
+        print(f"noxfile: {exc}", file=sys.stderr)
+        return
+    for name in sorted(closures):
+
+        def build_closure(session: nox.Session, _name: str = name) -> None:
+            """Plan the closure per target, build its must-build wheels, rehearse the install under qemu."""
+            from ot2wheels.closure import get_closure, run_closure
+
+            opts = _options(session)
+            try:
+                proj = pipeline.Project.load()
+                runs = run_closure(proj, get_closure(proj, _name), proj.targets.select(opts.target),
+                                   force=opts.force, say=session.log)
+            except Ot2WheelsError as exc:
+                session.error(str(exc))
+            failures = [f"[{r.target.name}] {f}" for r in runs for f in r.failures]
+            for r in runs:
+                if r.rehearsal:
+                    session.log(r.rehearsal.summary())
+                    session.log(r.rehearsal.output[-1500:])
+            if failures:
+                session.error("failed:\n  " + "\n  ".join(failures))
+
+        nox.session(name=f"build-{name}", python=False)(build_closure)
+
+
+_closure_sessions()
+# --- end closure -------------------------------------------------------------------------

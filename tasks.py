@@ -73,8 +73,8 @@ ns.add_collection(toolchain)
     "target": "target name from toolchain/targets.toml (or the built-in 'ot2')",
     "constraints": "NAME==VERSION pins to resolve against (reproducible plans)",
     "cutoff": "ignore files uploaded after this ISO date (reproducible without constraints)",
-    "json": "write the plan as JSON here (default: dist/plan/<target>/plan.json)",
-    "out_constraints": "write the closure's pins here (default: dist/plan/<target>/constraints.txt)",
+    "json": "write the plan as JSON here (default: build/plan/<target>/plan.json)",
+    "out_constraints": "write the closure's pins here (default: build/plan/<target>/constraints.txt)",
     "write_recipes": "write packages/NAME/recipe.toml for every must-build package lacking one",
 })
 @friendly
@@ -88,7 +88,7 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     tgt = planner.find_target(target, layout.targets_file)
     p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
     planner.render(p)
-    out = layout.dist / "plan" / tgt.name
+    out = layout.root / "build" / "plan" / tgt.name
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"
     planner.write_json(p, json_path)

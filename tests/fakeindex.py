@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: list[str] = (),
                requires_python: str | None = None) -> tuple[str, bytes]:
     dist = f"{name.replace('-', '_')}-{version}"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if requires_python:
         meta.append(f"Requires-Python: {requires_python}")
     meta += [f"Requires-Dist: {r}" for r in requires]
@@ -37,7 +37,7 @@ def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: lis
 def make_sdist(name: str, version: str, files: dict[str, str] | None = None,
                requires: list[str] = ()) -> tuple[str, bytes]:
     base = f"{name.replace('-', '_')}-{version}"
-    pkg_info = [f"Metadata-Version: 2.2", f"Name: {name}", f"Version: {version}"]
+    pkg_info = ["Metadata-Version: 2.2", f"Name: {name}", f"Version: {version}"]
     pkg_info += [f"Requires-Dist: {r}" for r in requires]
     members = {"PKG-INFO": "\n".join(pkg_info) + "\n", **(files or {})}
     buf = io.BytesIO()

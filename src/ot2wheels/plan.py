@@ -327,8 +327,11 @@ class _Resolver:
                         new.setdefault(name, parent)
                         pending_extras.setdefault(name, set()).update(extras)
                         pending_parents.setdefault(name, set()).add(parent)
-                chosen = dict(zip(new, pool.map(lambda n: self._choose(n, specs[n], new[n]), new)))
-                reqs = dict(zip(new, pool.map(lambda n: self._requires(chosen[n][1], n, chosen[n][0]), new)))
+                names = list(new)
+                picks = list(pool.map(self._choose, names, [specs[n] for n in names], [new[n] for n in names]))
+                chosen = dict(zip(names, picks, strict=True))
+                metas = list(pool.map(self._requires, [p[1] for p in picks], names, [p[0] for p in picks]))
+                reqs = dict(zip(names, metas, strict=True))
                 wave = []
                 for name in new:
                     version, files = chosen[name]
@@ -347,7 +350,6 @@ def _classify(node: _Node, index: _Index) -> PlanEntry:
     target = index.target
     best = index.best_wheel(files)
     binaries = [f for f in files if f.is_wheel and not _is_pure(f)]
-    pure = [f for f in files if _is_pure(f)]
     sdists = [f for f in files if f.is_sdist]
     sdist = sdists[0] if sdists else None
     where = f"cp{target.python.replace('.', '')}-{target.platform} with glibc {target.glibc_str}"

@@ -23,7 +23,6 @@ from typing import Callable
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import records
 from .errors import SmokeError
 from .pypi import IndexClient, ca_bundle
 from .targets import Target
@@ -51,21 +50,6 @@ class RehearsalResult:
         return (f"rehearsal {verdict} on {self.target}: {self.requirement}, {len(self.installed)} distributions "
                 f"({len(self.from_wheelhouse)} from our wheels: {', '.join(self.from_wheelhouse) or 'none'}); "
                 f"install {self.install_s:.0f}s, run {self.run_s:.0f}s")
-
-
-def passing_wheels(dist: Path, target: Target) -> list[Path]:
-    """Wheels under dist/<target>/ whose build record says they passed (and whose file matches it)."""
-    out = []
-    for rec_path in sorted((dist / target.name).glob("*/*.json")):
-        try:
-            rec = records.BuildRecord.from_file(rec_path)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if rec.result in ("passed", "reused") and rec.wheel and (rec_path.parent / rec.wheel).is_file():
-            if rec.smoke and not rec.smoke.get("passed", True):
-                continue
-            out.append(rec_path.parent / rec.wheel)
-    return out
 
 
 def pip_wheel(client: IndexClient, target: Target, cache: Path) -> Path:
@@ -152,8 +136,10 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
         house, site, home = tmp / "wheelhouse", tmp / "site", tmp / "home"
         for d in (house, site, home):
             d.mkdir()
+        # pip runs the target CPython directly: it reads sys.executable's ELF header to decide
+        # whether manylinux armv7l wheels fit (hard-float), so it must not be the wrapper script.
+        qemu = [*toolchain.qemu_command(), str(toolchain.target_python)]
         python, py_env = target_python_wrapper(toolchain, tmp / "bin")
-        qemu = [str(python)]
         for w in wheels:
             (house / w.name).symlink_to(w.resolve())
         cons = derived_constraints(constraints, wheels, tmp / "constraints.txt")
@@ -163,8 +149,8 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
                 "--report", str(report), *(["--constraint", str(cons)] if cons else []), requirement]
         cert = ca_bundle()
         if cert:
-            argv[len(qemu) + 2:len(qemu) + 2] = ["--cert", cert]
-        env = _clean_env({**py_env, "HOME": str(home), "PIP_CACHE_DIR": str(cache / "rehearse" / "pip-cache")})
+            argv[len(qemu) + 2:len(qemu) + 2] = ["--cert", cert]  # after "install"
+        env = _clean_env({"HOME": str(home), "PIP_CACHE_DIR": str(cache / "rehearse" / "pip-cache")})
         say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under qemu-arm "
             f"({len(wheels)} wheels of ours)")
         started = time.monotonic()
@@ -187,7 +173,7 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
                               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
         started = time.monotonic()
         try:
-            run = subprocess.run([*qemu, str(program)], env=run_env, cwd=tmp, capture_output=True, text=True,
+            run = subprocess.run([str(python), str(program)], env=run_env, cwd=tmp, capture_output=True, text=True,
                                  timeout=timeout)
             run_out, run_rc = run.stdout + run.stderr, run.returncode
         except subprocess.TimeoutExpired:
