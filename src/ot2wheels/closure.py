@@ -10,7 +10,8 @@ from typing import Callable
 
 from .errors import ConfigError, PlanError
 from .pipeline import Project, build_all, smoke_all
-from .plan import Plan, plan, write_constraints, write_json
+from .plan import BUILD, Plan, plan, write_constraints, write_json
+from .records import write_atomic
 from .pypi import IndexClient
 from .recipes import ClosureRecipe, load_closures
 from .rehearse import RehearsalResult, rehearse
@@ -43,14 +44,15 @@ def get_closure(project: Project, name: str) -> ClosureRecipe:
 
 
 def plan_closure(closure: ClosureRecipe, target: Target, client: IndexClient, say: Say = print) -> Plan:
-    """The closure's plan for `target`: its constraints when they fit, else resolved as of its cut-off."""
+    """The closure's plan for `target`: its constraints (when they fit the target) and its cut-off."""
+    cutoff = closure.cutoff or None
     try:
-        return plan(closure.requirement, target, constraints=closure.constraints, client=client)
+        return plan(closure.requirement, target, constraints=closure.constraints, cutoff=cutoff, client=client)
     except PlanError as exc:
-        if not (closure.constraints and closure.cutoff and "constraints" in str(exc)):
+        if not (closure.constraints and cutoff and "constraints" in str(exc)):
             raise
-        say(f"[{target.name}] {exc}; resolving as of {closure.cutoff} instead")
-        return plan(closure.requirement, target, cutoff=closure.cutoff, client=client)
+        say(f"[{target.name}] {exc}; resolving as of {cutoff} without them")
+        return plan(closure.requirement, target, cutoff=cutoff, client=client)
 
 
 def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target], *, force: bool = False,
@@ -72,10 +74,10 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
             f"{', '.join(must) or 'nothing'}")
         missing = [n for n in must if n not in project.recipes]
         if missing:
-            run.failures.append(f"no recipe for {', '.join(missing)}: run `invoke plan \"{closure.requirement}\" "
-                                f"--target {target.name} --write-recipes` and check the new recipes")
-            continue
-        pairs = [(project.recipes[n], target) for n in must]
+            say(f"[{target.name}] no recipe for {', '.join(missing)}: left unpinned, so pip must find a wheel "
+                f"elsewhere (a newer release may ship one); `invoke plan \"{closure.requirement}\" --target "
+                f"{target.name} --write-recipes` writes recipes to start from")
+        pairs = [(project.recipes[n], target) for n in must if n in project.recipes]
         for recipe, _t in pairs:
             pinned = p.get(recipe.name).version
             if pinned != recipe.version:
@@ -89,8 +91,12 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         wheels = [b.wheel for b in builds if b.wheel is not None]
         toolchain = get_toolchain(target, project.layout)
         toolchain.ensure()
+        # pin what the plan resolved, except the must-build distributions: our wheels (or, for
+        # those without a recipe, whatever wheel pip finds) decide their versions
+        pins = out / f"{closure.name}-rehearsal-constraints.txt"
+        write_atomic(pins, "".join(f"{e.name}=={e.version}\n" for e in p.entries if e.bucket != BUILD))
         run.rehearsal = rehearse(closure.requirement, toolchain, wheels, client, project.layout.cache,
-                                 code=closure.code, constraints=closure.constraints, say=say)
+                                 code=closure.code, constraints=pins, say=say)
         say(run.rehearsal.summary())
         if not run.rehearsal.passed:
             run.failures.append(f"rehearsal on {target.name}:\n{run.rehearsal.output[-3000:]}")
