@@ -1,4 +1,3 @@
-import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -9,11 +8,8 @@ from ot2wheels.errors import SourceError
 from ot2wheels.recipes import load_recipe
 from ot2wheels.sources import apply_patches, extract, fetch_source, fetch_url
 
-from conftest import make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import sha, make_tiny_sdist, serve_directory, write_tiny_recipe
 
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_fetch_verifies_and_caches(tmp_path: Path) -> None:
