@@ -240,21 +240,12 @@ def load_recipe(path: Path, known_targets: set[str] | None = None) -> Recipe:
     return parse_recipe(read_toml(path), path, known_targets)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def load_all(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, Recipe]:
     """Every buildable packages/*/recipe.toml, by canonical name (closure recipes are skipped:
     see load_closures). One bad recipe stops the load."""
     out = {}
     for p in sorted(packages_dir.glob("*/recipe.toml")):
-        data = _read(p)
+        data = read_toml(p)
         if "closure" not in data:
             r = parse_recipe(data, p, known_targets)
             out[r.name] = r
@@ -326,14 +317,14 @@ def parse_closure(data: dict[str, Any], path: Path, known_targets: set[str] | No
 def load_closure(path: Path, known_targets: set[str] | None = None) -> ClosureRecipe:
     if path.is_dir():
         path = path / "recipe.toml"
-    return parse_closure(_read(path), path, known_targets)
+    return parse_closure(read_toml(path), path, known_targets)
 
 
 def load_closures(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, ClosureRecipe]:
     """Every packages/*/recipe.toml that holds a [closure] table, by canonical name."""
     out = {}
     for p in sorted(packages_dir.glob("*/recipe.toml")):
-        data = _read(p)
+        data = read_toml(p)
         if "closure" in data:
             c = parse_closure(data, p, known_targets)
             out[c.name] = c
