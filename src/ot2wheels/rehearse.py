@@ -169,8 +169,7 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
         program = tmp / "rehearsal.py"
         program.write_text((code or f"import {canonicalize_name(requirement).split('=')[0].replace('-', '_')}\n")
                            + f"\nprint({OK_MARK!r})\n")
-        run_env = _clean_env({**py_env, "HOME": str(home), "PYTHONPATH": str(site), "PREFECT_HOME": str(home / ".prefect"),
-                              "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+        run_env = _clean_env({**py_env, "HOME": str(home), "PYTHONPATH": str(site)})  # HOME: a fresh one
         started = time.monotonic()
         try:
             run = subprocess.run([str(python), str(program)], env=run_env, cwd=tmp, capture_output=True, text=True,
