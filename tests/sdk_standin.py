@@ -133,7 +133,7 @@ def build_tree(parent: Path, host_python: Path, python: str, sysroot: Path | Non
         (target_root / "usr" / "lib" / f"python{python}" / "os.py").write_text("# stand-in\n")
     else:
         shutil.copytree(sysroot, target_root, symlinks=True,
-                        ignore=shutil.ignore_patterns(".ot2wheels", "__pycache__"))
+                        ignore=shutil.ignore_patterns(".ot2wheels"))
     return root
 
 
