@@ -41,3 +41,7 @@ class UnsafeArchiveError(Ot2WheelsError):
 
 class IndexBuildError(Ot2WheelsError):
     """The package index cannot be built without losing or changing a published file."""
+
+
+class DockerError(Ot2WheelsError):
+    """No Docker engine, or an image build, pull, push or container run failed."""
