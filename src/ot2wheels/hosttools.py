@@ -22,7 +22,6 @@ def cross_tools(triplet: str) -> list[HostTool]:
         HostTool(f"{triplet}-gcc", f"gcc-{triplet}"),
         HostTool(f"{triplet}-g++", f"g++-{triplet}"),
         HostTool("qemu-arm", "qemu-user"),
-        HostTool("patchelf", "patchelf"),
         HostTool("dpkg-deb", "dpkg"),
         HostTool("apt-get", "apt"),
     ]

@@ -17,8 +17,11 @@ class Toolchain(ABC):
     target: Target
 
     @abstractmethod
-    def ensure(self) -> None:
-        """Make the toolchain ready. Idempotent; an interrupted run leaves nothing half-made."""
+    def ensure(self, refresh: bool = False) -> None:
+        """Make the toolchain ready. Idempotent; an interrupted run leaves nothing half-made.
+
+        `refresh` re-reads upstream state (package lists, SDK pin) instead of the cached one.
+        """
 
     @property
     @abstractmethod
@@ -43,6 +46,10 @@ class Toolchain(ABC):
         """Directories of the sysroot the dynamic linker searches, most specific first."""
         t = self.target.triplet
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
+
+    @abstractmethod
+    def system_libs(self) -> set[str]:
+        """Sonames the target itself provides: a wheel may need these without vendoring them."""
 
     @abstractmethod
     def compilers(self) -> dict[str, str]:

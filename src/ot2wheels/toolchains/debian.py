@@ -164,7 +164,7 @@ class DebianToolchain(Toolchain):
             "READELF": f"{t}-readelf",
         }
 
-    def base_sonames(self) -> set[str]:
+    def system_libs(self) -> set[str]:
         """Shared libraries the target itself has (not those only a recipe's target-libs add)."""
         return {so for pkg in self.manifest["packages"] if not pkg["extra"] for so in pkg["sonames"]}
 
