@@ -7,8 +7,11 @@ imported by the target CPython under qemu-arm.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from ot2wheels import hostpython, sdk
+from ot2wheels import build, buildenv, gate, hostpython, sdk
 from ot2wheels.errors import ToolchainError
 from ot2wheels.paths import Layout
 from ot2wheels.targets import load_targets
@@ -169,3 +172,62 @@ PyMODINIT_FUNC PyInit_hello(void) { return PyModule_Create(&mod); }
 def test_info_reports_standin(pulled):
     i = sdk.info(pulled.layout)
     assert i.sdk is not None and i.sdk.sha256 == pulled.standin.sha256 and i.matches_pin is None
+
+
+def _nox(layout: Layout, *args: str) -> subprocess.CompletedProcess[str]:
+    """nox from the stand-in project: its noxfile is the checkout's (a symlink), its
+    toolchain/ and packages/ are the project's own."""
+    nf = layout.root / "noxfile.py"
+    if not nf.exists():
+        nf.symlink_to(REPO / "noxfile.py")
+        (layout.root / "packages").mkdir(exist_ok=True)
+        shutil.copytree(REPO / "packages" / "markupsafe", layout.root / "packages" / "markupsafe")
+    env = {**os.environ, "OT2WHEELS_CACHE": str(layout.cache)}
+    return subprocess.run([sys.executable, "-m", "nox", *args], cwd=layout.root, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.integration
+def test_nox_build_and_qemu_smoke_of_a_recipe_through_the_sdk(pulled, toolchain):
+    r = _nox(pulled.layout, "-s", "build-markupsafe", "--", "--target", STANDIN_TARGET)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    pdir = pulled.layout.root / "dist" / STANDIN_TARGET / "markupsafe"
+    cp = toolchain.target.cp
+    (wheel,) = pdir.glob("*.whl")
+    assert wheel.name == f"markupsafe-3.0.4-{cp}-{cp}-linux_armv7l.whl"
+    record = json.loads(next(pdir.glob("*.json")).read_text())
+    assert record["result"] == "passed" and record["gate"]["passed"] is True
+    assert record["toolchain_digest"] == toolchain.digest
+    log = next(pdir.glob("*.log")).read_text()
+    assert f"CC={toolchain.installed_sdk.root}/bin/{TRIPLET}-gcc --sysroot={toolchain.sysroot}" in log
+    r = _nox(pulled.layout, "-s", "test-arm", "--", "--target", STANDIN_TARGET, "markupsafe")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    record = json.loads(next(pdir.glob("*.json")).read_text())
+    assert record["smoke"]["passed"] is True
+
+
+@pytest.mark.integration
+def test_gate_rejects_glibc_newer_than_the_target(toolchain, tmp_path):
+    """reallocarray is GLIBC_2.26: fine for the stand-in's 2.31, refused at the OT-2's 2.25."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "ra.c").write_text(r"""
+#define _GNU_SOURCE
+#include <Python.h>
+#include <stdlib.h>
+static PyObject *n(PyObject *s, PyObject *a) { void *p = reallocarray(NULL, 4, 4); free(p); return PyLong_FromLong(p != NULL); }
+static PyMethodDef m[] = {{"n", n, METH_NOARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "ra", NULL, -1, m};
+PyMODINIT_FUNC PyInit_ra(void) { return PyModule_Create(&d); }
+""")
+    (tree / "setup.py").write_text("from setuptools import setup, Extension\n"
+                                   "setup(name='ra', version='1', ext_modules=[Extension('ra', ['ra.c'])])\n")
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("setuptools==80.9.0",), toolchain.layout.cache)
+    wheel = build.pep517_wheel(tree, python, toolchain.env(), tmp_path / "out", tmp_path / "build.log")
+    libs = toolchain.system_libs()
+    assert "libc.so.6" in libs
+    ok = gate.check(wheel, toolchain.target, libs)
+    assert ok.passed, ok.summary()
+    at_225 = gate.check(wheel, dataclasses.replace(toolchain.target, glibc=(2, 25)), libs)
+    assert not at_225.passed
+    assert any("needs GLIBC_2.26" in r and "glibc 2.25" in r for r in at_225.reasons), at_225.summary()

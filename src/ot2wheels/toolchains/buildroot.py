@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,8 @@ from ..errors import ToolchainError
 from ..paths import Layout
 from ..targets import Target
 from .base import Toolchain
+
+_SONAME = re.compile(r"^(lib[^/]*|ld-[^/]*)\.so(\.\d+)*$")
 
 
 def capture_environment(script: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -57,10 +60,13 @@ class BuildrootToolchain(Toolchain):
         self.extra_packages = tuple(extra_packages)
         self._sdk: sdk.InstalledSdk | None = None
         self._env: dict[str, str] | None = None
+        self._system_libs: set[str] | None = None
 
     # -- the interface --------------------------------------------------------------------
-    def ensure(self) -> None:
-        if self._sdk is not None:
+    def ensure(self, refresh: bool = False) -> None:
+        """Find the installed SDK (`refresh` re-reads it from the cache). Pulling is explicit:
+        `invoke sdk.pull` downloads hundreds of MB and needs a pinned hash."""
+        if self._sdk is not None and not refresh:
             return
         installed = sdk.require_installed(self.layout, self.sdk_name)
         if installed.manifest.get("python") != self.target.python:
@@ -121,6 +127,16 @@ class BuildrootToolchain(Toolchain):
         multiarch = sorted(d.relative_to(root) for pat in ("lib/*-linux-gnu*", "usr/lib/*-linux-gnu*")
                            for d in root.glob(pat) if d.is_dir())
         return [root / d for d in (*multiarch, Path("lib"), Path("usr/lib"))]
+
+    def system_libs(self) -> set[str]:
+        """Sonames in the SDK sysroot's library directories: what the robot itself has."""
+        if self._system_libs is None:
+            found: set[str] = set()
+            for d in self.library_dirs:
+                if d.is_dir():
+                    found |= {p.name for p in d.iterdir() if _SONAME.match(p.name)}
+            self._system_libs = found
+        return self._system_libs
 
     def tool(self, name: str) -> str:
         """Absolute path of the SDK's `<prefix>name` (prefix from CROSS_COMPILE)."""
