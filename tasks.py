@@ -101,3 +101,60 @@ sdk_tasks.add_task(sdk_pull, "pull")
 sdk_tasks.add_task(sdk_info, "info")
 ns.add_collection(sdk_tasks)
 # --- end sdk -----------------------------------------------------------------------------
+
+
+# --- docker ------------------------------------------------------------------------------
+@task(help={"force": "rebuild even when an image with the same input digest exists",
+            "mirror": "Debian mirror for the base rootfs (default: the one the host's apt uses)"})
+@friendly
+def docker_build(c, force=False, mirror=None):
+    """Build the builder image (toolchain + ot2wheels), tagged by a digest of its inputs."""
+    from ot2wheels import docker_images
+    from ot2wheels.paths import Layout
+
+    result = docker_images.build_image(Layout.discover(), base=docker_images.default_base(mirror),
+                                       force=force)
+    print(f"{result.tag} ({'built' if result.built else 'already up to date'}; base {result.base_tag})")
+
+
+@task(help={"registry": "registry host[:port][/path] to push to", "tag": "local image (default: ot2wheels-builder:latest)"})
+@friendly
+def docker_push(c, registry, tag=None):
+    """Push the builder image to a registry (docker login first)."""
+    from ot2wheels import docker_images
+
+    print(docker_images.push_image(registry, tag))
+
+
+@task(help={"ref": "REGISTRY/ot2wheels-builder:TAG to pull"})
+@friendly
+def docker_pull(c, ref):
+    """Pull a builder image from a registry and tag it locally."""
+    from ot2wheels import docker_images
+
+    print(docker_images.pull_image(ref))
+
+
+@task(help={"command": "the command to run in the image, e.g. \"nox -s build-markupsafe\"",
+            "image": "image to use (default: build/reuse the one for this checkout)",
+            "user": "uid:gid to run as (default: yours, so outputs belong to you)"})
+@friendly
+def docker_run(c, command, image=None, user=None):
+    """Run a command (a build) inside the builder image, checkout and cache bind-mounted."""
+    import shlex
+
+    from ot2wheels import docker_images
+    from ot2wheels.paths import Layout
+
+    code, _ = docker_images.run_in_image(Layout.discover(), shlex.split(command), image=image, user=user)
+    if code:
+        raise Exit(f"error: `{command}` exited with {code} in the container", code=code)
+
+
+docker_tasks = Collection("docker")
+docker_tasks.add_task(docker_build, "build")
+docker_tasks.add_task(docker_push, "push")
+docker_tasks.add_task(docker_pull, "pull")
+docker_tasks.add_task(docker_run, "run")
+ns.add_collection(docker_tasks)
+# --- end docker --------------------------------------------------------------------------

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from ot2wheels import archive as archive_mod
 from ot2wheels.archive import extract
 from ot2wheels.errors import UnsafeArchiveError
+
+
+@pytest.fixture(autouse=True, params=["data-filter", "fallback"])
+def mode(request, monkeypatch):
+    """Every test runs with tarfile's data filter and with the fallback for CPython < 3.11.4."""
+    if request.param == "data-filter" and not archive_mod.HAS_DATA_FILTER:
+        pytest.skip("this CPython has no tarfile.data_filter")
+    if request.param == "fallback":
+        monkeypatch.setattr(archive_mod, "HAS_DATA_FILTER", False)
+    return request.param
 
 
 def _tar(path: Path, members: list[tuple[str, str, str]]) -> Path:
@@ -21,7 +33,8 @@ def _tar(path: Path, members: list[tuple[str, str, str]]) -> Path:
             if kind == "file":
                 data = value.encode()
                 ti.size = len(data)
-                ti.mode = 0o755
+                ti.mode = 0o4777 if name.endswith("setuid") else 0o755
+                ti.uid, ti.gid = 4321, 4321
                 tf.addfile(ti, io.BytesIO(data))
                 continue
             if kind == "dir":
@@ -41,6 +54,7 @@ def _nothing_left(parent: Path, dest: Path) -> None:
 
 def test_benign_tar_with_relative_links(tmp_path):
     arc = _tar(tmp_path / "ok.tar.gz", [
+        ("file", "sdk/setuid", "x"),
         ("dir", "sdk", ""),
         ("dir", "sdk/bin", ""),
         ("file", "sdk/bin/tool", "#!/bin/sh\necho hi\n"),
@@ -53,7 +67,9 @@ def test_benign_tar_with_relative_links(tmp_path):
     assert (out / "sdk/bin/tool-link").is_symlink()
     assert (out / "sdk/bin/tool-link").resolve() == (out / "sdk/bin/tool").resolve()
     assert (out / "sdk/bin/tool2").stat().st_nlink == 2
+    assert (out / "sdk/bin/tool").stat().st_uid == os.getuid()  # owners in the archive ignored
     assert (out / "sdk/bin/tool").stat().st_mode & 0o100  # executable bit kept
+    assert (out / "sdk/setuid").stat().st_mode & 0o7022 == 0  # no setuid, no group/other write
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ leaves nothing at `dest`.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import stat
@@ -18,6 +19,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import UnsafeArchiveError
+
+# tarfile's extraction filters arrived in CPython 3.11.4 (and 3.12); Debian bookworm ships
+# 3.11.2. Where they are missing, the same rules are applied here member by member.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 
 def extract(archive: Path, dest: Path) -> Path:
@@ -50,23 +55,68 @@ def _refuse(archive: Path, member: str, why: str) -> UnsafeArchiveError:
     )
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _why_unsafe(m: tarfile.TarInfo, root: str) -> str | None:
+    """The data filter's rules, checked against what is on disk now (symlinks followed)."""
+    if m.name.startswith(("/", "\\")):
+        return "absolute path"
+    target = os.path.realpath(os.path.join(root, m.name))
+    if not _inside(target, root):
+        return "path leaves the destination"
+    if m.ischr() or m.isblk() or m.isfifo():
+        return "device or pipe"
+    if m.issym():
+        if m.linkname.startswith("/"):
+            return f"symlink to an absolute path {m.linkname!r}"
+        dest = os.path.realpath(os.path.join(os.path.dirname(target), m.linkname))
+        if not _inside(dest, root):
+            return f"symlink {m.linkname!r} points outside the destination"
+    if m.islnk():
+        dest = os.path.realpath(os.path.join(root, m.linkname))
+        if m.linkname.startswith("/") or not _inside(dest, root):
+            return f"hard link {m.linkname!r} points outside the destination"
+    return None
+
+
+def _sanitised(m: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What the data filter does to metadata: no owners from the archive, no setuid/sticky,
+    no group/other write bits."""
+    m = copy.copy(m)
+    m.uid, m.gid, m.uname, m.gname = os.getuid(), os.getgid(), "", ""
+    if m.mode is not None and not m.issym():
+        m.mode &= 0o755
+    return m
+
+
 def _extract_tar(archive: Path, dest: Path) -> None:
     try:
         with tarfile.open(archive, "r:*") as tf:
             members = tf.getmembers()
             root = os.path.realpath(dest)
             for m in members:
-                if m.name.startswith(("/", "\\")):
-                    raise _refuse(archive, m.name, "absolute path")
+                why = _why_unsafe(m, root)
+                if why is None and HAS_DATA_FILTER:
+                    try:
+                        tarfile.data_filter(m, root)
+                    except tarfile.FilterError as exc:
+                        why = str(exc)
+                if why:
+                    raise _refuse(archive, m.name, why)
+            if HAS_DATA_FILTER:
                 try:
-                    tarfile.data_filter(m, root)
+                    tf.extractall(dest, members=members, filter="data")
                 except tarfile.FilterError as exc:
-                    raise _refuse(archive, m.name, str(exc)) from None
-            try:
-                tf.extractall(dest, members=members, filter="data")
-            except tarfile.FilterError as exc:
-                name = exc.tarinfo.name if getattr(exc, "tarinfo", None) else "?"
-                raise _refuse(archive, name, str(exc)) from None
+                    name = exc.tarinfo.name if getattr(exc, "tarinfo", None) else "?"
+                    raise _refuse(archive, name, str(exc)) from None
+                return
+            for m in members:
+                # re-checked against the disk: an earlier member may be a symlink on the way
+                if why := _why_unsafe(m, root):
+                    raise _refuse(archive, m.name, why)
+                tf.extract(_sanitised(m), dest, set_attrs=True)
     except (tarfile.ReadError, EOFError) as exc:
         raise UnsafeArchiveError(
             f"{archive}: cannot read the archive ({exc}); it is truncated or damaged. "

@@ -277,11 +277,13 @@ def container_pip_conf() -> str:
 
 
 def run_in_image(layout: Layout, argv: list[str], image: str | None = None, c: Any | None = None,
-                 log: Log = print, user: str | None = None, echo: bool = True) -> tuple[int, str]:
+                 log: Log = print, user: str | None = None, echo: bool = True,
+                 extra_mounts: dict[Path, str] | None = None) -> tuple[int, str]:
     """Run `argv` in the builder image as the calling user. Returns (exit code, output).
 
     The checkout and the cache are bind-mounted at their own paths (an SDK relocated into
     the cache keeps working), the host's CA bundle read-only, the host network is used.
+    `extra_mounts` adds {host path: "ro"|"rw"} mounts, each at its own path.
     """
     c = c or client()
     if image is None:
@@ -298,6 +300,8 @@ def run_in_image(layout: Layout, argv: list[str], image: str | None = None, c: A
     if not layout.dist.resolve().is_relative_to(layout.root.resolve()):
         layout.dist.mkdir(parents=True, exist_ok=True)
         volumes[str(layout.dist)] = {"bind": str(layout.dist), "mode": "rw"}
+    for path, mode in (extra_mounts or {}).items():
+        volumes[str(path)] = {"bind": str(path), "mode": mode}
     if CA_BUNDLE.is_file():
         volumes[str(CA_BUNDLE)] = {"bind": str(CA_BUNDLE), "mode": "ro"}
     env = {

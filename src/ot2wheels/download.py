@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -104,6 +105,14 @@ def _disk_full(exc: OSError, part: Path) -> DownloadError:
     )
 
 
+def _ssl_context() -> ssl.SSLContext:
+    """Trust the CA bundle the machine's pip/requests use (the network may go through a proxy)."""
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if (path := os.environ.get(var)) and Path(path).is_file():
+            return ssl.create_default_context(cafile=path)
+    return ssl.create_default_context()
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Serialise concurrent downloads of the same file (two processes, one .part)."""
@@ -123,7 +132,8 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: Progress | None,
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        resp: HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+        context = _ssl_context() if url.startswith("https:") else None
+        resp: HTTPResponse = urllib.request.urlopen(request, timeout=timeout, context=context)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             # Nothing left to send: the .part already holds the whole file (or garbage

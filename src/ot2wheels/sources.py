@@ -9,16 +9,15 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
+from .archive import extract as safe_extract
 from .errors import SourceError
 from .recipes import Recipe
 
@@ -151,19 +150,11 @@ def _git_archive(recipe: Recipe, store: Path, what: str) -> Path:
 
 def extract(archive: Path, dest: Path) -> Path:
     """Extract safely (no absolute paths, `..` or links out of `dest`); return the source tree."""
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as zf:
-                for member in zf.namelist():
-                    if not (dest / member).resolve().is_relative_to(dest.resolve()):
-                        raise SourceError(f"{archive}: member {member!r} would land outside {dest}")
-                zf.extractall(dest)
-        else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(dest, filter="data")
-    except tarfile.FilterError as exc:
-        raise SourceError(f"{archive}: unsafe archive member refused: {exc}") from None
+    # archive.extract refuses unsafe members on every CPython >= 3.11 (Debian's 3.11.2 has no
+    # tarfile data filter) and creates `dest` itself, atomically.
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
+    safe_extract(archive, dest)
     entries = [p for p in dest.iterdir()]
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
