@@ -69,6 +69,9 @@ def engine():
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        netns = run / "exec" / "netns" / "default"  # dockerd leaves its netns bind-mounted
+        if os.path.ismount(netns) or netns.exists():
+            subprocess.run(["umount", str(netns)], capture_output=True)
         shutil.rmtree(run, ignore_errors=True)
 
 
