@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from .archive import extract as safe_extract
-from .errors import SourceError
+from .errors import SourceError, UnsafeArchiveError
 from .recipes import Recipe
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -154,7 +154,10 @@ def extract(archive: Path, dest: Path) -> Path:
     # tarfile data filter) and creates `dest` itself, atomically.
     if dest.is_dir() and not any(dest.iterdir()):
         dest.rmdir()
-    safe_extract(archive, dest)
+    try:
+        safe_extract(archive, dest)
+    except UnsafeArchiveError as exc:
+        raise SourceError(f"unsafe archive member refused: {exc}") from None
     entries = [p for p in dest.iterdir()]
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
