@@ -18,7 +18,8 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 from ot2wheels import docker_images as di
-from ot2wheels.errors import DockerError
+from ot2wheels import hosttools
+from ot2wheels.errors import DockerError, ToolchainError
 from ot2wheels.paths import Layout, default_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +33,12 @@ def engine():
         return
     except DockerError as exc:
         first = str(exc).splitlines()[0]
-    if os.geteuid() != 0 or shutil.which("dockerd") is None:
-        pytest.skip(f"{first}; and none can be started here "
-                    f"({'not root' if os.geteuid() else 'no dockerd: apt-get install docker.io'})")
+    if os.geteuid() != 0:
+        pytest.skip(f"{first}; and none can be started here (not root)")
+    try:
+        hosttools.ensure([hosttools.HostTool("dockerd", "docker.io")])
+    except ToolchainError as exc:
+        pytest.skip(f"{first}; and no dockerd could be installed: {exc}")
     run = Path(tempfile.mkdtemp(prefix="ot2w-dockerd-"))  # short: unix socket paths are limited
     data = default_cache_dir() / "test-dockerd"
     data.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,13 @@ def ensure_base(c: Any, spec: BaseSpec, workdir: Path, log: Log = print) -> bool
     if os.geteuid() != 0:
         raise DockerError(f"making the base image {spec.tag} runs debootstrap, which needs root; "
                           "run `invoke docker.build` as root once (or with sudo)")
-    if shutil.which("debootstrap") is None:
-        raise DockerError("debootstrap not found; install it with: apt-get install debootstrap")
+    from . import hosttools
+    from .errors import ToolchainError
+
+    try:
+        hosttools.ensure([hosttools.HostTool("debootstrap", "debootstrap")], log=log)
+    except ToolchainError as exc:
+        raise DockerError(f"making the base image needs debootstrap: {exc}") from None
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="base.", dir=workdir))
     try:
