@@ -171,3 +171,46 @@ def test_invoke_tasks(mini, tmp_path):
     r = _invoke(layout, "sdk.info")
     assert r.returncode == 0 and f"sha256 {mini.sha256}" in r.stdout
     assert "unknown (no pin to compare with)" in r.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small filesystem (tmpfs) for the cache, to hit ENOSPC for real."""
+    mounts = []
+
+    def make(size_kb: int) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        d = tmp_path / f"disk{len(mounts)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounts.append(d)
+        return d
+
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_disk_full_while_downloading(mini, tmp_path, small_disk):
+    disk = small_disk(800)  # smaller than the tarball
+    layout = _project(tmp_path, sha256=mini.sha256)
+    layout = Layout(root=layout.root, cache=disk, dist=layout.dist)
+    with serve(mini.tarball.parent) as srv:
+        with pytest.raises(DownloadError, match="disk full while writing .*Free some space"):
+            sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+    assert sdk.installed(layout) is None and _installs(layout) == []
+    assert not list(disk.rglob("*.part"))
+
+
+def test_disk_full_while_unpacking(mini, tmp_path, small_disk):
+    disk = small_disk(2300)  # the tarball fits, the tarball + its contents do not
+    layout = _project(tmp_path, sha256=mini.sha256)
+    layout = Layout(root=layout.root, cache=disk, dist=layout.dist)
+    with serve(mini.tarball.parent) as srv:
+        with pytest.raises(ToolchainError, match="disk full while unpacking the SDK.*nothing was installed"):
+            sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+    assert sdk.installed(layout) is None and _installs(layout) == []
