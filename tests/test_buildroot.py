@@ -20,19 +20,17 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from ot2wheels import build, buildenv, gate, hostpython, sdk
+from ot2wheels import build, buildenv, gate, sdk
 from ot2wheels.errors import ToolchainError
 from ot2wheels.paths import Layout
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import get_toolchain
 from ot2wheels.toolchains.buildroot import BuildrootToolchain, capture_environment
 from rangeserver import serve
-from sdk_standin import (FILENAME, TRIPLET, Standin, build_tree, make_tarball, standin_sdk_toml,
-                         standin_targets_toml)
+from sdk_standin import FILENAME, TRIPLET, Standin, debian_standin, standin_project
 
 REPO = Path(__file__).resolve().parents[1]
 # Debian armhf has no CPython 3.10: the stand-in's target is bullseye's 3.9 / glibc 2.31.
-DEBIAN_TARGET = "bullseye-armhf"
 STANDIN_TARGET = "ot2-standin"
 
 
@@ -75,18 +73,9 @@ class Pulled:
 @pytest.fixture(scope="module")
 def pulled(tmp_path_factory) -> Pulled:
     """Assemble the stand-in SDK, serve it, and `invoke sdk.pull --url` it into a fresh cache."""
-    work = tmp_path_factory.mktemp("standin")
-    host = Layout.discover(root=REPO)  # the Debian sysroot is cached where builds cache it
-    debian = get_toolchain(load_targets(host.targets_file).get(DEBIAN_TARGET), host)
-    debian.ensure()
-    python = debian.target.python
-    tree = build_tree(work / "tree", hostpython.find_python(python), python, debian.sysroot)
-    standin = make_tarball(tree, work / "srv" / FILENAME, python, debian.target.glibc_str)
-    root = work / "project"
-    (root / "toolchain").mkdir(parents=True)
-    (root / "toolchain" / "targets.toml").write_text(
-        standin_targets_toml(STANDIN_TARGET, python, debian.target.glibc_str))
-    (root / "toolchain" / "sdk.toml").write_text(standin_sdk_toml("ot2", python))  # unpinned
+    standin = debian_standin(REPO, tmp_path_factory.getbasetemp() / "standin")
+    work = tmp_path_factory.mktemp("pulled")
+    root = standin_project(work / "project", STANDIN_TARGET, standin)  # unpinned: --sha256 below
     layout = Layout.discover(root=root, cache=work / "cache")
     env = {**os.environ, "OT2WHEELS_CACHE": str(layout.cache)}
     with serve(standin.tarball.parent) as srv:
@@ -149,7 +138,9 @@ PyMODINIT_FUNC PyInit_hello(void) { return PyModule_Create(&mod); }
         "setup(name='hello', version='1', ext_modules=[Extension('hello', ['hello.c'], libraries=['m'])])\n")
     out = tmp_path / "out"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, **toolchain.env()}
-    r = subprocess.run([str(toolchain.build_python()), "setup.py", "build_ext", "-b", str(out),
+    # a venv of the SDK's host python3 with setuptools (the SDK's own python has no pip packages)
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("setuptools==80.9.0",), toolchain.layout.cache)
+    r = subprocess.run([str(python), "setup.py", "build_ext", "-b", str(out),
                         "-t", str(tmp_path / "tmp")],
                        cwd=src, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

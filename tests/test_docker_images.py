@@ -18,9 +18,11 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 from ot2wheels import docker_images as di
-from ot2wheels import hosttools
+from ot2wheels import hosttools, sdk
 from ot2wheels.errors import DockerError, ToolchainError
 from ot2wheels.paths import Layout, default_cache_dir
+
+from sdk_standin import TRIPLET, debian_standin, standin_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,3 +177,28 @@ def test_wheel_built_and_smoke_tested_inside_the_image(engine, image, tmp_path):
     _, _, _, tags = parse_wheel_filename(wheel.name)
     assert {str(t) for t in tags} == {"cp311-cp311-linux_armv7l"}
     assert wheel.stat().st_uid == os.getuid()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ot2_shaped_sdk_build_inside_the_image(engine, image, tmp_path_factory, tmp_path):
+    """The OT-2 path in Docker: an SDK pulled into the cache on the host (at its own path),
+    then nox in the container cross-builds with it and smoke-tests under qemu-arm."""
+    standin = debian_standin(REPO, tmp_path_factory.getbasetemp() / "standin")
+    project = standin_project(tmp_path / "project", "ot2-standin", standin, standin.sha256)
+    shutil.copytree(REPO / "packages/markupsafe", project / "packages/markupsafe")
+    (project / "noxfile.py").symlink_to(REPO / "noxfile.py")
+    layout = Layout.discover(root=project, cache=tmp_path / "cache")
+    installed = sdk.pull(layout, file=standin.tarball, progress=False, log=lambda *_: None)
+    for argv in (["nox", "-s", "build-markupsafe", "--", "--target", "ot2-standin"],
+                 ["nox", "-s", "test-arm", "--", "--target", "ot2-standin", "markupsafe"]):
+        code, out = di.run_in_image(layout, argv, image=image.tag, echo=False, extra_mounts={REPO: "ro"})
+        assert code == 0, out[-4000:]
+    assert "smoke PASSED" in out
+    pdir = project / "dist/ot2-standin/markupsafe"
+    (wheel,) = pdir.glob("*.whl")
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    cp = "cp" + standin.python.replace(".", "")
+    assert {str(t) for t in tags} == {f"{cp}-{cp}-linux_armv7l"}
+    log = next(pdir.glob("*.log")).read_text()
+    assert f"CC={installed.root}/bin/{TRIPLET}-gcc --sysroot={installed.sysroot}" in log
