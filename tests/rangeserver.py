@@ -26,7 +26,7 @@ class ServerState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "RangeServer"
+    server: RangeServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # keep test output quiet

@@ -213,7 +213,7 @@ triplet = "{TRIPLET}"
 DEBIAN_TARGET = "bullseye-armhf"  # Debian armhf has no CPython 3.10: bullseye's 3.9 / glibc 2.31
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def debian_standin(repo: Path, work: Path) -> Standin:
     """The full stand-in (sysroot of `DEBIAN_TARGET`), built once per process and `work` dir.
     The Debian sysroot itself comes from (and stays in) the normal ot2wheels cache."""

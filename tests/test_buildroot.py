@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from rangeserver import serve
+from sdk_standin import FILENAME, TRIPLET, Standin, debian_standin, standin_project
 
 from ot2wheels import build, buildenv, gate, sdk
 from ot2wheels.errors import ToolchainError
@@ -26,8 +28,6 @@ from ot2wheels.paths import Layout
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import get_toolchain
 from ot2wheels.toolchains.buildroot import BuildrootToolchain, capture_environment
-from rangeserver import serve
-from sdk_standin import FILENAME, TRIPLET, Standin, debian_standin, standin_project
 
 REPO = Path(__file__).resolve().parents[1]
 # Debian armhf has no CPython 3.10: the stand-in's target is bullseye's 3.9 / glibc 2.31.

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import parse_wheel_filename
+from sdk_standin import TRIPLET, debian_standin, standin_project
 
 from ot2wheels import docker_images as di
 from ot2wheels import hosttools, sdk
 from ot2wheels.errors import DockerError, ToolchainError
 from ot2wheels.paths import Layout, default_cache_dir
-
-from sdk_standin import TRIPLET, debian_standin, standin_project
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from rangeserver import serve
 
 from ot2wheels.download import download, sha256_file, verify_file
 from ot2wheels.errors import DownloadError
-from rangeserver import serve
 
-FAST = dict(progress=False, retries=3, backoff=0.01, timeout=10)
+FAST = {"progress": False, "retries": 3, "backoff": 0.01, "timeout": 10}
 
 
 @pytest.fixture

@@ -15,13 +15,20 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from rangeserver import serve
+from sdk_standin import (
+    FILENAME,
+    PLACEHOLDER,
+    TOPDIR,
+    TRIPLET,
+    build_tree,
+    make_tarball,
+    standin_sdk_toml,
+)
 
 from ot2wheels import sdk
 from ot2wheels.errors import DownloadError, ToolchainError, UnsafeArchiveError
 from ot2wheels.paths import Layout
-from rangeserver import serve
-from sdk_standin import (FILENAME, PLACEHOLDER, TOPDIR, TRIPLET, build_tree, make_tarball,
-                         standin_sdk_toml)
 
 REPO = Path(__file__).resolve().parents[1]
 PY = "3.10"

@@ -30,6 +30,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -125,7 +126,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _fetch_once(url: str, part: Path, timeout: float, progress: Progress | None, task: int | None) -> _Attempt:
+def _fetch_once(url: str, part: Path, timeout: float, progress: Progress | None,
+                task: TaskID | None) -> _Attempt:
     """One request: resume `part` from its current size, append what arrives."""
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "ot2wheels"})
@@ -238,7 +240,7 @@ def download(
                         f"{url}: HTTP {exc.code} {exc.reason}. The file is not there (or not for "
                         "you): check the URL, or pass a mirror URL / a local file instead."
                     ) from None
-                except (urllib.error.URLError, HTTPException, socket.timeout, ConnectionError) as exc:
+                except (TimeoutError, urllib.error.URLError, HTTPException, ConnectionError) as exc:
                     last_error = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
                     continue
                 if size is not None and result.total is not None and result.total != size:
