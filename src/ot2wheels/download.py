@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import ssl
 import time
 import urllib.error
@@ -106,7 +105,7 @@ def _disk_full(exc: OSError, part: Path) -> DownloadError:
     )
 
 
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     """Trust the CA bundle the machine's pip/requests use (the network may go through a proxy)."""
     for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         if (path := os.environ.get(var)) and Path(path).is_file():
@@ -134,7 +133,7 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: Progress | None,
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        context = _ssl_context() if url.startswith("https:") else None
+        context = ssl_context() if url.startswith("https:") else None
         resp: HTTPResponse = urllib.request.urlopen(request, timeout=timeout, context=context)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
