@@ -1,0 +1,389 @@
+"""Regenerate the static index from dist/ and from what the index already publishes.
+
+Layout of the index directory (see docs/index.md):
+
+    index.html                                   landing page for people
+    <target>/constraints.txt                     newest version of every project
+    <target>/simple/index.html | index.json      PEP 503 / PEP 691 root
+    <target>/simple/<project>/index.html | .json PEP 503 / PEP 691 project page
+    <target>/files/<project>/<wheel>             the wheel (a copy: the index is self-contained)
+    <target>/files/<project>/<wheel>.metadata    PEP 658 core metadata
+
+Rules: a published wheel stays published (only `remove` takes one out); a dist wheel whose
+filename is published with another sha256 is refused; unchanged files are hard-linked from
+the previous tree, so only projects whose pages changed are rewritten; the new tree is built
+beside the old one and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import Version
+from wheel.wheelfile import WheelFile
+
+from ..errors import IndexBuildError
+from ..targets import TargetSet
+from . import render, swap
+from .model import WheelEntry, YankList, load_yanks
+
+# What one output file of the new tree comes from.
+_Bytes = bytes  # new content
+_Copy = tuple[str, Path]  # ("copy", path in dist) or ("link", path in the previous tree)
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    index_dir: Path
+    targets: tuple[str, ...]
+    projects: int  # across all targets
+    wheels: int  # published after this build
+    added: tuple[str, ...]  # "<target>/<wheel>" newly published
+    removed: tuple[str, ...]  # "<target>/<wheel>" removed on request
+    skipped: tuple[str, ...]  # dist wheels not published, with the reason
+    rewritten: tuple[str, ...]  # pages written anew (relative paths); unchanged ones are linked
+    unused_yanks: tuple[str, ...]  # yank rules that match no published wheel
+    changed: bool  # False: nothing differed, the index was left untouched
+    seconds: float
+
+
+@dataclass
+class _Published:
+    entry: WheelEntry
+    wheel: Path  # in the current index
+    metadata: Path | None  # in the current index, None if it must be regenerated
+    metadata_bytes: bytes | None = None
+
+
+@dataclass
+class _New:
+    entry: WheelEntry
+    wheel: Path  # in dist
+    metadata_bytes: bytes
+
+
+@dataclass
+class _Plan:
+    outputs: dict[str, bytes | _Copy] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
+    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
+    try:
+        name, version, _build, _tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
+    try:
+        with WheelFile(path) as wf:
+            metadata = wf.read(f"{wf.dist_info_path}/METADATA")
+    except Exception as exc:  # zipfile.BadZipFile, WheelError (RECORD missing/bad hash), KeyError
+        raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
+                              "rebuild it or delete it from dist") from None
+    msg = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
+    meta_name, meta_version = msg.get("Name", ""), msg.get("Version", "")
+    from packaging.utils import canonicalize_name
+
+    try:
+        same_version = Version(meta_version) == version
+    except Exception:
+        same_version = False
+    if canonicalize_name(meta_name) != name or not same_version:
+        raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
+                              f"{name} {version}; the wheel is broken, rebuild it")
+    requires_python = msg.get("Requires-Python")
+    entry = WheelEntry(
+        target=target,
+        project=name,
+        filename=path.name,
+        version=str(version),
+        sha256=sha256 or sha256_file(path),
+        size=path.stat().st_size,
+        requires_python=requires_python.strip() if requires_python else None,
+        metadata_sha256=hashlib.sha256(metadata).hexdigest(),
+    )
+    return entry, metadata
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
+    """Every wheel the index publishes now, described from its JSON pages (or the wheel itself)."""
+    out: dict[tuple[str, str], _Published] = {}
+    for tdir in _visible_dirs(index_dir):
+        target = tdir.name
+        for pdir in _visible_dirs(tdir / "files"):
+            known: dict[str, dict] = {}
+            page = tdir / "simple" / pdir.name / "index.json"
+            if page.is_file():
+                try:
+                    known = {f["filename"]: f for f in json.loads(page.read_text())["files"]}
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise IndexBuildError(f"{page}: unreadable published page ({exc}); restore it "
+                                          "from a backup or delete it to have it rebuilt from the wheels")
+            for wheel in sorted(pdir.glob("*.whl")):
+                meta = wheel.with_name(wheel.name + ".metadata")
+                info = known.get(wheel.name)
+                size = wheel.stat().st_size
+                if info and info.get("size") == size and meta.is_file():
+                    name, version, _b, _t = parse_wheel_filename(wheel.name)
+                    entry = WheelEntry(
+                        target=target, project=name, filename=wheel.name, version=str(version),
+                        sha256=info["hashes"]["sha256"], size=size,
+                        requires_python=info.get("requires-python"),
+                        metadata_sha256=info["core-metadata"]["sha256"],
+                    )
+                    out[entry.key] = _Published(entry, wheel, meta)
+                else:  # not described by a page (or changed size): read the wheel itself
+                    entry, metadata = inspect_wheel(wheel, target)
+                    out[entry.key] = _Published(entry, wheel, None, metadata)
+    return out
+
+
+def scan_dist(dist_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(target, wheel path) for every wheel in dist/<target>/<project>/ that may be published.
+
+    A wheel whose build record (`<wheel>.json`) says its result was not "passed" is skipped.
+    """
+    found, skipped = [], []
+    for tdir in _visible_dirs(dist_dir):
+        for pdir in _visible_dirs(tdir):
+            for wheel in sorted(pdir.glob("*.whl")):
+                record = wheel.with_name(wheel.name + ".json")
+                if record.is_file():
+                    try:
+                        result = json.loads(record.read_text()).get("result", "passed")
+                    except (ValueError, AttributeError) as exc:
+                        raise IndexBuildError(f"{record}: unreadable build record ({exc}); "
+                                              "fix or delete it") from None
+                    if result != "passed":
+                        skipped.append(f"{tdir.name}/{wheel.name}: build record says result={result!r}")
+                        continue
+                found.append((tdir.name, wheel))
+    return found, skipped
+
+
+def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet | None) -> None:
+    if targets is None or entry.target not in targets.targets:
+        return
+    t = targets.targets[entry.target]
+    wheel_tags = parse_wheel_filename(entry.filename)[3]
+    if not wheel_tags & set(t.supported_tags()):
+        raise IndexBuildError(
+            f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
+            f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
+            "dist/<target>/ folder or delete it")
+
+
+def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    t = targets.targets.get(name) if targets else None
+    if t is None:
+        return render.TargetInfo(name=name)
+    return render.TargetInfo(name=name, description=t.description, python=t.python,
+                             platform=t.platform, glibc=t.glibc_str, site=t.site)
+
+
+def _old_files(index_dir: Path) -> set[str]:
+    if not index_dir.is_dir():
+        return set()
+    out = set()
+    for dirpath, _dirs, files in os.walk(index_dir):
+        rel = Path(dirpath).relative_to(index_dir)
+        out.update((rel / f).as_posix() for f in files)
+    return out
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def build_index(
+    dist_dir: Path,
+    index_dir: Path,
+    yanked_file: Path | None,
+    base_url: str | None = None,
+    *,
+    targets: TargetSet | None = None,
+    remove: Iterable[tuple[str, str]] = (),
+    progress: Callable[[str], None] | None = None,
+) -> IndexResult:
+    """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
+
+    `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
+    `remove_wheels` rather than passing it here. `progress` is called with the relative path
+    of each project page as it is written into the new tree.
+    """
+    start = time.monotonic()
+    dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
+    if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
+        raise IndexBuildError(f"base URL {base_url!r} must be absolute (http://, https:// or file://)")
+    yanks = load_yanks(yanked_file)
+    with swap.locked(index_dir):
+        swap.recover(index_dir)
+        published = read_published(index_dir)
+        candidates, skipped = scan_dist(dist_dir)
+
+        removed = []
+        dist_keys = {(t, p.name): p for t, p in candidates}
+        for target, filename in remove:
+            key = (target, filename)
+            if key not in published:
+                raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
+            if key in dist_keys:
+                raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
+                                      "again; delete it from dist first")
+            del published[key]
+            removed.append(f"{target}/{filename}")
+
+        new: dict[tuple[str, str], _New] = {}
+        for target, path in candidates:
+            key = (target, path.name)
+            if key in published:
+                old = published[key]
+                if os.path.samefile(old.wheel, path):
+                    continue
+                sha = sha256_file(path)
+                if sha != old.entry.sha256:
+                    raise IndexBuildError(
+                        f"{path} (sha256 {sha}) has the same filename as the published "
+                        f"{old.wheel} (sha256 {old.entry.sha256}) but different content. Published "
+                        "wheels are immutable: bump the version or add a build tag "
+                        "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
+                continue
+            entry, metadata = inspect_wheel(path, target)
+            _check_tags(entry, path, targets)
+            new[key] = _New(entry, path, metadata)
+
+        entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
+        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets)
+        old_files = _old_files(index_dir)
+
+        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
+        changed = unchanged != old_files or len(unchanged) != len(plan)
+        rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
+        if changed:
+            _write_tree(index_dir, plan, progress)
+        all_targets = sorted({e.target for e in entries})
+        return IndexResult(
+            index_dir=index_dir,
+            targets=tuple(all_targets),
+            projects=len({(e.target, e.project) for e in entries}),
+            wheels=len(entries),
+            added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+            removed=tuple(sorted(removed)),
+            skipped=tuple(skipped),
+            rewritten=rewritten,
+            unused_yanks=tuple(yanks.unused(entries)),
+            changed=changed,
+            seconds=time.monotonic() - start,
+        )
+
+
+def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
+          entries: list[WheelEntry], yanks: YankList, base_url: str | None,
+          targets: TargetSet | None) -> dict[str, bytes | _Copy]:
+    """Every file of the new tree: its bytes, or where to copy/link it from."""
+    links = render.Links(base_url)
+    plan: dict[str, bytes | _Copy] = {}
+
+    def page(rel: str, data: bytes) -> None:
+        old = index_dir / rel
+        plan[rel] = ("link", old) if _same_bytes(old, data) else data
+
+    for p in published.values():
+        rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
+        plan[rel] = ("link", p.wheel)
+        if p.metadata is not None:
+            plan[rel + ".metadata"] = ("link", p.metadata)
+        else:
+            page(rel + ".metadata", p.metadata_bytes or b"")
+    for n in new.values():
+        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+        plan[rel] = ("copy", n.wheel)
+        page(rel + ".metadata", n.metadata_bytes)
+
+    by_target: dict[str, dict[str, list[WheelEntry]]] = {}
+    for e in entries:
+        by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+    for target, projects in sorted(by_target.items()):
+        names = sorted(projects)
+        page(f"{target}/simple/index.html", render.root_html(names, target, links))
+        page(f"{target}/simple/index.json", render.root_json(names))
+        for name in names:
+            page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
+            page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
+        flat = [e for es in projects.values() for e in es]
+        page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
+    infos = [_target_info(t, targets) for t in by_target]
+    page("index.html", render.landing_html(infos, entries, yanks, base_url))
+    # Files a person put at the top (CNAME, robots.txt, .nojekyll) are kept as they are.
+    if index_dir.is_dir():
+        for extra in sorted(index_dir.iterdir()):
+            if extra.is_file() and extra.name not in plan:
+                plan[extra.name] = ("link", extra)
+    return plan
+
+
+def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
+    tmp = swap.building_dir(index_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    made: set[Path] = {tmp}
+    try:
+        for rel in sorted(plan):
+            dest = tmp / rel
+            if dest.parent not in made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dest.parent)
+            src = plan[rel]
+            if isinstance(src, bytes):
+                dest.write_bytes(src)
+                if progress and rel.endswith("/index.html") and "/simple/" in rel:
+                    progress(rel)
+            elif src[0] == "link":
+                try:
+                    os.link(src[1], dest)
+                except OSError:  # filesystem without hard links
+                    shutil.copy2(src[1], dest)
+            else:
+                shutil.copyfile(src[1], dest)
+        swap.swap_in(tmp, index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
+                  base_url: str | None = None, *, targets: TargetSet | None = None) -> IndexResult:
+    """Take published wheels out of the index on purpose: (target, wheel filename) pairs.
+
+    Refused for a wheel still in dist (the next build would publish it again). Prefer yanking
+    (the yank list) for anything users may already depend on.
+    """
+    wheels = list(wheels)
+    if not wheels:
+        raise IndexBuildError("nothing to remove: name at least one <target>/<wheel filename>")
+    return build_index(dist_dir, index_dir, yanked_file, base_url, targets=targets, remove=wheels)
