@@ -8,7 +8,7 @@ HTML page otherwise; `?format=<content type>` overrides the Accept header.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from http import HTTPStatus
@@ -67,6 +67,12 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         ".json": JSON_CONTENT_TYPE,  # the only .json files in an index are PEP 691 pages
     }
     quiet = True
+    on_request: Callable[[str, str], None] | None = None  # (path, Content-Type sent), for tests
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "content-type" and self.on_request is not None:
+            self.on_request(self.path, value)
+        super().send_header(keyword, value)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         if not self.quiet:
@@ -93,15 +99,22 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         return super().send_head()
 
 
-def make_server(path: Path, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> ThreadingHTTPServer:
-    handler = type("Handler", (IndexRequestHandler,), {"quiet": quiet})
+def make_server(path: Path, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                on_request: Callable[[str, str], None] | None = None) -> ThreadingHTTPServer:
+    handler = type("Handler", (IndexRequestHandler,),
+                   {"quiet": quiet, "on_request": staticmethod(on_request) if on_request else None})
     return ThreadingHTTPServer((host, port), partial(handler, directory=str(Path(path).absolute())))
 
 
 @contextmanager
-def serve_index(path: Path, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Iterator[str]:
-    """Serve `path` in a background thread; yields its base URL like http://127.0.0.1:PORT."""
-    server = make_server(path, host, port, quiet)
+def serve_index(path: Path, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                on_request: Callable[[str, str], None] | None = None) -> Iterator[str]:
+    """Serve `path` in a background thread; yields its base URL like http://127.0.0.1:PORT.
+
+    `on_request(path, content_type)` is called for every response (from the server's threads).
+    Binding 127.0.0.1 makes the index reachable from programs run under qemu-arm user mode too.
+    """
+    server = make_server(path, host, port, quiet, on_request)
     thread = threading.Thread(target=server.serve_forever, name="ot2wheels-index", daemon=True)
     thread.start()
     try:
