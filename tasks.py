@@ -102,3 +102,29 @@ def index_serve(c, port=8000, index=None, root=None, verbose=False):
 
 ns.add_collection(Collection("index", index_build, index_serve, index_remove))
 # --- end index -----------------------------------------------------------------------------------
+
+
+# --- ci ------------------------------------------------------------------------------------------
+@task(name="matrix", iterable=["target"], help={
+    "since": "only recipes whose files changed since this git ref (merge base with HEAD)",
+    "target": "target name (repeatable; default: the default targets of toolchain/targets.toml)",
+    "pretty": "indent the JSON",
+})
+def ci_matrix(c, since=None, target=None, pretty=False, root=None):
+    """Print the GitHub Actions build matrix (recipe x target x Python) as JSON."""
+    import json
+
+    from ot2wheels.ci import matrix, plan
+    from ot2wheels.paths import Layout
+    from ot2wheels.targets import load_targets
+
+    try:
+        layout = Layout.discover(Path(root) if root else None)
+        cells = plan(layout.root, layout.packages, load_targets(layout.targets_file), since, target or None)
+    except Ot2WheelsError as exc:
+        raise _fail(exc) from None
+    print(json.dumps(matrix(cells), indent=2 if pretty else None, sort_keys=True))
+
+
+ns.add_collection(Collection("ci", ci_matrix))
+# --- end ci --------------------------------------------------------------------------------------
