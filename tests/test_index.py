@@ -163,6 +163,27 @@ def test_broken_wheel_is_refused(tmp_path):
         build_index(tmp_path / "dist", tmp_path / "index", None)
 
 
+def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
+    import zipfile
+
+    src = real_wheels["tinypure-1.0"]
+    bad = tmp_path / "dist" / TARGET / "tinypure" / src.name
+    bad.parent.mkdir(parents=True)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith(".dist-info/METADATA"):
+                data = data.replace(b"Requires-Python: >=3.8", b"Requires-Python: >=3.7")
+            zout.writestr(info, data)
+    with pytest.raises(IndexBuildError, match="does not match the hash in RECORD"):
+        build_index(tmp_path / "dist", tmp_path / "index", None)
+    bad.unlink()
+    liar = write_wheel(tmp_path / "x", "tinypure", "1.0")
+    shutil.copyfile(liar, bad.with_name("tinypure-1.1-py3-none-any.whl"))  # filename says 1.1
+    with pytest.raises(IndexBuildError, match="METADATA says tinypure 1.0 but the filename says tinypure 1.1"):
+        build_index(tmp_path / "dist", tmp_path / "index", None)
+
+
 def test_failed_build_records_are_not_published(tmp_path, dist, real_wheels):
     w = _put(dist, real_wheels["tinypure-2.0"])
     w.with_name(w.name + ".json").write_text(json.dumps({"result": "failed"}))

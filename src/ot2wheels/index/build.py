@@ -17,19 +17,20 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
-import email.parser
+import base64
+import csv
 import hashlib
 import json
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from packaging.version import Version
-from wheel.wheelfile import WheelFile
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..targets import TargetSet
@@ -81,6 +82,47 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def _headers(metadata: bytes) -> dict[str, str]:
+    """The first value of each header of a core metadata file (RFC 822 style, folded lines joined)."""
+    out: dict[str, str] = {}
+    key = None
+    for line in metadata.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            break  # the body (long description) starts here
+        if line[0] in " \t" and key is not None:
+            out[key] += " " + line.strip()
+            continue
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in out:
+            key = None  # keep the first value of repeated headers (Requires-Dist etc. are not needed)
+            continue
+        out[key] = value.strip()
+    return out
+
+
+def _read_metadata(path: Path) -> bytes:
+    """METADATA of a wheel, checked against the hash its RECORD gives for it."""
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(infos) != 1:
+            raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
+        dist_info = infos[0].rsplit("/", 1)[0]
+        metadata = zf.read(infos[0])
+        record = zf.read(f"{dist_info}/RECORD").decode()
+    for row in csv.reader(record.splitlines()):
+        if row and row[0] == infos[0]:
+            algo, _, digest = row[1].partition("=")
+            if algo != "sha256":
+                raise ValueError(f"RECORD hashes METADATA with {algo!r}, expected sha256")
+            actual = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+            if actual != digest:
+                raise ValueError("METADATA does not match the hash in RECORD")
+            return metadata
+    raise ValueError("RECORD has no line for METADATA")
+
+
 def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
     """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
     try:
@@ -88,23 +130,20 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     except InvalidWheelFilename as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     try:
-        with WheelFile(path) as wf:
-            metadata = wf.read(f"{wf.dist_info_path}/METADATA")
-    except Exception as exc:  # zipfile.BadZipFile, WheelError (RECORD missing/bad hash), KeyError
+        metadata = _read_metadata(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
-    msg = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
-    meta_name, meta_version = msg.get("Name", ""), msg.get("Version", "")
-    from packaging.utils import canonicalize_name
-
+    headers = _headers(metadata)
+    meta_name, meta_version = headers.get("name", ""), headers.get("version", "")
     try:
         same_version = Version(meta_version) == version
-    except Exception:
+    except InvalidVersion:
         same_version = False
     if canonicalize_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
-    requires_python = msg.get("Requires-Python")
+    requires_python = headers.get("requires-python")
     entry = WheelEntry(
         target=target,
         project=name,
@@ -112,7 +151,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         version=str(version),
         sha256=sha256 or sha256_file(path),
         size=path.stat().st_size,
-        requires_python=requires_python.strip() if requires_python else None,
+        requires_python=requires_python or None,
         metadata_sha256=hashlib.sha256(metadata).hexdigest(),
     )
     return entry, metadata
@@ -204,9 +243,11 @@ def _old_files(index_dir: Path) -> set[str]:
     if not index_dir.is_dir():
         return set()
     out = set()
-    for dirpath, _dirs, files in os.walk(index_dir):
-        rel = Path(dirpath).relative_to(index_dir)
-        out.update((rel / f).as_posix() for f in files)
+    top = str(index_dir)
+    for dirpath, _dirs, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        out.update(prefix + f for f in files)
     return out
 
 
@@ -351,16 +392,19 @@ def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Calla
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    made: set[Path] = {tmp}
+    made: set[str] = {""}
+    top = str(tmp)
     try:
         for rel in sorted(plan):
-            dest = tmp / rel
-            if dest.parent not in made:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                made.add(dest.parent)
+            dest = f"{top}/{rel}"
+            folder = rel.rpartition("/")[0]
+            if folder not in made:
+                os.makedirs(f"{top}/{folder}", exist_ok=True)
+                made.add(folder)
             src = plan[rel]
             if isinstance(src, bytes):
-                dest.write_bytes(src)
+                with open(dest, "wb") as fh:
+                    fh.write(src)
                 if progress and rel.endswith("/index.html") and "/simple/" in rel:
                     progress(rel)
             elif src[0] == "link":
