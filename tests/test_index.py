@@ -132,6 +132,8 @@ def test_pages_carry_hashes_metadata_and_escaped_requires_python(tmp_path, dist,
     assert 'href="tinyarm/"' in root and 'href="tinypure/"' in root
     landing = (index / "index.html").read_text()
     assert f"--extra-index-url BASE_URL/{TARGET}/simple/" in landing and "extra-index-url = " in landing
+    assert "CPython 3.11, linux_armv7l, glibc 2.36" in landing
+    assert "--platform linux_armv7l --python-version 3.11" in landing
     assert (index / TARGET / "constraints.txt").read_text().splitlines()[1:] == ["tinyarm==1.0", "tinypure==1.0"]
 
 
@@ -582,3 +584,27 @@ def test_exchange_swaps_two_trees_in_one_call(tmp_path):
         pytest.skip("this kernel or filesystem has no renameat2(RENAME_EXCHANGE); the two-rename fallback is used")
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["new"]
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["old"]
+
+
+def test_invoke_index_tasks(tmp_path, real_wheels):
+    """The thin CLI: build prints what it did; an immutability conflict exits 1 with the message."""
+    (tmp_path / "toolchain").mkdir()
+    shutil.copy(ROOT / "toolchain" / "targets.toml", tmp_path / "toolchain" / "targets.toml")
+    wheel = _put(tmp_path / "dist", real_wheels["tinypure-1.0"])
+    (tmp_path / "toolchain" / "yanked.toml").write_text('[[yank]]\nproject = "tinypure"\nversion = "1.0"\n')
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args, "--root", str(tmp_path)],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    proc = invoke("index.build")
+    assert proc.returncode == 0, proc.stderr
+    assert f"added   {TARGET}/{wheel.name}" in proc.stdout
+    assert 'data-yanked=""' in (tmp_path / "index" / TARGET / "simple" / "tinypure" / "index.html").read_text()
+    shutil.copyfile(write_wheel(tmp_path / "other", "tinypure", "1.0"), wheel)
+    proc = invoke("index.build")
+    assert proc.returncode == 1 and "error:" in proc.stderr and "immutable" in proc.stderr
+    wheel.unlink()
+    proc = invoke("index.remove", "--wheel", f"{TARGET}/{wheel.name}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed {TARGET}/{wheel.name}" in proc.stdout

@@ -182,7 +182,11 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                 info = known.get(wheel.name)
                 size = wheel.stat().st_size
                 if info and info.get("size") == size and meta.is_file():
-                    name, version, _b, _t = parse_wheel_filename(wheel.name)
+                    try:
+                        name, version, _b, _t = parse_wheel_filename(wheel.name)
+                    except InvalidWheelFilename as exc:
+                        raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
+                                              "remove it from the index directory by hand") from None
                     entry = WheelEntry(
                         target=target, project=name, filename=wheel.name, version=str(version),
                         sha256=info["hashes"]["sha256"], size=size,
@@ -236,7 +240,7 @@ def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
     if t is None:
         return render.TargetInfo(name=name)
     return render.TargetInfo(name=name, description=t.description, python=t.python,
-                             platform=t.platform, glibc=t.glibc_str, site=t.site)
+                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider)
 
 
 def _old_files(index_dir: Path) -> set[str]:

@@ -150,6 +150,7 @@ class TargetInfo:
     platform: str = ""
     glibc: str = ""
     site: str = ""
+    provider: str = ""
 
 
 def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: YankList,
@@ -199,14 +200,20 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
             out.append(f'      <tr><td><a href="{escape(t.name)}/simple/{escape(name)}/">{escape(name)}</a>'
                        f"</td><td>{escape(', '.join(versions))}</td></tr>")
         out.append("    </table>")
-        target_opt = f" --target {t.site}" if t.site.startswith("/var/") else ""
-        out.append("    <p>Install one package (pip looks here and on the default index):</p>")
+        # On a Buildroot device (the OT-2) /usr is read-only: user packages go to the target's site.
+        target_opt = f" --target {t.site}" if t.provider == "buildroot-sdk" and t.site else ""
+        out.append("    <p>Install a package (pip looks here and on its default index):</p>")
         out.append(f"    <pre>pip install --extra-index-url {escape(simple)}{escape(target_opt)} PROJECT</pre>")
         out.append("    <p>Pin to the versions built here with the constraints file:</p>")
-        out.append(f"    <pre>pip install --extra-index-url {escape(simple)} "
+        out.append(f"    <pre>pip install --extra-index-url {escape(simple)}{escape(target_opt)} "
                    f"-c {escape(base)}/{escape(t.name)}/constraints.txt PROJECT</pre>")
         out.append("    <p>Or once for every pip call, in <code>/etc/pip.conf</code> "
                    "(or <code>~/.config/pip/pip.conf</code>):</p>")
         out.append(f"    <pre>[global]\nextra-index-url = {escape(simple)}</pre>")
+        if t.python and t.platform:
+            out.append("    <p>For a device without network: download on another machine, copy the folder over, "
+                       "then <code>pip install --no-index --find-links wheels/ PROJECT</code> on the device:</p>")
+            out.append(f"    <pre>pip download --only-binary=:all: --platform {escape(t.platform)} "
+                       f"--python-version {escape(t.python)} --extra-index-url {escape(simple)} -d wheels/ PROJECT</pre>")
     out += ["  </body>", "</html>", ""]
     return "\n".join(out).encode()
