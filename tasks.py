@@ -1,19 +1,70 @@
-"""Invoke tasks: thin wrappers that parse arguments, call the library and turn errors into exits."""
+"""Invoke tasks: toolchains, SDK, Docker images, the index, the CI matrix. Thin by design.
+
+    invoke toolchain.setup --target bookworm-armhf
+    invoke toolchain.info
+"""
 
 from __future__ import annotations
 
+import sys
+from functools import wraps
 from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from ot2wheels.errors import Ot2WheelsError
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))  # run from this checkout whether installed or not
+
+from ot2wheels.errors import Ot2WheelsError  # noqa: E402
+
+
+def friendly(fn):
+    """Turn our errors into a one-message exit 1 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Ot2WheelsError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+
+    return wrapper
+
+
+# --- toolchain ---------------------------------------------------------------------------
+@task(iterable=["target"], help={"target": "target name (repeatable; default: the default targets)",
+                                 "refresh": "re-read the suite's package lists first"})
+@friendly
+def toolchain_setup(c, target=None, refresh=False):
+    """Install host tools and assemble the target sysroot(s), cached and verified."""
+    from ot2wheels.pipeline import Project
+    from ot2wheels.toolchains import get_toolchain
+
+    project = Project.load()
+    for t in project.targets.select(target or None):
+        tc = get_toolchain(t, project.layout)
+        tc.ensure(refresh=refresh)
+        print(f"{t.name}: sysroot {tc.sysroot}\n  digest {tc.digest}\n  build python {tc.build_python()}")
+
+
+@task(iterable=["target"])
+@friendly
+def toolchain_info(c, target=None):
+    """Show each target's settings and whether its toolchain is ready."""
+    from ot2wheels.pipeline import Project
+
+    project = Project.load()
+    for t in project.targets.select(target or list(project.targets.targets)):
+        print(f"{t.name}: CPython {t.python} ({t.cp}), {t.platform}, glibc {t.glibc_str}, "
+              f"{t.triplet}, provider {t.provider}\n  {t.description}")
+
+
+toolchain = Collection("toolchain")
+toolchain.add_task(toolchain_setup, "setup")
+toolchain.add_task(toolchain_info, "info")
 
 ns = Collection()
-
-
-def _fail(exc: Ot2WheelsError) -> Exit:
-    return Exit(f"error: {exc}", code=1)
-
+ns.add_collection(toolchain)
 
 # --- index ---------------------------------------------------------------------------------------
 def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: str | None):
@@ -45,23 +96,21 @@ def _print_index_result(r) -> None:
     "index": "index directory (default: index/)",
     "yanked": "yank list (default: toolchain/yanked.toml)",
 })
+@friendly
 def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None):
     """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
     from ot2wheels.index import build_index
     from ot2wheels.targets import load_targets
 
-    try:
-        layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-        result = build_index(layout.dist, index_dir, yanked_file, base_url,
-                             targets=load_targets(layout.targets_file))
-    except Ot2WheelsError as exc:
-        raise _fail(exc) from None
+    layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
+    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file))
     _print_index_result(result)
 
 
 @task(name="remove", iterable=["wheel"], help={
     "wheel": "<target>/<wheel filename> to unpublish (repeatable); prefer yanking",
 })
+@friendly
 def index_remove(c, wheel, base_url=None, dist=None, index=None, yanked=None, root=None):
     """Take published wheels out of the index on purpose (refused while still in dist/)."""
     from ot2wheels.index import remove_wheels
@@ -73,12 +122,9 @@ def index_remove(c, wheel, base_url=None, dist=None, index=None, yanked=None, ro
         if not filename:
             raise Exit(f"error: --wheel {item!r} must look like <target>/<wheel filename>", code=2)
         pairs.append((target, filename))
-    try:
-        layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-        result = remove_wheels(layout.dist, index_dir, yanked_file, pairs, base_url,
-                               targets=load_targets(layout.targets_file))
-    except Ot2WheelsError as exc:
-        raise _fail(exc) from None
+    layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
+    result = remove_wheels(layout.dist, index_dir, yanked_file, pairs, base_url,
+                           targets=load_targets(layout.targets_file))
     _print_index_result(result)
 
 
@@ -110,6 +156,7 @@ ns.add_collection(Collection("index", index_build, index_serve, index_remove))
     "target": "target name (repeatable; default: the default targets of toolchain/targets.toml)",
     "pretty": "indent the JSON",
 })
+@friendly
 def ci_matrix(c, since=None, target=None, pretty=False, root=None):
     """Print the GitHub Actions build matrix (recipe x target x Python) as JSON."""
     import json
@@ -118,11 +165,8 @@ def ci_matrix(c, since=None, target=None, pretty=False, root=None):
     from ot2wheels.paths import Layout
     from ot2wheels.targets import load_targets
 
-    try:
-        layout = Layout.discover(Path(root) if root else None)
-        cells = plan(layout.root, layout.packages, load_targets(layout.targets_file), since, target or None)
-    except Ot2WheelsError as exc:
-        raise _fail(exc) from None
+    layout = Layout.discover(Path(root) if root else None)
+    cells = plan(layout.root, layout.packages, load_targets(layout.targets_file), since, target or None)
     print(json.dumps(matrix(cells), indent=2 if pretty else None, sort_keys=True))
 
 

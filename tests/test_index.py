@@ -186,12 +186,27 @@ def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
         build_index(tmp_path / "dist", tmp_path / "index", None)
 
 
-def test_failed_build_records_are_not_published(tmp_path, dist, real_wheels):
-    w = _put(dist, real_wheels["tinypure-2.0"])
-    w.with_name(w.name + ".json").write_text(json.dumps({"result": "failed"}))
+def test_build_records_decide_what_is_published(tmp_path, dist, real_wheels):
+    """Records as ot2wheels.records writes them: <project>-<version>-<cp>.json naming the wheel."""
+    import hashlib
+
+    w2 = _put(dist, real_wheels["tinypure-2.0"])
+    arm = next((dist / TARGET / "tinyarm").glob("*.whl"))
+    pure1 = next((dist / TARGET / "tinypure").glob("tinypure-1.0-*.whl"))
+
+    def record(path: Path, **fields) -> None:
+        data = {"result": "passed", "wheel": path.name, "wheel_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        (path.parent / f"{path.name.split('-')[0]}-{path.name.split('-')[1]}-cp311.json").write_text(
+            json.dumps({**data, **fields}))
+
+    record(w2, smoke={"passed": False, "duration_s": 1.0})
+    record(arm, result="reused", smoke={"passed": True, "duration_s": 1.0})
+    record(pure1, wheel_sha256="0" * 64)
+    (dist / TARGET / "tinypure" / "tinypure-3.0-cp311.json").write_text(json.dumps({"result": "failed", "wheel": None}))
     result = build_index(dist, tmp_path / "index", None)
-    assert result.wheels == 2
-    assert any("tinypure-2.0" in s and "failed" in s for s in result.skipped)
+    assert result.added == (f"{TARGET}/{arm.name}",)
+    assert any(w2.name in s and "smoke test" in s for s in result.skipped)
+    assert any(pure1.name in s and "changed since its build record" in s for s in result.skipped)
 
 
 # --- determinism and incrementality -------------------------------------------------------------------

@@ -200,26 +200,57 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
     return out
 
 
-def scan_dist(dist_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(target, wheel path) for every wheel in dist/<target>/<project>/ that may be published.
+@dataclass(frozen=True)
+class _Candidate:
+    target: str
+    path: Path
+    expected_sha256: str | None  # from its build record, if it has one
 
-    A wheel whose build record (`<wheel>.json`) says its result was not "passed" is skipped.
+
+def _records_by_wheel(project_dir: Path) -> dict[str, tuple[Path, dict]]:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records) by the wheel they name."""
+    out: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(project_dir.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise IndexBuildError(f"{path}: unreadable build record ({exc}); fix or delete it") from None
+        if isinstance(data, dict) and isinstance(data.get("wheel"), str):
+            out[data["wheel"]] = (path, data)
+    return out
+
+
+def _record_verdict(record: dict) -> str | None:
+    """Why a wheel must not be published according to its build record, or None."""
+    result = record.get("result", "passed")
+    if result not in ("passed", "reused"):
+        return f"build record says result={result!r}"
+    smoke = record.get("smoke") or {}
+    if smoke.get("passed") is False:
+        return "its smoke test under qemu failed"
+    return None
+
+
+def scan_dist(dist_dir: Path) -> tuple[list[_Candidate], list[str]]:
+    """Every wheel in dist/<target>/<project>/ that may be published, and the skipped ones (with why).
+
+    A wheel named by a build record is published only if the record says the build passed
+    (or was reused) and its smoke test, if run, passed. A wheel without a record is published.
     """
     found, skipped = [], []
     for tdir in _visible_dirs(dist_dir):
         for pdir in _visible_dirs(tdir):
+            recs = _records_by_wheel(pdir)
             for wheel in sorted(pdir.glob("*.whl")):
-                record = wheel.with_name(wheel.name + ".json")
-                if record.is_file():
-                    try:
-                        result = json.loads(record.read_text()).get("result", "passed")
-                    except (ValueError, AttributeError) as exc:
-                        raise IndexBuildError(f"{record}: unreadable build record ({exc}); "
-                                              "fix or delete it") from None
-                    if result != "passed":
-                        skipped.append(f"{tdir.name}/{wheel.name}: build record says result={result!r}")
-                        continue
-                found.append((tdir.name, wheel))
+                path_record = recs.get(wheel.name)
+                record = path_record[1] if path_record else {}
+                why = _record_verdict(record)
+                if why:
+                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({path_record[0].name})")
+                    continue
+                found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
     return found, skipped
 
 
@@ -291,7 +322,7 @@ def build_index(
         candidates, skipped = scan_dist(dist_dir)
 
         removed = []
-        dist_keys = {(t, p.name): p for t, p in candidates}
+        dist_keys = {(c.target, c.path.name): c.path for c in candidates}
         for target, filename in remove:
             key = (target, filename)
             if key not in published:
@@ -303,13 +334,18 @@ def build_index(
             removed.append(f"{target}/{filename}")
 
         new: dict[tuple[str, str], _New] = {}
-        for target, path in candidates:
+        for cand in candidates:
+            target, path = cand.target, cand.path
             key = (target, path.name)
-            if key in published:
-                old = published[key]
-                if os.path.samefile(old.wheel, path):
-                    continue
-                sha = sha256_file(path)
+            old = published.get(key)
+            if old is not None and os.path.samefile(old.wheel, path):
+                continue
+            sha = sha256_file(path)
+            if cand.expected_sha256 and sha != cand.expected_sha256:
+                skipped.append(f"{target}/{path.name}: changed since its build record was written "
+                               f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
+                continue
+            if old is not None:
                 if sha != old.entry.sha256:
                     raise IndexBuildError(
                         f"{path} (sha256 {sha}) has the same filename as the published "
@@ -317,7 +353,7 @@ def build_index(
                         "wheels are immutable: bump the version or add a build tag "
                         "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
                 continue
-            entry, metadata = inspect_wheel(path, target)
+            entry, metadata = inspect_wheel(path, target, sha)
             _check_tags(entry, path, targets)
             new[key] = _New(entry, path, metadata)
 

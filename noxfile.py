@@ -1,0 +1,109 @@
+"""Nox sessions: one build session per recipe and Python version, test-arm, tests.
+
+    nox -s demo                      set up the default targets, build every recipe, smoke-test
+    nox -s build-msgpack             build msgpack for every default target
+    nox -s build-msgpack-3.11        ... only for the targets with CPython 3.11
+    nox -s build                     build every recipe
+    nox -s test-arm                  smoke-test built wheels under qemu-arm
+    nox -s tests                     the test suite (pytest)
+
+Options after `--`: --target NAME (repeatable), --force (rebuild cached builds).
+The sessions are thin: the work is done by the ot2wheels library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))  # the sessions run in nox's process, from this checkout
+
+from ot2wheels import pipeline  # noqa: E402
+from ot2wheels.errors import Ot2WheelsError  # noqa: E402
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "venv"
+
+
+def _options(session: nox.Session) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"nox -s {session.name} --")
+    parser.add_argument("--target", action="append", help="target name (default: toolchain/targets.toml default)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when a cached build matches")
+    parser.add_argument("recipes", nargs="*", help="recipe names (test-arm, build)")
+    return parser.parse_args(session.posargs)
+
+
+def _run(session: nox.Session, recipes: list[str] | None, python: str | None, smoke: bool, build: bool) -> None:
+    opts = _options(session)
+    try:
+        project = pipeline.Project.load()
+        pairs = project.matrix(recipes or opts.recipes or None, opts.target, python)
+        if not pairs:
+            session.error(f"nothing to do: no recipe supports the selected targets{f' with Python {python}' if python else ''}")
+        summary = pipeline.RunSummary()
+        if build:
+            summary.builds = pipeline.build_all(project, pairs, force=opts.force, say=session.log)
+            pairs = [(b.recipe, b.target) for b in summary.builds if b.ok]
+        if smoke:
+            summary.smokes = pipeline.smoke_all(project, pairs, say=session.log)
+    except Ot2WheelsError as exc:
+        session.error(str(exc))
+    for b in summary.builds:
+        if b.wheel:
+            session.log(f"wheel: {b.wheel.relative_to(ROOT) if b.wheel.is_relative_to(ROOT) else b.wheel}")
+    if summary.failures:
+        session.error("failed:\n  " + "\n  ".join(summary.failures))
+
+
+def _recipe_sessions() -> None:
+    """build-<name> and build-<name>-<X.Y> for every recipe, from the recipe files."""
+    try:
+        project = pipeline.Project.load()
+    except Ot2WheelsError as exc:  # a broken recipe must not hide the other sessions
+        print(f"noxfile: {exc}", file=sys.stderr)
+        return
+    for name, recipe in sorted(project.recipes.items()):
+        versions = sorted({t.python for r, t in project.matrix([name])})
+
+        def build_recipe(session: nox.Session, _name: str = name) -> None:
+            _run(session, [_name], None, smoke=False, build=True)
+
+        nox.session(name=f"build-{name}", python=False)(build_recipe)
+        for py in versions:
+            def build_recipe_py(session: nox.Session, _name: str = name, _py: str = py) -> None:
+                _run(session, [_name], _py, smoke=False, build=True)
+
+            nox.session(name=f"build-{name}-{py}", python=False)(build_recipe_py)
+
+
+_recipe_sessions()
+
+
+@nox.session(python=False)
+def build(session: nox.Session) -> None:
+    """Build every recipe for the selected targets."""
+    _run(session, None, None, smoke=False, build=True)
+
+
+@nox.session(name="test-arm", python=False)
+def test_arm(session: nox.Session) -> None:
+    """Install each built wheel in a fresh target dir and run its smoke test under qemu-arm."""
+    _run(session, None, None, smoke=True, build=False)
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """The main job: set up the default targets, build every recipe, smoke-test, show the wheels."""
+    _run(session, None, None, smoke=True, build=True)
+    session.log(f"wheels are in {ROOT / 'dist'}/<target>/<project>/ (with a .json record and .log each)")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The test suite. Pass pytest options after `--`, e.g. `nox -s tests -- -m 'not slow'`."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,162 @@
+"""Cross-build one recipe for one target: source -> PEP 517 wheel -> gate -> dist/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import __version__, buildenv, gate, records, sources
+from .errors import BuildError, GateError, Ot2WheelsError
+from .paths import Layout
+from .recipes import Recipe
+from .records import BuildRecord
+from .targets import Target
+from .toolchains import Toolchain, get_toolchain
+
+# Timestamps in wheels come from here, so two builds of the same input give the same files.
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest a zip file can hold
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    recipe: Recipe
+    target: Target
+    record: BuildRecord
+    record_path: Path
+    wheel: Path | None
+
+    @property
+    def ok(self) -> bool:
+        return self.record.result in ("passed", "reused")
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe.name} {self.recipe.version} for {self.target.name} ({self.target.cp})"
+
+
+def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain) -> str:
+    """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool)."""
+    parts = [recipe.digest, recipe.source.sha256, toolchain.digest, __version__, target.name]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
+    if not path.is_file():
+        return None
+    rec = BuildRecord.from_file(path)
+    if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
+        return None
+    wheel = path.parent / rec.wheel
+    if not wheel.is_file() or sources.sha256_file(wheel) != rec.wheel_sha256:
+        return None
+    return rec, wheel
+
+
+def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path) -> Path:
+    """Run the build backend with `python -m build --no-isolation` in the cross environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
+    cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(tree)]
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
+        f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
+        f.flush()
+        result = subprocess.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+    wheels = sorted(out.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+        raise BuildError(f"build failed (exit {result.returncode}); full log: {log}\n{tail}")
+    return wheels[0]
+
+
+def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = False,
+              say: Say = print) -> BuildResult:
+    """Build, gate and store one wheel. Never raises for a build failure: the record says it."""
+    started = time.monotonic()
+    pdir = records.project_dir(layout.dist, target.name, recipe.name)
+    pdir.mkdir(parents=True, exist_ok=True)
+    stem = records.stem(recipe.name, recipe.version, target.cp)
+    record_path, log = pdir / f"{stem}.json", pdir / f"{stem}.log"
+    label = f"[{target.name}] {recipe.name} {recipe.version}"
+
+    toolchain = get_toolchain(target, layout, recipe.target_libs)
+    key = ""
+    wheel: Path | None = None
+    report: gate.GateReport | None = None
+    error: str | None = None
+    work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
+    try:
+        say(f"{label}: toolchain")
+        toolchain.ensure()
+        key = cache_key(recipe, target, toolchain)
+        if not force and (hit := _reusable(record_path, key)):
+            rec, wheel = hit
+            rec.result = "reused"
+            say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
+            return BuildResult(recipe, target, rec, record_path, wheel)
+        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
+        say(f"{label}: fetch and verify source")
+        archive = sources.fetch_source(recipe, layout.cache)
+        tree = sources.extract(archive, work / "src")
+        sources.apply_patches(recipe, tree)
+        say(f"{label}: build environment (python{target.python}: {', '.join(recipe.requires) or 'no pins'})")
+        python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
+        say(f"{label}: cross-compile (log: {log})")
+        env = {**toolchain.env(), **dict(recipe.env), "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        raw = pep517_wheel(tree, python, env, work / "out", log)
+        say(f"{label}: gate {raw.name}")
+        wheel, report = _gate(raw, toolchain, work, log)
+        final = pdir / wheel.name
+        shutil.move(str(wheel), final)
+        wheel = final
+    except Ot2WheelsError as exc:
+        error = str(exc)
+        wheel = None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rec = BuildRecord(
+        target=target.name, python=target.python, project=recipe.name, version=recipe.version,
+        result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
+        toolchain_digest=toolchain.digest if key else "", duration_s=round(time.monotonic() - started, 2),
+        log=log.name, wheel=wheel.name if wheel else None,
+        wheel_sha256=sources.sha256_file(wheel) if wheel else None,
+        wheel_size=wheel.stat().st_size if wheel else None,
+        gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
+    )
+    with log.open("a") as f:
+        f.write(f"\n# result: {rec.result}\n" + (f"# error: {error}\n" if error else ""))
+    records.write_atomic(record_path, rec.to_json())
+    say(f"{label}: {'PASSED ' + wheel.name if wheel else 'FAILED: ' + (error or '').splitlines()[0]}")
+    return BuildResult(recipe, target, rec, record_path, wheel)
+
+
+def _work_root(layout: Layout) -> Path:
+    root = layout.cache / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path) -> tuple[Path, gate.GateReport]:
+    system = toolchain.system_libs()
+    report = gate.check(raw, toolchain.target, system)
+    if not report.passed and gate.missing_libs(report, system) and all(
+        "does not vendor" in r for r in report.reasons
+    ):
+        repaired = gate.repair(raw, work / "repaired", toolchain.library_dirs, log)
+        report = gate.check(repaired, toolchain.target, system)
+        report.repaired = True
+        raw = repaired
+    with log.open("a") as f:
+        f.write("\n# " + report.summary().replace("\n", "\n# ") + "\n")
+    if not report.passed:
+        raise GateError(report.summary())
+    return raw, report

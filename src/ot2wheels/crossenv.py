@@ -1,0 +1,81 @@
+"""The cross environment, computed once as a dict of variables (no long-lived shell).
+
+A host CPython X.Y becomes a cross build for the target when:
+- `sysconfig` reads the *target's* `_sysconfigdata_*` (paths rewritten into the sysroot),
+  which gives EXT_SUFFIX, SOABI and the compiler settings of the target;
+- `_PYTHON_HOST_PLATFORM` makes the platform tag `linux_armv7l`;
+- CC/CXX/LDSHARED call the cross compiler with `--sysroot`, and the sysroot's library
+  directories come first (Debian's cross gcc otherwise finds its own, newer glibc first).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ToolchainError
+
+if TYPE_CHECKING:
+    from .toolchains.base import Toolchain
+
+# Absolute /usr/include and /usr/lib paths in sysconfigdata, as values or after -I/-L.
+_ABS_PATH = re.compile(r"(?P<lead>^|[\s'\"=]|-I|-L)(?P<path>/usr/(?:include|lib|local/include|local/lib))")
+
+
+def find_sysconfigdata(sysroot: Path, python: str) -> Path:
+    """The target's `_sysconfigdata_*.py` for CPython `python` inside `sysroot`."""
+    libdir = sysroot / "usr" / "lib" / f"python{python}"
+    found = sorted(libdir.glob("_sysconfigdata_*.py")) + sorted(libdir.glob("*/_sysconfigdata_*.py"))
+    if not found:
+        raise ToolchainError(f"{libdir}: no _sysconfigdata_*.py; is python{python} in the sysroot?")
+    # Debian ships a multiarch-qualified one and a legacy alias; prefer the one named for Linux.
+    found.sort(key=lambda p: ("__linux_" not in p.name, len(p.name)))
+    return found[0]
+
+
+def write_sysconfigdata(sysroot: Path, python: str, dest: Path) -> str:
+    """Copy the target's sysconfigdata into `dest` with its paths moved into the sysroot.
+
+    Returns the module name to put in `_PYTHON_SYSCONFIGDATA_NAME`.
+    """
+    src = find_sysconfigdata(sysroot, python)
+    text = _ABS_PATH.sub(lambda m: m.group("lead") + str(sysroot) + m.group("path"), src.read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / src.name).write_text(text)
+    return src.stem
+
+
+def sysconfigdata_name(toolchain: "Toolchain") -> str:
+    found = sorted(toolchain.sysconfig_dir().glob("_sysconfigdata_*.py"))
+    if not found:
+        raise ToolchainError(f"{toolchain.sysconfig_dir()}: no sysconfigdata; run toolchain setup again")
+    return found[0].stem
+
+
+def cross_environment(toolchain: "Toolchain") -> dict[str, str]:
+    target = toolchain.target
+    sysroot = toolchain.sysroot
+    tools = toolchain.compilers()
+    libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
+    link = " ".join(f"-L{d} -Wl,-rpath-link,{d}" for d in libdirs)
+    py_include = sysroot / "usr" / "include" / f"python{target.python}"
+    env = {
+        **tools,
+        "PYTHONPATH": str(toolchain.sysconfig_dir()),
+        "_PYTHON_SYSCONFIGDATA_NAME": sysconfigdata_name(toolchain),
+        "_PYTHON_HOST_PLATFORM": target.platform.replace("_", "-", 1),
+        "LDSHARED": f"{tools['CC']} -shared",
+        "LDCXXSHARED": f"{tools['CXX']} -shared",
+        # CPPFLAGS, not CFLAGS: CFLAGS would replace the target's -O2 -DNDEBUG.
+        "CPPFLAGS": f"-I{py_include}",
+        "LDFLAGS": link,
+        "PKG_CONFIG_SYSROOT_DIR": str(sysroot),
+        "PKG_CONFIG_LIBDIR": ":".join(
+            str(d / "pkgconfig") for d in (*libdirs, sysroot / "usr" / "share")
+        ),
+        "PKG_CONFIG_PATH": "",
+        "MAKEFLAGS": f"-j{os.cpu_count() or 1}",
+    }
+    return env

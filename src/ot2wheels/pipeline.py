@@ -1,0 +1,103 @@
+"""Wire the steps together for many recipes and targets: what nox sessions and tasks call.
+
+Keeps going past a failed build (every build keeps its log and record) and reports every
+failure at the end, so one broken recipe does not hide the state of the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import records
+from .build import BuildResult, build_one
+from .errors import ConfigError
+from .paths import Layout
+from .recipes import Recipe, load_all
+from .smoke import SmokeResult, smoke_test
+from .targets import Target, TargetSet, load_targets
+from .toolchains import get_toolchain
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Project:
+    """Recipes and targets of one checkout, loaded and cross-checked once."""
+
+    layout: Layout
+    targets: TargetSet
+    recipes: dict[str, Recipe]
+
+    @classmethod
+    def load(cls, layout: Layout | None = None) -> "Project":
+        layout = layout or Layout.discover()
+        targets = load_targets(layout.targets_file)
+        return cls(layout, targets, load_all(layout.packages, set(targets.targets)))
+
+    def recipe(self, name: str) -> Recipe:
+        try:
+            return self.recipes[name]
+        except KeyError:
+            raise ConfigError(f"no recipe {name!r} in {self.layout.packages}; "
+                              f"known: {', '.join(sorted(self.recipes))}") from None
+
+    def targets_for_python(self, python: str | None, names: list[str] | None = None) -> list[Target]:
+        chosen = self.targets.select(names)
+        return [t for t in chosen if python is None or t.python == python]
+
+    def matrix(self, recipes: list[str] | None = None, targets: list[str] | None = None,
+               python: str | None = None) -> list[tuple[Recipe, Target]]:
+        """(recipe, target) pairs to build: every selected recipe on every target it supports."""
+        chosen = [self.recipe(n) for n in recipes] if recipes else list(self.recipes.values())
+        return [(r, t) for r in chosen for t in self.targets_for_python(python, targets)
+                if r.supports(t.name, t.python)]
+
+
+@dataclass
+class RunSummary:
+    builds: list[BuildResult] = field(default_factory=list)
+    smokes: list[tuple[Recipe, SmokeResult]] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        out = [f"build {b.label}: {(b.record.error or '').splitlines()[0]} (log: {b.record_path.with_suffix('.log')})"
+               for b in self.builds if not b.ok]
+        out += [f"smoke {s.wheel} on {s.target}" for _r, s in self.smokes if not s.passed]
+        return out
+
+
+def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bool = False,
+              say: Say = print) -> list[BuildResult]:
+    return [build_one(recipe, target, project.layout, force=force, say=say) for recipe, target in pairs]
+
+
+def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print) -> list[tuple[Recipe, SmokeResult]]:
+    """Smoke-test the built wheel of each pair (pairs without a passing build are failures)."""
+    out = []
+    for recipe, target in pairs:
+        record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
+            records.stem(recipe.name, recipe.version, target.cp) + ".json")
+        rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        if rec is None or not rec.wheel or rec.result == "failed":
+            say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
+            out.append((recipe, SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name,
+                                            False, 0.0, "no wheel")))
+            continue
+        wheel = record_path.parent / rec.wheel
+        toolchain = get_toolchain(target, project.layout, recipe.target_libs)
+        toolchain.ensure()
+        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under qemu-arm")
+        result = smoke_test(recipe, wheel, toolchain)
+        say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
+            f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
+        _attach_smoke(record_path, result)
+        out.append((recipe, result))
+    return out
+
+
+def _attach_smoke(record_path: Path, result: SmokeResult) -> None:
+    rec = records.BuildRecord.from_file(record_path)
+    rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
+    records.write_atomic(record_path, rec.to_json())

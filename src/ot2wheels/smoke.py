@@ -1,0 +1,103 @@
+"""Smoke tests: install a wheel into a fresh target directory and exercise it under qemu-arm."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import SmokeError
+from .recipes import Recipe
+from .targets import Target
+from .toolchains import Toolchain
+
+OK_MARK = "OT2WHEELS-SMOKE-OK"
+
+# Runs in the target's CPython. It proves the wheel's own compiled code was loaded (a pure
+# fallback from somewhere else must not pass), then runs the recipe's snippet.
+_RUNNER = r"""
+import importlib, json, sys
+spec = json.loads(sys.argv[1])
+root = spec["root"]
+for name in spec["imports"]:
+    importlib.import_module(name)
+native = sorted(
+    m.__file__ for m in list(sys.modules.values())
+    if getattr(m, "__file__", None) and m.__file__.startswith(root) and m.__file__.endswith(".so")
+)
+if not native:
+    raise SystemExit("smoke: none of the wheel's compiled extensions was loaded")
+print("native modules:", *[n[len(root) + 1:] for n in native], sep="\n  ")
+exec(compile(spec["code"], "<smoke>", "exec"), {"__name__": "__smoke__"})
+print(spec["mark"])
+"""
+
+
+@dataclass
+class SmokeResult:
+    wheel: str
+    target: str
+    passed: bool
+    duration_s: float
+    output: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pip_target_args(target: Target) -> list[str]:
+    """Host pip options that select wheels for the target's interpreter and platforms."""
+    args = ["--only-binary=:all:", "--python-version", target.python, "--implementation", "cp",
+            "--abi", target.cp, "--abi", "abi3", "--abi", "none"]
+    for plat in target.platform_tags():
+        args += ["--platform", plat]
+    return args
+
+
+def install_for_target(target: Target, dest: Path, requirements: list[str],
+                       find_links: list[Path] = (), index: bool = True) -> str:
+    """`pip install --target dest` of target wheels, run on the host; returns pip's output."""
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+           "--no-compile", "--target", str(dest), *pip_target_args(target)]
+    for d in find_links:
+        cmd += ["--find-links", str(d)]
+    if not index:
+        cmd.append("--no-index")
+    cmd += requirements
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SmokeError(f"cannot install {' '.join(requirements)} for {target.name}:\n"
+                         f"{(result.stdout + result.stderr).strip()[-2000:]}")
+    return result.stdout
+
+
+def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float = 300) -> SmokeResult:
+    """Install `wheel` (+ its runtime dependencies) in a fresh dir and run the recipe's smoke test."""
+    target = toolchain.target
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
+        site = Path(tmp) / "site"
+        pip_out = install_for_target(target, site, [str(wheel), *recipe.smoke.requires],
+                                     find_links=[wheel.parent])
+        spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
+                "mark": OK_MARK}
+        try:
+            run = toolchain.run_target(
+                [str(toolchain.target_python), "-c", _RUNNER, json.dumps(spec)],
+                env={"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"},
+                timeout=timeout,
+            )
+            output, code = run.stdout + run.stderr, run.returncode
+        except subprocess.TimeoutExpired:
+            output, code = f"timed out after {timeout}s under qemu-arm", -1
+    passed = code == 0 and OK_MARK in output
+    result = SmokeResult(wheel.name, target.name, passed, round(time.monotonic() - started, 2),
+                         f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"
+                         f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{output}")
+    return result

@@ -1,0 +1,85 @@
+"""The one interface every toolchain provider implements."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from .. import crossenv
+from ..targets import Target
+
+
+class Toolchain(ABC):
+    """A cross compiler, a target sysroot with the target's CPython, and a way to run it."""
+
+    target: Target
+
+    @abstractmethod
+    def ensure(self, refresh: bool = False) -> None:
+        """Make the toolchain ready. Idempotent; an interrupted run leaves nothing half-made.
+
+        `refresh` re-reads upstream state (package lists, SDK pin) instead of the cached one.
+        """
+
+    @property
+    @abstractmethod
+    def sysroot(self) -> Path: ...
+
+    @property
+    @abstractmethod
+    def digest(self) -> str:
+        """Identifies exactly what the toolchain is made of (part of every build's cache key)."""
+
+    @abstractmethod
+    def build_python(self) -> Path:
+        """A host CPython of the target's major.minor, used to run the build backend."""
+
+    @property
+    def target_python(self) -> Path:
+        """The target's CPython inside the sysroot (run it with `run_target`)."""
+        return self.sysroot / "usr" / "bin" / f"python{self.target.python}"
+
+    @property
+    def library_dirs(self) -> list[Path]:
+        """Directories of the sysroot the dynamic linker searches, most specific first."""
+        t = self.target.triplet
+        return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
+
+    @abstractmethod
+    def system_libs(self) -> set[str]:
+        """Sonames the target itself provides: a wheel may need these without vendoring them."""
+
+    @abstractmethod
+    def compilers(self) -> dict[str, str]:
+        """CC, CXX, AR, STRIP, ... as the cross build should call them (with --sysroot)."""
+
+    def env(self) -> dict[str, str]:
+        """Variables that turn a host build of CPython X.Y into a cross build for the target."""
+        return crossenv.cross_environment(self)
+
+    def sysconfig_dir(self) -> Path:
+        """Where the path-rewritten copy of the target's sysconfigdata lives."""
+        return self.sysroot / ".ot2wheels" / "sysconfig"
+
+    def qemu_command(self) -> list[str]:
+        return ["qemu-arm", "-L", str(self.sysroot)]
+
+    def run_target(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-arm."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
+        return subprocess.run(
+            [*self.qemu_command(), *argv],
+            env={**base, **(env or {})},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
