@@ -117,8 +117,20 @@ def test_workflow_passes_actionlint(tmp_path):
     assert proc.returncode != 0 and "biuld" in proc.stdout
 
 
+def test_every_matrix_cell_names_a_real_nox_session():
+    proc = subprocess.run([sys.executable, "-m", "nox", "--list", "--json", "-k", "build or test"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    sessions = {s["session"] for s in json.loads(proc.stdout)}
+    targets = load_targets(ROOT / "toolchain" / "targets.toml")
+    cells = plan(ROOT, ROOT / "packages", targets)
+    assert cells, "the checkout has recipes, so the matrix is not empty"
+    assert {c.build_session for c in cells} <= sessions and "test-arm" in sessions
+
+
 def test_workflow_runs_the_planned_sessions():
     text = WORKFLOW.read_text()
     assert "invoke ci.matrix" in text and "fromJSON(needs.plan.outputs.matrix)" in text
-    assert "nox -s \"${{ matrix.build_session }}\"" in text and "nox -s test-arm" in text
+    assert 'nox -s "${{ matrix.build_session }}" -- --target "${{ matrix.target }}"' in text
+    assert 'nox -s test-arm -- --target "${{ matrix.target }}" "${{ matrix.recipe }}"' in text
+    assert 'invoke toolchain.setup --target "${{ matrix.target }}"' in text
     assert "invoke index.build" in text and "actions/upload-artifact" in text and "actions/download-artifact" in text
