@@ -18,9 +18,9 @@ does less work; its incremental mode takes the previous package list).
 from __future__ import annotations
 
 import argparse
-import statistics
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile

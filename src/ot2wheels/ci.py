@@ -23,7 +23,7 @@ class Cell:
     build_session: str  # the nox session that builds this cell
 
     @classmethod
-    def of(cls, recipe: Recipe, target_name: str, python: str) -> "Cell":
+    def of(cls, recipe: Recipe, target_name: str, python: str) -> Cell:
         return cls(recipe=recipe.name, version=recipe.version, target=target_name, python=python,
                    build_session=f"build-{recipe.name}-{python}")
 
@@ -48,7 +48,7 @@ def matrix(cell_list: list[Cell]) -> dict[str, list[dict[str, str]]]:
 
 
 def _git(root: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ConfigError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}; "
                           "pass a ref that exists (fetch it first, e.g. with fetch-depth: 0 in CI)")

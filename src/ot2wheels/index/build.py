@@ -26,7 +26,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -37,9 +37,9 @@ from ..targets import TargetSet
 from . import render, swap
 from .model import WheelEntry, YankList, load_yanks
 
-# What one output file of the new tree comes from.
-_Bytes = bytes  # new content
-_Copy = tuple[str, Path]  # ("copy", path in dist) or ("link", path in the previous tree)
+# Where one output file of the new tree comes from, when it is not new bytes:
+# ("copy", path in dist) or ("link", path in the previous tree).
+_Copy = tuple[str, Path]
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
-
-
-@dataclass
-class _Plan:
-    outputs: dict[str, bytes | _Copy] = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -244,11 +239,10 @@ def scan_dist(dist_dir: Path) -> tuple[list[_Candidate], list[str]]:
         for pdir in _visible_dirs(tdir):
             recs = _records_by_wheel(pdir)
             for wheel in sorted(pdir.glob("*.whl")):
-                path_record = recs.get(wheel.name)
-                record = path_record[1] if path_record else {}
+                record_path, record = recs.get(wheel.name, (None, {}))
                 why = _record_verdict(record)
                 if why:
-                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({path_record[0].name})")
+                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({record_path})")
                     continue
                 found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
     return found, skipped
@@ -277,7 +271,7 @@ def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
 def _old_files(index_dir: Path) -> set[str]:
     if not index_dir.is_dir():
         return set()
-    out = set()
+    out: set[str] = set()
     top = str(index_dir)
     for dirpath, _dirs, files in os.walk(top):
         rel = os.path.relpath(dirpath, top)

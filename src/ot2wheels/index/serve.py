@@ -58,7 +58,7 @@ def negotiate(accept: str | None) -> str | None:
 
 
 class IndexRequestHandler(SimpleHTTPRequestHandler):
-    extensions_map = {
+    extensions_map = {  # noqa: RUF012 - the base class declares it this way
         **SimpleHTTPRequestHandler.extensions_map,
         ".whl": "application/octet-stream",
         ".metadata": "application/octet-stream",
@@ -74,7 +74,7 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
             self.on_request(self.path, value)
         super().send_header(keyword, value)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         if not self.quiet:
             super().log_message(format, *args)
 
