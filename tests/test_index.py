@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -623,3 +624,45 @@ def test_invoke_index_tasks(tmp_path, real_wheels):
     proc = invoke("index.remove", "--wheel", f"{TARGET}/{wheel.name}")
     assert proc.returncode == 0, proc.stderr
     assert f"removed {TARGET}/{wheel.name}" in proc.stdout
+
+
+def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
+    """A client reading the served index while builds swap in new trees always finds every page's
+    files, with the hashes the page promises (no half-written tree, no dangling link)."""
+    import hashlib
+    import re
+    import threading
+
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    errors: list[str] = []
+    checked = [0]
+    stop = threading.Event()
+
+    def reader(url: str) -> None:
+        while not stop.is_set():
+            try:
+                root = urllib.request.urlopen(f"{url}/{TARGET}/simple/", timeout=10).read().decode()
+                for project in re.findall(r'href="([^"]+)/"', root):
+                    page_url = f"{url}/{TARGET}/simple/{project}/"
+                    page = urllib.request.urlopen(page_url, timeout=10).read().decode()
+                    for href, sha in re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page):
+                        body = urllib.request.urlopen(urllib.parse.urljoin(page_url, href), timeout=10).read()
+                        if hashlib.sha256(body).hexdigest() != sha:
+                            errors.append(f"{href}: hash differs from its page")
+                        checked[0] += 1
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    with serve_index(index) as url:
+        thread = threading.Thread(target=reader, args=(url,))
+        thread.start()
+        try:
+            for i in range(8):
+                write_wheel(dist / TARGET / f"more{i}", f"more{i}", "1.0")
+                assert build_index(dist, index, None).changed
+        finally:
+            stop.set()
+            thread.join()
+    assert not errors, errors[:5]
+    assert checked[0] > 0
