@@ -625,6 +625,17 @@ def test_invoke_index_tasks(tmp_path, real_wheels):
     assert proc.returncode == 0, proc.stderr
     assert f"removed {TARGET}/{wheel.name}" in proc.stdout
 
+    server = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "index.serve",
+                               "--port", "0", "--root", str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = server.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert b"ot2wheels package index" in r.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
 
 def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
     """A client reading the served index while builds swap in new trees always finds every page's
