@@ -88,6 +88,10 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _dirs(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()}
+
+
 def _inodes(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): p.stat().st_ino for p in root.rglob("*") if p.is_file()}
 
@@ -336,21 +340,32 @@ build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, progress=progress)
 """
 
 
-def test_killed_build_leaves_old_index_intact(tmp_path, dist):
+@pytest.mark.parametrize("mode", ["fresh tree", "spare tree"])
+def test_killed_build_leaves_old_index_intact(tmp_path, dist, real_wheels, mode):
     index = tmp_path / "index"
     build_index(dist, index, None)
+    if mode == "spare tree":  # a second build leaves the previous tree as the spare to update
+        _put(dist, real_wheels["tinypure-2.0"])
+        build_index(dist, index, None)
+        assert (tmp_path / ".index.spare").is_dir()
     old = _tree(index)
     for i in range(5):
         write_wheel(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index)],
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    leftovers = list(tmp_path.glob(".index.building-*"))
-    assert leftovers, "the build should have died while writing its new tree"
+    if mode == "fresh tree":
+        assert list(tmp_path.glob(".index.building-*")), "the build should have died while writing its new tree"
+    else:
+        assert (tmp_path / ".index.spare" / TARGET / "simple" / "extra0").is_dir()  # died mid-update
     assert _tree(index) == old  # readers still see the complete previous index
     result = build_index(dist, index, None)  # the next build cleans up and completes
     assert not list(tmp_path.glob(".index.building-*"))
-    assert result.wheels == 7 and (index / TARGET / "simple" / "extra4" / "index.html").is_file()
+    assert result.wheels == len(list(dist.rglob("*.whl"))) >= 7
+    assert (index / TARGET / "simple" / "extra4" / "index.html").is_file()
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None)
+    assert _tree(fresh) == _tree(index) and _dirs(fresh) == _dirs(index)
 
 
 def test_exception_mid_build_leaves_old_index_intact(tmp_path, dist, real_wheels):
@@ -677,3 +692,32 @@ def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
             thread.join()
     assert not errors, errors[:5]
     assert checked[0] > 0
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monkeypatch, exchange):
+    """Adds, yanks, removals and base-URL changes through the spare tree give exactly the tree
+    a fresh build of the same inputs gives (files and folders), with either swap method."""
+    from ot2wheels.index import swap
+
+    if not exchange:
+        monkeypatch.setattr(swap, "_RENAMEAT2", None)  # as on a system without renameat2
+    index, yanks = tmp_path / "index", tmp_path / "yanked.toml"
+    steps = [
+        lambda: None,
+        lambda: _put(dist, real_wheels["tinypure-2.0"]),
+        lambda: yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\n'),
+        lambda: write_wheel(dist / TARGET / "newproj", "newproj", "0.1"),
+        lambda: (shutil.rmtree(dist / TARGET / "newproj"),
+                 remove_wheels(dist, index, yanks, [(TARGET, "newproj-0.1-py3-none-any.whl")])),
+        lambda: yanks.unlink(),
+    ]
+    for i, step in enumerate(steps):
+        step()
+        build_index(dist, index, yanks if yanks.exists() else None)
+        fresh = tmp_path / f"fresh{i}"
+        build_index(dist, fresh, yanks if yanks.exists() else None)
+        assert _tree(fresh) == _tree(index), f"step {i}"
+        assert _dirs(fresh) == _dirs(index), f"step {i}"
+    assert not (index / TARGET / "simple" / "newproj").exists()
+    assert not list(tmp_path.glob(".index.old-*")) and not list(tmp_path.glob(".index.building-*"))

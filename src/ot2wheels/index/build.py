@@ -421,37 +421,85 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
     return plan
 
 
-def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
-    tmp = swap.building_dir(index_dir)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    made: set[str] = {""}
-    top = str(tmp)
+def _put(dest: str, src: bytes | _Copy) -> None:
+    """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
+    if isinstance(src, bytes):
+        with open(dest, "wb") as fh:
+            fh.write(src)
+    elif src[0] == "link":
+        try:
+            os.link(src[1], dest)
+        except OSError:  # filesystem without hard links
+            shutil.copy2(src[1], dest)
+    else:
+        shutil.copyfile(src[1], dest)
+
+
+def _is_current(dest: str, src: bytes | _Copy) -> bool:
+    """Whether `dest` in the spare tree already holds what the plan wants there."""
     try:
-        for rel in sorted(plan):
-            dest = f"{top}/{rel}"
+        if isinstance(src, bytes):
+            return _same_bytes(Path(dest), src)
+        if src[0] == "link":
+            a, b = os.stat(dest), os.stat(src[1])
+            return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+    except FileNotFoundError:
+        return False
+    return False  # a copy from dist: always written anew
+
+
+def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None,
+          existing: set[str]) -> None:
+    """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
+    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated."""
+    for rel in sorted(existing - plan.keys()):
+        os.unlink(f"{top}/{rel}")
+    made: set[str] = {""}
+    for rel in sorted(plan):
+        dest = f"{top}/{rel}"
+        src = plan[rel]
+        if rel in existing:
+            if _is_current(dest, src):
+                continue
+            os.unlink(dest)
+        else:
             folder = rel.rpartition("/")[0]
             if folder not in made:
                 os.makedirs(f"{top}/{folder}", exist_ok=True)
                 made.add(folder)
-            src = plan[rel]
-            if isinstance(src, bytes):
-                with open(dest, "wb") as fh:
-                    fh.write(src)
-                if progress and rel.endswith("/index.html") and "/simple/" in rel:
-                    progress(rel)
-            elif src[0] == "link":
-                try:
-                    os.link(src[1], dest)
-                except OSError:  # filesystem without hard links
-                    shutil.copy2(src[1], dest)
-            else:
-                shutil.copyfile(src[1], dest)
-        swap.swap_in(tmp, index_dir)
+        _put(dest, src)
+        if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
+            progress(rel)
+    if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
+        for dirpath, dirs, files in os.walk(top, topdown=False):
+            if dirpath != top and not files and not os.listdir(dirpath):
+                os.rmdir(dirpath)
+
+
+def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
+    """Write the new tree beside the live one and swap it in.
+
+    The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
+    brings the spare up to date, touching only what differs, instead of recreating every file.
+    A crash while the spare is being written leaves the live tree as it was.
+    """
+    spare = swap.spare_dir(index_dir)
+    if spare.is_dir() and index_dir.is_dir():
+        work = spare
+        existing = _old_files(spare)
+    else:
+        work = swap.building_dir(index_dir)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        existing = set()
+    try:
+        _fill(str(work), plan, progress, existing)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if work != spare:
+            shutil.rmtree(work, ignore_errors=True)
         raise
+    swap.swap_in(work, index_dir)
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
@@ -464,4 +512,9 @@ def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, whe
     wheels = list(wheels)
     if not wheels:
         raise IndexBuildError("nothing to remove: name at least one <target>/<wheel filename>")
-    return build_index(dist_dir, index_dir, yanked_file, base_url, targets=targets, remove=wheels)
+    result = build_index(dist_dir, index_dir, yanked_file, base_url, targets=targets, remove=wheels)
+    spare = swap.spare_dir(Path(index_dir).absolute())
+    with swap.locked(Path(index_dir).absolute()):  # the spare (previous tree) must not keep them either
+        if spare.is_dir():
+            shutil.rmtree(spare)
+    return result

@@ -3,7 +3,9 @@
 A new tree is built in `.<name>.building-<pid>` beside the final directory (same filesystem),
 then exchanged with the final one in a single `renameat2(RENAME_EXCHANGE)` call on Linux.
 Where that call is missing, two renames are used; a crash between them leaves the old tree
-as `.<name>.old-<pid>`, which `recover()` puts back before the next build.
+as `.<name>.old-<pid>`, which `recover()` puts back before the next build. After a swap the
+previous tree is kept as `.<name>.spare`: the next build updates it in place (it is never
+served) and swaps it in, so a build touches only what changed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def building_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.building-{os.getpid()}"
 
 
+def spare_dir(final: Path) -> Path:
+    """The previous generation of `final`, kept to be brought up to date by the next build."""
+    return final.parent / f".{final.name}.spare"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -60,16 +67,22 @@ def _fsync_dir(path: Path) -> None:
 
 
 def swap_in(new: Path, final: Path) -> None:
-    """Make `new` appear at `final` in one step; the previous tree is deleted afterwards."""
+    """Make `new` appear at `final` in one step. The previous tree becomes the spare."""
+    spare = spare_dir(final)
     if not final.exists():
         os.rename(new, final)
     elif exchange(new, final):
-        shutil.rmtree(new)  # `new` now holds the previous tree
+        if new != spare:  # `new` now holds the previous tree
+            if spare.exists():
+                shutil.rmtree(spare)
+            os.rename(new, spare)
     else:
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         os.rename(final, old)
         os.rename(new, final)
-        shutil.rmtree(old)
+        if spare.exists():
+            shutil.rmtree(spare)
+        os.rename(old, spare)
     _fsync_dir(final.parent)
 
 
