@@ -7,6 +7,7 @@ HTML page otherwise; `?format=<content type>` overrides the Accept header.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,7 +93,8 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
             body = open(page, "rb")  # noqa: SIM115 - closed by the base class after copying
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", ctype if ctype != "text/html" else "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(page.stat().st_size))
+            # fstat, not stat: a swap between open and stat must not mix two files' sizes.
+            self.send_header("Content-Length", str(os.fstat(body.fileno()).st_size))
             self.send_header("Vary", "Accept")
             self.end_headers()
             return body
