@@ -3,6 +3,7 @@ ot2wheels cache, so the sysroots are assembled once; every test gets its own dis
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tarfile
 import threading
@@ -97,6 +98,10 @@ PyMODINIT_FUNC PyInit__tiny(void) {{ return PyModule_Create(&mod); }}
 """
 
 
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def make_tiny_sdist(dest_dir: Path, version: str = "1.0", body: str = "", extra_includes: str = "") -> Path:
     """A real sdist of a one-function C extension, written as a .tar.gz in `dest_dir`."""
     src = dest_dir / f"tiny-{version}"
@@ -140,3 +145,14 @@ def write_tiny_recipe(packages: Path, url: str, sha256: str, version: str = "1.0
     text = TINY_RECIPE.format(version=version, url=url, sha256=sha256, extra_build=extra_build)
     (d / "recipe.toml").write_text(text.replace('name = "tiny"', f'name = "{name}"', 1))
     return d / "recipe.toml"
+
+
+def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **sdist_options: str):
+    """Serve a tiny sdist on 127.0.0.1, write its recipe and cross-build it: a BuildResult."""
+    from ot2wheels.build import build_one
+
+    sdist = make_tiny_sdist(workdir, **sdist_options)
+    with serve_directory(workdir) as url:
+        write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
+        project = Project.load(layout)
+        return build_one(project.recipe("tiny"), project.targets.get(target), layout, say=lambda s: None)

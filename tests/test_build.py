@@ -1,6 +1,5 @@
 """Real cross builds: a local sdist served over 127.0.0.1, and the repository's own recipes."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -9,22 +8,16 @@ import pytest
 from ot2wheels.build import build_one
 from ot2wheels.pipeline import Project, build_all
 
-from conftest import make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import build_tiny, sha, make_tiny_sdist, serve_directory, write_tiny_recipe
 
 pytestmark = pytest.mark.integration
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def test_cross_build_records_and_reuses(layout, tmp_path: Path) -> None:
-    sdist = make_tiny_sdist(tmp_path)
-    with serve_directory(tmp_path) as url:
-        write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
-        project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        first = build_one(project.recipe("tiny"), target, layout, say=lambda s: None)
+    first = build_tiny(layout, tmp_path)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
     assert first.ok, first.record.error
     assert first.wheel == layout.dist / "bookworm-armhf" / "tiny" / "tiny-1.0-cp311-cp311-linux_armv7l.whl"
     record = json.loads(first.record_path.read_text())

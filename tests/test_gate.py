@@ -1,7 +1,6 @@
 """The wheel gate on real wheels: cross-built ones pass, wrong ones fail with reasons."""
 
 import dataclasses
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -10,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from ot2wheels import gate
-from ot2wheels.build import build_one
-from ot2wheels.pipeline import Project
 from ot2wheels.sources import extract
 from ot2wheels.toolchains import get_toolchain
 
-from conftest import make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import build_tiny, make_tiny_sdist
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +20,12 @@ pytestmark = pytest.mark.integration
 NEW_GLIBC = dict(extra_includes="#include <stdlib.h>", body="a += (long)(arc4random() & 0);")
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 @pytest.fixture
 def bookworm_tiny(layout, tmp_path: Path):
-    sdist = make_tiny_sdist(tmp_path, **NEW_GLIBC)
-    with serve_directory(tmp_path) as url:
-        write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
-        project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe("tiny"), target, layout, say=lambda s: None)
+    result = build_tiny(layout, tmp_path, **NEW_GLIBC)
     assert result.ok, result.record.error
-    return result, get_toolchain(target, layout)
+    return result, get_toolchain(result.target, layout)
 
 
 def test_cross_built_wheel_passes(bookworm_tiny) -> None:

@@ -1,5 +1,6 @@
 """The nox sessions as a user runs them: listed per recipe and Python, failures exit non-zero."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import REPO, sha, make_tiny_sdist, serve_directory, write_tiny_recipe
 
 
 def nox(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -32,11 +33,9 @@ def test_failed_build_session_exits_non_zero_naming_the_failure(tmp_path: Path, 
     shutil.copy(REPO / "noxfile.py", root)
     (tmp_path / "srv").mkdir()
     sdist = make_tiny_sdist(tmp_path / "srv", body="syntax error here")
-    import hashlib
-
     with serve_directory(tmp_path / "srv") as url:
-        write_tiny_recipe(root / "packages", f"{url}/{sdist.name}", hashlib.sha256(sdist.read_bytes()).hexdigest())
-        env = {**__import__("os").environ, "OT2WHEELS_CACHE": str(cache_dir),
+        write_tiny_recipe(root / "packages", f"{url}/{sdist.name}", sha(sdist))
+        env = {**os.environ, "OT2WHEELS_CACHE": str(cache_dir),
                "PYTHONPATH": str(REPO / "src")}
         run = nox("-s", "build-tiny-3.11", cwd=root, env=env)
     assert run.returncode != 0

@@ -9,11 +9,8 @@ from ot2wheels.errors import SourceError
 from ot2wheels.recipes import load_recipe
 from ot2wheels.sources import apply_patches, extract, fetch_source, fetch_url
 
-from conftest import make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import sha, make_tiny_sdist, serve_directory, write_tiny_recipe
 
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_fetch_verifies_and_caches(tmp_path: Path) -> None:
@@ -70,3 +67,28 @@ def test_patches_apply_or_name_the_patch(tmp_path: Path) -> None:
     # Applying again no longer fits (already applied): a clear error naming the patch.
     with pytest.raises(SourceError, match=r"fix\.patch does not apply"):
         apply_patches(load_recipe(recipe_path), tree)
+
+
+def test_git_tag_source_is_verified(tmp_path: Path) -> None:
+    """A `kind = "git"` source: clone the tag, `git archive` it, check the pinned sha256."""
+    import subprocess
+
+    repo = tmp_path / "upstream"
+    tree = extract(make_tiny_sdist(tmp_path), repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(tree)]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "v1"], ["tag", "v1.0"]):
+        subprocess.run(git + args, check=True)
+    expected = subprocess.run(git + ["archive", "--format=tar", "--prefix=tiny-1.0/", "v1.0"],
+                              check=True, capture_output=True).stdout
+    pinned = hashlib.sha256(expected).hexdigest()
+    packages = tmp_path / "packages" / "tiny"
+    packages.mkdir(parents=True)
+    recipe_text = ('[package]\nname = "tiny"\nversion = "1.0"\n[source]\nkind = "git"\n'
+                   f'git = "file://{tree}"\ntag = "v1.0"\nsha256 = "{{sha}}"\n'
+                   '[smoke]\nimports = ["tiny"]\n')
+    (packages / "recipe.toml").write_text(recipe_text.format(sha=pinned))
+    got = fetch_source(load_recipe(packages / "recipe.toml"), tmp_path / "cache")
+    assert got.read_bytes() == expected
+    (packages / "recipe.toml").write_text(recipe_text.format(sha="b" * 64))
+    with pytest.raises(SourceError, match="sha256 mismatch for `git archive`"):
+        fetch_source(load_recipe(packages / "recipe.toml"), tmp_path / "cache2")
