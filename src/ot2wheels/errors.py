@@ -45,3 +45,7 @@ class IndexBuildError(Ot2WheelsError):
 
 class PlanError(Ot2WheelsError):
     """A requirement's closure cannot be resolved for a target (the message names the conflict)."""
+
+
+class DockerError(Ot2WheelsError):
+    """No Docker engine, or an image build, pull, push or container run failed."""
