@@ -103,14 +103,16 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
 
 @task(help={"spec": "NAME==VERSION of the sdist to make a recipe for",
             "force": "overwrite an existing recipe",
-            "python": "target Python X.Y to pin the build requirements for (default 3.11)"})
+            "python": "target Python X.Y versions to pin the build requirements for, comma-separated "
+                      "(default: those of every target)"})
 @friendly
-def recipe_new(c, spec, force=False, python="3.11"):
+def recipe_new(c, spec, force=False, python=None):
     """Write packages/NAME/recipe.toml from the sdist on the index (pinned, editable)."""
     from ot2wheels.paths import Layout
     from ot2wheels.recipe_new import new_recipe
 
-    print(f"wrote {new_recipe(spec, Layout.discover(ROOT), force=force, python=python)}")
+    pythons = [p.strip() for p in python.split(",")] if python else None
+    print(f"wrote {new_recipe(spec, Layout.discover(ROOT), force=force, pythons=pythons)}")
 
 
 ns.add_task(plan)

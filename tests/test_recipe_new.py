@@ -12,12 +12,15 @@ from ot2wheels.plan import OT2, plan
 from ot2wheels.pypi import IndexClient
 from ot2wheels.recipe_new import new_recipe, write_missing_recipes
 from ot2wheels.recipes import load_recipe
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PYPROJECT = """
 [build-system]
-requires = ["setuptools>=61", "setuptools-rust>=1.5", "oldpy; python_version < '3'"]
+requires = ["setuptools>=61", "setuptools-rust>=1.5", "oldpy; python_version < '3'",
+            "tomli>=1; python_version < '3.11'"]
 build-backend = "setuptools.build_meta"
 """
 SETUP_PY = """
@@ -46,6 +49,8 @@ def index():
     idx.wheel("fastthing", "1.2", tag="cp311-cp311-manylinux_2_31_armv7l")
     idx.wheel("setuptools", "60.0")
     idx.wheel("setuptools", "70.0")
+    idx.wheel("setuptools", "80.0", requires_python=">=3.10")
+    idx.wheel("tomli", "2.0")
     idx.wheel("setuptools", "99.0", requires_python=">=3.13")
     idx.wheel("setuptools", "100.0b1")
     idx.wheel("setuptools-rust", "1.9.0")
@@ -56,19 +61,25 @@ def index():
 
 def test_new_recipe_from_sdist(index: FakeIndex, layout: Layout) -> None:
     client = IndexClient(layout.cache, index_url=index.url)
-    path = new_recipe("fastthing==1.2", layout, client=client, python="3.11")
+    path = new_recipe("fastthing==1.2", layout, client=client, pythons=["3.11"])
     r = load_recipe(path)
     assert path == layout.packages / "fastthing" / "recipe.toml"
     assert (r.name, r.version, r.source.kind, r.source.filename) == ("fastthing", "1.2", "pypi", "fastthing-1.2.tar.gz")
     [sdist] = [f for f in client.files("fastthing") if f.is_sdist]
     assert r.source.sha256 == sdist.sha256
-    assert r.requires == ("setuptools==70.0", "setuptools-rust==1.9.0")  # newest final for 3.11; marker dropped
+    assert r.requires == ("setuptools==80.0", "setuptools-rust==1.9.0")  # newest final for 3.11; marker: none
     assert r.backend == "setuptools-rust"
     assert r.target_libs == ("libffi-dev",)
     assert r.smoke.imports == ("fastthing", "fastthing._speedups")
     with pytest.raises(ConfigError, match="already exists"):
         new_recipe("fastthing==1.2", layout, client=client)
     assert new_recipe("fastthing==1.2", layout, client=client, force=True) == path
+
+
+def test_pins_suit_every_target_python(index: FakeIndex, layout: Layout) -> None:
+    client = IndexClient(layout.cache, index_url=index.url)
+    r = load_recipe(new_recipe("fastthing==1.2", layout, client=client))  # targets.toml: 3.9, 3.10, 3.11
+    assert r.requires == ("setuptools==70.0", "setuptools-rust==1.9.0", 'tomli==2.0; python_version < "3.11"')
 
 
 def test_new_recipe_needs_exact_version_and_an_sdist(index: FakeIndex, layout: Layout) -> None:
@@ -90,6 +101,10 @@ def test_plan_write_recipes_only_for_missing(index: FakeIndex, layout: Layout) -
 @pytest.mark.integration
 def test_new_recipe_for_real_cffi(layout: Layout) -> None:
     client = IndexClient(default_cache_dir())
-    r = load_recipe(new_recipe("cffi==2.1.1", layout, client=client, python="3.11"))
+    r = load_recipe(new_recipe("cffi==2.0.0", layout, client=client))
     assert r.backend == "setuptools" and "libffi-dev" in r.target_libs
     assert "_cffi_backend" in r.smoke.imports and r.requires[0].startswith("setuptools==")
+    # pinned for every target's Python, bullseye's 3.9 included
+    name, version = r.requires[0].split("==")
+    files = [f for f in client.files(name) if f"-{version}" in f.filename and f.requires_python]
+    assert all(Version("3.9.0") in SpecifierSet(f.requires_python) for f in files)

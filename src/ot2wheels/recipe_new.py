@@ -76,32 +76,49 @@ def _build_environment(python: str) -> dict[str, str]:
     return env
 
 
-def pin_build_requirements(requires: list[str], python: str, client: IndexClient) -> list[str]:
-    """Each requirement pinned (==) to the newest final release the build Python can install."""
-    env = _build_environment(python)
-    py = Version(f"{python}.0")
+def pin_build_requirements(requires: list[str], pythons: list[str], client: IndexClient) -> list[str]:
+    """Each requirement pinned (==) to the newest final release every build Python can install.
+
+    A recipe builds for every target, so the pins must suit each target's Python X.Y (the build
+    Python has the target's minor version). A requirement with a marker keeps it and only has to
+    suit the Pythons the marker selects.
+    """
+    if not pythons:
+        raise ConfigError("no target Python to pin build requirements for")
     pinned = []
     for text in requires:
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
             raise ConfigError(f"build requirement {text!r} is not valid: {exc}") from None
-        if req.marker is not None and not req.marker.evaluate(env):
+        active = [py for py in pythons if req.marker is None or req.marker.evaluate(_build_environment(py))]
+        if not active:
             continue
-        best: Version | None = None
+        wanted = [Version(f"{py}.0") for py in active]
+        fits: dict[Version, set[Version]] = {}
         for f in client.files(req.name):
             v = _filename_version(f.filename)
             if v is None or f.yanked or v.is_prerelease or not req.specifier.contains(v):
                 continue
             spec = _specifier(f.requires_python) if f.requires_python else None
-            if spec is not None and not spec.contains(py, prereleases=True):
-                continue
-            best = v if best is None or v > best else best
-        if best is None:
-            raise PlanError(f"build requirement {text!r}: no release on the index fits CPython {python}")
+            fits.setdefault(v, set()).update(py for py in wanted if spec is None or spec.contains(py, prereleases=True))
+        good = [v for v, ok in fits.items() if ok >= set(wanted)]
+        if not good:
+            raise PlanError(f"build requirement {text!r}: no release on the index fits CPython {', '.join(active)}")
         extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-        pinned.append(f"{canonicalize_name(req.name)}{extras}=={best}")
+        marker = f"; {req.marker}" if req.marker is not None else ""
+        pinned.append(f"{canonicalize_name(req.name)}{extras}=={max(good)}{marker}")
     return pinned
+
+
+def target_pythons(layout: Layout, requires_python: str | None = None) -> list[str]:
+    """The Python X.Y of every target in targets.toml that the sdist's Requires-Python admits."""
+    from .targets import load_targets
+
+    spec = _specifier(requires_python) if requires_python else None
+    versions = {t.python for t in load_targets(layout.targets_file).targets.values()}
+    return sorted((v for v in versions if spec is None or spec.contains(Version(f"{v}.0"), prereleases=True)),
+                  key=Version)
 
 
 def import_names(members: list[str], data: bytes, filename: str, pyproject: dict) -> list[str]:
@@ -220,7 +237,7 @@ def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str]
         "[build]",
         f"# build-backend in the sdist's pyproject.toml: {backend_string}",
         f"backend = {_toml_str(backend)}",
-        "# [build-system] requires, pinned to the newest release for the build Python",
+        "# [build-system] requires, pinned to the newest release every target's build Python can use",
         f"requires = {_toml_list(requires)}",
         "# Debian -dev packages for headers its C sources include (check and extend)",
         f"target-libs = {_toml_list(libs)}",
@@ -238,11 +255,11 @@ def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str]
 
 
 def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClient | None = None,
-               python: str = "3.11") -> Path:
+               pythons: list[str] | None = None) -> Path:
     """Write packages/NAME/recipe.toml for `NAME==VERSION`; returns its path.
 
-    `python` is the target Python X.Y the build requirements are pinned for (the build Python
-    has the same minor version); the default is bookworm's.
+    `pythons`: the target Python X.Y versions the build requirements must suit (default: those
+    of every target in targets.toml that the sdist supports).
     """
     try:
         req = Requirement(spec)
@@ -268,7 +285,8 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     build_system = pyproject.get("build-system", {})
     raw_requires = build_system.get("requires", ["setuptools>=40.8.0", "wheel"])  # PEP 517 default
     backend_string = build_system.get("build-backend", "setuptools.build_meta:__legacy__")
-    requires = pin_build_requirements(list(raw_requires), python, client)
+    pythons = pythons or target_pythons(layout, sdist.requires_python)
+    requires = pin_build_requirements(list(raw_requires), pythons, client)
     try:
         meta = client.metadata(sdist)
         summary = (meta.get("Summary") or "").strip()
@@ -294,5 +312,5 @@ def write_missing_recipes(plan: Plan, layout: Layout, client: IndexClient | None
     for entry in plan.must_build:
         if (layout.packages / entry.name / "recipe.toml").exists():
             continue
-        written.append(new_recipe(f"{entry.name}=={entry.version}", layout, client=client, python=plan.python))
+        written.append(new_recipe(f"{entry.name}=={entry.version}", layout, client=client))
     return written
