@@ -69,7 +69,7 @@ def test_new_recipe_from_sdist(index: FakeIndex, layout: Layout) -> None:
     assert r.source.sha256 == sdist.sha256
     assert r.requires == ("setuptools==80.0", "setuptools-rust==1.9.0")  # newest final for 3.11; marker: none
     assert r.backend == "setuptools-rust"
-    assert r.target_libs == ("libffi-dev",)
+    assert r.target_libs == ("libffi-dev", "libstd-rust-web-dev")  # <ffi.h>; Rust std for setuptools-rust
     assert r.smoke.imports == ("fastthing", "fastthing._speedups")
     with pytest.raises(ConfigError, match="already exists"):
         new_recipe("fastthing==1.2", layout, client=client)

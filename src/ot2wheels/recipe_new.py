@@ -1,8 +1,8 @@
 """Write a first recipe for an sdist on the index: pinned, validated, meant to be edited by a person.
 
 From the sdist (downloaded and checked against the index's sha256) it reads:
-- `pyproject.toml` `[build-system]`: the build requirements, each pinned to the newest release the
-  build Python (the target's X.Y) can use, and the backend;
+- `pyproject.toml` `[build-system]`: the build requirements, each pinned to the newest release
+  every target's build Python (the target's X.Y) can use, and the backend;
 - the top-level import names (`*.egg-info/top_level.txt`, else the package folders), which
   become the smoke test;
 - `#include` lines of its C/C++ sources, to suggest the sysroot libraries it links (target-libs).
@@ -27,6 +27,7 @@ from .paths import Layout
 from .plan import Plan, _filename_version, _specifier
 from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
 from .recipes import parse_recipe
+from .rust import DEBIAN_STD_PACKAGE, RUST_BACKENDS
 
 # Header a C source includes -> the Debian -dev package that provides it in the sysroot.
 INCLUDE_LIBS = {
@@ -294,9 +295,12 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
-    text = render_recipe(name, str(version), sdist, requires, backend_name(backend_string, requires),
-                         backend_string, imports, target_libs(data, sdist.filename), sdist.requires_python,
-                         summary)
+    backend = backend_name(backend_string, requires)
+    libs = target_libs(data, sdist.filename)
+    if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
+        libs = sorted({*libs, DEBIAN_STD_PACKAGE})
+    text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
+                         sdist.requires_python, summary)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".recipe.toml.{os.getpid()}.tmp")
