@@ -76,7 +76,8 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         if missing:
             say(f"[{target.name}] no recipe for {', '.join(missing)}: left unpinned, so pip must find a wheel "
                 f"elsewhere (a newer release may ship one); `invoke plan \"{closure.requirement}\" --target "
-                f"{target.name} --write-recipes` writes recipes to start from")
+                f"{target.name}{f' --cutoff {closure.cutoff}' if closure.cutoff else ''} --write-recipes` "
+                "writes recipes to start from")
         pairs = [(project.recipes[n], target) for n in must if n in project.recipes]
         for recipe, _t in pairs:
             pinned = p.get(recipe.name).version
