@@ -121,6 +121,40 @@ recipe.add_task(recipe_new, "new")
 ns.add_collection(recipe)
 # --- end plan ----------------------------------------------------------------------------
 
+
+# --- build -------------------------------------------------------------------------------
+@task(iterable=["recipe", "target"],
+      help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
+            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-arm",
+            "docker": "run the build inside the builder image (invoke docker.build makes it)"})
+@friendly
+def build(c, recipe=None, target=None, force=False, smoke=False, docker=False):
+    """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
+    if docker:
+        from ot2wheels import docker_images
+        from ot2wheels.paths import Layout
+
+        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
+                *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
+                *(["--smoke"] if smoke else [])]
+        code, _ = docker_images.run_in_image(Layout.discover(), argv)
+        if code:
+            raise Exit(f"error: the build exited with {code} in the container", code=code)
+        return
+    from ot2wheels import pipeline
+
+    project = pipeline.Project.load()
+    pairs = project.matrix(recipe or None, target or None)
+    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force))
+    if smoke:
+        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok])
+    if summary.failures:
+        raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
+
+
+ns.add_task(build)
+
+
 # --- sdk ---------------------------------------------------------------------------------
 @task(help={
     "url": "download the SDK tarball from here instead of the pinned URL (a mirror)",

@@ -77,27 +77,51 @@ def install_for_target(target: Target, dest: Path, requirements: list[str],
     return result.stdout
 
 
+def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float = 300) -> tuple[bool, str]:
+    """Run the recipe's smoke test in the target CPython under qemu-arm, with `site` on its path."""
+    spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
+            "mark": OK_MARK}
+    try:
+        run = toolchain.run_target(
+            [str(toolchain.target_python), "-c", _RUNNER, json.dumps(spec)],
+            env={"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"},
+            timeout=timeout,
+        )
+        output, code = run.stdout + run.stderr, run.returncode
+    except subprocess.TimeoutExpired:
+        output, code = f"timed out after {timeout}s under qemu-arm", -1
+    return code == 0 and OK_MARK in output, output
+
+
 def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float = 300) -> SmokeResult:
     """Install `wheel` (+ its runtime dependencies) in a fresh dir and run the recipe's smoke test."""
-    target = toolchain.target
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
         site = Path(tmp) / "site"
-        pip_out = install_for_target(target, site, [str(wheel), *recipe.smoke.requires],
+        pip_out = install_for_target(toolchain.target, site, [str(wheel), *recipe.smoke.requires],
                                      find_links=[wheel.parent])
-        spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
-                "mark": OK_MARK}
-        try:
-            run = toolchain.run_target(
-                [str(toolchain.target_python), "-c", _RUNNER, json.dumps(spec)],
-                env={"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"},
-                timeout=timeout,
-            )
-            output, code = run.stdout + run.stderr, run.returncode
-        except subprocess.TimeoutExpired:
-            output, code = f"timed out after {timeout}s under qemu-arm", -1
-    passed = code == 0 and OK_MARK in output
-    result = SmokeResult(wheel.name, target.name, passed, round(time.monotonic() - started, 2),
-                         f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"
-                         f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{output}")
-    return result
+        passed, output = run_smoke(recipe, toolchain, site, timeout)
+    return SmokeResult(wheel.name, toolchain.target.name, passed, round(time.monotonic() - started, 2),
+                       f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"
+                       f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{output}")
+
+
+def target_pip_install(toolchain: Toolchain, pip_wheel: Path, index_url: str, requirements: list[str],
+                       site: Path, timeout: float = 900) -> str:
+    """Install with the target's own CPython running `pip_wheel` under qemu-arm, as the device would.
+
+    The host's pip configuration is hidden (a robot has none) and only `index_url` is used.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "_PYTHON"))}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    argv = [str(toolchain.target_python), f"{pip_wheel}/pip", "install", "--no-input", "--no-compile",
+            "--index-url", index_url, "--target", str(site), *requirements]
+    try:
+        run = subprocess.run([*toolchain.qemu_command(), *argv], env=env, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SmokeError(f"{pip_wheel.name} under qemu-arm timed out after {timeout}s") from None
+    if run.returncode != 0:
+        raise SmokeError(f"{pip_wheel.name} under qemu-arm could not install {' '.join(requirements)} "
+                         f"from {index_url}:\n{(run.stdout + run.stderr)[-2500:]}")
+    return run.stdout
