@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from .errors import SmokeError
+from .smoke import target_pip_install
 from .pypi import IndexClient, ca_bundle
 from .targets import Target
 
@@ -138,30 +139,26 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
             d.mkdir()
         # pip runs the target CPython directly: it reads sys.executable's ELF header to decide
         # whether manylinux armv7l wheels fit (hard-float), so it must not be the wrapper script.
-        qemu = [*toolchain.qemu_command(), str(toolchain.target_python)]
         python, py_env = target_python_wrapper(toolchain, tmp / "bin")
         for w in wheels:
             (house / w.name).symlink_to(w.resolve())
         cons = derived_constraints(constraints, wheels, tmp / "constraints.txt")
         report = tmp / "report.json"
-        argv = [*qemu, f"{pip}/pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check",
-                "--target", str(site), "--find-links", str(house), "--index-url", client.index_url,
-                "--report", str(report), *(["--constraint", str(cons)] if cons else []), requirement]
         cert = ca_bundle()
-        if cert:
-            argv[len(qemu) + 2:len(qemu) + 2] = ["--cert", cert]  # after "install"
-        env = _clean_env({"HOME": str(home), "PIP_CACHE_DIR": str(cache / "rehearse" / "pip-cache")})
+        options = ["--only-binary=:all:", "--find-links", str(house), "--report", str(report),
+                   *(["--constraint", str(cons)] if cons else []), *(["--cert", cert] if cert else [])]
         say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under qemu-arm "
             f"({len(wheels)} wheels of ours)")
         started = time.monotonic()
-        try:
-            inst = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-            install_out, install_rc = inst.stdout + inst.stderr, inst.returncode
-        except subprocess.TimeoutExpired:
-            install_out, install_rc = f"pip install timed out after {timeout}s", -1
+        try:  # the target CPython itself runs pip, as the device would (smoke.target_pip_install)
+            install_out = target_pip_install(toolchain, pip, client.index_url, [*options, requirement], site,
+                                             timeout=timeout)
+            install_ok = True
+        except SmokeError as exc:
+            install_out, install_ok = str(exc), False
         install_s = round(time.monotonic() - started, 1)
         installed, ours = _read_report(report, house)
-        if install_rc != 0:
+        if not install_ok:
             return RehearsalResult(target.name, requirement, False, install_s, 0.0, installed, ours,
                                    f"$ pip install ... {requirement}\n{install_out[-4000:]}")
         say(f"[{target.name}] rehearsal: installed {len(installed)} distributions in {install_s:.0f}s "
