@@ -6,12 +6,16 @@ failure at the end, so one broken recipe does not hide the state of the others.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import records
-from .build import BuildResult, build_one
+from . import locks, records
+from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError
 from .paths import Layout
 from .recipes import Recipe, load_all
@@ -68,9 +72,66 @@ class RunSummary:
         return out
 
 
+def default_jobs() -> int:
+    """Concurrent builds when --jobs is not given: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_jobs_per_build(jobs: int, builds: int, cores: int | None = None) -> int:
+    """Split the cores among the builds that run at once: `jobs` builds x this many compilers."""
+    cores = cores or default_jobs()
+    return max(1, cores // max(1, min(jobs, builds)))
+
+
+def serialized(say: Say) -> Say:
+    """`say` callable from many threads: each line is written whole, never interleaved."""
+    lock = threading.Lock()
+
+    def said(line: str) -> None:
+        with lock:
+            say(line)
+
+    return said
+
+
 def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bool = False,
-              say: Say = print) -> list[BuildResult]:
-    return [build_one(recipe, target, project.layout, force=force, say=say) for recipe, target in pairs]
+              say: Say = print, jobs: int | None = None, use_ccache: bool = True) -> list[BuildResult]:
+    """Build every pair, up to `jobs` at once (default: core count); results in input order.
+
+    Each build writes its own log file; on the console every step is one line prefixed with
+    `[target] project version`. Shared state (toolchains, build envs, sources, dist records)
+    is guarded by file locks, so concurrent builds and concurrent runs do not collide.
+    """
+    jobs = max(1, jobs or default_jobs())
+    make_jobs = make_jobs_per_build(jobs, len(pairs))
+    out = serialized(say)
+    if jobs > 1 and len(pairs) > 1:
+        out(f"building {len(pairs)} wheels, {min(jobs, len(pairs))} at a time, "
+            f"{make_jobs} compile job(s) each")
+    layout = project.layout
+
+    def one(pair: tuple[Recipe, Target]) -> BuildResult:
+        return build_one(pair[0], pair[1], layout, force=force, say=out, make_jobs=make_jobs,
+                         use_ccache=use_ccache)
+
+    if jobs == 1 or len(pairs) <= 1:
+        return [one(p) for p in pairs]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ot2wheels-build") as pool:
+        return list(pool.map(one, pairs))
+
+
+def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
+    """One paragraph: how many builds ran, how many were reused (and which), how long it took."""
+    reused = [b for b in results if b.record.result == "reused"]
+    built = [b for b in results if b.record.result == "passed"]
+    failed = [b for b in results if not b.ok]
+    lines = [f"{len(results)} build(s) in {elapsed_s:.1f}s: {len(built)} built, {len(reused)} reused "
+             f"from the cache, {len(failed)} failed"]
+    lines += [f"  reused {b.label}: {b.wheel.name if b.wheel else ''}" for b in reused]
+    return "\n".join(lines)
 
 
 def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print) -> list[tuple[Recipe, SmokeResult]]:
@@ -92,12 +153,13 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         result = smoke_test(recipe, wheel, toolchain)
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
-        _attach_smoke(record_path, result)
+        _attach_smoke(project.layout, record_path, result)
         out.append((recipe, result))
     return out
 
 
-def _attach_smoke(record_path: Path, result: SmokeResult) -> None:
-    rec = records.BuildRecord.from_file(record_path)
-    rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
-    records.write_atomic(record_path, rec.to_json())
+def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:
+    with locks.cache_lock(layout.cache, record_lock_name(record_path)):  # read-modify-write
+        rec = records.BuildRecord.from_file(record_path)
+        rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
+        records.write_atomic(record_path, rec.to_json())
