@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, gate, locks, records, sources
+from . import __version__, buildenv, ccache, gate, hosttools, locks, records, sources
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
@@ -143,6 +143,9 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         say(f"{label}: cross-compile (log: {log})")
         env = {**toolchain.env(), **parallel_env(make_jobs, work), **dict(recipe.env),
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        if use_ccache:
+            hosttools.ensure([ccache.TOOL])
+            env = ccache.environment(env, layout.cache, basedir=work)
         raw = pep517_wheel(tree, python, env, work / "out", log)
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log)
