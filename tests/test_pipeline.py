@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ot2wheels import pipeline
+from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 
 
@@ -40,13 +41,14 @@ def test_serialized_say_keeps_lines_whole() -> None:
 
 
 @pytest.mark.integration
-def test_parallel_build_then_reuse(project: Project) -> None:
-    """Two builds at once, separate logs, prefixed lines; the second run reuses both."""
+def test_parallel_build_then_reuse(project: Project, tmp_path: Path) -> None:
+    """Two builds at once, separate logs, prefixed lines; the second run reuses both; all in the ledger."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
     pairs = project.matrix(["markupsafe"])
     assert len(pairs) == 2
     lines: list[str] = []
     started = time.monotonic()
-    first = pipeline.build_all(project, pairs, say=lines.append, jobs=2)
+    first = pipeline.build_all(project, pairs, say=lines.append, jobs=2, ledger=ledger)
     cold = time.monotonic() - started
     assert [b.record.result for b in first] == ["passed", "passed"], [b.record.error for b in first]
     logs = {b.record_path.with_suffix(".log") for b in first}
@@ -60,10 +62,22 @@ def test_parallel_build_then_reuse(project: Project) -> None:
     assert any(line.startswith("[bullseye-armhf] markupsafe") for line in lines)
 
     started = time.monotonic()
-    second = pipeline.build_all(project, pairs, say=lines.append, jobs=2)
+    second = pipeline.build_all(project, pairs, say=lines.append, jobs=2, ledger=ledger)
     warm = time.monotonic() - started
     assert [b.record.result for b in second] == ["reused", "reused"]
     assert [b.wheel for b in second] == [b.wheel for b in first]
     summary = pipeline.reuse_summary(second, warm)
     assert "2 reused" in summary and "reused markupsafe 3.0.4 for bookworm-armhf" in summary
     assert warm < cold / 5, (cold, warm)
+
+    rows = ledger.builds()
+    assert sorted((r["target"], r["status"]) for r in rows) == [
+        ("bookworm-armhf", "passed"), ("bookworm-armhf", "reused"),
+        ("bullseye-armhf", "passed"), ("bullseye-armhf", "reused")]
+    for r in rows:
+        assert r["wheel_sha256"] and r["wheel_size"] > 1000 and Path(r["log_path"]).is_file()
+
+    smokes = pipeline.smoke_all(project, pairs[:1], say=lines.append, ledger=ledger)
+    assert smokes[0][1].passed, smokes[0][1].output
+    assert [(s["package"], s["target"], s["status"]) for s in ledger.smokes()] == [
+        ("markupsafe", pairs[0][1].name, "passed")]

@@ -41,3 +41,7 @@ class UnsafeArchiveError(Ot2WheelsError):
 
 class IndexBuildError(Ot2WheelsError):
     """The package index cannot be built without losing or changing a published file."""
+
+
+class LedgerError(Ot2WheelsError):
+    """The build ledger (SQLite) cannot be opened, migrated or written."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +17,7 @@ from typing import Callable
 from . import locks, records
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError
+from .ledger import Ledger
 from .paths import Layout
 from .recipes import Recipe, load_all
 from .smoke import SmokeResult, smoke_test
@@ -98,12 +99,14 @@ def serialized(say: Say) -> Say:
 
 
 def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bool = False,
-              say: Say = print, jobs: int | None = None, use_ccache: bool = True) -> list[BuildResult]:
+              say: Say = print, jobs: int | None = None, use_ccache: bool = True,
+              ledger: Ledger | None = None, run_id: int | None = None) -> list[BuildResult]:
     """Build every pair, up to `jobs` at once (default: core count); results in input order.
 
     Each build writes its own log file; on the console every step is one line prefixed with
     `[target] project version`. Shared state (toolchains, build envs, sources, dist records)
     is guarded by file locks, so concurrent builds and concurrent runs do not collide.
+    Each finished build (passed, failed or reused) is recorded in `ledger` as it completes.
     """
     jobs = max(1, jobs or default_jobs())
     make_jobs = make_jobs_per_build(jobs, len(pairs))
@@ -113,14 +116,25 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
             f"{make_jobs} compile job(s) each")
     layout = project.layout
 
-    def one(pair: tuple[Recipe, Target]) -> BuildResult:
-        return build_one(pair[0], pair[1], layout, force=force, say=out, make_jobs=make_jobs,
-                         use_ccache=use_ccache)
+    def one(pair: tuple[Recipe, Target]) -> tuple[BuildResult, float]:
+        started = time.monotonic()
+        result = build_one(pair[0], pair[1], layout, force=force, say=out, make_jobs=make_jobs,
+                           use_ccache=use_ccache)
+        return result, time.monotonic() - started
+
+    def done(result: BuildResult, seconds: float) -> BuildResult:
+        if ledger is not None:  # only this (the calling) thread writes the ledger
+            ledger.record_build(result, seconds, run_id)
+        return result
 
     if jobs == 1 or len(pairs) <= 1:
-        return [one(p) for p in pairs]
+        return [done(*one(p)) for p in pairs]
+    results: list[BuildResult | None] = [None] * len(pairs)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ot2wheels-build") as pool:
-        return list(pool.map(one, pairs))
+        futures = {pool.submit(one, p): i for i, p in enumerate(pairs)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = done(*fut.result())
+    return [r for r in results if r is not None]
 
 
 def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
@@ -134,7 +148,8 @@ def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
     return "\n".join(lines)
 
 
-def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print) -> list[tuple[Recipe, SmokeResult]]:
+def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print,
+              ledger: Ledger | None = None, run_id: int | None = None) -> list[tuple[Recipe, SmokeResult]]:
     """Smoke-test the built wheel of each pair (pairs without a passing build are failures)."""
     out = []
     for recipe, target in pairs:
@@ -143,8 +158,11 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
         if rec is None or not rec.wheel or rec.result == "failed":
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
-            out.append((recipe, SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name,
-                                            False, 0.0, "no wheel")))
+            missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
+                                  "no wheel")
+            if ledger is not None:
+                ledger.record_smoke(recipe, target, missing, run_id)
+            out.append((recipe, missing))
             continue
         wheel = record_path.parent / rec.wheel
         toolchain = get_toolchain(target, project.layout, recipe.target_libs)
@@ -154,6 +172,8 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
         _attach_smoke(project.layout, record_path, result)
+        if ledger is not None:
+            ledger.record_smoke(recipe, target, result, run_id)
         out.append((recipe, result))
     return out
 
