@@ -2,6 +2,8 @@
 
     invoke toolchain.setup --target bookworm-armhf
     invoke toolchain.info
+    invoke report                     status page from the build ledger -> index/report/
+    invoke bench                      cross vs emulated vs native, warm vs cold (bench/run.py)
 """
 
 from __future__ import annotations
@@ -63,5 +65,38 @@ toolchain = Collection("toolchain")
 toolchain.add_task(toolchain_setup, "setup")
 toolchain.add_task(toolchain_info, "info")
 
+# --- report ------------------------------------------------------------------------------
+@task(help={"ledger": "SQLite ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite)",
+            "out": "output directory (default: index/report)",
+            "factor": "robot native build time / cross build time (default: bench/results.json, else 10)"})
+@friendly
+def report(c, ledger=None, out=None, factor=None):
+    """Render the build status page (HTML + JSON) from the ledger into index/report/."""
+    from ot2wheels import ledger as ledger_mod
+    from ot2wheels import report as report_mod
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover()
+    led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))
+    rep = report_mod.build_report(led, Path(out) if out else layout.index / "report", layout.root,
+                                  float(factor) if factor else None)
+    t = rep.data["totals"]
+    print(f"{rep.out_dir / 'index.html'}: {t['cells']} package x target cells "
+          f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
+    print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
+          f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+# --- bench -------------------------------------------------------------------------------
+@task(help={"all": "every recipe (default: markupsafe and msgpack)", "skip": "parts to skip: a,b,c,d"})
+def bench(c, all=False, skip=""):
+    """Benchmarks: cross vs emulated vs native builds, warm vs cold cache, smoke cold vs warm."""
+    args = [sys.executable, str(ROOT / "bench" / "run.py")] + (["--all"] if all else []) + (
+        ["--skip", skip] if skip else [])
+    c.run(" ".join(args), pty=False)
+
+
 ns = Collection()
 ns.add_collection(toolchain)
+ns.add_task(report)
+ns.add_task(bench)
