@@ -34,10 +34,11 @@ from ot2wheels.toolchains import Toolchain, get_toolchain
 EMULATED_PACKAGES = ("gcc-12", "g++-12", "cpp-12", "binutils-arm-linux-gnueabihf", "libgcc-12-dev")
 GCC_VERSION = "12"
 
-# Runs the backend's build_wheel hook; argv: backend spec, output dir. The tree is the cwd.
+# Runs the backend's build_wheel hook; argv: backend spec, output dir, backend-path entries.
+# The tree is the cwd.
 HOOK = r"""
 import importlib, os, sys
-sys.path.insert(0, os.getcwd())
+sys.path[:0] = [os.path.join(os.getcwd(), p) for p in sys.argv[3:]] + [os.getcwd()]
 mod, _, attr = sys.argv[1].partition(":")
 backend = importlib.import_module(mod)
 for part in filter(None, attr.split(".")):
@@ -59,13 +60,19 @@ class BenchFailed(Exception):
     pass
 
 
-def backend_of(tree: Path) -> str:
+def backend_of(tree: Path) -> list[str]:
+    """[backend spec, *backend-path] from pyproject.toml (PEP 517 default: setuptools legacy)."""
     pyproject = tree / "pyproject.toml"
     if pyproject.is_file():
-        spec = tomllib.loads(pyproject.read_text()).get("build-system", {}).get("build-backend")
-        if spec:
-            return spec
-    return "setuptools.build_meta:__legacy__"
+        system = tomllib.loads(pyproject.read_text()).get("build-system", {})
+        if spec := system.get("build-backend"):
+            return [spec, *system.get("backend-path", [])]
+    return ["setuptools.build_meta:__legacy__"]
+
+
+def hook(tree: Path, out: Path) -> list[str]:
+    spec, *paths = backend_of(tree)
+    return ["-c", HOOK, spec, str(out), *paths]
 
 
 def fresh_tree(recipe: Recipe, cache: Path, work: Path) -> Path:
@@ -112,7 +119,7 @@ def cross_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -> S
     tree = fresh_tree(recipe, layout.cache, work)
     out = tree.parent / "out"
     env = _host_env({**tc.env(), **parallel_env(1, work), **dict(recipe.env), "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
-    return _timed(lambda: subprocess.run([str(python), "-c", HOOK, backend_of(tree), str(out)], cwd=tree,
+    return _timed(lambda: subprocess.run([str(python), *hook(tree, out)], cwd=tree,
                                          env=env, capture_output=True, text=True),
                   recipe, "cross", out, tree.parent / "cross.log")
 
@@ -125,7 +132,7 @@ def native_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -> 
     out = tree.parent / "out"
     env = _host_env({**parallel_env(1, work), "CFLAGS": "-O2", **dict(recipe.env),
                      "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
-    return _timed(lambda: subprocess.run([str(python), "-c", HOOK, backend_of(tree), str(out)], cwd=tree,
+    return _timed(lambda: subprocess.run([str(python), *hook(tree, out)], cwd=tree,
                                          env=env, capture_output=True, text=True),
                   recipe, "native", out, tree.parent / "native.log")
 
@@ -187,6 +194,6 @@ def emulated_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -
         "CPPFLAGS": f"-I{tc.sysroot}/usr/include/python{target.python}",
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "CFLAGS": "", "LDFLAGS": "",
     }
-    return _timed(lambda: tc.run_target([str(tc.target_python), "-c", HOOK, backend_of(tree), str(out)],
+    return _timed(lambda: tc.run_target([str(tc.target_python), *hook(tree, out)],
                                         env=env, cwd=tree, timeout=7200),
                   recipe, "emulated", out, tree.parent / "emulated.log")

@@ -62,9 +62,11 @@ def test_machine_reads_this_host() -> None:
 
 
 def test_backend_of_reads_pyproject(tmp_path: Path) -> None:
-    assert sides.backend_of(tmp_path) == "setuptools.build_meta:__legacy__"
-    (tmp_path / "pyproject.toml").write_text('[build-system]\nbuild-backend = "_pyyaml_pep517"\n')
-    assert sides.backend_of(tmp_path) == "_pyyaml_pep517"
+    assert sides.backend_of(tmp_path) == ["setuptools.build_meta:__legacy__"]
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nbackend-path = ["packaging"]\nbuild-backend = "_pyyaml_pep517"\n')
+    assert sides.backend_of(tmp_path) == ["_pyyaml_pep517", "packaging"]
+    assert sides.hook(tmp_path, tmp_path / "out")[2:] == ["_pyyaml_pep517", str(tmp_path / "out"), "packaging"]
 
 
 @pytest.mark.integration
