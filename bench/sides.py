@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ot2wheels import buildenv, smoke, sources
+from ot2wheels import buildenv, crossenv, smoke, sources
 from ot2wheels.build import SOURCE_DATE_EPOCH, parallel_env
 from ot2wheels.paths import Layout
 from ot2wheels.recipes import Recipe
@@ -124,13 +124,25 @@ def cross_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -> S
                   recipe, "cross", out, tree.parent / "cross.log")
 
 
+def target_cflags(tc: Toolchain) -> str:
+    """The target CPython's CFLAGS (-O2 -g ...), from its sysconfigdata."""
+    ns: dict = {}
+    exec(crossenv.find_sysconfigdata(tc.sysroot, tc.target.python).read_text(), ns)
+    return ns["build_time_vars"]["CFLAGS"]
+
+
 def native_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -> SideResult:
-    """The same sdist for x86-64 with the host gcc and a host CPython of the target's X.Y (-O2 too)."""
+    """The same sdist for x86-64: host gcc, a host CPython of the target's X.Y, the target's CFLAGS.
+
+    (CFLAGS in the environment *replaces* the interpreter's own: the host CPython's -O3 becomes the
+    target's -O2 -g ..., so both sides compile with the same options.)
+    """
     tc = get_toolchain(target, layout, recipe.target_libs)
+    tc.ensure()
     python = buildenv.ensure_build_env(tc.build_python(), recipe.requires, layout.cache)
     tree = fresh_tree(recipe, layout.cache, work)
     out = tree.parent / "out"
-    env = _host_env({**parallel_env(1, work), "CFLAGS": "-O2", **dict(recipe.env),
+    env = _host_env({**parallel_env(1, work), "CFLAGS": target_cflags(tc), **dict(recipe.env),
                      "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
     return _timed(lambda: subprocess.run([str(python), *hook(tree, out)], cwd=tree,
                                          env=env, capture_output=True, text=True),
@@ -192,8 +204,12 @@ def emulated_build(recipe: Recipe, target: Target, layout: Layout, work: Path) -
         "CC": f"{bin_dir}/gcc", "CXX": f"{bin_dir}/g++",
         "LDSHARED": f"{bin_dir}/gcc -shared", "LDCXXSHARED": f"{bin_dir}/g++ -shared",
         "CPPFLAGS": f"-I{tc.sysroot}/usr/include/python{target.python}",
-        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "CFLAGS": "", "LDFLAGS": "",
+        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
     }
+    # CFLAGS would replace the target CPython's own (-O2 -g ...): the emulated side must use those.
+    leaked = [v for v in ("CFLAGS", "LDFLAGS") if v in os.environ]
+    if leaked:
+        raise BenchFailed(f"unset {', '.join(leaked)} before benchmarking (they would change the flags)")
     return _timed(lambda: tc.run_target([str(tc.target_python), *hook(tree, out)],
                                         env=env, cwd=tree, timeout=7200),
                   recipe, "emulated", out, tree.parent / "emulated.log")

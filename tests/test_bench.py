@@ -79,6 +79,8 @@ def test_emulated_build_makes_an_arm_wheel_with_the_armhf_gcc(project: Project) 
         result = sides.emulated_build(recipe, target, project.layout, Path(tmp))
         log = next(Path(tmp).glob("*/emulated.log")).read_text()
     assert result.machine == "ARM" and result.wheel.endswith("linux_armv7l.whl"), log
+    compile_line = next(line for line in log.splitlines() if " -c src/markupsafe/_speedups.c" in line)
+    assert "qemu-wrappers" in compile_line and " -O2" in compile_line  # the target's own CFLAGS
     tc = sides.emulated_toolchain(recipe, target, project.layout)
     assert (tc.sysroot / "usr" / "lib" / "gcc" / target.triplet / "12" / "cc1").is_file()
     script = (project.layout.cache / "bench" / "qemu-wrappers" / tc.sysroot.name / "cc1").read_text()
