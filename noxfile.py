@@ -86,11 +86,13 @@ def _recipe_sessions() -> None:
         def build_recipe(session: nox.Session, _name: str = name) -> None:
             _run(session, [_name], None, smoke=False, build=True)
 
+        build_recipe.__doc__ = f"Build {name} {recipe.version} for every selected target."
         nox.session(name=f"build-{name}", python=False)(build_recipe)
         for py in versions:
             def build_recipe_py(session: nox.Session, _name: str = name, _py: str = py) -> None:
                 _run(session, [_name], _py, smoke=False, build=True)
 
+            build_recipe_py.__doc__ = f"Build {name} {recipe.version} for the CPython {py} target(s)."
             nox.session(name=f"build-{name}-{py}", python=False)(build_recipe_py)
 
 

@@ -65,6 +65,250 @@ toolchain = Collection("toolchain")
 toolchain.add_task(toolchain_setup, "setup")
 toolchain.add_task(toolchain_info, "info")
 
+ns = Collection()
+ns.add_collection(toolchain)
+
+
+# --- build -------------------------------------------------------------------------------
+@task(iterable=["recipe", "target"],
+      help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
+            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-arm",
+            "docker": "run the build inside the builder image (invoke docker.build makes it)",
+            "jobs": "builds at once (default: core count)"})
+@friendly
+def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, jobs=None):
+    """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
+    if docker:
+        from ot2wheels import docker_images
+        from ot2wheels.paths import Layout
+
+        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
+                *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
+                *(["--smoke"] if smoke else []), *([f"--jobs={jobs}"] if jobs else [])]
+        code, _ = docker_images.run_in_image(Layout.discover(), argv)
+        if code:
+            raise Exit(f"error: the build exited with {code} in the container", code=code)
+        return
+    from ot2wheels import pipeline
+
+    from ot2wheels.ledger import Ledger, default_path
+
+    jobs = int(jobs) if jobs else None
+    project = pipeline.Project.load()
+    pairs = project.matrix(recipe or None, target or None)
+    ledger = Ledger(default_path(project.layout))
+    run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
+    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
+                                                            ledger=ledger, run_id=run_id))
+    if smoke:
+        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
+                                            ledger=ledger, run_id=run_id)
+    if summary.failures:
+        raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
+
+
+ns.add_task(build)
+
+
+# --- sdk ---------------------------------------------------------------------------------
+@task(help={
+    "url": "download the SDK tarball from here instead of the pinned URL (a mirror)",
+    "file": "use this SDK tarball you already have instead of downloading",
+    "sha256": "expected sha256 of the tarball (overrides the pin in toolchain/sdk.toml)",
+    "size": "expected size in bytes (optional)",
+    "name": "which [sdk.NAME] of toolchain/sdk.toml (default: ot2)",
+    "no_progress": "no progress bar",
+})
+@friendly
+def sdk_pull(c, url=None, file=None, sha256=None, size=None, name="ot2", no_progress=False):
+    """Download, verify, unpack, relocate and install the Buildroot SDK into the cache."""
+    from ot2wheels import sdk
+    from ot2wheels.paths import Layout
+
+    sdk.pull(Layout.discover(), name=name, url=url, file=Path(file) if file else None,
+             sha256=sha256, size=int(size) if size else None, progress=not no_progress)
+
+
+@task(help={"name": "which [sdk.NAME] of toolchain/sdk.toml (default: ot2)"})
+@friendly
+def sdk_info(c, name="ot2"):
+    """What SDK is installed, where, and whether it matches the pin."""
+    from ot2wheels import sdk
+    from ot2wheels.paths import Layout
+
+    print("\n".join(sdk.info(Layout.discover(), name=name).lines()))
+
+
+sdk_tasks = Collection("sdk")
+sdk_tasks.add_task(sdk_pull, "pull")
+sdk_tasks.add_task(sdk_info, "info")
+ns.add_collection(sdk_tasks)
+# --- end sdk -----------------------------------------------------------------------------
+
+
+# --- docker ------------------------------------------------------------------------------
+@task(help={"force": "rebuild even when an image with the same input digest exists",
+            "mirror": "Debian mirror for the base rootfs (default: the one the host's apt uses)"})
+@friendly
+def docker_build(c, force=False, mirror=None):
+    """Build the builder image (toolchain + ot2wheels), tagged by a digest of its inputs."""
+    from ot2wheels import docker_images
+    from ot2wheels.paths import Layout
+
+    result = docker_images.build_image(Layout.discover(), base=docker_images.default_base(mirror),
+                                       force=force)
+    print(f"{result.tag} ({'built' if result.built else 'already up to date'}; base {result.base_tag})")
+
+
+@task(help={"registry": "registry host[:port][/path] to push to", "tag": "local image (default: ot2wheels-builder:latest)"})
+@friendly
+def docker_push(c, registry, tag=None):
+    """Push the builder image to a registry (docker login first)."""
+    from ot2wheels import docker_images
+
+    print(docker_images.push_image(registry, tag))
+
+
+@task(help={"ref": "REGISTRY/ot2wheels-builder:TAG to pull"})
+@friendly
+def docker_pull(c, ref):
+    """Pull a builder image from a registry and tag it locally."""
+    from ot2wheels import docker_images
+
+    print(docker_images.pull_image(ref))
+
+
+@task(help={"command": "the command to run in the image, e.g. \"nox -s build-markupsafe\"",
+            "image": "image to use (default: build/reuse the one for this checkout)",
+            "user": "uid:gid to run as (default: yours, so outputs belong to you)"})
+@friendly
+def docker_run(c, command, image=None, user=None):
+    """Run a command (a build) inside the builder image, checkout and cache bind-mounted."""
+    import shlex
+
+    from ot2wheels import docker_images
+    from ot2wheels.paths import Layout
+
+    code, _ = docker_images.run_in_image(Layout.discover(), shlex.split(command), image=image, user=user)
+    if code:
+        raise Exit(f"error: `{command}` exited with {code} in the container", code=code)
+
+
+docker_tasks = Collection("docker")
+docker_tasks.add_task(docker_build, "build")
+docker_tasks.add_task(docker_push, "push")
+docker_tasks.add_task(docker_pull, "pull")
+docker_tasks.add_task(docker_run, "run")
+ns.add_collection(docker_tasks)
+# --- end docker --------------------------------------------------------------------------
+# --- index ---------------------------------------------------------------------------------------
+def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: str | None):
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover(Path(root) if root else None, dist=Path(dist) if dist else None)
+    index_dir = Path(index) if index else layout.index
+    yanked_file = Path(yanked) if yanked else layout.root / "toolchain" / "yanked.toml"
+    return layout, index_dir, yanked_file
+
+
+def _print_index_result(r) -> None:
+    for line in r.skipped:
+        print(f"skipped {line}")
+    for rule in r.unused_yanks:
+        print(f"warning: {rule} matches no published wheel")
+    for name in r.added:
+        print(f"added   {name}")
+    for name in r.removed:
+        print(f"removed {name}")
+    state = f"{len(r.rewritten)} file(s) rewritten" if r.changed else "unchanged"
+    print(f"{r.index_dir}: {r.wheels} wheel(s), {r.projects} project page(s), "
+          f"targets {', '.join(r.targets) or '-'}; {state} in {r.seconds:.2f}s")
+
+
+@task(name="build", help={
+    "base_url": "write absolute links under this URL (default: relative links)",
+    "dist": "wheels to publish (default: dist/)",
+    "index": "index directory (default: index/)",
+    "yanked": "yank list (default: toolchain/yanked.toml)",
+})
+@friendly
+def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None):
+    """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
+    from ot2wheels.index import build_index
+    from ot2wheels.targets import load_targets
+
+    layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
+    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file))
+    _print_index_result(result)
+
+
+@task(name="remove", iterable=["wheel"], help={
+    "wheel": "<target>/<wheel filename> to unpublish (repeatable); prefer yanking",
+})
+@friendly
+def index_remove(c, wheel, base_url=None, dist=None, index=None, yanked=None, root=None):
+    """Take published wheels out of the index on purpose (refused while still in dist/)."""
+    from ot2wheels.index import remove_wheels
+    from ot2wheels.targets import load_targets
+
+    pairs = []
+    for item in wheel:
+        target, _, filename = item.partition("/")
+        if not filename:
+            raise Exit(f"error: --wheel {item!r} must look like <target>/<wheel filename>", code=2)
+        pairs.append((target, filename))
+    layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
+    result = remove_wheels(layout.dist, index_dir, yanked_file, pairs, base_url,
+                           targets=load_targets(layout.targets_file))
+    _print_index_result(result)
+
+
+@task(name="serve", help={"port": "TCP port on 127.0.0.1 (default 8000; 0 picks a free one)"})
+def index_serve(c, port=8000, index=None, root=None, verbose=False):
+    """Serve index/ on 127.0.0.1 (PEP 691 content negotiation) until interrupted."""
+    from ot2wheels.index.serve import make_server
+
+    _, index_dir, _ = _index_paths(root, None, index, None)
+    if not (index_dir / "index.html").is_file():
+        raise Exit(f"error: {index_dir} holds no index yet; run `invoke index.build` first", code=1)
+    server = make_server(index_dir, "127.0.0.1", int(port), quiet=not verbose)
+    print(f"serving {index_dir} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+ns.add_collection(Collection("index", index_build, index_serve, index_remove))
+# --- end index -----------------------------------------------------------------------------------
+
+
+# --- ci ------------------------------------------------------------------------------------------
+@task(name="matrix", iterable=["target"], help={
+    "since": "only recipes whose files changed since this git ref (merge base with HEAD)",
+    "target": "target name (repeatable; default: the default targets of toolchain/targets.toml)",
+    "pretty": "indent the JSON",
+})
+@friendly
+def ci_matrix(c, since=None, target=None, pretty=False, root=None):
+    """Print the GitHub Actions build matrix (recipe x target x Python) as JSON."""
+    import json
+
+    from ot2wheels.ci import matrix, plan
+    from ot2wheels.paths import Layout
+    from ot2wheels.targets import load_targets
+
+    layout = Layout.discover(Path(root) if root else None)
+    cells = plan(layout.root, layout.packages, load_targets(layout.targets_file), since, target or None)
+    print(json.dumps(matrix(cells), indent=2 if pretty else None, sort_keys=True))
+
+
+ns.add_collection(Collection("ci", ci_matrix))
+# --- end ci --------------------------------------------------------------------------------------
+
+
 # --- report ------------------------------------------------------------------------------
 @task(help={"ledger": "SQLite ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite)",
             "out": "output directory (default: index/report)",
@@ -96,7 +340,6 @@ def bench(c, all=False, skip=""):
     c.run(" ".join(args), pty=False)
 
 
-ns = Collection()
-ns.add_collection(toolchain)
 ns.add_task(report)
 ns.add_task(bench)
+# --- end report / bench ---------------------------------------------------------------------

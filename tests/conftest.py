@@ -1,23 +1,164 @@
-"""Shared fixtures: a Layout whose dist/ is private to the test and whose cache is the real one."""
+"""Shared fixtures. Toolchains are cached across the session (and across runs) in the normal
+ot2wheels cache, so the sysroots are assembled once; every test gets its own dist/."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tarfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from ot2wheels.paths import Layout
+from ot2wheels.paths import Layout, default_cache_dir
 from ot2wheels.pipeline import Project
 
-ROOT = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest output readable
+        pass
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """Serve `directory` over HTTP on 127.0.0.1; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return default_cache_dir()
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> Layout:
-    """The checkout's recipes and targets, the user's toolchain cache, a fresh dist/."""
-    return Layout.discover(root=ROOT, dist=tmp_path / "dist")
+def project_root(tmp_path: Path) -> Path:
+    """A checkout-shaped directory: the real targets.toml and an empty packages/."""
+    root = tmp_path / "proj"
+    (root / "toolchain").mkdir(parents=True)
+    shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain" / "targets.toml")
+    (root / "packages").mkdir()
+    return root
 
 
 @pytest.fixture
-def project(layout: Layout) -> Project:
-    return Project.load(layout)
+def layout(project_root: Path, cache_dir: Path) -> Layout:
+    return Layout(root=project_root, cache=cache_dir, dist=project_root / "dist")
+
+
+@pytest.fixture(scope="session")
+def repo_project(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The repository's own recipes and targets, building into a private dist/."""
+    dist = tmp_path_factory.mktemp("dist")
+    return Project.load(Layout(root=REPO, cache=cache_dir, dist=dist))
+
+
+TINY_SETUP = """
+from setuptools import Extension, setup
+setup(ext_modules=[Extension("tiny._tiny", ["tiny/_tiny.c"])])
+"""
+
+TINY_PYPROJECT = """
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tiny"
+version = "{version}"
+requires-python = ">=3.9"
+"""
+
+TINY_C = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+{extra_includes}
+static PyObject *add(PyObject *self, PyObject *args) {{
+    long a, b;
+    if (!PyArg_ParseTuple(args, "ll", &a, &b)) return NULL;
+    {body}
+    return PyLong_FromLong(a + b);
+}}
+static PyMethodDef methods[] = {{{{"add", add, METH_VARARGS, "add two ints"}}, {{NULL, NULL, 0, NULL}}}};
+static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "_tiny", NULL, -1, methods}};
+PyMODINIT_FUNC PyInit__tiny(void) {{ return PyModule_Create(&mod); }}
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_tiny_sdist(dest_dir: Path, version: str = "1.0", body: str = "", extra_includes: str = "") -> Path:
+    """A real sdist of a one-function C extension, written as a .tar.gz in `dest_dir`."""
+    src = dest_dir / f"tiny-{version}"
+    (src / "tiny").mkdir(parents=True)
+    (src / "setup.py").write_text(TINY_SETUP)
+    (src / "pyproject.toml").write_text(TINY_PYPROJECT.format(version=version))
+    (src / "tiny" / "__init__.py").write_text("from ._tiny import add\n")
+    (src / "tiny" / "_tiny.c").write_text(TINY_C.format(body=body, extra_includes=extra_includes))
+    (src / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: tiny\nVersion: {version}\n")
+    archive = dest_dir / f"tiny-{version}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src, arcname=src.name)
+    shutil.rmtree(src)
+    return archive
+
+
+TINY_RECIPE = """
+[package]
+name = "tiny"
+version = "{version}"
+
+[source]
+kind = "url"
+url = "{url}"
+sha256 = "{sha256}"
+
+[build]
+requires = ["setuptools==80.9.0"]
+{extra_build}
+
+[smoke]
+imports = ["tiny", "tiny._tiny"]
+code = "import tiny; assert tiny.add(40, 2) == 42"
+"""
+
+
+def write_tiny_recipe(packages: Path, url: str, sha256: str, version: str = "1.0",
+                      extra_build: str = "", name: str = "tiny") -> Path:
+    d = packages / name
+    d.mkdir(parents=True, exist_ok=True)
+    text = TINY_RECIPE.format(version=version, url=url, sha256=sha256, extra_build=extra_build)
+    (d / "recipe.toml").write_text(text.replace('name = "tiny"', f'name = "{name}"', 1))
+    return d / "recipe.toml"
+
+
+def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **sdist_options: str):
+    """Serve a tiny sdist on 127.0.0.1, write its recipe and cross-build it: a BuildResult."""
+    from ot2wheels.build import build_one
+
+    sdist = make_tiny_sdist(workdir, **sdist_options)
+    with serve_directory(workdir) as url:
+        write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
+        project = Project.load(layout)
+        return build_one(project.recipe("tiny"), project.targets.get(target), layout, say=lambda s: None)
+
+
+@pytest.fixture
+def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
+    """The repository's recipes and targets, the shared toolchain cache, a dist/ of this test only."""
+    return Project.load(Layout(root=REPO, cache=cache_dir, dist=tmp_path / "dist"))

@@ -71,19 +71,19 @@ def test_backend_of_reads_pyproject(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_emulated_build_makes_an_arm_wheel_with_the_armhf_gcc(project: Project) -> None:
+def test_emulated_build_makes_an_arm_wheel_with_the_armhf_gcc(fresh_project: Project) -> None:
     """Unpacks gcc-12:armhf into a bench sysroot (first time: ~70 MB of .debs) and builds markupsafe."""
-    target = project.targets.select(["bookworm-armhf"])[0]
-    recipe = project.recipe("markupsafe")
+    target = fresh_project.targets.select(["bookworm-armhf"])[0]
+    recipe = fresh_project.recipe("markupsafe")
     with tempfile.TemporaryDirectory() as tmp:
-        result = sides.emulated_build(recipe, target, project.layout, Path(tmp))
+        result = sides.emulated_build(recipe, target, fresh_project.layout, Path(tmp))
         log = next(Path(tmp).glob("*/emulated.log")).read_text()
     assert result.machine == "ARM" and result.wheel.endswith("linux_armv7l.whl"), log
     compile_line = next(line for line in log.splitlines() if " -c src/markupsafe/_speedups.c" in line)
     assert "qemu-wrappers" in compile_line and " -O2" in compile_line  # the target's own CFLAGS
-    tc = sides.emulated_toolchain(recipe, target, project.layout)
+    tc = sides.emulated_toolchain(recipe, target, fresh_project.layout)
     assert (tc.sysroot / "usr" / "lib" / "gcc" / target.triplet / "12" / "cc1").is_file()
-    script = (project.layout.cache / "bench" / "qemu-wrappers" / tc.sysroot.name / "cc1").read_text()
+    script = (fresh_project.layout.cache / "bench" / "qemu-wrappers" / tc.sysroot.name / "cc1").read_text()
     assert "qemu-arm" in script and str(tc.sysroot) in script
     assert result.seconds > 0
     json.dumps(result.__dict__)

@@ -14,9 +14,9 @@ from ot2wheels.records import BuildRecord
 from ot2wheels.smoke import SmokeResult
 
 
-def _result(project: Project, tmp_path: Path, status: str = "passed", duration: float = 3.5) -> BuildResult:
-    recipe = project.recipe("markupsafe")
-    target = project.targets.select(["bookworm-armhf"])[0]
+def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", duration: float = 3.5) -> BuildResult:
+    recipe = fresh_project.recipe("markupsafe")
+    target = fresh_project.targets.select(["bookworm-armhf"])[0]
     rec = BuildRecord(target=target.name, python=target.python, project=recipe.name, version=recipe.version,
                       result=status, cache_key="k1", recipe_digest=recipe.digest, toolchain_digest="t",
                       duration_s=duration, log="markupsafe-3.0.4-cp311.log",
@@ -67,14 +67,14 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
         Ledger(path)
 
 
-def test_records_builds_and_smokes(project: Project, tmp_path: Path) -> None:
+def test_records_builds_and_smokes(fresh_project: Project, tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     run = led.start_run("nox -s build", jobs=2)
-    led.record_build(_result(project, tmp_path, "passed", 3.5), 3.6, run)
-    led.record_build(_result(project, tmp_path, "reused", 3.5), 0.01, run)
-    led.record_build(_result(project, tmp_path, "failed", 1.0), 1.1, run)
-    target = project.targets.select(["bookworm-armhf"])[0]
-    led.record_smoke(project.recipe("markupsafe"), target,
+    led.record_build(_result(fresh_project, tmp_path, "passed", 3.5), 3.6, run)
+    led.record_build(_result(fresh_project, tmp_path, "reused", 3.5), 0.01, run)
+    led.record_build(_result(fresh_project, tmp_path, "failed", 1.0), 1.1, run)
+    target = fresh_project.targets.select(["bookworm-armhf"])[0]
+    led.record_smoke(fresh_project.recipe("markupsafe"), target,
                      SmokeResult("markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl", target.name, True, 1.5, "ok"), run)
     rows = led.builds()
     assert [r["status"] for r in rows] == ["passed", "reused", "failed"]
@@ -100,14 +100,14 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     assert led.runs() == []
 
 
-def test_rejects_an_unknown_status(tmp_path: Path, project: Project) -> None:
+def test_rejects_an_unknown_status(tmp_path: Path, fresh_project: Project) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     with pytest.raises(LedgerError, match="CHECK constraint"):
-        led.record_build(_result(project, tmp_path, "maybe"), 1.0)
+        led.record_build(_result(fresh_project, tmp_path, "maybe"), 1.0)
 
 
-def test_default_path_is_in_dist_unless_overridden(project: Project, monkeypatch, tmp_path: Path) -> None:
+def test_default_path_is_in_dist_unless_overridden(fresh_project: Project, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OT2WHEELS_LEDGER", raising=False)
-    assert ledger_mod.default_path(project.layout) == project.layout.dist / "ledger.sqlite"
+    assert ledger_mod.default_path(fresh_project.layout) == fresh_project.layout.dist / "ledger.sqlite"
     monkeypatch.setenv("OT2WHEELS_LEDGER", str(tmp_path / "x.sqlite"))
-    assert ledger_mod.default_path(project.layout) == tmp_path / "x.sqlite"
+    assert ledger_mod.default_path(fresh_project.layout) == tmp_path / "x.sqlite"

@@ -41,14 +41,14 @@ def test_serialized_say_keeps_lines_whole() -> None:
 
 
 @pytest.mark.integration
-def test_parallel_build_then_reuse(project: Project, tmp_path: Path) -> None:
+def test_parallel_build_then_reuse(fresh_project: Project, tmp_path: Path) -> None:
     """Two builds at once, separate logs, prefixed lines; the second run reuses both; all in the ledger."""
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    pairs = project.matrix(["markupsafe"])
+    pairs = fresh_project.matrix(["markupsafe"])
     assert len(pairs) == 2
     lines: list[str] = []
     started = time.monotonic()
-    first = pipeline.build_all(project, pairs, say=lines.append, jobs=2, ledger=ledger)
+    first = pipeline.build_all(fresh_project, pairs, say=lines.append, jobs=2, ledger=ledger)
     cold = time.monotonic() - started
     assert [b.record.result for b in first] == ["passed", "passed"], [b.record.error for b in first]
     logs = {b.record_path.with_suffix(".log") for b in first}
@@ -62,7 +62,7 @@ def test_parallel_build_then_reuse(project: Project, tmp_path: Path) -> None:
     assert any(line.startswith("[bullseye-armhf] markupsafe") for line in lines)
 
     started = time.monotonic()
-    second = pipeline.build_all(project, pairs, say=lines.append, jobs=2, ledger=ledger)
+    second = pipeline.build_all(fresh_project, pairs, say=lines.append, jobs=2, ledger=ledger)
     warm = time.monotonic() - started
     assert [b.record.result for b in second] == ["reused", "reused"]
     assert [b.wheel for b in second] == [b.wheel for b in first]
@@ -77,7 +77,7 @@ def test_parallel_build_then_reuse(project: Project, tmp_path: Path) -> None:
     for r in rows:
         assert r["wheel_sha256"] and r["wheel_size"] > 1000 and Path(r["log_path"]).is_file()
 
-    smokes = pipeline.smoke_all(project, pairs[:1], say=lines.append, ledger=ledger)
+    smokes = pipeline.smoke_all(fresh_project, pairs[:1], say=lines.append, ledger=ledger)
     assert smokes[0][1].passed, smokes[0][1].output
     assert [(s["package"], s["target"], s["status"]) for s in ledger.smokes()] == [
         ("markupsafe", pairs[0][1].name, "passed")]

@@ -49,10 +49,10 @@ class Cells(HTMLParser):
             self._in = None
 
 
-def _build(project: Project, dist: Path, pkg: str, target: str, status: str, seconds: float,
+def _build(fresh_project: Project, dist: Path, pkg: str, target: str, status: str, seconds: float,
            size: int | None, error: str | None = None, gate: dict | None = None) -> BuildResult:
-    recipe = project.recipe(pkg)
-    tgt = project.targets.select([target])[0]
+    recipe = fresh_project.recipe(pkg)
+    tgt = fresh_project.targets.select([target])[0]
     stem = f"{pkg}-{recipe.version}-{tgt.cp}"
     log = dist / target / pkg / f"{stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -67,26 +67,26 @@ def _build(project: Project, dist: Path, pkg: str, target: str, status: str, sec
 
 
 @pytest.fixture
-def filled(project: Project, tmp_path: Path) -> Ledger:
+def filled(fresh_project: Project, tmp_path: Path) -> Ledger:
     dist = tmp_path / "dist"
     led = Ledger(dist / "ledger.sqlite")
     run = led.start_run("nox -s build", 2)
-    led.record_build(_build(project, dist, "markupsafe", "bookworm-armhf", "failed", 1.0, None,
+    led.record_build(_build(fresh_project, dist, "markupsafe", "bookworm-armhf", "failed", 1.0, None,
                             error="build failed (exit 1); full log: x"), 1.0, run)  # superseded below
-    led.record_build(_build(project, dist, "markupsafe", "bookworm-armhf", "passed", 3.0, 20480), 3.1, run)
-    led.record_build(_build(project, dist, "markupsafe", "bullseye-armhf", "reused", 4.0, 30720), 0.02, run)
-    led.record_build(_build(project, dist, "msgpack", "bookworm-armhf", "failed", 2.0, None,
+    led.record_build(_build(fresh_project, dist, "markupsafe", "bookworm-armhf", "passed", 3.0, 20480), 3.1, run)
+    led.record_build(_build(fresh_project, dist, "markupsafe", "bullseye-armhf", "reused", 4.0, 30720), 0.02, run)
+    led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 2.0, None,
                             error="gate failed", gate={"passed": False, "reasons": ["needs GLIBC_2.34 > 2.31"]}),
                      2.0, run)
-    led.record_build(_build(project, dist, "msgpack", "bullseye-armhf", "passed", 12.0, 102400), 12.0, run)
-    bullseye = project.targets.select(["bullseye-armhf"])[0]
+    led.record_build(_build(fresh_project, dist, "msgpack", "bullseye-armhf", "passed", 12.0, 102400), 12.0, run)
+    bullseye = fresh_project.targets.select(["bullseye-armhf"])[0]
     wheel = "msgpack-1.1.2-cp39-cp39-linux_armv7l.whl"
-    led.record_smoke(project.recipe("msgpack"), bullseye,
+    led.record_smoke(fresh_project.recipe("msgpack"), bullseye,
                      SmokeResult(wheel, bullseye.name, False, 2.5, "Traceback...\nImportError: undefined symbol"), run)
     return led
 
 
-def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, project: Project) -> None:
+def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, fresh_project: Project) -> None:
     out = tmp_path / "index" / "report"
     rep = report.build_report(filled, out, tmp_path, factor=None)  # tmp_path has no bench results
     assert (out / "index.html").read_text() == rep.html
@@ -146,9 +146,9 @@ def test_no_ledger_is_an_error_naming_it(tmp_path: Path) -> None:
         report.build_report(led, tmp_path / "r", tmp_path)
 
 
-def test_escapes_what_it_shows(filled: Ledger, project: Project, tmp_path: Path) -> None:
+def test_escapes_what_it_shows(filled: Ledger, fresh_project: Project, tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    filled.record_build(_build(project, dist, "msgpack", "bookworm-armhf", "failed", 1.0, None,
+    filled.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 1.0, None,
                                error="<script>alert(1)</script>"), 1.0)
     rep = report.build_report(filled, tmp_path / "r", tmp_path)
     assert "<script>alert" not in rep.html and "&lt;script&gt;" in rep.html

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, hosttools, locks, records, sources
+from . import __version__, buildenv, ccache, gate, locks, records, sources
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
@@ -143,8 +143,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         say(f"{label}: cross-compile (log: {log})")
         env = {**toolchain.env(), **parallel_env(make_jobs, work), **dict(recipe.env),
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-        if use_ccache:
-            hosttools.ensure([ccache.TOOL])
+        if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
         raw = pep517_wheel(tree, python, env, work / "out", log)
         say(f"{label}: gate {raw.name}")
@@ -171,6 +170,11 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     records.write_atomic(record_path, rec.to_json())
     say(f"{label}: {'PASSED ' + wheel.name if wheel else 'FAILED: ' + (error or '').splitlines()[0]}")
     return BuildResult(recipe, target, rec, record_path, wheel)
+
+
+def _note(log: Path, message: str) -> None:
+    with log.open("a") as f:
+        f.write(f"# {message}\n")
 
 
 def _work_root(layout: Layout) -> Path:

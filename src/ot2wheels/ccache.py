@@ -15,11 +15,22 @@ import os
 import subprocess
 from pathlib import Path
 
+from . import hosttools
 from .errors import ToolchainError
 from .hosttools import HostTool
 
 TOOL = HostTool("ccache", "ccache")
 MAX_SIZE = "5G"
+
+
+def available(note=print) -> bool:
+    """ccache on PATH, installed through apt if we may; a build without it is only slower."""
+    try:
+        hosttools.ensure([TOOL], log=note)
+        return True
+    except ToolchainError as exc:
+        note(f"building without ccache: {str(exc).splitlines()[0]}")
+        return False
 
 
 def ccache_dir(cache: Path) -> Path:

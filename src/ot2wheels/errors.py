@@ -43,5 +43,9 @@ class IndexBuildError(Ot2WheelsError):
     """The package index cannot be built without losing or changing a published file."""
 
 
+class DockerError(Ot2WheelsError):
+    """No Docker engine, or an image build, pull, push or container run failed."""
+
+
 class LedgerError(Ot2WheelsError):
     """The build ledger (SQLite) cannot be opened, migrated or written."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
+from .tomlfile import read_toml
 
 SOURCE_KINDS = ("pypi", "url", "git")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -231,13 +231,7 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
 def load_recipe(path: Path, known_targets: set[str] | None = None) -> Recipe:
     if path.is_dir():
         path = path / "recipe.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_recipe(data, path, known_targets)
+    return parse_recipe(read_toml(path), path, known_targets)
 
 
 def load_all(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, Recipe]:

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from . import locks
-from .errors import SourceError
+from .archive import extract as safe_extract
+from .download import download, sha256_file, ssl_context
+from .errors import DownloadError, SourceError, UnsafeArchiveError
 from .recipes import Recipe
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -42,48 +40,15 @@ def index_url() -> str:
     return PyPI.simple_url.rstrip("/")
 
 
-def ssl_context() -> ssl.SSLContext:
-    """Trust the CA bundle the machine's pip/requests use (the network may go through a proxy)."""
-    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        if (path := os.environ.get(var)) and Path(path).is_file():
-            return ssl.create_default_context(cafile=path)
-    return ssl.create_default_context()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_url(url: str, dest: Path, sha256: str, what: str) -> Path:
-    """Download `url` to `dest`, verifying sha256 before the file appears under its name."""
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
-    tmp = Path(tmp_name)
-    h = hashlib.sha256()
+    """Download `url` to `dest` (resumable, retried), verified by sha256 before it is used."""
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, context=ssl_context(), timeout=120) as resp:
-            for chunk in iter(lambda: resp.read(1 << 16), b""):
-                h.update(chunk)
-                out.write(chunk)
-        got = h.hexdigest()
-        if got != sha256:
-            raise SourceError(
-                f"{what}: sha256 mismatch for {url}\n  expected {sha256}\n  got      {got}\n"
-                "  The file is not the one the recipe pins. If the upstream file really changed, "
-                "check it and update [source] sha256 in the recipe."
-            )
-        tmp.replace(dest)
-        return dest
-    except (urllib.error.URLError, OSError) as exc:
-        raise SourceError(f"{what}: cannot download {url}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        return download(url, dest, sha256, progress=sys.stderr.isatty(), retries=2)
+    except DownloadError as exc:
+        raise SourceError(
+            f"{what}: {exc}\n  If the upstream file really changed, check it and update "
+            "[source] sha256 in the recipe."
+        ) from None
 
 
 def pypi_sdist_url(name: str, version: str, filename: str | None = None) -> tuple[str, str]:
@@ -157,19 +122,14 @@ def _git_archive(recipe: Recipe, store: Path, what: str) -> Path:
 
 def extract(archive: Path, dest: Path) -> Path:
     """Extract safely (no absolute paths, `..` or links out of `dest`); return the source tree."""
-    dest.mkdir(parents=True, exist_ok=True)
+    # archive.extract refuses unsafe members on every CPython >= 3.11 (Debian's 3.11.2 has no
+    # tarfile data filter) and creates `dest` itself, atomically.
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
     try:
-        if archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as zf:
-                for member in zf.namelist():
-                    if not (dest / member).resolve().is_relative_to(dest.resolve()):
-                        raise SourceError(f"{archive}: member {member!r} would land outside {dest}")
-                zf.extractall(dest)
-        else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(dest, filter="data")
-    except tarfile.FilterError as exc:
-        raise SourceError(f"{archive}: unsafe archive member refused: {exc}") from None
+        safe_extract(archive, dest)
+    except UnsafeArchiveError as exc:
+        raise SourceError(f"unsafe archive member refused: {exc}") from None
     entries = [p for p in dest.iterdir()]
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]

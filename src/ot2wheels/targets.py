@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from packaging import tags
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
+from .tomlfile import read_toml
 
 PROVIDERS = ("debian", "buildroot-sdk")
 _TARGET_KEYS = {"description", "python", "platform", "glibc", "triplet", "provider", "site",
@@ -186,12 +186,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
 
 
 def load_targets(path: Path) -> TargetSet:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     tables = _need(data, "targets", str(path), dict)
     targets = {name: _parse_target(name, t, path) for name, t in tables.items()}
     default = _string_list(data.get("default", list(targets)), f"{path}: default")

@@ -1,0 +1,520 @@
+"""Regenerate the static index from dist/ and from what the index already publishes.
+
+Layout of the index directory (see docs/index.md):
+
+    index.html                                   landing page for people
+    <target>/constraints.txt                     newest version of every project
+    <target>/simple/index.html | index.json      PEP 503 / PEP 691 root
+    <target>/simple/<project>/index.html | .json PEP 503 / PEP 691 project page
+    <target>/files/<project>/<wheel>             the wheel (a copy: the index is self-contained)
+    <target>/files/<project>/<wheel>.metadata    PEP 658 core metadata
+
+Rules: a published wheel stays published (only `remove` takes one out); a dist wheel whose
+filename is published with another sha256 is refused; unchanged files are hard-linked from
+the previous tree, so only projects whose pages changed are rewritten; the new tree is built
+beside the old one and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from ..errors import IndexBuildError
+from ..targets import TargetSet
+from . import render, swap
+from .model import WheelEntry, YankList, load_yanks
+
+# Where one output file of the new tree comes from, when it is not new bytes:
+# ("copy", path in dist) or ("link", path in the previous tree).
+_Copy = tuple[str, Path]
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    index_dir: Path
+    targets: tuple[str, ...]
+    projects: int  # across all targets
+    wheels: int  # published after this build
+    added: tuple[str, ...]  # "<target>/<wheel>" newly published
+    removed: tuple[str, ...]  # "<target>/<wheel>" removed on request
+    skipped: tuple[str, ...]  # dist wheels not published, with the reason
+    rewritten: tuple[str, ...]  # pages written anew (relative paths); unchanged ones are linked
+    unused_yanks: tuple[str, ...]  # yank rules that match no published wheel
+    changed: bool  # False: nothing differed, the index was left untouched
+    seconds: float
+
+
+@dataclass
+class _Published:
+    entry: WheelEntry
+    wheel: Path  # in the current index
+    metadata: Path | None  # in the current index, None if it must be regenerated
+    metadata_bytes: bytes | None = None
+
+
+@dataclass
+class _New:
+    entry: WheelEntry
+    wheel: Path  # in dist
+    metadata_bytes: bytes
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _headers(metadata: bytes) -> dict[str, str]:
+    """The first value of each header of a core metadata file (RFC 822 style, folded lines joined)."""
+    out: dict[str, str] = {}
+    key = None
+    for line in metadata.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            break  # the body (long description) starts here
+        if line[0] in " \t" and key is not None:
+            out[key] += " " + line.strip()
+            continue
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in out:
+            key = None  # keep the first value of repeated headers (Requires-Dist etc. are not needed)
+            continue
+        out[key] = value.strip()
+    return out
+
+
+def _read_metadata(path: Path) -> bytes:
+    """METADATA of a wheel, checked against the hash its RECORD gives for it."""
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(infos) != 1:
+            raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
+        dist_info = infos[0].rsplit("/", 1)[0]
+        metadata = zf.read(infos[0])
+        record = zf.read(f"{dist_info}/RECORD").decode()
+    for row in csv.reader(record.splitlines()):
+        if row and row[0] == infos[0]:
+            algo, _, digest = row[1].partition("=")
+            if algo != "sha256":
+                raise ValueError(f"RECORD hashes METADATA with {algo!r}, expected sha256")
+            actual = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+            if actual != digest:
+                raise ValueError("METADATA does not match the hash in RECORD")
+            return metadata
+    raise ValueError("RECORD has no line for METADATA")
+
+
+def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
+    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
+    try:
+        name, version, _build, _tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
+    try:
+        metadata = _read_metadata(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
+        raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
+                              "rebuild it or delete it from dist") from None
+    headers = _headers(metadata)
+    meta_name, meta_version = headers.get("name", ""), headers.get("version", "")
+    try:
+        same_version = Version(meta_version) == version
+    except InvalidVersion:
+        same_version = False
+    if canonicalize_name(meta_name) != name or not same_version:
+        raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
+                              f"{name} {version}; the wheel is broken, rebuild it")
+    requires_python = headers.get("requires-python")
+    entry = WheelEntry(
+        target=target,
+        project=name,
+        filename=path.name,
+        version=str(version),
+        sha256=sha256 or sha256_file(path),
+        size=path.stat().st_size,
+        requires_python=requires_python or None,
+        metadata_sha256=hashlib.sha256(metadata).hexdigest(),
+    )
+    return entry, metadata
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
+    """Every wheel the index publishes now, described from its JSON pages (or the wheel itself)."""
+    out: dict[tuple[str, str], _Published] = {}
+    for tdir in _visible_dirs(index_dir):
+        target = tdir.name
+        for pdir in _visible_dirs(tdir / "files"):
+            known: dict[str, dict] = {}
+            page = tdir / "simple" / pdir.name / "index.json"
+            if page.is_file():
+                try:
+                    known = {f["filename"]: f for f in json.loads(page.read_text())["files"]}
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise IndexBuildError(f"{page}: unreadable published page ({exc}); restore it "
+                                          "from a backup or delete it to have it rebuilt from the wheels")
+            for wheel in sorted(pdir.glob("*.whl")):
+                meta = wheel.with_name(wheel.name + ".metadata")
+                info = known.get(wheel.name)
+                size = wheel.stat().st_size
+                if info and info.get("size") == size and meta.is_file():
+                    try:
+                        name, version, _b, _t = parse_wheel_filename(wheel.name)
+                    except InvalidWheelFilename as exc:
+                        raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
+                                              "remove it from the index directory by hand") from None
+                    entry = WheelEntry(
+                        target=target, project=name, filename=wheel.name, version=str(version),
+                        sha256=info["hashes"]["sha256"], size=size,
+                        requires_python=info.get("requires-python"),
+                        metadata_sha256=info["core-metadata"]["sha256"],
+                    )
+                    out[entry.key] = _Published(entry, wheel, meta)
+                else:  # not described by a page (or changed size): read the wheel itself
+                    entry, metadata = inspect_wheel(wheel, target)
+                    out[entry.key] = _Published(entry, wheel, None, metadata)
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    target: str
+    path: Path
+    expected_sha256: str | None  # from its build record, if it has one
+
+
+def _records_by_wheel(project_dir: Path) -> dict[str, tuple[Path, dict]]:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records) by the wheel they name."""
+    out: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(project_dir.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise IndexBuildError(f"{path}: unreadable build record ({exc}); fix or delete it") from None
+        if isinstance(data, dict) and isinstance(data.get("wheel"), str):
+            out[data["wheel"]] = (path, data)
+    return out
+
+
+def _record_verdict(record: dict) -> str | None:
+    """Why a wheel must not be published according to its build record, or None."""
+    result = record.get("result", "passed")
+    if result not in ("passed", "reused"):
+        return f"build record says result={result!r}"
+    smoke = record.get("smoke") or {}
+    if smoke.get("passed") is False:
+        return "its smoke test under qemu failed"
+    return None
+
+
+def scan_dist(dist_dir: Path) -> tuple[list[_Candidate], list[str]]:
+    """Every wheel in dist/<target>/<project>/ that may be published, and the skipped ones (with why).
+
+    A wheel named by a build record is published only if the record says the build passed
+    (or was reused) and its smoke test, if run, passed. A wheel without a record is published.
+    """
+    found, skipped = [], []
+    for tdir in _visible_dirs(dist_dir):
+        for pdir in _visible_dirs(tdir):
+            recs = _records_by_wheel(pdir)
+            for wheel in sorted(pdir.glob("*.whl")):
+                record_path, record = recs.get(wheel.name, (None, {}))
+                why = _record_verdict(record)
+                if why:
+                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({record_path})")
+                    continue
+                found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
+    return found, skipped
+
+
+def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet | None) -> None:
+    if targets is None or entry.target not in targets.targets:
+        return
+    t = targets.targets[entry.target]
+    wheel_tags = parse_wheel_filename(entry.filename)[3]
+    if not wheel_tags & set(t.supported_tags()):
+        raise IndexBuildError(
+            f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
+            f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
+            "dist/<target>/ folder or delete it")
+
+
+def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    t = targets.targets.get(name) if targets else None
+    if t is None:
+        return render.TargetInfo(name=name)
+    return render.TargetInfo(name=name, description=t.description, python=t.python,
+                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider)
+
+
+def _old_files(index_dir: Path) -> set[str]:
+    if not index_dir.is_dir():
+        return set()
+    out: set[str] = set()
+    top = str(index_dir)
+    for dirpath, _dirs, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        out.update(prefix + f for f in files)
+    return out
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def build_index(
+    dist_dir: Path,
+    index_dir: Path,
+    yanked_file: Path | None,
+    base_url: str | None = None,
+    *,
+    targets: TargetSet | None = None,
+    remove: Iterable[tuple[str, str]] = (),
+    progress: Callable[[str], None] | None = None,
+) -> IndexResult:
+    """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
+
+    `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
+    `remove_wheels` rather than passing it here. `progress` is called with the relative path
+    of each project page as it is written into the new tree.
+    """
+    start = time.monotonic()
+    dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
+    if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
+        raise IndexBuildError(f"base URL {base_url!r} must be absolute (http://, https:// or file://)")
+    yanks = load_yanks(yanked_file)
+    with swap.locked(index_dir):
+        swap.recover(index_dir)
+        published = read_published(index_dir)
+        candidates, skipped = scan_dist(dist_dir)
+
+        removed = []
+        dist_keys = {(c.target, c.path.name): c.path for c in candidates}
+        for target, filename in remove:
+            key = (target, filename)
+            if key not in published:
+                raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
+            if key in dist_keys:
+                raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
+                                      "again; delete it from dist first")
+            del published[key]
+            removed.append(f"{target}/{filename}")
+
+        new: dict[tuple[str, str], _New] = {}
+        for cand in candidates:
+            target, path = cand.target, cand.path
+            key = (target, path.name)
+            old = published.get(key)
+            if old is not None and os.path.samefile(old.wheel, path):
+                continue
+            sha = sha256_file(path)
+            if cand.expected_sha256 and sha != cand.expected_sha256:
+                skipped.append(f"{target}/{path.name}: changed since its build record was written "
+                               f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
+                continue
+            if old is not None:
+                if sha != old.entry.sha256:
+                    raise IndexBuildError(
+                        f"{path} (sha256 {sha}) has the same filename as the published "
+                        f"{old.wheel} (sha256 {old.entry.sha256}) but different content. Published "
+                        "wheels are immutable: bump the version or add a build tag "
+                        "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
+                continue
+            entry, metadata = inspect_wheel(path, target, sha)
+            _check_tags(entry, path, targets)
+            new[key] = _New(entry, path, metadata)
+
+        entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
+        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets)
+        old_files = _old_files(index_dir)
+
+        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
+        changed = unchanged != old_files or len(unchanged) != len(plan)
+        rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
+        if changed:
+            _write_tree(index_dir, plan, progress)
+        all_targets = sorted({e.target for e in entries})
+        return IndexResult(
+            index_dir=index_dir,
+            targets=tuple(all_targets),
+            projects=len({(e.target, e.project) for e in entries}),
+            wheels=len(entries),
+            added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+            removed=tuple(sorted(removed)),
+            skipped=tuple(skipped),
+            rewritten=rewritten,
+            unused_yanks=tuple(yanks.unused(entries)),
+            changed=changed,
+            seconds=time.monotonic() - start,
+        )
+
+
+def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
+          entries: list[WheelEntry], yanks: YankList, base_url: str | None,
+          targets: TargetSet | None) -> dict[str, bytes | _Copy]:
+    """Every file of the new tree: its bytes, or where to copy/link it from."""
+    links = render.Links(base_url)
+    plan: dict[str, bytes | _Copy] = {}
+
+    def page(rel: str, data: bytes) -> None:
+        old = index_dir / rel
+        plan[rel] = ("link", old) if _same_bytes(old, data) else data
+
+    for p in published.values():
+        rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
+        plan[rel] = ("link", p.wheel)
+        if p.metadata is not None:
+            plan[rel + ".metadata"] = ("link", p.metadata)
+        else:
+            page(rel + ".metadata", p.metadata_bytes or b"")
+    for n in new.values():
+        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+        plan[rel] = ("copy", n.wheel)
+        page(rel + ".metadata", n.metadata_bytes)
+
+    by_target: dict[str, dict[str, list[WheelEntry]]] = {}
+    for e in entries:
+        by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+    for target, projects in sorted(by_target.items()):
+        names = sorted(projects)
+        page(f"{target}/simple/index.html", render.root_html(names, target, links))
+        page(f"{target}/simple/index.json", render.root_json(names))
+        for name in names:
+            page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
+            page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
+        flat = [e for es in projects.values() for e in es]
+        page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
+    infos = [_target_info(t, targets) for t in by_target]
+    page("index.html", render.landing_html(infos, entries, yanks, base_url))
+    # Files a person put at the top (CNAME, robots.txt, .nojekyll) are kept as they are.
+    if index_dir.is_dir():
+        for extra in sorted(index_dir.iterdir()):
+            if extra.is_file() and extra.name not in plan:
+                plan[extra.name] = ("link", extra)
+    return plan
+
+
+def _put(dest: str, src: bytes | _Copy) -> None:
+    """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
+    if isinstance(src, bytes):
+        with open(dest, "wb") as fh:
+            fh.write(src)
+    elif src[0] == "link":
+        try:
+            os.link(src[1], dest)
+        except OSError:  # filesystem without hard links
+            shutil.copy2(src[1], dest)
+    else:
+        shutil.copyfile(src[1], dest)
+
+
+def _is_current(dest: str, src: bytes | _Copy) -> bool:
+    """Whether `dest` in the spare tree already holds what the plan wants there."""
+    try:
+        if isinstance(src, bytes):
+            return _same_bytes(Path(dest), src)
+        if src[0] == "link":
+            a, b = os.stat(dest), os.stat(src[1])
+            return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+    except FileNotFoundError:
+        return False
+    return False  # a copy from dist: always written anew
+
+
+def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None,
+          existing: set[str]) -> None:
+    """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
+    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated."""
+    for rel in sorted(existing - plan.keys()):
+        os.unlink(f"{top}/{rel}")
+    made: set[str] = {""}
+    for rel in sorted(plan):
+        dest = f"{top}/{rel}"
+        src = plan[rel]
+        if rel in existing:
+            if _is_current(dest, src):
+                continue
+            os.unlink(dest)
+        else:
+            folder = rel.rpartition("/")[0]
+            if folder not in made:
+                os.makedirs(f"{top}/{folder}", exist_ok=True)
+                made.add(folder)
+        _put(dest, src)
+        if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
+            progress(rel)
+    if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
+        for dirpath, dirs, files in os.walk(top, topdown=False):
+            if dirpath != top and not files and not os.listdir(dirpath):
+                os.rmdir(dirpath)
+
+
+def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
+    """Write the new tree beside the live one and swap it in.
+
+    The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
+    brings the spare up to date, touching only what differs, instead of recreating every file.
+    A crash while the spare is being written leaves the live tree as it was.
+    """
+    spare = swap.spare_dir(index_dir)
+    if spare.is_dir() and index_dir.is_dir():
+        work = spare
+        existing = _old_files(spare)
+    else:
+        work = swap.building_dir(index_dir)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        existing = set()
+    try:
+        _fill(str(work), plan, progress, existing)
+    except BaseException:
+        if work != spare:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    swap.swap_in(work, index_dir)
+
+
+def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
+                  base_url: str | None = None, *, targets: TargetSet | None = None) -> IndexResult:
+    """Take published wheels out of the index on purpose: (target, wheel filename) pairs.
+
+    Refused for a wheel still in dist (the next build would publish it again). Prefer yanking
+    (the yank list) for anything users may already depend on.
+    """
+    wheels = list(wheels)
+    if not wheels:
+        raise IndexBuildError("nothing to remove: name at least one <target>/<wheel filename>")
+    result = build_index(dist_dir, index_dir, yanked_file, base_url, targets=targets, remove=wheels)
+    spare = swap.spare_dir(Path(index_dir).absolute())
+    with swap.locked(Path(index_dir).absolute()):  # the spare (previous tree) must not keep them either
+        if spare.is_dir():
+            shutil.rmtree(spare)
+    return result

@@ -1,0 +1,125 @@
+"""What the index holds: one entry per published wheel, and the yank list."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..errors import ConfigError
+
+_YANK_KEYS = {"project", "version", "file", "targets", "reason"}
+
+
+@dataclass(frozen=True)
+class WheelEntry:
+    """One wheel file of one target, with everything its index pages say about it."""
+
+    target: str
+    project: str  # canonical name (PEP 503)
+    filename: str
+    version: str  # as parsed from the filename, normalized by packaging
+    sha256: str
+    size: int
+    requires_python: str | None  # Requires-Python from the wheel's METADATA, verbatim
+    metadata_sha256: str  # sha256 of the .metadata file (the wheel's METADATA bytes)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.target, self.filename)
+
+    @property
+    def sort_key(self) -> tuple[Version, str]:
+        return (Version(self.version), self.filename)
+
+
+@dataclass(frozen=True)
+class Yank:
+    """A rule of the yank list: a release (project + version) or a single file, on some targets."""
+
+    project: str | None
+    version: Version | None
+    file: str | None
+    targets: tuple[str, ...]  # empty: every target
+    reason: str
+    where: str  # "<file>: yank[i]" for messages
+
+    def matches(self, entry: WheelEntry) -> bool:
+        if self.targets and entry.target not in self.targets:
+            return False
+        if self.file is not None:
+            return entry.filename == self.file
+        return entry.project == self.project and Version(entry.version) == self.version
+
+
+@dataclass(frozen=True)
+class YankList:
+    rules: tuple[Yank, ...] = ()
+
+    def status(self, entry: WheelEntry) -> str | None:
+        """None if not yanked, else the reason ("" when none was given)."""
+        for rule in self.rules:
+            if rule.matches(entry):
+                return rule.reason
+        return None
+
+    def unused(self, entries: list[WheelEntry]) -> list[str]:
+        return [r.where for r in self.rules if not any(r.matches(e) for e in entries)]
+
+
+def load_yanks(path: Path | None) -> YankList:
+    """Read the yank list (TOML, `[[yank]]` tables). A missing file means nothing is yanked.
+
+    Each rule names either `file` (one wheel filename) or `project` + `version` (a release),
+    optionally `targets` (list of target names; default all) and a `reason`.
+    """
+    if path is None or not path.exists():
+        return YankList()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"yank"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; only [[yank]] tables are allowed")
+    raw = data.get("yank", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: 'yank' must be an array of tables ([[yank]])")
+    return YankList(tuple(_parse_yank(item, f"{path}: yank[{i}]") for i, item in enumerate(raw)))
+
+
+def _parse_yank(item: Any, where: str) -> Yank:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = set(item) - _YANK_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_YANK_KEYS)}")
+    for key in ("project", "version", "file", "reason"):
+        if key in item and not isinstance(item[key], str):
+            raise ConfigError(f"{where}.{key}: expected a string, got {item[key]!r}")
+    targets = item.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise ConfigError(f"{where}.targets: expected a list of target names, got {targets!r}")
+    file = item.get("file")
+    project = item.get("project")
+    version = item.get("version")
+    if file is not None:
+        if project is not None or version is not None:
+            raise ConfigError(f"{where}: give either 'file' or 'project' + 'version', not both")
+        if not file.endswith(".whl") or "/" in file:
+            raise ConfigError(f"{where}.file: expected a wheel filename, got {file!r}")
+        parsed_version = None
+    else:
+        if project is None or version is None:
+            raise ConfigError(f"{where}: needs 'file', or both 'project' and 'version'")
+        try:
+            parsed_version = Version(version)
+        except InvalidVersion:
+            raise ConfigError(f"{where}.version: {version!r} is not a PEP 440 version") from None
+        project = canonicalize_name(project)
+    return Yank(project=project, version=parsed_version, file=file, targets=tuple(targets),
+                reason=item.get("reason", ""), where=where)

@@ -1,0 +1,723 @@
+"""The static index: bytes, rules, crash safety, and real clients (pip, uv) over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ot2wheels.errors import ConfigError, IndexBuildError
+from ot2wheels.index import build_index, remove_wheels, serve_index
+from ot2wheels.index.serve import negotiate
+from ot2wheels.index.synth import write_wheel
+from ot2wheels.targets import load_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = "bookworm-armhf"  # a target of toolchain/targets.toml: CPython 3.11, linux_armv7l
+ARM_TAG = "cp311-cp311-linux_armv7l"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+# --- real wheels, built once per session with `build` (and retagged with `wheel tags`) ------------
+def _build_wheel(src: Path, out: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
+                   check=True, capture_output=True, text=True)
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
+def _project(base: Path, name: str, version: str, requires_python: str, deps: list[str]) -> Path:
+    src = base / f"{name}-{version}"
+    mod = src / name
+    mod.mkdir(parents=True)
+    (mod / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (src / "pyproject.toml").write_text(textwrap.dedent(f"""\
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "{name}"
+        version = "{version}"
+        requires-python = "{requires_python}"
+        dependencies = {json.dumps(deps)}
+        [tool.setuptools]
+        packages = ["{name}"]
+        """))
+    return src
+
+
+@pytest.fixture(scope="session")
+def real_wheels(tmp_path_factory) -> dict[str, Path]:
+    """tinypure 1.0 and 2.0 (pure), tinyarm 1.0 retagged cp311-cp311-linux_armv7l, needing tinypure."""
+    base = tmp_path_factory.mktemp("wheelsrc")
+    out: dict[str, Path] = {}
+    for version in ("1.0", "2.0"):
+        src = _project(base, "tinypure", version, ">=3.8", [])
+        out[f"tinypure-{version}"] = _build_wheel(src, base / f"out-pure-{version}")
+    src = _project(base, "tinyarm", "1.0", ">=3.11", ["tinypure>=1.0"])
+    pure = _build_wheel(src, base / "out-arm")
+    subprocess.run([sys.executable, "-m", "wheel", "tags", "--remove", "--python-tag", "cp311",
+                    "--abi-tag", "cp311", "--platform-tag", "linux_armv7l", str(pure)],
+                   check=True, capture_output=True, text=True, cwd=pure.parent)
+    (arm,) = pure.parent.glob(f"*{ARM_TAG}.whl")
+    out["tinyarm-1.0"] = arm
+    return out
+
+
+def _put(dist: Path, wheel: Path, target: str = TARGET) -> Path:
+    from packaging.utils import parse_wheel_filename
+
+    project = parse_wheel_filename(wheel.name)[0]
+    dest = dist / target / project / wheel.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(wheel, dest)
+    return dest
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _dirs(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()}
+
+
+def _inodes(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): p.stat().st_ino for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def targets():
+    return load_targets(ROOT / "toolchain" / "targets.toml")
+
+
+@pytest.fixture
+def dist(tmp_path, real_wheels) -> Path:
+    d = tmp_path / "dist"
+    for key in ("tinypure-1.0", "tinyarm-1.0"):
+        _put(d, real_wheels[key])
+    return d
+
+
+def _client_env(tmp_path: Path) -> dict[str, str]:
+    """pip/uv see only the index under test: no user config, find-links or extra indexes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1",
+               PIP_NO_INPUT="1", UV_NO_CONFIG="1", UV_CACHE_DIR=str(tmp_path / "uv-cache"))
+    return env
+
+
+# --- pages -----------------------------------------------------------------------------------------
+def test_pages_carry_hashes_metadata_and_escaped_requires_python(tmp_path, dist, targets):
+    index = tmp_path / "index"
+    result = build_index(dist, index, None, targets=targets)
+    assert result.wheels == 2 and result.targets == (TARGET,)
+    html = (index / TARGET / "simple" / "tinyarm" / "index.html").read_text()
+    arm = next((index / TARGET / "files" / "tinyarm").glob("*.whl"))
+    import hashlib
+
+    sha = hashlib.sha256(arm.read_bytes()).hexdigest()
+    meta_sha = hashlib.sha256((index / TARGET / "files" / "tinyarm" / (arm.name + ".metadata")).read_bytes()).hexdigest()
+    assert f'href="../../files/tinyarm/{arm.name}#sha256={sha}"' in html
+    assert 'data-requires-python="&gt;=3.11"' in html
+    assert f'data-core-metadata="sha256={meta_sha}"' in html
+    assert f'data-dist-info-metadata="sha256={meta_sha}"' in html
+    assert b"Requires-Dist: tinypure>=1.0" in (index / TARGET / "files" / "tinyarm" / (arm.name + ".metadata")).read_bytes()
+    root = (index / TARGET / "simple" / "index.html").read_text()
+    assert 'href="tinyarm/"' in root and 'href="tinypure/"' in root
+    landing = (index / "index.html").read_text()
+    assert f"--extra-index-url BASE_URL/{TARGET}/simple/" in landing and "extra-index-url = " in landing
+    assert "CPython 3.11, linux_armv7l, glibc 2.36" in landing
+    assert "--platform linux_armv7l --python-version 3.11" in landing
+    assert (index / TARGET / "constraints.txt").read_text().splitlines()[1:] == ["tinyarm==1.0", "tinypure==1.0"]
+
+
+def test_absolute_base_url(tmp_path, dist):
+    index = tmp_path / "index"
+    build_index(dist, index, None, base_url="https://example.invalid/wheels/")
+    html = (index / TARGET / "simple" / "tinypure" / "index.html").read_text()
+    assert 'href="https://example.invalid/wheels/bookworm-armhf/files/tinypure/tinypure-1.0-py3-none-any.whl#sha256=' in html
+    data = json.loads((index / TARGET / "simple" / "tinypure" / "index.json").read_text())
+    assert data["files"][0]["url"].startswith("https://example.invalid/wheels/bookworm-armhf/files/")
+    assert "--extra-index-url https://example.invalid/wheels/bookworm-armhf/simple/" in (index / "index.html").read_text()
+    with pytest.raises(IndexBuildError, match="must be absolute"):
+        build_index(dist, tmp_path / "other", None, base_url="wheels/")
+
+
+def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
+    d = tmp_path / "dist"
+    _put(d, real_wheels["tinyarm-1.0"], target="bullseye-armhf")  # CPython 3.9 cannot take cp311
+    with pytest.raises(IndexBuildError, match="cannot be installed on target bullseye-armhf"):
+        build_index(d, tmp_path / "index", None, targets=targets)
+    assert not (tmp_path / "index").exists()
+
+
+def test_broken_wheel_is_refused(tmp_path):
+    bad = tmp_path / "dist" / TARGET / "bad" / "bad-1.0-py3-none-any.whl"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(IndexBuildError, match="not a valid wheel"):
+        build_index(tmp_path / "dist", tmp_path / "index", None)
+
+
+def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
+    import zipfile
+
+    src = real_wheels["tinypure-1.0"]
+    bad = tmp_path / "dist" / TARGET / "tinypure" / src.name
+    bad.parent.mkdir(parents=True)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith(".dist-info/METADATA"):
+                data = data.replace(b"Requires-Python: >=3.8", b"Requires-Python: >=3.7")
+            zout.writestr(info, data)
+    with pytest.raises(IndexBuildError, match="does not match the hash in RECORD"):
+        build_index(tmp_path / "dist", tmp_path / "index", None)
+    bad.unlink()
+    liar = write_wheel(tmp_path / "x", "tinypure", "1.0")
+    shutil.copyfile(liar, bad.with_name("tinypure-1.1-py3-none-any.whl"))  # filename says 1.1
+    with pytest.raises(IndexBuildError, match="METADATA says tinypure 1.0 but the filename says tinypure 1.1"):
+        build_index(tmp_path / "dist", tmp_path / "index", None)
+
+
+def test_build_records_decide_what_is_published(tmp_path, dist, real_wheels):
+    """Records as ot2wheels.records writes them: <project>-<version>-<cp>.json naming the wheel."""
+    import hashlib
+
+    w2 = _put(dist, real_wheels["tinypure-2.0"])
+    arm = next((dist / TARGET / "tinyarm").glob("*.whl"))
+    pure1 = next((dist / TARGET / "tinypure").glob("tinypure-1.0-*.whl"))
+
+    def record(path: Path, **fields) -> None:
+        data = {"result": "passed", "wheel": path.name, "wheel_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        (path.parent / f"{path.name.split('-')[0]}-{path.name.split('-')[1]}-cp311.json").write_text(
+            json.dumps({**data, **fields}))
+
+    record(w2, smoke={"passed": False, "duration_s": 1.0})
+    record(arm, result="reused", smoke={"passed": True, "duration_s": 1.0})
+    record(pure1, wheel_sha256="0" * 64)
+    (dist / TARGET / "tinypure" / "tinypure-3.0-cp311.json").write_text(json.dumps({"result": "failed", "wheel": None}))
+    result = build_index(dist, tmp_path / "index", None)
+    assert result.added == (f"{TARGET}/{arm.name}",)
+    assert any(w2.name in s and "smoke test" in s for s in result.skipped)
+    assert any(pure1.name in s and "changed since its build record" in s for s in result.skipped)
+
+
+# --- determinism and incrementality -------------------------------------------------------------------
+def test_two_builds_are_byte_identical(tmp_path, dist, real_wheels):
+    _put(dist, real_wheels["tinypure-2.0"])
+    a, b = tmp_path / "a", tmp_path / "b"
+    build_index(dist, a, None)
+    build_index(dist, b, None)
+    assert _tree(a) == _tree(b)
+    before = _inodes(a)
+    again = build_index(dist, a, None)
+    assert not again.changed and again.added == ()
+    assert _inodes(a) == before  # nothing rewritten, nothing swapped
+
+
+def test_incremental_rewrites_only_the_changed_project(tmp_path, dist, real_wheels):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    before = _inodes(index)
+    _put(dist, real_wheels["tinypure-2.0"])
+    result = build_index(dist, index, None)
+    assert result.added == (f"{TARGET}/tinypure-2.0-py3-none-any.whl",)
+    after = _inodes(index)
+    # The untouched project's pages and files are the very same files (hard links of the old tree).
+    for rel, ino in before.items():
+        if "/tinyarm/" in rel or rel.endswith("simple/index.html") or rel.endswith("simple/index.json"):
+            assert after[rel] == ino, rel
+    assert after[f"{TARGET}/simple/tinypure/index.html"] != before[f"{TARGET}/simple/tinypure/index.html"]
+    assert set(result.rewritten) == {
+        f"{TARGET}/simple/tinypure/index.html", f"{TARGET}/simple/tinypure/index.json",
+        f"{TARGET}/files/tinypure/tinypure-2.0-py3-none-any.whl.metadata",
+        f"{TARGET}/constraints.txt", "index.html"}
+    # And the result equals a from-scratch build of the same inputs.
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None)
+    assert _tree(fresh) == _tree(index)
+
+
+# --- published wheels: immutable, never dropped -----------------------------------------------------
+def test_same_filename_different_bytes_is_refused(tmp_path, dist):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    published = _tree(index)
+    wheel = next((dist / TARGET / "tinypure").glob("*.whl"))
+    changed = tmp_path / "other" / wheel.name
+    write_wheel(changed.parent, "tinypure", "1.0")  # a valid wheel, same filename, other bytes
+    shutil.copyfile(changed, wheel)
+    with pytest.raises(IndexBuildError) as exc:
+        build_index(dist, index, None)
+    msg = str(exc.value)
+    assert str(wheel) in msg and str(index / TARGET / "files" / "tinypure" / wheel.name) in msg
+    assert "immutable" in msg
+    assert _tree(index) == published
+
+
+def test_published_wheels_are_never_dropped_unless_removed(tmp_path, dist, real_wheels):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    shutil.rmtree(dist / TARGET / "tinyarm")  # gone from dist ...
+    _put(dist, real_wheels["tinypure-2.0"])
+    result = build_index(dist, index, None)
+    arm = f"{TARGET}/files/tinyarm/tinyarm-1.0-{ARM_TAG}.whl"
+    assert (index / arm).is_file() and result.wheels == 3  # ... still published
+    assert "tinyarm-1.0" in (index / TARGET / "simple" / "tinyarm" / "index.html").read_text()
+
+    with pytest.raises(IndexBuildError, match="delete it from dist first"):
+        remove_wheels(dist, index, None, [(TARGET, "tinypure-1.0-py3-none-any.whl")])
+    with pytest.raises(IndexBuildError, match="not published"):
+        remove_wheels(dist, index, None, [(TARGET, "nope-1.0-py3-none-any.whl")])
+    result = remove_wheels(dist, index, None, [(TARGET, f"tinyarm-1.0-{ARM_TAG}.whl")])
+    assert result.removed == (f"{TARGET}/tinyarm-1.0-{ARM_TAG}.whl",)
+    assert not (index / arm).exists() and not (index / TARGET / "simple" / "tinyarm").exists()
+    assert "tinyarm" not in (index / TARGET / "simple" / "index.html").read_text()
+
+
+# --- yanking ---------------------------------------------------------------------------------------
+def test_yank_list(tmp_path, dist, real_wheels):
+    _put(dist, real_wheels["tinypure-2.0"])
+    yanks = tmp_path / "yanked.toml"
+    yanks.write_text(textwrap.dedent("""\
+        [[yank]]
+        project = "TinyPure"
+        version = "2.0"
+        reason = "breaks <everything> & more"
+
+        [[yank]]
+        file = "tinyarm-1.0-cp311-cp311-linux_armv7l.whl"
+        targets = ["bookworm-armhf"]
+
+        [[yank]]
+        project = "ghost"
+        version = "1"
+        """))
+    index = tmp_path / "index"
+    result = build_index(dist, index, yanks)
+    assert result.unused_yanks == (f"{yanks}: yank[2]",)
+    html = (index / TARGET / "simple" / "tinypure" / "index.html").read_text()
+    line2 = next(line for line in html.splitlines() if "tinypure-2.0" in line)
+    line1 = next(line for line in html.splitlines() if "tinypure-1.0" in line)
+    assert 'data-yanked="breaks &lt;everything&gt; &amp; more"' in line2 and "data-yanked" not in line1
+    files = {f["filename"]: f for f in json.loads((index / TARGET / "simple" / "tinypure" / "index.json").read_text())["files"]}
+    assert files["tinypure-2.0-py3-none-any.whl"]["yanked"] == "breaks <everything> & more"
+    assert files["tinypure-1.0-py3-none-any.whl"]["yanked"] is False
+    arm = json.loads((index / TARGET / "simple" / "tinyarm" / "index.json").read_text())["files"][0]
+    assert arm["yanked"] is True
+    assert 'data-yanked=""' in (index / TARGET / "simple" / "tinyarm" / "index.html").read_text()
+    # The constraints file skips yanked releases.
+    assert "tinypure==1.0" in (index / TARGET / "constraints.txt").read_text()
+
+    yanks.write_text('[[yank]]\nproject = "x"\n')
+    with pytest.raises(ConfigError, match="yank\\[0\\]"):
+        build_index(dist, index, yanks)
+
+
+# --- crash safety of the swap -----------------------------------------------------------------------
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from ot2wheels.index import build_index
+pages = []
+def progress(rel):
+    pages.append(rel)
+    if len(pages) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # die in the middle of writing the new tree
+build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, progress=progress)
+"""
+
+
+@pytest.mark.parametrize("mode", ["fresh tree", "spare tree"])
+def test_killed_build_leaves_old_index_intact(tmp_path, dist, real_wheels, mode):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    if mode == "spare tree":  # a second build leaves the previous tree as the spare to update
+        _put(dist, real_wheels["tinypure-2.0"])
+        build_index(dist, index, None)
+        assert (tmp_path / ".index.spare").is_dir()
+    old = _tree(index)
+    for i in range(5):
+        write_wheel(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    if mode == "fresh tree":
+        assert list(tmp_path.glob(".index.building-*")), "the build should have died while writing its new tree"
+    else:
+        assert (tmp_path / ".index.spare" / TARGET / "simple" / "extra0").is_dir()  # died mid-update
+    assert _tree(index) == old  # readers still see the complete previous index
+    result = build_index(dist, index, None)  # the next build cleans up and completes
+    assert not list(tmp_path.glob(".index.building-*"))
+    assert result.wheels == len(list(dist.rglob("*.whl"))) >= 7
+    assert (index / TARGET / "simple" / "extra4" / "index.html").is_file()
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None)
+    assert _tree(fresh) == _tree(index) and _dirs(fresh) == _dirs(index)
+
+
+def test_exception_mid_build_leaves_old_index_intact(tmp_path, dist, real_wheels):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    old = _tree(index)
+    _put(dist, real_wheels["tinypure-2.0"])
+
+    def boom(rel: str) -> None:
+        raise OSError(28, "No space left on device (injected)")
+
+    with pytest.raises(OSError, match="injected"):
+        build_index(dist, index, None, progress=boom)
+    assert _tree(index) == old
+    assert not list(tmp_path.glob(".index.*-*"))
+
+
+def test_crash_between_the_two_fallback_renames_is_repaired(tmp_path, dist):
+    # Where renameat2 cannot exchange, the swap is two renames; a crash between them leaves
+    # the old tree under .index.old-<pid> and no index/. The next build must put it back first.
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    old = _tree(index)
+    os.rename(index, tmp_path / ".index.old-12345")
+    result = build_index(dist, index, None)
+    assert not result.changed and _tree(index) == old
+    assert not (tmp_path / ".index.old-12345").exists()
+
+
+# --- PEP 691 JSON and content negotiation ---------------------------------------------------------------
+_FILE_SCHEMA = {
+    "type": "object",
+    "required": ["filename", "url", "hashes"],
+    "properties": {
+        "filename": {"type": "string"},
+        "url": {"type": "string"},
+        "hashes": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]+$"}},
+        "requires-python": {"type": "string"},
+        "core-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
+        "dist-info-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
+        "gpg-sig": {"type": "boolean"},
+        "yanked": {"oneOf": [{"type": "boolean"}, {"type": "string"}]},
+        "size": {"type": "integer", "minimum": 0},
+        "upload-time": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_META = {"type": "object", "required": ["api-version"],
+         "properties": {"api-version": {"type": "string", "pattern": "^1\\.[0-9]+$"}}}
+PROJECT_SCHEMA = {  # PEP 691 + PEP 700 (api-version 1.1: versions and size are required)
+    "type": "object",
+    "required": ["meta", "name", "files", "versions"],
+    "properties": {"meta": _META, "name": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
+                   "files": {"type": "array", "items": {**_FILE_SCHEMA, "required": ["filename", "url", "hashes", "size"]}},
+                   "versions": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+    "additionalProperties": False,
+}
+ROOT_SCHEMA = {
+    "type": "object",
+    "required": ["meta", "projects"],
+    "properties": {"meta": _META, "projects": {"type": "array", "items": {
+        "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}},
+    "additionalProperties": False,
+}
+
+
+def test_pep691_json_pages_validate_and_agree_with_html(tmp_path, dist, real_wheels):
+    jsonschema = pytest.importorskip("jsonschema")
+    pypi_simple = pytest.importorskip("pypi_simple", reason="pip install pypi-simple (test extra)")
+    _put(dist, real_wheels["tinypure-2.0"])
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    jsonschema.validate(json.loads((index / TARGET / "simple" / "index.json").read_text()), ROOT_SCHEMA)
+    for project in ("tinypure", "tinyarm"):
+        page = index / TARGET / "simple" / project
+        data = json.loads((page / "index.json").read_text())
+        jsonschema.validate(data, PROJECT_SCHEMA)
+        base = f"http://127.0.0.1/{TARGET}/simple/{project}/"
+        from_json = pypi_simple.ProjectPage.from_json_data(data, base_url=base)
+        from_html = pypi_simple.ProjectPage.from_html(project, (page / "index.html").read_text(), base_url=base)
+        key = lambda p: (p.filename, p.url, p.digests, p.requires_python, p.has_metadata,  # noqa: E731
+                         p.metadata_digests, p.is_yanked)
+        assert [key(p) for p in from_json.packages] == [key(p) for p in from_html.packages]
+        for p in from_json.packages:
+            assert p.has_metadata and p.metadata_digests["sha256"]
+
+
+def test_negotiate():
+    assert negotiate(None) == "text/html"
+    assert negotiate("*/*") == "text/html"
+    pip_accept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+    assert negotiate(pip_accept) == JSON_TYPE
+    assert negotiate("text/html") == "text/html"
+    assert negotiate("application/vnd.pypi.simple.latest+json") == JSON_TYPE
+    assert negotiate("image/png") is None
+    assert negotiate("application/vnd.pypi.simple.v1+json;q=0, text/html") == "text/html"
+
+
+def test_server_content_types(tmp_path, dist):
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+
+    def get(url: str, accept: str | None = None):
+        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.headers["Content-Type"], r.read()
+
+    with serve_index(index) as url:
+        page = f"{url}/{TARGET}/simple/tinypure/"
+        ctype, body = get(page, JSON_TYPE)
+        assert ctype == JSON_TYPE and json.loads(body)["name"] == "tinypure"
+        ctype, body = get(page, "text/html")
+        assert ctype.startswith("text/html") and body.startswith(b"<!DOCTYPE html>")
+        ctype, body = get(page, "application/vnd.pypi.simple.v1+html")
+        assert ctype == "application/vnd.pypi.simple.v1+html"
+        ctype, body = get(page + "?format=" + urllib.request.quote(JSON_TYPE, safe=""), "text/html")
+        assert ctype == JSON_TYPE
+        ctype, _ = get(f"{url}/{TARGET}/simple/", JSON_TYPE)
+        assert ctype == JSON_TYPE
+        ctype, body = get(f"{url}/{TARGET}/files/tinypure/tinypure-1.0-py3-none-any.whl")
+        assert ctype == "application/octet-stream" and body[:2] == b"PK"
+        ctype, _ = get(f"{url}/")
+        assert ctype.startswith("text/html")
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            get(page, "image/png")
+        assert exc.value.code == 406
+
+
+# --- real clients ------------------------------------------------------------------------------------
+def test_host_pip_download_and_install_for_armv7l(tmp_path, dist, real_wheels):
+    _put(dist, real_wheels["tinypure-2.0"])
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    seen: list[tuple[str, str]] = []
+    cross = ["--platform", "linux_armv7l", "--python-version", "3.11", "--only-binary=:all:"]
+    with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
+        simple = f"{url}/{TARGET}/simple/"
+        dl = tmp_path / "dl"
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--index-url", simple, "-d", str(dl),
+                               *cross, "tinyarm"], env=_client_env(tmp_path), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sorted(p.name for p in dl.iterdir()) == [
+            f"tinyarm-1.0-{ARM_TAG}.whl", "tinypure-2.0-py3-none-any.whl"]
+        # pip (>= 22.2) asked for PEP 691 JSON and used PEP 658 metadata instead of the wheel to resolve.
+        assert (f"/{TARGET}/simple/tinyarm/", JSON_TYPE) in seen
+        assert any(path.endswith(".whl.metadata") for path, _ in seen)
+
+        site = tmp_path / "site"
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--index-url", simple, "--target", str(site),
+                               *cross, "tinyarm", "tinypure<2"], env=_client_env(tmp_path),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (site / "tinyarm" / "__init__.py").is_file()
+        assert (site / "tinypure" / "__init__.py").read_text() == "VERSION = '1.0'\n"
+
+        # The same for a Python the wheel does not support: pip must refuse (requires-python / tags).
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--index-url", simple, "-d", str(tmp_path / "no"),
+                               "--platform", "linux_armv7l", "--python-version", "3.9", "--only-binary=:all:",
+                               "tinyarm"], env=_client_env(tmp_path), capture_output=True, text=True)
+        assert proc.returncode != 0 and "tinyarm" in proc.stderr
+
+
+def test_pip_skips_yanked_release(tmp_path, dist, real_wheels):
+    _put(dist, real_wheels["tinypure-2.0"])
+    yanks = tmp_path / "yanked.toml"
+    yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\nreason = "bad"\n')
+    index = tmp_path / "index"
+    build_index(dist, index, yanks)
+    with serve_index(index) as url:
+        dl = tmp_path / "dl"
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--index-url",
+                               f"{url}/{TARGET}/simple/", "-d", str(dl), "tinypure"],
+                              env=_client_env(tmp_path), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [p.name for p in dl.iterdir()] == ["tinypure-1.0-py3-none-any.whl"]
+
+
+def _uv() -> str:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed (pip install uv, a test extra)")
+    return uv
+
+
+def test_uv_resolves_and_installs_from_the_index(tmp_path, dist, real_wheels):
+    uv = _uv()
+    _put(dist, real_wheels["tinypure-2.0"])
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    seen: list[tuple[str, str]] = []
+    with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
+        simple = f"{url}/{TARGET}/simple/"
+        req = tmp_path / "req.in"
+        req.write_text("tinypure\n")
+        # uv has no armv7 platform to resolve for; it resolves the pure project against our index.
+        proc = subprocess.run([uv, "pip", "compile", "--index-url", simple, "--python-version", "3.11",
+                               "--no-header", "--generate-hashes", str(req)],
+                              env=_client_env(tmp_path), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        import hashlib
+
+        sha = hashlib.sha256(real_wheels["tinypure-2.0"].read_bytes()).hexdigest()
+        assert "tinypure==2.0" in proc.stdout and f"--hash=sha256:{sha}" in proc.stdout
+        assert (f"/{TARGET}/simple/tinypure/", JSON_TYPE) in seen  # uv read the PEP 691 JSON page
+        site = tmp_path / "site"
+        proc = subprocess.run([uv, "pip", "install", "--index-url", simple, "--target", str(site),
+                               "--python", sys.executable, "tinypure==1.0"],
+                              env=_client_env(tmp_path), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert (site / "tinypure" / "__init__.py").read_text() == "VERSION = '1.0'\n"
+
+
+@pytest.mark.integration
+def test_old_pip_reads_the_html_pages(tmp_path, dist, real_wheels):
+    """pip 22.0 (like the robot's) reads only PEP 503 HTML: data-requires-python and data-yanked."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", "pip==22.0.4"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot install pip 22.0.4 from the package index: {proc.stderr[-300:]}")
+    _put(dist, real_wheels["tinypure-2.0"])
+    yanks = tmp_path / "yanked.toml"
+    yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\n')
+    index = tmp_path / "index"
+    build_index(dist, index, yanks)
+    seen: list[tuple[str, str]] = []
+    with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
+        dl = tmp_path / "dl"
+        proc = subprocess.run([str(py), "-m", "pip", "download", "--index-url", f"{url}/{TARGET}/simple/",
+                               "-d", str(dl), "--platform", "linux_armv7l", "--python-version", "3.11",
+                               "--only-binary=:all:", "tinyarm"], env=_client_env(tmp_path),
+                              capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in dl.iterdir()) == [f"tinyarm-1.0-{ARM_TAG}.whl", "tinypure-1.0-py3-none-any.whl"]
+    assert all(not ctype.startswith(JSON_TYPE) for path, ctype in seen if "/simple/" in path)
+
+
+def test_exchange_swaps_two_trees_in_one_call(tmp_path):
+    from ot2wheels.index import swap
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "new").write_text("new")
+    (tmp_path / "b" / "old").write_text("old")
+    if not swap.exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("this kernel or filesystem has no renameat2(RENAME_EXCHANGE); the two-rename fallback is used")
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["new"]
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["old"]
+
+
+def test_invoke_index_tasks(tmp_path, real_wheels):
+    """The thin CLI: build prints what it did; an immutability conflict exits 1 with the message."""
+    (tmp_path / "toolchain").mkdir()
+    shutil.copy(ROOT / "toolchain" / "targets.toml", tmp_path / "toolchain" / "targets.toml")
+    wheel = _put(tmp_path / "dist", real_wheels["tinypure-1.0"])
+    (tmp_path / "toolchain" / "yanked.toml").write_text('[[yank]]\nproject = "tinypure"\nversion = "1.0"\n')
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args, "--root", str(tmp_path)],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    proc = invoke("index.build")
+    assert proc.returncode == 0, proc.stderr
+    assert f"added   {TARGET}/{wheel.name}" in proc.stdout
+    assert 'data-yanked=""' in (tmp_path / "index" / TARGET / "simple" / "tinypure" / "index.html").read_text()
+    shutil.copyfile(write_wheel(tmp_path / "other", "tinypure", "1.0"), wheel)
+    proc = invoke("index.build")
+    assert proc.returncode == 1 and "error:" in proc.stderr and "immutable" in proc.stderr
+    wheel.unlink()
+    proc = invoke("index.remove", "--wheel", f"{TARGET}/{wheel.name}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed {TARGET}/{wheel.name}" in proc.stdout
+
+    server = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "index.serve",
+                               "--port", "0", "--root", str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = server.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert b"ot2wheels package index" in r.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
+    """A client reading the served index while builds swap in new trees always finds every page's
+    files, with the hashes the page promises (no half-written tree, no dangling link)."""
+    import hashlib
+    import re
+    import threading
+
+    index = tmp_path / "index"
+    build_index(dist, index, None)
+    errors: list[str] = []
+    checked = [0]
+    stop = threading.Event()
+
+    def reader(url: str) -> None:
+        while not stop.is_set():
+            try:
+                root = urllib.request.urlopen(f"{url}/{TARGET}/simple/", timeout=10).read().decode()
+                for project in re.findall(r'href="([^"]+)/"', root):
+                    page_url = f"{url}/{TARGET}/simple/{project}/"
+                    page = urllib.request.urlopen(page_url, timeout=10).read().decode()
+                    for href, sha in re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page):
+                        body = urllib.request.urlopen(urllib.parse.urljoin(page_url, href), timeout=10).read()
+                        if hashlib.sha256(body).hexdigest() != sha:
+                            errors.append(f"{href}: hash differs from its page")
+                        checked[0] += 1
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    with serve_index(index) as url:
+        thread = threading.Thread(target=reader, args=(url,))
+        thread.start()
+        try:
+            for i in range(8):
+                write_wheel(dist / TARGET / f"more{i}", f"more{i}", "1.0")
+                assert build_index(dist, index, None).changed
+        finally:
+            stop.set()
+            thread.join()
+    assert not errors, errors[:5]
+    assert checked[0] > 0
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monkeypatch, exchange):
+    """Adds, yanks, removals and base-URL changes through the spare tree give exactly the tree
+    a fresh build of the same inputs gives (files and folders), with either swap method."""
+    from ot2wheels.index import swap
+
+    if not exchange:
+        monkeypatch.setattr(swap, "_RENAMEAT2", None)  # as on a system without renameat2
+    index, yanks = tmp_path / "index", tmp_path / "yanked.toml"
+    steps = [
+        lambda: None,
+        lambda: _put(dist, real_wheels["tinypure-2.0"]),
+        lambda: yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\n'),
+        lambda: write_wheel(dist / TARGET / "newproj", "newproj", "0.1"),
+        lambda: (shutil.rmtree(dist / TARGET / "newproj"),
+                 remove_wheels(dist, index, yanks, [(TARGET, "newproj-0.1-py3-none-any.whl")])),
+        lambda: yanks.unlink(),
+    ]
+    for i, step in enumerate(steps):
+        step()
+        build_index(dist, index, yanks if yanks.exists() else None)
+        fresh = tmp_path / f"fresh{i}"
+        build_index(dist, fresh, yanks if yanks.exists() else None)
+        assert _tree(fresh) == _tree(index), f"step {i}"
+        assert _dirs(fresh) == _dirs(index), f"step {i}"
+    assert not (index / TARGET / "simple" / "newproj").exists()
+    assert not list(tmp_path.glob(".index.old-*")) and not list(tmp_path.glob(".index.building-*"))

@@ -1,0 +1,43 @@
+"""The nox sessions as a user runs them: listed per recipe and Python, failures exit non-zero."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, sha, make_tiny_sdist, serve_directory, write_tiny_recipe
+
+
+def nox(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nox", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
+
+
+def test_sessions_per_recipe_and_python_version() -> None:
+    out = nox("-l").stdout
+    for name in ("markupsafe", "pyyaml", "msgpack", "ujson", "greenlet", "regex"):
+        assert f"- build-{name} ->" in out
+        assert f"- build-{name}-3.9" in out and f"- build-{name}-3.11" in out
+    for session in ("build", "test-arm", "demo", "tests"):
+        assert f" {session} ->" in out
+
+
+@pytest.mark.integration
+def test_failed_build_session_exits_non_zero_naming_the_failure(tmp_path: Path, cache_dir: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "toolchain").mkdir(parents=True)
+    shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+    shutil.copy(REPO / "noxfile.py", root)
+    (tmp_path / "srv").mkdir()
+    sdist = make_tiny_sdist(tmp_path / "srv", body="syntax error here")
+    with serve_directory(tmp_path / "srv") as url:
+        write_tiny_recipe(root / "packages", f"{url}/{sdist.name}", sha(sdist))
+        env = {**os.environ, "OT2WHEELS_CACHE": str(cache_dir),
+               "PYTHONPATH": str(REPO / "src")}
+        run = nox("-s", "build-tiny-3.11", cwd=root, env=env)
+    assert run.returncode != 0
+    assert "failed:" in run.stderr and "build tiny 1.0 for bookworm-armhf" in run.stderr
+    assert (root / "dist" / "bookworm-armhf" / "tiny" / "tiny-1.0-cp311.log").is_file()

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+from packaging.tags import Tag
+
+from ot2wheels.errors import ConfigError
+from ot2wheels.targets import load_targets
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_targets_load() -> None:
+    ts = load_targets(REPO / "toolchain" / "targets.toml")
+    bookworm, bullseye = ts.get("bookworm-armhf"), ts.get("bullseye-armhf")
+    assert (bookworm.cp, bookworm.glibc) == ("cp311", (2, 36))
+    assert (bullseye.cp, bullseye.glibc) == ("cp39", (2, 31))
+    assert [t.name for t in ts.select(None)] == list(ts.default)
+
+
+def test_platform_tags_stop_at_the_glibc_floor() -> None:
+    bullseye = load_targets(REPO / "toolchain" / "targets.toml").get("bullseye-armhf")
+    plats = bullseye.platform_tags()
+    assert plats[0] == "manylinux_2_31_armv7l" and plats[-1] == "linux_armv7l"
+    assert "manylinux_2_32_armv7l" not in plats and "manylinux2014_armv7l" in plats
+    supported = set(bullseye.supported_tags())
+    assert Tag("cp39", "cp39", "manylinux_2_17_armv7l") in supported
+    assert Tag("py3", "none", "any") in supported
+    assert Tag("cp39", "cp39", "manylinux_2_34_armv7l") not in supported
+    assert Tag("cp311", "cp311", "linux_armv7l") not in supported
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "targets.toml"
+    p.write_text(body)
+    return p
+
+
+GOOD = """
+[targets.x]
+python = "3.11"
+platform = "linux_armv7l"
+glibc = "2.36"
+triplet = "arm-linux-gnueabihf"
+provider = "debian"
+[targets.x.debian]
+suites = ["bookworm"]
+keyring = "/k.gpg"
+packages = ["libc6-dev"]
+"""
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('python = "3.11"', 'python = "three"'), "targets.x.python"),
+        (('python = "3.11"', 'python = "3.11.2"'), "major.minor only"),
+        (('provider = "debian"', 'provider = "conda"'), "targets.x.provider"),
+        (('glibc = "2.36"', 'glibc = "new"'), "targets.x.glibc"),
+        (('triplet = "arm-linux-gnueabihf"', 'tripplet = "x"'), "unknown field"),
+        (('suites = ["bookworm"]', 'suites = "bookworm"'), "suites"),
+    ],
+)
+def test_bad_targets_name_file_and_field(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = _write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError) as err:
+        load_targets(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_unknown_target_lists_the_known_ones(tmp_path: Path) -> None:
+    ts = load_targets(_write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="known targets: x"):
+        ts.get("y")
