@@ -71,7 +71,7 @@ def part_ab(project: pipeline.Project, recipes: list[str], target_name: str, do_
             continue
         row: dict = {}
 
-        def best(side) -> dict:  # the fastest of `repeat` runs: the least disturbed measurement
+        def best(side, recipe=recipe) -> dict:  # the fastest of `repeat` runs: the least disturbed
             runs = [side(recipe, target, project.layout, work) for _ in range(repeat)]
             fastest = min(runs, key=lambda r: r.seconds).__dict__
             return {**fastest, "all_seconds": [r.seconds for r in runs]}
@@ -175,7 +175,9 @@ def markdown(results: dict) -> str:
                   "| package | cross | emulated (qemu-arm gcc) | native x86-64 | emulated / cross | cross / native |",
                   "|---|---|---|---|---|---|"]
         for name, r in ab["rows"].items():
-            cell = lambda k: f"{r[k]['seconds']:.1f} s" if k in r else "-"  # noqa: E731
+            def cell(k: str, r: dict = r) -> str:
+                return f"{r[k]['seconds']:.1f} s" if k in r else "-"
+
             lines.append(f"| {name} | {cell('cross')} | {cell('emulated')} | {cell('native')} | "
                          f"{r.get('emulated_vs_cross', '-')}x | {r.get('cross_vs_native', '-')}x |"
                          + (f" error: {r['error']}" if "error" in r else ""))

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, make_tiny_sdist, serve_directory, sha, write_tiny_recipe
 
 from ot2wheels.ledger import Ledger

@@ -93,10 +93,9 @@ def test_records_builds_and_smokes(fresh_project: Project, tmp_path: Path) -> No
 
 def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
-    with pytest.raises(RuntimeError):
-        with led.connect() as db:
-            db.execute("INSERT INTO runs (started_at, command, host) VALUES (1, 'x', 'h')")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), led.connect() as db:
+        db.execute("INSERT INTO runs (started_at, command, host) VALUES (1, 'x', 'h')")
+        raise RuntimeError("interrupted")
     assert led.runs() == []
 
 
