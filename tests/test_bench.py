@@ -87,3 +87,13 @@ def test_emulated_build_makes_an_arm_wheel_with_the_armhf_gcc(fresh_project: Pro
     assert "qemu-arm" in script and str(tc.sysroot) in script
     assert result.seconds > 0
     json.dumps(result.__dict__)
+
+
+def test_markdown_without_the_emulated_side() -> None:
+    results = json.loads(json.dumps(RESULTS))
+    row = results["ab"]["rows"]["markupsafe"]
+    del row["emulated"], row["emulated_vs_cross"]
+    results["ab"]["emulated_vs_cross"] = {"per_package": {}, "geomean": 0.0}
+    md = run.markdown(results)
+    assert "| markupsafe | 2.0 s | - | 1.0 s | - | 2.0x |" in md
+    assert "emulated/cross" not in md and "cross/native **2.0x**" in md

@@ -152,3 +152,10 @@ def test_escapes_what_it_shows(filled: Ledger, fresh_project: Project, tmp_path:
                                error="<script>alert(1)</script>"), 1.0)
     rep = report.build_report(filled, tmp_path / "r", tmp_path)
     assert "<script>alert" not in rep.html and "&lt;script&gt;" in rep.html
+
+
+def test_a_benchmark_without_emulated_numbers_gives_the_default(tmp_path: Path) -> None:
+    bench = tmp_path / "bench" / "results.json"
+    bench.parent.mkdir()
+    bench.write_text(json.dumps({"emulated_vs_cross": {"geomean": 0.0, "per_package": {}}}))
+    assert report.choose_factor(tmp_path).value == report.DEFAULT_FACTOR

@@ -61,6 +61,8 @@ def bench_factor(bench_results: Path) -> Factor | None:
         value = float(data["emulated_vs_cross"]["geomean"])
     except (ValueError, KeyError, TypeError):
         return None
+    if not value > 0:
+        return None
     packages = ", ".join(sorted(data["emulated_vs_cross"].get("per_package", {})))
     return Factor(round(value, 2), f"measured by bench/run.py on {data.get('machine', {}).get('cpu', 'this host')}: "
                                    f"geometric mean of emulated (qemu-arm gcc) / cross build time ({packages})")
