@@ -320,10 +320,13 @@ def report(c, ledger=None, out=None, factor=None):
     from ot2wheels import report as report_mod
     from ot2wheels.paths import Layout
 
+    from ot2wheels.index import swap
+
     layout = Layout.discover()
     led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))
-    rep = report_mod.build_report(led, Path(out) if out else layout.index / "report", layout.root,
-                                  float(factor) if factor else None)
+    with swap.locked(layout.index.absolute()):  # never while `invoke index.build` swaps index/
+        rep = report_mod.build_report(led, Path(out) if out else layout.index / "report", layout.root,
+                                      float(factor) if factor else None)
     t = rep.data["totals"]
     print(f"{rep.out_dir / 'index.html'}: {t['cells']} package x target cells "
           f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")

@@ -159,3 +159,15 @@ def test_a_benchmark_without_emulated_numbers_gives_the_default(tmp_path: Path) 
     bench.parent.mkdir()
     bench.write_text(json.dumps({"emulated_vs_cross": {"geomean": 0.0, "per_package": {}}}))
     assert report.choose_factor(tmp_path).value == report.DEFAULT_FACTOR
+
+
+def test_time_saved_counts_the_from_scratch_build_not_a_ccache_rebuild(fresh_project: Project, tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    led = Ledger(dist / "ledger.sqlite")
+    led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "passed", 9.0, 1000), 9.0)
+    led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "passed", 2.0, 1000), 2.0)  # ccache
+    led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "reused", 2.0, 1000), 0.01)
+    rep = report.build_report(led, tmp_path / "r", tmp_path, factor=10)
+    (cell,) = rep.data["cells"]
+    assert cell["status"] == "reused" and cell["build_duration_s"] == 2.0 and cell["from_scratch_s"] == 9.0
+    assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 90.0

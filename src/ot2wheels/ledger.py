@@ -204,6 +204,14 @@ class Ledger:
                 """SELECT * FROM smokes WHERE id IN (SELECT MAX(id) FROM smokes GROUP BY package, target)
                    ORDER BY package, target""")]
 
+    def slowest_builds(self) -> dict[tuple[str, str, str], float]:
+        """(package, target, version) -> the longest passing cross build recorded: the one with
+        the fewest compiler-cache hits, the best stand-in for compiling from scratch."""
+        with self.connect() as db:
+            return {(r[0], r[1], r[2]): r[3] for r in db.execute(
+                """SELECT package, target, version, MAX(build_duration_s) FROM builds
+                   WHERE status = 'passed' AND build_duration_s IS NOT NULL GROUP BY package, target, version""")}
+
     def last_real_build(self, package: str, target: str, cache_key: str) -> dict | None:
         """The newest build that actually compiled (passed) the wheel a reuse hands out."""
         with self.connect() as db:
