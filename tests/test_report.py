@@ -171,3 +171,13 @@ def test_time_saved_counts_the_from_scratch_build_not_a_ccache_rebuild(fresh_pro
     (cell,) = rep.data["cells"]
     assert cell["status"] == "reused" and cell["build_duration_s"] == 2.0 and cell["from_scratch_s"] == 9.0
     assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 90.0
+
+
+def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh_project: Project) -> None:
+    from ot2wheels.index.build import build_index
+
+    index_dir = tmp_path / "index"
+    rep = report.build_report(filled, index_dir / "report", tmp_path, factor=None)
+    build_index(fresh_project.layout.dist, index_dir, None, targets=fresh_project.targets)
+    assert (index_dir / "report" / "index.html").read_text() == rep.html
+    assert (index_dir / "index.html").is_file()
