@@ -7,7 +7,8 @@
     nox -s test-arm                  smoke-test built wheels under qemu-arm
     nox -s tests                     the test suite (pytest)
 
-Options after `--`: --target NAME (repeatable), --force (rebuild cached builds).
+Options after `--`: --target NAME (repeatable), --force (rebuild cached builds),
+--jobs N (concurrent builds; default: core count), --no-ccache.
 The sessions are thin: the work is done by the ot2wheels library.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -22,6 +24,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # the sessions run in nox's process, from this checkout
 
+from ot2wheels import ledger as ledger_mod  # noqa: E402
 from ot2wheels import pipeline  # noqa: E402
 from ot2wheels.errors import Ot2WheelsError  # noqa: E402
 
@@ -33,6 +36,11 @@ def _options(session: nox.Session) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"nox -s {session.name} --")
     parser.add_argument("--target", action="append", help="target name (default: toolchain/targets.toml default)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a cached build matches")
+    parser.add_argument("--jobs", "-j", type=int, default=None,
+                        help="builds run at once (default: core count); compile jobs are split among them")
+    parser.add_argument("--no-ccache", action="store_true", help="do not wrap the compilers in ccache")
+    parser.add_argument("--ledger", type=Path, default=None,
+                        help="SQLite build ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite)")
     parser.add_argument("recipes", nargs="*", help="recipe names (test-arm, build)")
     return parser.parse_args(session.posargs)
 
@@ -45,11 +53,17 @@ def _run(session: nox.Session, recipes: list[str] | None, python: str | None, sm
         if not pairs:
             session.error(f"nothing to do: no recipe supports the selected targets{f' with Python {python}' if python else ''}")
         summary = pipeline.RunSummary()
+        ledger = ledger_mod.Ledger(opts.ledger or ledger_mod.default_path(project.layout))
+        run_id = ledger.start_run(f"nox -s {session.name} {' '.join(session.posargs)}".strip(), opts.jobs)
         if build:
-            summary.builds = pipeline.build_all(project, pairs, force=opts.force, say=session.log)
+            started = time.monotonic()
+            summary.builds = pipeline.build_all(project, pairs, force=opts.force, say=session.log,
+                                                jobs=opts.jobs, use_ccache=not opts.no_ccache,
+                                                ledger=ledger, run_id=run_id)
+            session.log(pipeline.reuse_summary(summary.builds, time.monotonic() - started))
             pairs = [(b.recipe, b.target) for b in summary.builds if b.ok]
         if smoke:
-            summary.smokes = pipeline.smoke_all(project, pairs, say=session.log)
+            summary.smokes = pipeline.smoke_all(project, pairs, say=session.log, ledger=ledger, run_id=run_id)
     except Ot2WheelsError as exc:
         session.error(str(exc))
     for b in summary.builds:

@@ -2,6 +2,8 @@
 
     invoke toolchain.setup --target bookworm-armhf
     invoke toolchain.info
+    invoke report                     status page from the build ledger -> index/report/
+    invoke bench                      cross vs emulated vs native, warm vs cold (bench/run.py)
 """
 
 from __future__ import annotations
@@ -126,9 +128,10 @@ ns.add_collection(recipe)
 @task(iterable=["recipe", "target"],
       help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
             "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-arm",
-            "docker": "run the build inside the builder image (invoke docker.build makes it)"})
+            "docker": "run the build inside the builder image (invoke docker.build makes it)",
+            "jobs": "builds at once (default: core count)"})
 @friendly
-def build(c, recipe=None, target=None, force=False, smoke=False, docker=False):
+def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, jobs=None):
     """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
     if docker:
         from ot2wheels import docker_images
@@ -136,18 +139,25 @@ def build(c, recipe=None, target=None, force=False, smoke=False, docker=False):
 
         argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
                 *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
-                *(["--smoke"] if smoke else [])]
+                *(["--smoke"] if smoke else []), *([f"--jobs={jobs}"] if jobs else [])]
         code, _ = docker_images.run_in_image(Layout.discover(), argv)
         if code:
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
     from ot2wheels import pipeline
 
+    from ot2wheels.ledger import Ledger, default_path
+
+    jobs = int(jobs) if jobs else None
     project = pipeline.Project.load()
     pairs = project.matrix(recipe or None, target or None)
-    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force))
+    ledger = Ledger(default_path(project.layout))
+    run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
+    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
+                                                            ledger=ledger, run_id=run_id))
     if smoke:
-        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok])
+        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
+                                            ledger=ledger, run_id=run_id)
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
@@ -352,3 +362,42 @@ def ci_matrix(c, since=None, target=None, pretty=False, root=None):
 
 ns.add_collection(Collection("ci", ci_matrix))
 # --- end ci --------------------------------------------------------------------------------------
+
+
+# --- report ------------------------------------------------------------------------------
+@task(help={"ledger": "SQLite ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite)",
+            "out": "output directory (default: index/report)",
+            "factor": "robot native build time / cross build time (default: bench/results.json, else 10)"})
+@friendly
+def report(c, ledger=None, out=None, factor=None):
+    """Render the build status page (HTML + JSON) from the ledger into index/report/."""
+    from ot2wheels import ledger as ledger_mod
+    from ot2wheels import report as report_mod
+    from ot2wheels.paths import Layout
+
+    from ot2wheels.index import swap
+
+    layout = Layout.discover()
+    led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))
+    with swap.locked(layout.index.absolute()):  # never while `invoke index.build` swaps index/
+        rep = report_mod.build_report(led, Path(out) if out else layout.index / "report", layout.root,
+                                      float(factor) if factor else None)
+    t = rep.data["totals"]
+    print(f"{rep.out_dir / 'index.html'}: {t['cells']} package x target cells "
+          f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
+    print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
+          f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+# --- bench -------------------------------------------------------------------------------
+@task(help={"all": "every recipe (default: markupsafe and msgpack)", "skip": "parts to skip: a,b,c,d"})
+def bench(c, all=False, skip=""):
+    """Benchmarks: cross vs emulated vs native builds, warm vs cold cache, smoke cold vs warm."""
+    args = [sys.executable, str(ROOT / "bench" / "run.py")] + (["--all"] if all else []) + (
+        ["--skip", skip] if skip else [])
+    c.run(" ".join(args), pty=False)
+
+
+ns.add_task(report)
+ns.add_task(bench)
+# --- end report / bench ---------------------------------------------------------------------

@@ -156,3 +156,9 @@ def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **
         write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
         project = Project.load(layout)
         return build_one(project.recipe("tiny"), project.targets.get(target), layout, say=lambda s: None)
+
+
+@pytest.fixture
+def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
+    """The repository's recipes and targets, the shared toolchain cache, a dist/ of this test only."""
+    return Project.load(Layout(root=REPO, cache=cache_dir, dist=tmp_path / "dist"))

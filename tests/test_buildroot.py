@@ -190,7 +190,7 @@ def test_nox_build_and_qemu_smoke_of_a_recipe_through_the_sdk(pulled, toolchain)
     assert record["result"] == "passed" and record["gate"]["passed"] is True
     assert record["toolchain_digest"] == toolchain.digest
     log = next(pdir.glob("*.log")).read_text()
-    assert f"CC={toolchain.installed_sdk.root}/bin/{TRIPLET}-gcc --sysroot={toolchain.sysroot}" in log
+    assert f"CC=ccache {toolchain.installed_sdk.root}/bin/{TRIPLET}-gcc --sysroot={toolchain.sysroot}" in log
     r = _nox(pulled.layout, "-s", "test-arm", "--", "--target", STANDIN_TARGET, "markupsafe")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     record = json.loads(next(pdir.glob("*.json")).read_text())

@@ -200,4 +200,4 @@ def test_ot2_shaped_sdk_build_inside_the_image(engine, image, tmp_path_factory, 
     cp = "cp" + standin.python.replace(".", "")
     assert {str(t) for t in tags} == {f"{cp}-{cp}-linux_armv7l"}
     log = next(pdir.glob("*.log")).read_text()
-    assert f"CC={installed.root}/bin/{TRIPLET}-gcc --sysroot={installed.sysroot}" in log
+    assert f"CC=ccache {installed.root}/bin/{TRIPLET}-gcc --sysroot={installed.sysroot}" in log

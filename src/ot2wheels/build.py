@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, gate, records, rust, sources
+from . import __version__, buildenv, ccache, gate, locks, records, rust, sources
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
@@ -78,12 +78,42 @@ def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: 
     return wheels[0]
 
 
+def parallel_env(make_jobs: int, work: Path) -> dict[str, str]:
+    """Variables that cap one build's compile parallelism at `make_jobs` processes."""
+    env = {"MAKEFLAGS": f"-j{make_jobs}", "CMAKE_BUILD_PARALLEL_LEVEL": str(make_jobs),
+           "CARGO_BUILD_JOBS": str(make_jobs)}
+    if make_jobs > 1:
+        # setuptools reads DIST_EXTRA_CONFIG: compile a package's C files `make_jobs` at a time.
+        cfg = work / "parallel.cfg"
+        cfg.write_text(f"[build_ext]\nparallel = {make_jobs}\n")
+        env["DIST_EXTRA_CONFIG"] = str(cfg)
+    return env
+
+
+def record_lock_name(record_path: Path) -> str:
+    """One build (and record/log writer) per dist record at a time, across threads and processes."""
+    return f"dist-{record_path.stem}-{hashlib.sha256(str(record_path.resolve()).encode()).hexdigest()[:12]}"
+
+
 def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = False,
-              say: Say = print) -> BuildResult:
-    """Build, gate and store one wheel. Never raises for a build failure: the record says it."""
-    started = time.monotonic()
+              say: Say = print, make_jobs: int | None = None, use_ccache: bool = True) -> BuildResult:
+    """Build, gate and store one wheel. Never raises for a build failure: the record says it.
+
+    `make_jobs` caps the compile processes of this build (default: all cores); `use_ccache`
+    wraps CC/CXX in ccache with its store under the cache directory.
+    """
     pdir = records.project_dir(layout.dist, target.name, recipe.name)
     pdir.mkdir(parents=True, exist_ok=True)
+    stem = records.stem(recipe.name, recipe.version, target.cp)
+    record_path = pdir / f"{stem}.json"
+    with locks.cache_lock(layout.cache, record_lock_name(record_path), say):
+        return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache)
+
+
+def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say: Say,
+               make_jobs: int, use_ccache: bool) -> BuildResult:
+    started = time.monotonic()
+    pdir = records.project_dir(layout.dist, target.name, recipe.name)
     stem = records.stem(recipe.name, recipe.version, target.cp)
     record_path, log = pdir / f"{stem}.json", pdir / f"{stem}.log"
     label = f"[{target.name}] {recipe.name} {recipe.version}"
@@ -111,11 +141,14 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
         say(f"{label}: build environment (python{target.python}: {', '.join(recipe.requires) or 'no pins'})")
         python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
-        env = {**toolchain.env(), **dict(recipe.env), "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        cross = toolchain.env()
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
-            env = {**toolchain.env(), **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,)),
-                   **dict(recipe.env),
-                   "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+            cross = {**cross, **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,))}
+        env = {**cross, **parallel_env(make_jobs, work), **dict(recipe.env),
+               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        if use_ccache and ccache.available(lambda m: _note(log, m)):
+            env = ccache.environment(env, layout.cache, basedir=work)
+        if rust.needs_rust(recipe):
             say(f"{label}: resolve crates offline")
             rust.preflight(tree, env)
         raw = pep517_wheel(tree, python, env, work / "out", log)
@@ -143,6 +176,11 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
     records.write_atomic(record_path, rec.to_json())
     say(f"{label}: {'PASSED ' + wheel.name if wheel else 'FAILED: ' + (error or '').splitlines()[0]}")
     return BuildResult(recipe, target, rec, record_path, wheel)
+
+
+def _note(log: Path, message: str) -> None:
+    with log.open("a") as f:
+        f.write(f"# {message}\n")
 
 
 def _work_root(layout: Layout) -> Path:

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from . import locks
 from .errors import BuildError
 
 # The PEP 517 frontend run inside each build environment (supports CPython 3.8+).
@@ -32,6 +33,14 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
     exe = root / "bin" / "python"
     if (root / ".complete").is_file():
         return exe
+    with locks.cache_lock(cache, f"buildenv-{root.name}"):  # one creator; the others reuse it
+        if not (root / ".complete").is_file():
+            _create(python, reqs, root, version, requires, log)
+    return exe
+
+
+def _create(python: Path, reqs: list[str], root: Path, version: str, requires: tuple[str, ...],
+            log: Path | None) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
@@ -59,4 +68,3 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return exe

@@ -38,7 +38,7 @@ BASE_PYTHON = "3.11"  # bookworm's python3: the tool's wheels are fetched for th
 BASE_PACKAGES = (
     "python3", "python3-venv", "python3-pip", "python3-setuptools", "python3-wheel",
     "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf", "qemu-user", "patchelf",
-    "ca-certificates", "debian-archive-keyring", "file",
+    "ca-certificates", "debian-archive-keyring", "file", "ccache",
 )
 # Trimmed from the rootfs before import: never needed to build or test wheels.
 _ROOTFS_PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",

@@ -49,3 +49,7 @@ class PlanError(Ot2WheelsError):
 
 class DockerError(Ot2WheelsError):
     """No Docker engine, or an image build, pull, push or container run failed."""
+
+
+class LedgerError(Ot2WheelsError):
+    """The build ledger (SQLite) cannot be opened, migrated or written."""

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from . import locks
 from .errors import ToolchainError
 
 
@@ -33,7 +34,14 @@ def missing(tools: list[HostTool]) -> list[HostTool]:
 
 def ensure(tools: list[HostTool], install: bool = True, log=print) -> None:
     """Install what is missing with apt-get when running as root; otherwise say the command."""
-    absent = missing(tools)
+    if not missing(tools):
+        return
+    with locks.locked(locks.host_lock_path("host-apt"), "the host's apt", log):
+        _install(tools, install, log)
+
+
+def _install(tools: list[HostTool], install: bool, log) -> None:
+    absent = missing(tools)  # again: another build may have installed them while we waited
     if not absent:
         return
     packages = sorted({t.package for t in absent})

@@ -6,13 +6,18 @@ failure at the end, so one broken recipe does not hide the state of the others.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import records
-from .build import BuildResult, build_one
+from . import locks, records
+from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError
+from .ledger import Ledger
 from .paths import Layout
 from .recipes import Recipe, load_all
 from .smoke import SmokeResult, smoke_test
@@ -68,12 +73,83 @@ class RunSummary:
         return out
 
 
+def default_jobs() -> int:
+    """Concurrent builds when --jobs is not given: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_jobs_per_build(jobs: int, builds: int, cores: int | None = None) -> int:
+    """Split the cores among the builds that run at once: `jobs` builds x this many compilers."""
+    cores = cores or default_jobs()
+    return max(1, cores // max(1, min(jobs, builds)))
+
+
+def serialized(say: Say) -> Say:
+    """`say` callable from many threads: each line is written whole, never interleaved."""
+    lock = threading.Lock()
+
+    def said(line: str) -> None:
+        with lock:
+            say(line)
+
+    return said
+
+
 def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bool = False,
-              say: Say = print) -> list[BuildResult]:
-    return [build_one(recipe, target, project.layout, force=force, say=say) for recipe, target in pairs]
+              say: Say = print, jobs: int | None = None, use_ccache: bool = True,
+              ledger: Ledger | None = None, run_id: int | None = None) -> list[BuildResult]:
+    """Build every pair, up to `jobs` at once (default: core count); results in input order.
+
+    Each build writes its own log file; on the console every step is one line prefixed with
+    `[target] project version`. Shared state (toolchains, build envs, sources, dist records)
+    is guarded by file locks, so concurrent builds and concurrent runs do not collide.
+    Each finished build (passed, failed or reused) is recorded in `ledger` as it completes.
+    """
+    jobs = max(1, jobs or default_jobs())
+    make_jobs = make_jobs_per_build(jobs, len(pairs))
+    out = serialized(say)
+    if jobs > 1 and len(pairs) > 1:
+        out(f"building {len(pairs)} wheels, {min(jobs, len(pairs))} at a time, "
+            f"{make_jobs} compile job(s) each")
+    layout = project.layout
+
+    def one(pair: tuple[Recipe, Target]) -> tuple[BuildResult, float]:
+        started = time.monotonic()
+        result = build_one(pair[0], pair[1], layout, force=force, say=out, make_jobs=make_jobs,
+                           use_ccache=use_ccache)
+        return result, time.monotonic() - started
+
+    def done(result: BuildResult, seconds: float) -> BuildResult:
+        if ledger is not None:  # only this (the calling) thread writes the ledger
+            ledger.record_build(result, seconds, run_id)
+        return result
+
+    if jobs == 1 or len(pairs) <= 1:
+        return [done(*one(p)) for p in pairs]
+    results: list[BuildResult | None] = [None] * len(pairs)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ot2wheels-build") as pool:
+        futures = {pool.submit(one, p): i for i, p in enumerate(pairs)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = done(*fut.result())
+    return [r for r in results if r is not None]
 
 
-def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print) -> list[tuple[Recipe, SmokeResult]]:
+def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
+    """One paragraph: how many builds ran, how many were reused (and which), how long it took."""
+    reused = [b for b in results if b.record.result == "reused"]
+    built = [b for b in results if b.record.result == "passed"]
+    failed = [b for b in results if not b.ok]
+    lines = [f"{len(results)} build(s) in {elapsed_s:.1f}s: {len(built)} built, {len(reused)} reused "
+             f"from the cache, {len(failed)} failed"]
+    lines += [f"  reused {b.label}: {b.wheel.name if b.wheel else ''}" for b in reused]
+    return "\n".join(lines)
+
+
+def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print,
+              ledger: Ledger | None = None, run_id: int | None = None) -> list[tuple[Recipe, SmokeResult]]:
     """Smoke-test the built wheel of each pair (pairs without a passing build are failures)."""
     out = []
     for recipe, target in pairs:
@@ -82,8 +158,11 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
         if rec is None or not rec.wheel or rec.result == "failed":
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
-            out.append((recipe, SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name,
-                                            False, 0.0, "no wheel")))
+            missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
+                                  "no wheel")
+            if ledger is not None:
+                ledger.record_smoke(recipe, target, missing, run_id)
+            out.append((recipe, missing))
             continue
         wheel = record_path.parent / rec.wheel
         toolchain = get_toolchain(target, project.layout, recipe.target_libs)
@@ -92,12 +171,15 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         result = smoke_test(recipe, wheel, toolchain)
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
-        _attach_smoke(record_path, result)
+        _attach_smoke(project.layout, record_path, result)
+        if ledger is not None:
+            ledger.record_smoke(recipe, target, result, run_id)
         out.append((recipe, result))
     return out
 
 
-def _attach_smoke(record_path: Path, result: SmokeResult) -> None:
-    rec = records.BuildRecord.from_file(record_path)
-    rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
-    records.write_atomic(record_path, rec.to_json())
+def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:
+    with locks.cache_lock(layout.cache, record_lock_name(record_path)):  # read-modify-write
+        rec = records.BuildRecord.from_file(record_path)
+        rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
+        records.write_atomic(record_path, rec.to_json())

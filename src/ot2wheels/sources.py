@@ -15,6 +15,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
+from . import locks
 from .archive import extract as safe_extract
 from .download import download, sha256_file, ssl_context
 from .errors import DownloadError, SourceError, UnsafeArchiveError
@@ -76,6 +77,11 @@ def pypi_sdist_url(name: str, version: str, filename: str | None = None) -> tupl
 
 def fetch_source(recipe: Recipe, cache: Path) -> Path:
     """The recipe's source archive in the cache, verified against its pinned sha256."""
+    with locks.cache_lock(cache, f"source-{recipe.source.sha256}"):  # one download per file
+        return _fetch_source(recipe, cache)
+
+
+def _fetch_source(recipe: Recipe, cache: Path) -> Path:
     src = recipe.source
     store = cache / "sources" / src.sha256[:2] / src.sha256
     existing = [p for p in store.glob("*") if not p.name.startswith(".")] if store.is_dir() else []

@@ -376,6 +376,10 @@ def build_index(
         )
 
 
+# Subtrees of the index written by other tools, carried over into every new tree.
+KEPT_DIRS = ("report",)
+
+
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None) -> dict[str, bytes | _Copy]:
@@ -413,11 +417,16 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
     infos = [_target_info(t, targets) for t in by_target]
     page("index.html", render.landing_html(infos, entries, yanks, base_url))
-    # Files a person put at the top (CNAME, robots.txt, .nojekyll) are kept as they are.
+    # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
+    # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
         for extra in sorted(index_dir.iterdir()):
             if extra.is_file() and extra.name not in plan:
                 plan[extra.name] = ("link", extra)
+        for kept in KEPT_DIRS:
+            for f in sorted((index_dir / kept).rglob("*")):
+                if f.is_file():
+                    plan[f.relative_to(index_dir).as_posix()] = ("link", f)
     return plan
 
 

@@ -172,6 +172,8 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
         "    <p>Wheels cross-built for 32-bit ARM Linux (armv7l) and tested under emulation. "
         "Each target below has its own index: use the one that matches your device's "
         "operating system and Python.</p>",
+        '    <p>Build and test status of every package: <a href="report/">report/</a> '
+        "(written by <code>invoke report</code>).</p>",
     ]
     if base_url is None:
         out.append("    <p>In the commands below, replace <code>BASE_URL</code> with the address "

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import aptsource, crossenv, hostpython, hosttools
+from .. import aptsource, crossenv, hostpython, hosttools, locks
 from ..errors import ToolchainError
 from ..targets import DebianSource, Target
 from .base import Toolchain
@@ -36,8 +36,8 @@ class Deb:
     extra: bool  # asked for by a recipe (target-libs), not part of the base target
 
 
-def _run(argv: list[str], what: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True)
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         raise ToolchainError(f"{what} failed (exit {result.returncode}): {' '.join(argv[:3])} ...\n"
                              + (result.stderr or result.stdout)[-3000:])
@@ -118,7 +118,8 @@ class PrivateApt:
 
     def download(self, packages: list[str], dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        _run(["apt-get", *self.options(), "download", *packages], "apt-get download")
+        # apt-get download writes into its working directory (never os.chdir: builds run in threads)
+        _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
 
 
 class DebianToolchain(Toolchain):
@@ -176,6 +177,25 @@ class DebianToolchain(Toolchain):
         self.apt.update()
         src = self.target.debian
         assert src is not None
+        # The plan is a function of the package lists and the request: memoize it on both, so
+        # a reused build does not pay for dependency resolution (seconds) every time.
+        stamp = self.apt.state / "lists" / ".updated"
+        memo_key = hashlib.sha256(json.dumps([
+            (self.apt.state / "sources.list").read_text(),
+            stamp.stat().st_mtime_ns if stamp.exists() else 0,
+            list(src.packages), list(src.exclude), list(self.extra_packages),
+        ]).encode()).hexdigest()
+        memo = self.apt.state / "plans" / f"{memo_key}.json"
+        if memo.is_file():
+            return [Deb(**d) for d in json.loads(memo.read_text())]
+        debs = self._resolve(src)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps([d.__dict__ for d in debs]))
+        tmp.replace(memo)
+        return debs
+
+    def _resolve(self, src: DebianSource) -> list[Deb]:
         base = set(self.apt.closure(list(src.packages), src.exclude))
         wanted = set(base)
         if self.extra_packages:
@@ -194,16 +214,20 @@ class DebianToolchain(Toolchain):
     def ensure(self, refresh: bool = False, log=print) -> None:
         if self._sysroot is not None and not refresh:
             return
-        if refresh:
-            self.apt.prepare()
-            self.apt.update(force=True)
-        debs = self.plan()
+        # The private apt state (lists, status, .deb downloads) is one per target: one user at a time.
+        with locks.cache_lock(self.cache, f"apt-{self.target.name}", log):
+            if refresh:
+                self.apt.prepare()
+                self.apt.update(force=True)
+            debs = self.plan()
         key = hashlib.sha256(
             json.dumps([self.target.name, self.target.python, [(d.package, d.version, d.sha256) for d in debs]]).encode()
         ).hexdigest()
         root = self.cache / "sysroots" / f"{self.target.name}-{key[:16]}"
-        if not (root / ".ot2wheels" / "manifest.json").is_file():
-            self._assemble(debs, root, key, log)
+        # One assembler per sysroot (target + package set); the others wait and then reuse it.
+        with locks.cache_lock(self.cache, f"sysroot-{root.name}", log):
+            if not (root / ".ot2wheels" / "manifest.json").is_file():
+                self._assemble(debs, root, key, log)
         self._sysroot = root
 
     def _assemble(self, debs: list[Deb], root: Path, key: str, log) -> None:
@@ -212,14 +236,9 @@ class DebianToolchain(Toolchain):
         debdir = self.cache / "debs" / self.target.name
         need = [d for d in debs if not _deb_ok(debdir / d.filename, d.sha256)]
         if need:
-            # apt-get download writes into the current directory and checks each file's hash.
-            cwd = os.getcwd()
-            debdir.mkdir(parents=True, exist_ok=True)
-            os.chdir(debdir)
-            try:
+            # apt-get download checks each file's hash; the apt state and debdir are per target.
+            with locks.cache_lock(self.cache, f"apt-{self.target.name}", log):
                 self.apt.download([f"{d.package}={d.version}" for d in need], debdir)
-            finally:
-                os.chdir(cwd)
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
         try:

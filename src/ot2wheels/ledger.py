@@ -1,0 +1,236 @@
+"""The build ledger: every build and smoke test, in an embedded SQLite database.
+
+Where: `dist/ledger.sqlite` by default (beside the records and logs it points to, so a CI
+artifact of dist/ carries its history), or the `OT2WHEELS_LEDGER` path, or `--ledger PATH`.
+
+Writes are SQLite transactions (atomic; WAL journal, so readers never see a half-written run).
+Only the coordinating thread writes: the pipeline records each build as it completes.
+
+The schema is versioned: `schema_version` holds the number of migrations applied, and
+`MIGRATIONS[i]` takes a database from version i to i+1. Add a migration at the end; never
+edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import LedgerError
+from .paths import Layout
+
+if TYPE_CHECKING:
+    from .build import BuildResult
+    from .recipes import Recipe
+    from .smoke import SmokeResult
+    from .targets import Target
+
+FILENAME = "ledger.sqlite"
+
+
+def default_path(layout: Layout) -> Path:
+    """OT2WHEELS_LEDGER if set, else dist/ledger.sqlite."""
+    if env := os.environ.get("OT2WHEELS_LEDGER"):
+        return Path(env).expanduser().resolve()
+    return layout.dist / FILENAME
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE TABLE builds (
+            id INTEGER PRIMARY KEY,
+            finished_at REAL NOT NULL,          -- unix time
+            package TEXT NOT NULL, version TEXT NOT NULL,
+            target TEXT NOT NULL, python TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('passed', 'failed', 'reused')),
+            duration_s REAL NOT NULL,           -- wall time of this step (a reuse takes ~0)
+            build_duration_s REAL,              -- the cross build that made the wheel
+            wheel TEXT, wheel_sha256 TEXT, wheel_size INTEGER,
+            log_path TEXT,                      -- absolute path of the build log
+            cache_key TEXT,
+            gate_passed INTEGER,                -- NULL when the build never reached the gate
+            gate_json TEXT NOT NULL DEFAULT '{}',
+            error TEXT
+        );
+        CREATE TABLE smokes (
+            id INTEGER PRIMARY KEY,
+            finished_at REAL NOT NULL,
+            package TEXT NOT NULL, version TEXT NOT NULL,
+            target TEXT NOT NULL, python TEXT NOT NULL,
+            wheel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('passed', 'failed')),
+            duration_s REAL NOT NULL,
+            output TEXT NOT NULL DEFAULT ''
+        );
+    """)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Runs: which invocation made each row (command, --jobs, host), and lookup indexes."""
+    _script(db, """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            command TEXT NOT NULL,
+            jobs INTEGER,
+            host TEXT NOT NULL
+        );
+        ALTER TABLE builds ADD COLUMN run_id INTEGER REFERENCES runs(id);
+        ALTER TABLE smokes ADD COLUMN run_id INTEGER REFERENCES runs(id);
+        CREATE INDEX builds_by_pair ON builds (package, target, id);
+        CREATE INDEX smokes_by_pair ON smokes (package, target, id);
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class Ledger:
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.migrate()
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose `with` block is one transaction (committed, or rolled back)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"ledger {self.path}: {exc}; if the file is damaged, move it away "
+                              "(a new one starts empty)") from None
+        finally:
+            db.close()
+
+    def version(self) -> int:
+        with self.connect() as db:
+            return _version(db)
+
+    def migrate(self) -> int:
+        """Apply the migrations this file has not had yet; returns the schema version."""
+        with self.connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = _version(db)
+            if current > SCHEMA_VERSION:
+                raise LedgerError(f"ledger {self.path} has schema version {current}, newer than this "
+                                  f"ot2wheels knows ({SCHEMA_VERSION}); upgrade ot2wheels or use --ledger")
+            for step in MIGRATIONS[current:]:
+                step(db)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        return SCHEMA_VERSION
+
+    # -- writing ----------------------------------------------------------------------------
+    def start_run(self, command: str, jobs: int | None = None) -> int:
+        with self.connect() as db:
+            cur = db.execute("INSERT INTO runs (started_at, command, jobs, host) VALUES (?, ?, ?, ?)",
+                             (time.time(), command, jobs, platform.node()))
+            return int(cur.lastrowid or 0)
+
+    def record_build(self, result: "BuildResult", duration_s: float, run_id: int | None = None) -> int:
+        rec = result.record
+        log = result.record_path.parent / rec.log
+        gate_passed = None if not rec.gate else int(bool(rec.gate.get("passed")))
+        with self.connect() as db:
+            cur = db.execute(
+                """INSERT INTO builds (finished_at, package, version, target, python, status, duration_s,
+                   build_duration_s, wheel, wheel_sha256, wheel_size, log_path, cache_key, gate_passed,
+                   gate_json, error, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (time.time(), rec.project, rec.version, rec.target, rec.python, rec.result,
+                 round(duration_s, 3), rec.duration_s, rec.wheel, rec.wheel_sha256, rec.wheel_size,
+                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate, sort_keys=True), rec.error,
+                 run_id),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_smoke(self, recipe: "Recipe", target: "Target", result: "SmokeResult",
+                     run_id: int | None = None) -> int:
+        with self.connect() as db:
+            cur = db.execute(
+                """INSERT INTO smokes (finished_at, package, version, target, python, wheel, status,
+                   duration_s, output, run_id) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                (time.time(), recipe.name, recipe.version, target.name, target.python, result.wheel,
+                 "passed" if result.passed else "failed", result.duration_s, result.output[-4000:], run_id),
+            )
+            return int(cur.lastrowid or 0)
+
+    # -- reading ----------------------------------------------------------------------------
+    def builds(self) -> list[dict]:
+        with self.connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM builds ORDER BY id")]
+
+    def smokes(self) -> list[dict]:
+        with self.connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM smokes ORDER BY id")]
+
+    def runs(self) -> list[dict]:
+        with self.connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+
+    def latest_builds(self) -> list[dict]:
+        """The newest build row of every (package, target)."""
+        with self.connect() as db:
+            return [dict(r) for r in db.execute(
+                """SELECT * FROM builds WHERE id IN (SELECT MAX(id) FROM builds GROUP BY package, target)
+                   ORDER BY package, target""")]
+
+    def latest_smokes(self) -> list[dict]:
+        with self.connect() as db:
+            return [dict(r) for r in db.execute(
+                """SELECT * FROM smokes WHERE id IN (SELECT MAX(id) FROM smokes GROUP BY package, target)
+                   ORDER BY package, target""")]
+
+    def slowest_builds(self) -> dict[tuple[str, str, str], float]:
+        """(package, target, version) -> the longest passing cross build recorded: the one with
+        the fewest compiler-cache hits, the best stand-in for compiling from scratch."""
+        with self.connect() as db:
+            return {(r[0], r[1], r[2]): r[3] for r in db.execute(
+                """SELECT package, target, version, MAX(build_duration_s) FROM builds
+                   WHERE status = 'passed' AND build_duration_s IS NOT NULL GROUP BY package, target, version""")}
+
+    def last_real_build(self, package: str, target: str, cache_key: str) -> dict | None:
+        """The newest build that actually compiled (passed) the wheel a reuse hands out."""
+        with self.connect() as db:
+            row = db.execute(
+                """SELECT * FROM builds WHERE package = ? AND target = ? AND cache_key = ?
+                   AND status = 'passed' ORDER BY id DESC LIMIT 1""", (package, target, cache_key)).fetchone()
+            return dict(row) if row else None
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run `;`-separated statements inside the open transaction (executescript would commit)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    try:
+        row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0] or 0)

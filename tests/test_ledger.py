@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ot2wheels import ledger as ledger_mod
+from ot2wheels.build import BuildResult
+from ot2wheels.errors import LedgerError
+from ot2wheels.ledger import Ledger
+from ot2wheels.pipeline import Project
+from ot2wheels.records import BuildRecord
+from ot2wheels.smoke import SmokeResult
+
+
+def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", duration: float = 3.5) -> BuildResult:
+    recipe = fresh_project.recipe("markupsafe")
+    target = fresh_project.targets.select(["bookworm-armhf"])[0]
+    rec = BuildRecord(target=target.name, python=target.python, project=recipe.name, version=recipe.version,
+                      result=status, cache_key="k1", recipe_digest=recipe.digest, toolchain_digest="t",
+                      duration_s=duration, log="markupsafe-3.0.4-cp311.log",
+                      wheel=None if status == "failed" else "markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl",
+                      wheel_sha256=None if status == "failed" else "ab" * 32,
+                      wheel_size=None if status == "failed" else 12345,
+                      gate={} if status == "failed" else {"passed": True, "reasons": ["1 ELF file(s) ok"]},
+                      error="build failed (exit 1)" if status == "failed" else None)
+    record_path = tmp_path / "dist" / target.name / recipe.name / "markupsafe-3.0.4-cp311.json"
+    return BuildResult(recipe, target, rec, record_path, None)
+
+
+def test_fresh_ledger_has_current_schema(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    assert led.version() == ledger_mod.SCHEMA_VERSION == 2
+    db = sqlite3.connect(tmp_path / "l.sqlite")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "builds", "smokes", "runs"} <= tables
+    assert Ledger(tmp_path / "l.sqlite").version() == 2  # reopening does not re-run migrations
+
+
+def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    ledger_mod._v1(db)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO builds (finished_at, package, version, target, python, status, duration_s) "
+               "VALUES (1, 'old', '1.0', 'bookworm-armhf', '3.11', 'passed', 2.0)")
+    db.execute("COMMIT")
+    db.close()
+    led = Ledger(path)
+    assert led.version() == 2
+    rows = led.builds()
+    assert [(r["package"], r["status"], r["run_id"]) for r in rows] == [("old", "passed", None)]
+    assert led.runs() == []
+
+
+def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    Ledger(path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="schema version 99"):
+        Ledger(path)
+
+
+def test_records_builds_and_smokes(fresh_project: Project, tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    run = led.start_run("nox -s build", jobs=2)
+    led.record_build(_result(fresh_project, tmp_path, "passed", 3.5), 3.6, run)
+    led.record_build(_result(fresh_project, tmp_path, "reused", 3.5), 0.01, run)
+    led.record_build(_result(fresh_project, tmp_path, "failed", 1.0), 1.1, run)
+    target = fresh_project.targets.select(["bookworm-armhf"])[0]
+    led.record_smoke(fresh_project.recipe("markupsafe"), target,
+                     SmokeResult("markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl", target.name, True, 1.5, "ok"), run)
+    rows = led.builds()
+    assert [r["status"] for r in rows] == ["passed", "reused", "failed"]
+    assert rows[0]["wheel_size"] == 12345 and rows[0]["wheel_sha256"] == "ab" * 32
+    assert rows[1]["duration_s"] == 0.01 and rows[1]["build_duration_s"] == 3.5
+    assert rows[2]["gate_passed"] is None and rows[2]["error"].startswith("build failed")
+    assert rows[0]["gate_passed"] == 1 and "ELF" in rows[0]["gate_json"]
+    assert rows[0]["log_path"].endswith("bookworm-armhf/markupsafe/markupsafe-3.0.4-cp311.log")
+    assert {r["run_id"] for r in rows} == {run}
+    assert [r["status"] for r in led.latest_builds()] == ["failed"]
+    assert led.last_real_build("markupsafe", "bookworm-armhf", "k1")["id"] == rows[0]["id"]
+    smokes = led.smokes()
+    assert [(s["package"], s["status"], s["duration_s"]) for s in smokes] == [("markupsafe", "passed", 1.5)]
+    assert led.runs()[0]["command"] == "nox -s build" and led.runs()[0]["jobs"] == 2
+
+
+def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    with pytest.raises(RuntimeError), led.connect() as db:
+        db.execute("INSERT INTO runs (started_at, command, host) VALUES (1, 'x', 'h')")
+        raise RuntimeError("interrupted")
+    assert led.runs() == []
+
+
+def test_rejects_an_unknown_status(tmp_path: Path, fresh_project: Project) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    with pytest.raises(LedgerError, match="CHECK constraint"):
+        led.record_build(_result(fresh_project, tmp_path, "maybe"), 1.0)
+
+
+def test_default_path_is_in_dist_unless_overridden(fresh_project: Project, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OT2WHEELS_LEDGER", raising=False)
+    assert ledger_mod.default_path(fresh_project.layout) == fresh_project.layout.dist / "ledger.sqlite"
+    monkeypatch.setenv("OT2WHEELS_LEDGER", str(tmp_path / "x.sqlite"))
+    assert ledger_mod.default_path(fresh_project.layout) == tmp_path / "x.sqlite"
