@@ -59,10 +59,20 @@ def pip_target_args(target: Target) -> list[str]:
     return args
 
 
+def _pip_python(python: Path | None) -> str:
+    """The host CPython of the target's X.Y when it has pip (dependency markers such as
+    `python_version < "3.11"` are evaluated by the interpreter running pip), else ours."""
+    if python is not None:
+        probe = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True)
+        if probe.returncode == 0:
+            return str(python)
+    return sys.executable
+
+
 def install_for_target(target: Target, dest: Path, requirements: list[str],
-                       find_links: list[Path] = (), index: bool = True) -> str:
+                       find_links: list[Path] = (), index: bool = True, python: Path | None = None) -> str:
     """`pip install --target dest` of target wheels, run on the host; returns pip's output."""
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+    cmd = [_pip_python(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
            "--no-compile", "--target", str(dest), *pip_target_args(target)]
     for d in find_links:
         cmd += ["--find-links", str(d)]
@@ -99,7 +109,7 @@ def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
         site = Path(tmp) / "site"
         pip_out = install_for_target(toolchain.target, site, [str(wheel), *recipe.smoke.requires],
-                                     find_links=[wheel.parent])
+                                     find_links=[wheel.parent], python=toolchain.build_python())
         passed, output = run_smoke(recipe, toolchain, site, timeout)
     return SmokeResult(wheel.name, toolchain.target.name, passed, round(time.monotonic() - started, 2),
                        f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"
