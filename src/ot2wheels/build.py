@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, buildenv, ccache, gate, locks, records, rust, sources
+from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
@@ -57,7 +58,7 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
     if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
         return None
     wheel = path.parent / rec.wheel
-    if not wheel.is_file() or sources.sha256_file(wheel) != rec.wheel_sha256:
+    if not wheel.is_file() or sha256_file(wheel) != rec.wheel_sha256:
         return None
     return rec, wheel
 
@@ -167,7 +168,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
         toolchain_digest=toolchain.digest if key else "", duration_s=round(time.monotonic() - started, 2),
         log=log.name, wheel=wheel.name if wheel else None,
-        wheel_sha256=sources.sha256_file(wheel) if wheel else None,
+        wheel_sha256=sha256_file(wheel) if wheel else None,
         wheel_size=wheel.stat().st_size if wheel else None,
         gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
     )

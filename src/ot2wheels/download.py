@@ -45,11 +45,8 @@ _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_sha256_pin(sha256: str, what: str) -> str:
@@ -105,12 +102,19 @@ def _disk_full(exc: OSError, part: Path) -> DownloadError:
     )
 
 
+def ca_bundle(env: dict[str, str] | None = None) -> str | None:
+    """The CA bundle pip and requests are told to use, if any (the network may go through a proxy)."""
+    env = dict(os.environ if env is None else env)
+    for key in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if env.get(key) and Path(env[key]).is_file():
+            return env[key]
+    return None
+
+
 def ssl_context() -> ssl.SSLContext:
-    """Trust the CA bundle the machine's pip/requests use (the network may go through a proxy)."""
-    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        if (path := os.environ.get(var)) and Path(path).is_file():
-            return ssl.create_default_context(cafile=path)
-    return ssl.create_default_context()
+    """Trust the CA bundle the machine's pip/requests use."""
+    cafile = ca_bundle()
+    return ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
 
 
 @contextmanager

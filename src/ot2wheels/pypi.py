@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import ssl
 import subprocess
 import sys
 import tarfile
@@ -34,6 +33,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from .download import ssl_context
 from .errors import DownloadError, SourceError
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -66,15 +66,6 @@ def configured_index_url(env: dict[str, str] | None = None) -> str:
         if found.get(section):
             return found[section].rstrip("/")
     return _pip_default_index().rstrip("/")
-
-
-def ca_bundle(env: dict[str, str] | None = None) -> str | None:
-    """The CA bundle pip and requests are told to use, if any."""
-    env = dict(os.environ if env is None else env)
-    for key in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        if env.get(key) and Path(env[key]).is_file():
-            return env[key]
-    return None
 
 
 @dataclass(frozen=True)
@@ -190,8 +181,7 @@ class IndexClient:
         self.page_ttl = page_ttl
         self.offline = offline
         self.timeout = timeout
-        cafile = ca_bundle()
-        self._ssl = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+        self._ssl = ssl_context()
         self.requests = 0  # network requests made (tests and timing use it)
 
     # -- raw HTTP -------------------------------------------------------------------------

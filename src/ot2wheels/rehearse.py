@@ -25,7 +25,8 @@ from packaging.version import Version
 
 from .errors import SmokeError
 from .smoke import target_pip_install
-from .pypi import IndexClient, ca_bundle
+from .download import ca_bundle
+from .pypi import IndexClient
 from .targets import Target
 
 Say = Callable[[str], None]

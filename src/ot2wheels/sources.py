@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,26 +17,11 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 from . import locks
 from .archive import extract as safe_extract
 from .download import download, sha256_file, ssl_context
+from .pypi import configured_index_url
 from .errors import DownloadError, SourceError, UnsafeArchiveError
 from .recipes import Recipe
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def index_url() -> str:
-    """The package index pip is configured with (PIP_INDEX_URL, pip config), else pip's default."""
-    if url := os.environ.get("PIP_INDEX_URL"):
-        return url.rstrip("/")
-    try:
-        out = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-                             capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip().rstrip("/")
-    except OSError:
-        pass
-    from pip._internal.models.index import PyPI  # pip's own default, not a name we hard-code
-
-    return PyPI.simple_url.rstrip("/")
 
 
 def fetch_url(url: str, dest: Path, sha256: str, what: str) -> Path:
@@ -53,7 +37,7 @@ def fetch_url(url: str, dest: Path, sha256: str, what: str) -> Path:
 
 def pypi_sdist_url(name: str, version: str, filename: str | None = None) -> tuple[str, str]:
     """(url, filename) of the sdist of name==version on the configured index (PEP 691 JSON)."""
-    page = f"{index_url()}/{canonicalize_name(name)}/"
+    page = f"{configured_index_url()}/{canonicalize_name(name)}/"
     req = urllib.request.Request(page, headers={"Accept": SIMPLE_JSON})
     try:
         with urllib.request.urlopen(req, context=ssl_context(), timeout=60) as resp:

@@ -32,6 +32,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from ..download import sha256_file
 from ..errors import IndexBuildError
 from ..targets import TargetSet
 from . import render, swap
@@ -70,11 +71,6 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _headers(metadata: bytes) -> dict[str, str]:

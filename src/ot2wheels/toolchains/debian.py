@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import aptsource, crossenv, hostpython, hosttools, locks
+from ..download import sha256_file
 from ..errors import ToolchainError
 from ..targets import DebianSource, Target
 from .base import Toolchain
@@ -283,13 +284,7 @@ class DebianToolchain(Toolchain):
 
 
 def _deb_ok(path: Path, sha256: str) -> bool:
-    if not path.is_file():
-        return False
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest() == sha256
+    return path.is_file() and sha256_file(path) == sha256
 
 
 def _relativize_symlinks(root: Path) -> None:
