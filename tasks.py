@@ -85,9 +85,10 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.targets import load_targets
 
     layout = Layout.discover(ROOT)
-    tgt = planner.find_target(target, layout.targets_file)
+    tgt = load_targets(layout.targets_file).get(target)
     p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
     planner.render(p)
     out = layout.root / "build" / "plan" / tgt.name

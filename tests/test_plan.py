@@ -8,10 +8,9 @@ from fakeindex import FakeIndex
 
 from ot2wheels.errors import ConfigError, PlanError
 from ot2wheels.paths import default_cache_dir
-from ot2wheels.plan import (BINARY, BUILD, FALLBACK, OT2, PURE, find_target, plan, read_constraints, render,
-                            write_constraints, write_json)
+from ot2wheels.plan import BINARY, BUILD, FALLBACK, PURE, plan, read_constraints, render, write_constraints, write_json
 from ot2wheels.pypi import IndexClient
-from ot2wheels.targets import Target
+from ot2wheels.targets import Target, load_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOKWORM = Target(name="bookworm-armhf", python="3.11", platform="linux_armv7l", glibc=(2, 36),
@@ -144,12 +143,10 @@ def test_bad_constraints_file(tmp_path: Path) -> None:
         read_constraints(bad)
 
 
-def test_find_target_has_builtin_ot2() -> None:
-    t = find_target("ot2", ROOT / "toolchain" / "targets.toml")
-    assert (t.python, t.glibc, t.platform) == ("3.10", (2, 25), "linux_armv7l")
-    assert OT2.provider == "buildroot-sdk"
-    with pytest.raises(ConfigError, match="no target named"):
-        find_target("nope", ROOT / "toolchain" / "targets.toml")
+def test_ot2_target_facts() -> None:
+    t = load_targets(ROOT / "toolchain" / "targets.toml").get("ot2")
+    assert (t.python, t.glibc, t.platform, t.provider) == ("3.10", (2, 25), "linux_armv7l", "buildroot-sdk")
+    assert "manylinux_2_26_armv7l" not in t.platform_tags() and "manylinux_2_25_armv7l" in t.platform_tags()
 
 
 @pytest.mark.integration
@@ -158,7 +155,7 @@ def test_prefect_must_build_lists_differ_by_target() -> None:
     cons = ROOT / "packages" / "prefect" / "constraints.txt"
     c = IndexClient(default_cache_dir())
     ot2 = plan("prefect==3.3.4", OT2_SHAPED, constraints=cons, client=c)
-    bw = plan("prefect==3.3.4", find_target("bookworm-armhf", ROOT / "toolchain" / "targets.toml"),
+    bw = plan("prefect==3.3.4", load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf"),
               constraints=cons, client=c)
     ot2_build = {e.name for e in ot2.must_build}
     bw_build = {e.name for e in bw.must_build}

@@ -8,7 +8,8 @@ from fakeindex import FakeIndex
 
 from ot2wheels.errors import ConfigError, SourceError
 from ot2wheels.paths import Layout, default_cache_dir
-from ot2wheels.plan import OT2, plan
+from ot2wheels.plan import plan
+from ot2wheels.targets import load_targets
 from ot2wheels.pypi import IndexClient
 from ot2wheels.recipe_new import new_recipe, write_missing_recipes
 from ot2wheels.recipes import load_recipe
@@ -92,7 +93,7 @@ def test_new_recipe_needs_exact_version_and_an_sdist(index: FakeIndex, layout: L
 
 def test_plan_write_recipes_only_for_missing(index: FakeIndex, layout: Layout) -> None:
     client = IndexClient(layout.cache, index_url=index.url)
-    p = plan("app==1.0", OT2, client=client)
+    p = plan("app==1.0", load_targets(Path(__file__).resolve().parents[1] / "toolchain" / "targets.toml").get("ot2"), client=client)
     assert [e.name for e in p.must_build] == ["fastthing"]
     assert write_missing_recipes(p, layout, client=client) == [layout.packages / "fastthing" / "recipe.toml"]
     assert write_missing_recipes(p, layout, client=client) == []

@@ -11,7 +11,6 @@ import pytest
 from ot2wheels.build import build_one
 from ot2wheels.errors import BuildError, ToolchainError
 from ot2wheels.paths import Layout, default_cache_dir
-from ot2wheels.plan import OT2
 from ot2wheels.recipes import load_recipe
 from ot2wheels.rust import cargo_home, explain_cargo_failure, find_cargo_manifest, preflight, rust_triple
 from ot2wheels.smoke import smoke_test
@@ -42,7 +41,7 @@ required by package `cf v0.1.0 (/tmp/cf)`
 def test_rust_triples() -> None:
     bookworm = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
     assert rust_triple(bookworm) == "armv7-unknown-linux-gnueabihf"
-    assert rust_triple(OT2) == "armv7-unknown-linux-gnueabihf"
+    assert rust_triple(load_targets(ROOT / "toolchain" / "targets.toml").get("ot2")) == "armv7-unknown-linux-gnueabihf"
 
 
 def test_cargo_errors_become_one_line() -> None:

@@ -36,28 +36,11 @@ from packaging.version import Version
 
 from .errors import ConfigError, PlanError
 from .pypi import IndexClient, IndexFile, sdist_members
-from .targets import Target, load_targets
+from .targets import Target
 
 PURE, BINARY, FALLBACK, BUILD = "pure", "binary", "pure-fallback", "must-build"
 BUCKETS = (PURE, BINARY, FALLBACK, BUILD)
 NATIVE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", "/Cargo.toml", ".f90", ".go")
-
-# The Opentrons OT-2 as a planning target (facts from the Opentrons buildroot sources). Used when
-# toolchain/targets.toml has no `ot2` entry yet; the TOML entry wins once it exists.
-OT2 = Target(name="ot2", python="3.10", platform="linux_armv7l", glibc=(2, 25),
-             triplet="arm-buildroot-linux-gnueabihf", provider="buildroot-sdk",
-             description="Opentrons OT-2 (Buildroot 2018.11, CPython 3.10, glibc 2.25)",
-             site="/var/user-packages/usr/lib/python3.10/site-packages")
-BUILTIN_TARGETS = {"ot2": OT2}
-
-
-def find_target(name: str, targets_file: Path) -> Target:
-    """A target from targets.toml, falling back to the built-in planning facts (ot2)."""
-    targets = load_targets(targets_file)
-    if name in targets.targets or name not in BUILTIN_TARGETS:
-        return targets.get(name)
-    return BUILTIN_TARGETS[name]
-
 
 @dataclass(frozen=True)
 class PlanEntry:
