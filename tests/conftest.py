@@ -55,6 +55,14 @@ def project_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def checkout_copy(project_root: Path) -> Path:
+    """`project_root` plus the real noxfile.py and tasks.py: run nox and invoke in it."""
+    for name in ("noxfile.py", "tasks.py"):
+        shutil.copy(REPO / name, project_root / name)
+    return project_root
+
+
+@pytest.fixture
 def layout(project_root: Path, cache_dir: Path) -> Layout:
     return Layout(root=project_root, cache=cache_dir, dist=project_root / "dist")
 

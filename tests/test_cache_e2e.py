@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +20,9 @@ SUMMARY = re.compile(r"(\d+) build\(s\) in ([\d.]+)s: (\d+) built, (\d+) reused 
 
 
 @pytest.mark.integration
-def test_second_build_reuses_everything_and_report_shows_it(tmp_path: Path, cache_dir: Path) -> None:
-    root = tmp_path / "proj"
-    (root / "toolchain").mkdir(parents=True)
-    shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
-    shutil.copy(REPO / "noxfile.py", root)
-    shutil.copy(REPO / "tasks.py", root)
+def test_second_build_reuses_everything_and_report_shows_it(tmp_path: Path, cache_dir: Path,
+                                                            checkout_copy: Path) -> None:
+    root = checkout_copy
     (tmp_path / "srv").mkdir()
     sdist = make_tiny_sdist(tmp_path / "srv")
     env = {**os.environ, "OT2WHEELS_CACHE": str(cache_dir), "PYTHONPATH": str(REPO / "src")}

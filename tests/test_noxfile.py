@@ -1,7 +1,6 @@
 """The nox sessions as a user runs them: listed per recipe and Python, failures exit non-zero."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +25,9 @@ def test_sessions_per_recipe_and_python_version() -> None:
 
 
 @pytest.mark.integration
-def test_failed_build_session_exits_non_zero_naming_the_failure(tmp_path: Path, cache_dir: Path) -> None:
-    root = tmp_path / "proj"
-    (root / "toolchain").mkdir(parents=True)
-    shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
-    shutil.copy(REPO / "noxfile.py", root)
+def test_failed_build_session_exits_non_zero_naming_the_failure(tmp_path: Path, cache_dir: Path,
+                                                               checkout_copy: Path) -> None:
+    root = checkout_copy
     (tmp_path / "srv").mkdir()
     sdist = make_tiny_sdist(tmp_path / "srv", body="syntax error here")
     with serve_directory(tmp_path / "srv") as url:

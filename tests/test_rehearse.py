@@ -32,13 +32,19 @@ print("child ran on", out, "six", six.__version__)
 """
 
 
-@pytest.mark.integration
-def test_rehearsal_installs_with_target_pip_and_runs_children_under_qemu() -> None:
-    """Target CPython under qemu-arm runs pip (--only-binary) and a program that starts a child Python."""
+@pytest.fixture
+def bookworm():
+    """(layout, ready bookworm-armhf toolchain) on the shared cache."""
     layout = Layout.discover(ROOT, cache=default_cache_dir())
-    target = load_targets(layout.targets_file).get("bookworm-armhf")
-    toolchain = get_toolchain(target, layout)
+    toolchain = get_toolchain(load_targets(layout.targets_file).get("bookworm-armhf"), layout)
     toolchain.ensure()
+    return layout, toolchain
+
+
+@pytest.mark.integration
+def test_rehearsal_installs_with_target_pip_and_runs_children_under_qemu(bookworm) -> None:
+    """Target CPython under qemu-arm runs pip (--only-binary) and a program that starts a child Python."""
+    layout, toolchain = bookworm
     result = rehearse("six==1.17.0", toolchain, [], IndexClient(layout.cache), layout.cache, code=CHILD,
                       say=lambda s: None)
     assert result.passed, result.output
@@ -47,11 +53,8 @@ def test_rehearsal_installs_with_target_pip_and_runs_children_under_qemu() -> No
 
 
 @pytest.mark.integration
-def test_rehearsal_failure_is_reported_not_raised() -> None:
-    layout = Layout.discover(ROOT, cache=default_cache_dir())
-    target = load_targets(layout.targets_file).get("bookworm-armhf")
-    toolchain = get_toolchain(target, layout)
-    toolchain.ensure()
+def test_rehearsal_failure_is_reported_not_raised(bookworm) -> None:
+    layout, toolchain = bookworm
     # pyyaml has no armv7l wheel on the index: --only-binary must refuse it without our wheel
     result = rehearse("pyyaml==6.0.3", toolchain, [], IndexClient(layout.cache), layout.cache, say=lambda s: None)
     assert not result.passed and result.run_s == 0.0

@@ -202,22 +202,16 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(d)], capture_output=True)
 
 
-def test_disk_full_while_downloading(mini, tmp_path, small_disk):
-    disk = small_disk(800)  # smaller than the tarball
+@pytest.mark.parametrize("kib, error, message", [
+    (800, DownloadError, "disk full while writing .*Free some space"),  # smaller than the tarball
+    (2300, ToolchainError, "disk full while unpacking the SDK.*nothing was installed"),  # tarball fits, contents not
+], ids=["while-downloading", "while-unpacking"])
+def test_disk_full(mini, tmp_path, small_disk, kib, error, message):
+    disk = small_disk(kib)
     layout = _project(tmp_path, sha256=mini.sha256)
     layout = Layout(root=layout.root, cache=disk, dist=layout.dist)
     with serve(mini.tarball.parent) as srv:
-        with pytest.raises(DownloadError, match="disk full while writing .*Free some space"):
+        with pytest.raises(error, match=message):
             sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
     assert sdk.installed(layout) is None and _installs(layout) == []
     assert not list(disk.rglob("*.part"))
-
-
-def test_disk_full_while_unpacking(mini, tmp_path, small_disk):
-    disk = small_disk(2300)  # the tarball fits, the tarball + its contents do not
-    layout = _project(tmp_path, sha256=mini.sha256)
-    layout = Layout(root=layout.root, cache=disk, dist=layout.dist)
-    with serve(mini.tarball.parent) as srv:
-        with pytest.raises(ToolchainError, match="disk full while unpacking the SDK.*nothing was installed"):
-            sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
-    assert sdk.installed(layout) is None and _installs(layout) == []
