@@ -41,6 +41,7 @@ def test_glibc_newer_than_the_floor_fails(bookworm_tiny) -> None:
     report = gate.check(result.wheel, old, tc.system_libs())
     assert not report.passed
     assert any("needs GLIBC_2.36" in r and "glibc 2.31" in r for r in report.reasons)
+    assert not report.only_needs_vendoring
 
 
 def test_wrong_python_tag_fails(bookworm_tiny, repo_project) -> None:
@@ -54,6 +55,7 @@ def test_missing_library_fails(bookworm_tiny) -> None:
     result, tc = bookworm_tiny
     report = gate.check(result.wheel, tc.target, system_libs=set())
     assert not report.passed and any("needs libc.so.6" in r for r in report.reasons)
+    assert report.only_needs_vendoring  # what auditwheel repair is run for
 
 
 def test_host_x86_64_build_renamed_as_arm_fails(tmp_path: Path, repo_project) -> None:

@@ -193,9 +193,7 @@ def _work_root(layout: Layout) -> Path:
 def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path) -> tuple[Path, gate.GateReport]:
     system = toolchain.system_libs()
     report = gate.check(raw, toolchain.target, system)
-    if not report.passed and gate.missing_libs(report, system) and all(
-        "does not vendor" in r for r in report.reasons
-    ):
+    if report.only_needs_vendoring:
         repaired = gate.repair(raw, work / "repaired", toolchain.library_dirs, log)
         report = gate.check(repaired, toolchain.target, system)
         report.repaired = True

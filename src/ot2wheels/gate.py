@@ -48,6 +48,12 @@ class GateReport:
     reasons: list[str]
     elves: list[ElfReport]
     repaired: bool = False
+    unvendored: list[str] = field(default_factory=list)  # needed, not on the target, not in the wheel
+
+    @property
+    def only_needs_vendoring(self) -> bool:
+        """Failed only because libraries must be vendored: what `auditwheel repair` fixes."""
+        return not self.passed and bool(self.unvendored) and len(self.reasons) == len(self.unvendored)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,22 +124,16 @@ def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
             elves.append(inspect_elf(path, member, target))
     if not elves:
         reasons.append("no ELF files in the wheel: nothing native was built")
-    for e in elves:
-        reasons.extend(e.problems)
-        for lib in e.needed:
-            if lib not in system_libs and lib not in vendored:
-                reasons.append(f"{e.path}: needs {lib}, which the target does not have and the "
-                               "wheel does not vendor")
+    problems = [p for e in elves for p in e.problems]
+    unvendored = [f"{e.path}: needs {lib}, which the target does not have and the wheel does not vendor"
+                  for e in elves for lib in e.needed if lib not in system_libs and lib not in vendored]
+    reasons += problems + unvendored
     passed = not reasons
     if passed:
         glibc = max((Version(e.max_glibc) for e in elves if e.max_glibc), default=None)
         reasons.append(f"{len(elves)} ELF file(s): ARM EABI5 hard-float; highest glibc symbol "
                        f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored")
-    return GateReport(wheel.name, passed, reasons, elves)
-
-
-def missing_libs(report: GateReport, system_libs: set[str]) -> set[str]:
-    return {lib for e in report.elves for lib in e.needed if lib not in system_libs}
+    return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
 
 
 def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], log_file: Path | None = None) -> Path:
