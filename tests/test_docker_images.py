@@ -138,10 +138,8 @@ def test_image_is_reused_when_inputs_are_unchanged(engine, image):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_outputs_belong_to_the_calling_user(engine, image, tmp_path):
-    project = tmp_path / "project"
-    (project / "toolchain").mkdir(parents=True)
-    shutil.copy(REPO / "toolchain/targets.toml", project / "toolchain")
+def test_outputs_belong_to_the_calling_user(engine, image, tmp_path, project_root):
+    project = project_root
     project.chmod(0o777)
     layout = Layout.discover(root=project, cache=tmp_path / "cache")
     code, out = di.run_in_image(layout, ["sh", "-c", "id -u; id -g; touch made-by-container"],
@@ -157,19 +155,15 @@ def test_outputs_belong_to_the_calling_user(engine, image, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_wheel_built_and_smoke_tested_inside_the_image(engine, image, tmp_path):
+def test_wheel_built_and_smoke_tested_inside_the_image(engine, image, project_root):
     """nox inside the image: cross-build markupsafe for bookworm-armhf and qemu-smoke-test it."""
-    project = tmp_path / "project"
-    (project / "toolchain").mkdir(parents=True)
-    shutil.copy(REPO / "toolchain/targets.toml", project / "toolchain")
+    project = project_root
     shutil.copytree(REPO / "packages/markupsafe", project / "packages/markupsafe")
     (project / "noxfile.py").symlink_to(REPO / "noxfile.py")
     layout = Layout.discover(root=project)  # the shared cache: its sysroots are reused
-    for session in (["-s", "build-markupsafe"], ["-s", "test-arm"]):
-        code, out = di.run_in_image(layout, ["nox", *session, "--", "--target", "bookworm-armhf", "markupsafe"]
-                                    if session[1] == "test-arm" else
-                                    ["nox", *session, "--", "--target", "bookworm-armhf"],
-                                    image=image.tag, echo=False, extra_mounts={REPO: "ro"})
+    for argv in (["nox", "-s", "build-markupsafe", "--", "--target", "bookworm-armhf"],
+                 ["nox", "-s", "test-arm", "--", "--target", "bookworm-armhf", "markupsafe"]):
+        code, out = di.run_in_image(layout, argv, image=image.tag, echo=False, extra_mounts={REPO: "ro"})
         assert code == 0, out[-4000:]
     assert "smoke PASSED" in out
     (wheel,) = (project / "dist/bookworm-armhf/markupsafe").glob("*.whl")
