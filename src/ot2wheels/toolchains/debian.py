@@ -250,9 +250,9 @@ class DebianToolchain(Toolchain):
                     raise ToolchainError(f"{path}: sha256 differs from the signed index; delete it and retry")
                 _run(["dpkg-deb", "-x", str(path), str(tmp)], f"unpacking {d.filename}")
                 listing = _run(["dpkg-deb", "-c", str(path)], f"listing {d.filename}")
-                sonames = sorted({Path(line.split()[5]).name for line in listing.splitlines()
-                                  if len(line.split()) >= 6 and ".so" in Path(line.split()[5]).name
-                                  and "/lib" in line.split()[5]})
+                # `dpkg-deb -c` lines: mode owner size date time path [-> target]
+                paths = [fields[5] for fields in map(str.split, listing.splitlines()) if len(fields) >= 6]
+                sonames = sorted({Path(p).name for p in paths if "/lib" in p and ".so" in Path(p).name})
                 packages.append({"package": d.package, "version": d.version, "filename": d.filename,
                                  "sha256": d.sha256, "extra": d.extra, "sonames": sonames})
             _relativize_symlinks(tmp)
