@@ -5,7 +5,8 @@
     nox -s build-msgpack-3.11        ... only for the targets with CPython 3.11
     nox -s build                     build every recipe
     nox -s test-arm                  smoke-test built wheels under qemu-arm
-    nox -s tests                     the test suite (pytest)
+    nox -s tests                     the fast unit tests (pytest -m 'not integration')
+    nox -s integration               the integration tests (toolchains, qemu, dockerd)
 
 Options after `--`: --target NAME (repeatable), --force (rebuild cached builds),
 --jobs N (concurrent builds; default: core count), --no-ccache.
@@ -118,11 +119,23 @@ def demo(session: nox.Session) -> None:
     session.log(f"wheels are in {ROOT / 'dist'}/<target>/<project>/ (with a .json record and .log each)")
 
 
+def _pytest(session: nox.Session, marker: str) -> None:
+    session.install("-e", ".[test]")
+    # an explicit -m from the caller wins over the session's own selection
+    select = [] if "-m" in session.posargs else ["-m", marker]
+    session.run("pytest", *select, *session.posargs)
+
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The test suite. Pass pytest options after `--`, e.g. `nox -s tests -- -m 'not slow'`."""
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    """The fast unit tests (about a minute). Pass pytest options after `--`."""
+    _pytest(session, "not integration")
+
+
+@nox.session(python="3.11")
+def integration(session: nox.Session) -> None:
+    """Real sysroots, cross builds, qemu, served indexes, dockerd (`-m 'not slow'` skips the slowest)."""
+    _pytest(session, "integration")
 
 
 # --- closure -----------------------------------------------------------------------------

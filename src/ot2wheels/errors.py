@@ -53,3 +53,7 @@ class DockerError(Ot2WheelsError):
 
 class LedgerError(Ot2WheelsError):
     """The build ledger (SQLite) cannot be opened, migrated or written."""
+
+
+class DiskError(Ot2WheelsError):
+    """Writing a file failed (disk full, permissions); the message names the path."""

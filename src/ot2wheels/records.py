@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .fsutil import atomic_write
 
 
 @dataclass
@@ -46,12 +46,7 @@ def stem(project: str, version: str, cp: str) -> str:
     return f"{project}-{version}-{cp}"
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+write_atomic = atomic_write  # records are plain files like the wheels beside them (0644)
 
 
 def records(dist: Path, target: str | None = None) -> list[tuple[Path, BuildRecord]]:

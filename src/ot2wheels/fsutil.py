@@ -1,0 +1,100 @@
+"""One place for the file-system habits: atomic writes and copies, scrubbed environments.
+
+Every file the tool writes into dist/, index/, the cache or beside the ledger goes through
+`atomic_write` / `atomic_copy`: a temp name in the destination's own directory, fsync, then
+`os.replace`, so a reader (or a crash) sees the old file or the new one, never half of one.
+An `OSError` while writing becomes a `DiskError` with one line naming the path (ENOSPC says
+"disk full at PATH"), and the temp file is removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .errors import DiskError
+
+# Variables of the interpreter that runs ot2wheels that must not leak into a child Python
+# (another version, the target's CPython under qemu, a build venv).
+PYTHON_VARS = ("PYTHON", "_PYTHON", "VIRTUAL_ENV")
+PIP_VARS = ("PIP_",)
+
+
+def scrubbed_env(drop: Iterable[str] = PYTHON_VARS, base: Mapping[str, str] | None = None,
+                 **extra: str) -> dict[str, str]:
+    """`base` (default: os.environ) without variables starting with any of `drop`, plus `extra`."""
+    prefixes = tuple(drop)
+    src = os.environ if base is None else base
+    return {**{k: v for k, v in src.items() if not k.startswith(prefixes)}, **extra}
+
+
+def disk_error(exc: OSError, path: Path | str, doing: str = "writing") -> DiskError:
+    """A one-line DiskError for `exc` raised while `doing` `path`."""
+    if exc.errno == errno.ENOSPC:
+        return DiskError(f"disk full at {path} while {doing}; free space there (or point "
+                         "OT2WHEELS_CACHE / --dist elsewhere) and run again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DiskError(f"cannot write {path} ({exc.strerror}); check its permissions")
+    return DiskError(f"{doing} {path} failed: {exc.strerror or exc}")
+
+
+def _tempfile_for(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write `data` to `path` atomically (same-directory temp file, fsync, os.replace)."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = _tempfile_for(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise disk_error(exc, path) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_copy(src: Path, dest: Path, mode: int = 0o644) -> None:
+    """Copy `src` to `dest` atomically: across file systems too, `dest` is whole or absent."""
+    dest = Path(dest)
+    tmp = None
+    try:
+        fd, tmp = _tempfile_for(dest)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+        tmp = None
+    except OSError as exc:
+        raise disk_error(exc, dest, f"copying {src} to") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:
+    """Move `src` to `dest`: a rename on one file system, else an atomic copy then unlink."""
+    try:
+        os.chmod(src, mode)
+        os.replace(src, dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise disk_error(exc, dest, f"moving {src} to") from exc
+    atomic_copy(src, dest, mode)
+    Path(src).unlink(missing_ok=True)
