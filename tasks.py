@@ -46,19 +46,21 @@ def toolchain_setup(c, target=None, refresh=False):
     for t in project.targets.select(target or None):
         tc = get_toolchain(t, project.layout)
         tc.ensure(refresh=refresh)
-        print(f"{t.name}: sysroot {tc.sysroot}\n  digest {tc.digest}\n  build python {tc.build_python()}")
+        print(f"{t.name}: sysroot {tc.sysroot}\n  digest {tc.digest}\n  build python {tc.build_python_info().describe()}")
 
 
 @task(iterable=["target"])
 @friendly
 def toolchain_info(c, target=None):
-    """Show each target's settings and whether its toolchain is ready."""
+    """Show each target's settings and its build Python (which one, where it came from)."""
     from ot2wheels.pipeline import Project
+    from ot2wheels.toolchains import get_toolchain
 
     project = Project.load()
     for t in project.targets.select(target or list(project.targets.targets)):
         print(f"{t.name}: CPython {t.python} ({t.cp}), {t.platform}, glibc {t.glibc_str}, "
-              f"{t.triplet}, provider {t.provider}\n  {t.description}")
+              f"{t.triplet}, provider {t.provider}\n  {t.description}\n"
+              f"  build python: {get_toolchain(t, project.layout).build_python_status()}")
 
 
 toolchain = Collection("toolchain")

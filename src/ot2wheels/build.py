@@ -134,12 +134,15 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
             rec.result = "reused"
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
-        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
+        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n"
+                       f"# build python: {toolchain.build_python_info().describe()}\n")
         say(f"{label}: fetch and verify source")
         archive = sources.fetch_source(recipe, layout.cache)
         tree = sources.extract(archive, work / "src")
         sources.apply_patches(recipe, tree)
-        say(f"{label}: build environment (python{target.python}: {', '.join(recipe.requires) or 'no pins'})")
+        bp = toolchain.build_python_info()
+        say(f"{label}: build environment (CPython {bp.version} from {bp.origin.value}: "
+            f"{', '.join(recipe.requires) or 'no pins'})")
         python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
         cross = toolchain.env()

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,18 +36,25 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
         return exe
     with locks.cache_lock(cache, f"buildenv-{root.name}"):  # one creator; the others reuse it
         if not (root / ".complete").is_file():
-            _create(python, reqs, root, version, requires, log)
+            _create(python, reqs, root, version, requires, cache, log)
     return exe
 
 
 def _create(python: Path, reqs: list[str], root: Path, version: str, requires: tuple[str, ...],
-            log: Path | None) -> None:
+            cache: Path, log: Path | None) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        out = subprocess.run([str(python), "-m", "venv", str(tmp)], capture_output=True, text=True, env=_clean_env())
+        # virtualenv, run by our own interpreter, rather than `python -m venv`: Debian's CPythons
+        # (the system's without python3.X-venv, and those unpacked from a suite's .debs) have no
+        # ensurepip, and virtualenv seeds pip from wheels it embeds, without network. (`uv venv
+        # --seed` would fetch pip from the network and ignores pip's configured index.)
+        cmd = [sys.executable, "-m", "virtualenv", "--python", str(python), "--no-setuptools",
+               "--no-periodic-update", "--app-data", str(cache / "virtualenv"), str(tmp)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env())
         if out.returncode != 0:
-            raise BuildError(f"cannot create a venv with {python}: {out.stderr.strip()}")
+            raise BuildError(f"cannot create a virtualenv with {python}: "
+                             f"{(out.stderr or out.stdout).strip()[-1500:]}")
         cmd = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
                "--no-input", *reqs]
         out = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env())

@@ -8,17 +8,29 @@ import subprocess
 from pathlib import Path
 
 from .errors import ToolchainError
+from .fsutil import scrubbed_env
+
+
+def full_version(python: Path) -> str | None:
+    """'3.11.2' when `python` is a CPython that runs, else None."""
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys, platform; assert platform.python_implementation() == 'CPython'; "
+             "print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True, text=True, timeout=30, env=scrubbed_env(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def _version_of(python: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=30,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    full = full_version(python)
+    return full.rsplit(".", 1)[0] if full else None
+
+
+def pyenv_root() -> Path:
+    return Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
 
 
 def candidates(version: str) -> list[Path]:
@@ -26,8 +38,7 @@ def candidates(version: str) -> list[Path]:
     found: list[Path] = []
     if exe := shutil.which(f"python{version}"):
         found.append(Path(exe))
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    versions = pyenv_root / "versions"
+    versions = pyenv_root() / "versions"
     if versions.is_dir():
         def patch_key(p: Path) -> int:
             tail = p.name.split(".")[2:3]
@@ -40,11 +51,19 @@ def candidates(version: str) -> list[Path]:
     return found
 
 
+def find_host(version: str) -> tuple[Path, str] | None:
+    """The first working host CPython X.Y (PATH, then pyenv) and its full version."""
+    for python in candidates(version):
+        full = full_version(python)
+        if full and full.rsplit(".", 1)[0] == version:
+            return python, full
+    return None
+
+
 def find_python(version: str) -> Path:
     """A working host `python{version}`, or a ToolchainError saying how to get one."""
-    for python in candidates(version):
-        if _version_of(python) == version:
-            return python
+    if found := find_host(version):
+        return found[0]
     raise ToolchainError(
         f"no host CPython {version} found (looked for python{version} on PATH and in pyenv).\n"
         f"  The build Python must have the target's version {version}. Install one, e.g.\n"

@@ -168,7 +168,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         toolchain = get_toolchain(target, project.layout, recipe.target_libs)
         toolchain.ensure()
         say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under qemu-arm")
-        result = smoke_test(recipe, wheel, toolchain)
+        result = smoke_test(recipe, wheel, toolchain, cache=project.layout.cache)
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
         _attach_smoke(project.layout, record_path, result)

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import buildenv
 from .errors import SmokeError
 from .recipes import Recipe
 from .targets import Target
@@ -103,13 +104,21 @@ def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float =
     return code == 0 and OK_MARK in output, output
 
 
-def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float = 300) -> SmokeResult:
-    """Install `wheel` (+ its runtime dependencies) in a fresh dir and run the recipe's smoke test."""
+def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float = 300,
+               cache: Path | None = None) -> SmokeResult:
+    """Install `wheel` (+ its runtime dependencies) in a fresh dir and run the recipe's smoke test.
+
+    With `cache`, pip runs in a build environment of the build Python (which may have no pip of
+    its own, like the Debian ones the toolchain unpacks), so markers are the target's X.Y.
+    """
     started = time.monotonic()
+    python = toolchain.build_python()
+    if cache is not None:
+        python = buildenv.ensure_build_env(python, (), cache)
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
         site = Path(tmp) / "site"
         pip_out = install_for_target(toolchain.target, site, [str(wheel), *recipe.smoke.requires],
-                                     find_links=[wheel.parent], python=toolchain.build_python())
+                                     find_links=[wheel.parent], python=python)
         passed, output = run_smoke(recipe, toolchain, site, timeout)
     return SmokeResult(wheel.name, toolchain.target.name, passed, round(time.monotonic() - started, 2),
                        f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"

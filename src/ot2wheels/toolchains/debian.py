@@ -16,12 +16,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import aptsource, crossenv, hostpython, hosttools, locks
+from .. import aptsource, crossenv, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
 from ..targets import DebianSource, Target
+from . import buildpython  # imports this module back: uses it only at call time
 from .base import Toolchain
+
+if TYPE_CHECKING:
+    from .buildpython import BuildPython
 
 # Refresh the private package lists when older than this; a pinned toolchain is the manifest.
 LISTS_MAX_AGE_S = 24 * 3600
@@ -46,7 +51,7 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
 
 
 class PrivateApt:
-    """apt-get/apt-cache with their own state dir, sources and architecture (armhf)."""
+    """apt-get/apt-cache with their own state dir, sources and architecture (armhf, amd64, ...)."""
 
     def __init__(self, state: Path, source: DebianSource, arch: str = "armhf") -> None:
         self.state = state
@@ -88,7 +93,7 @@ class PrivateApt:
         if not Path(self.source.keyring).is_file():
             raise ToolchainError(f"keyring {self.source.keyring} not found; "
                                  "install it with: apt-get install debian-archive-keyring")
-        _run(["apt-get", *self.options(), "update"], "apt-get update (private armhf state)")
+        _run(["apt-get", *self.options(), "update"], f"apt-get update (private {self.arch} state)")
         stamp.touch()
 
     def closure(self, packages: list[str], exclude: tuple[str, ...]) -> list[str]:
@@ -133,6 +138,7 @@ class DebianToolchain(Toolchain):
         self.apt = PrivateApt(cache / "apt" / target.name, target.debian)
         self._sysroot: Path | None = None
         self._manifest: dict | None = None
+        self._build_python: BuildPython | None = None
 
     # -- the interface --------------------------------------------------------------------
     @property
@@ -150,10 +156,21 @@ class DebianToolchain(Toolchain):
 
     @property
     def digest(self) -> str:
-        return self.manifest["digest"]
+        return buildpython.combined_digest(self.manifest["digest"], self.build_python_info())
 
     def build_python(self) -> Path:
-        return hostpython.find_python(self.target.python)
+        return self.build_python_info().path
+
+    def build_python_info(self, refresh: bool = False, log=print) -> BuildPython:
+        """Host CPython first, else the suite's amd64 one unpacked into the cache, else uv's."""
+        if self._build_python is None or refresh:
+            self._build_python = buildpython.find(self.target, self.cache, refresh=refresh, log=log)
+        assert self._build_python is not None
+        return self._build_python
+
+    def build_python_status(self) -> str:
+        ready = buildpython.find(self.target, self.cache, acquire=False)
+        return ready.describe() if ready else "not acquired yet (`invoke toolchain.setup` gets it)"
 
     def compilers(self) -> dict[str, str]:
         t, s = self.target.triplet, self.sysroot
@@ -201,20 +218,12 @@ class DebianToolchain(Toolchain):
         wanted = set(base)
         if self.extra_packages:
             wanted |= set(self.apt.closure([*src.packages, *self.extra_packages], src.exclude))
-        rows = self.apt.uris(sorted(wanted))
-        debs = []
-        for url, filename, size, sha in rows:
-            package, version = filename.split("_")[0], filename.split("_")[1]
-            version = version.replace("%3a", ":")
-            debs.append(Deb(package, version, filename, size, sha, extra=package not in base))
-        missing = wanted - {d.package for d in debs}
-        if missing:
-            raise ToolchainError(f"apt has no download for: {', '.join(sorted(missing))}")
-        return sorted(debs, key=lambda d: d.package)
+        return debs_for(self.apt, wanted, base)
 
     def ensure(self, refresh: bool = False, log=print) -> None:
         if self._sysroot is not None and not refresh:
             return
+        self.build_python_info(refresh, log)
         # The private apt state (lists, status, .deb downloads) is one per target: one user at a time.
         with locks.cache_lock(self.cache, f"apt-{self.target.name}", log):
             if refresh:
@@ -281,6 +290,19 @@ class DebianToolchain(Toolchain):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         log(f"sysroot ready: {root}")
+
+
+def debs_for(apt: PrivateApt, wanted: set[str], base: set[str]) -> list[Deb]:
+    """The .debs (version, size, sha256 from the signed indexes) of `wanted`, by package name."""
+    debs = []
+    for _url, filename, size, sha in apt.uris(sorted(wanted)):
+        package, version = filename.split("_")[0], filename.split("_")[1]
+        version = version.replace("%3a", ":")
+        debs.append(Deb(package, version, filename, size, sha, extra=package not in base))
+    missing = wanted - {d.package for d in debs}
+    if missing:
+        raise ToolchainError(f"apt has no download for: {', '.join(sorted(missing))}")
+    return sorted(debs, key=lambda d: d.package)
 
 
 def _deb_ok(path: Path, sha256: str) -> bool:
