@@ -1,0 +1,196 @@
+"""The build Python comes with the toolchain: a host CPython when there is one, else the suite's
+own amd64 CPython unpacked from its .debs, else a uv-managed one; one clear line when none."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from ot2wheels import buildenv
+from ot2wheels.errors import ConfigError, ToolchainError
+from ot2wheels.targets import load_targets
+from ot2wheels.toolchains import buildpython
+from ot2wheels.toolchains.buildpython import ENV, BuildPython, Origin
+
+TARGETS = load_targets(REPO / "toolchain" / "targets.toml")
+
+
+def without_pyenv(env: dict[str, str], empty: Path) -> dict[str, str]:
+    """`env` as on a fresh machine: PYENV_ROOT empty, no PATH entry of pyenv's."""
+    empty.mkdir(exist_ok=True)
+    path = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".pyenv" not in p)
+    return {**{k: v for k, v in env.items() if k != ENV}, "PATH": path, "PYENV_ROOT": str(empty)}
+
+
+@pytest.fixture
+def no_pyenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in without_pyenv(dict(os.environ), tmp_path / "empty-pyenv").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(ENV, raising=False)
+
+
+def readelf_runpath(path: Path) -> str:
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=True).stdout
+    return next((line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(RUNPATH)" in line), "")
+
+
+# -- unit ---------------------------------------------------------------------------------
+def test_sources_from_env_orders_narrows_or_names_an_executable() -> None:
+    assert buildpython.sources_from_env({}) == (Origin.HOST, Origin.DEBIAN, Origin.UV)
+    assert buildpython.sources_from_env({ENV: "debian"}) == (Origin.DEBIAN,)
+    assert buildpython.sources_from_env({ENV: " uv, host "}) == (Origin.UV, Origin.HOST)
+    assert buildpython.sources_from_env({ENV: "/opt/py/bin/python3.10"}) == Path("/opt/py/bin/python3.10")
+    with pytest.raises(ConfigError) as err:
+        buildpython.sources_from_env({ENV: "host,conda"})
+    assert "\n" not in str(err.value) and ENV in str(err.value) and "debian" in str(err.value)
+
+
+def test_a_python_no_source_offers_is_one_clear_line(no_pyenv, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV, "host")
+    old = dataclasses.replace(TARGETS.get("bookworm-armhf"), name="old", python="3.4")
+    with pytest.raises(ToolchainError) as err:
+        buildpython.find(old, tmp_path / "cache")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("no build CPython 3.4 for target old (host: no python3.4 on PATH or in pyenv)")
+    assert "uv python install 3.4" in msg and f"{ENV}=/path/to/python3.4" in msg
+    assert not (tmp_path / "cache" / "pythons").exists()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(), reason="not a Debian 12 host")
+def test_debian_12_system_python_is_bookworms_build_python_without_pyenv(no_pyenv, tmp_path: Path) -> None:
+    found = buildpython.find(TARGETS.get("bookworm-armhf"), tmp_path / "cache")
+    assert found is not None
+    assert found.path.resolve() == Path("/usr/bin/python3.11").resolve()
+    assert (found.origin, found.detail) == (Origin.HOST, "PATH")
+    assert found.version.startswith("3.11.")
+    assert not (tmp_path / "cache").exists()  # nothing acquired: the host had it
+
+
+def test_a_named_executable_must_have_the_targets_version(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV, sys.executable)  # CPython 3.11+, bullseye needs 3.9
+    with pytest.raises(ToolchainError) as err:
+        buildpython.find(TARGETS.get("bullseye-armhf"), tmp_path)
+    assert "\n" not in str(err.value) and "the target needs 3.9" in str(err.value)
+    monkeypatch.setenv(ENV, str(tmp_path / "nothing"))
+    with pytest.raises(ToolchainError, match="not a working CPython"):
+        buildpython.find(TARGETS.get("bullseye-armhf"), tmp_path)
+
+
+def test_digest_covers_origin_version_and_debs() -> None:
+    host = BuildPython(Path("/usr/bin/python3.11"), "3.11.2", Origin.HOST, "PATH")
+    debs = BuildPython(Path("/c/pythons/x/usr/bin/python3.11"), "3.11.2", Origin.DEBIAN, "bookworm amd64 .debs",
+                       ("python3.11=3.11.2-6+deb12u8 abc",))
+    moved = dataclasses.replace(debs, path=Path("/elsewhere/usr/bin/python3.11"))
+    newer = dataclasses.replace(debs, packages=("python3.11=3.11.2-6+deb12u9 def",))
+    assert len({host.digest, debs.digest, newer.digest, dataclasses.replace(host, version="3.11.4").digest}) == 4
+    assert moved.digest == debs.digest  # the unpacked .debs are what they are, wherever the cache is
+    assert buildpython.combined_digest("sysroot", host) != buildpython.combined_digest("sysroot", debs)
+
+
+# -- integration --------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.parametrize("target_name", ["bullseye-armhf", "bookworm-armhf"])
+def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_name: str, tmp_path: Path) -> None:
+    """A fresh cache: the suite's amd64 CPython is resolved, downloaded, verified and unpacked."""
+    target = TARGETS.get(target_name)
+    cache = tmp_path / "cache"
+    bp = buildpython.debian_python(target.debian, target.python, cache, log=lambda m: None)
+    assert bp is not None and bp.origin is Origin.DEBIAN
+    assert bp.version.startswith(target.python + ".")
+    assert bp.path.is_relative_to(cache / "pythons")
+    assert any(p.startswith(f"python{target.python}=") for p in bp.packages)
+    root = bp.path.parents[2]
+    assert not list(root.rglob("libc.so.6")) and not list(root.rglob("ld-linux-x86-64.so.2"))
+    # No LD_LIBRARY_PATH: the binary and its extension modules find bundled libraries by RUNPATH.
+    assert readelf_runpath(bp.path).startswith("$ORIGIN/")
+    ssl_module = next((root / "usr" / "lib" / f"python{target.python}" / "lib-dynload").glob("_ssl.*.so"))
+    assert "$ORIGIN/" in readelf_runpath(ssl_module)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LD_", "PYTHON"))}
+    check = [str(bp.path), "-c", buildpython.CHECK]
+    assert subprocess.run(check, env=clean, capture_output=True, text=True).stdout.strip() == bp.version
+    # Relocatable: a copy elsewhere (a moved cache) still runs.
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved, symlinks=True)
+    check[0] = str(moved / bp.path.relative_to(root))
+    run = subprocess.run(check, env=clean, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    # Reused, not unpacked again, and described by its manifest.
+    again = buildpython.debian_python(target.debian, target.python, cache, log=lambda m: pytest.fail(m))
+    assert again == bp and again.digest == bp.digest
+    manifest = json.loads((root / ".ot2wheels" / "buildpython.json").read_text())
+    assert manifest["packages"] == list(bp.packages)
+    # A build env (pip from virtualenv's embedded wheels; Debian splits ensurepip out).
+    env_python = buildenv.ensure_build_env(bp.path, (), cache)
+    run = subprocess.run([str(env_python), "-c", "import build, pip, sys; print(sys.version_info[:2])"],
+                         env=clean, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == str(target.python_tuple), run.stderr
+
+
+@pytest.mark.integration
+def test_a_python_no_source_offers_names_every_source_in_one_line(no_pyenv, cache_dir: Path) -> None:
+    old = dataclasses.replace(TARGETS.get("bookworm-armhf"), name="old", python="3.4")
+    with pytest.raises(ToolchainError) as err:
+        buildpython.find(old, cache_dir, log=lambda m: None)
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    assert "host: no python3.4 on PATH or in pyenv" in msg
+    assert "debian: bookworm/bookworm-updates has no python3.4 for amd64" in msg
+    assert "uv: `uv python install 3.4` failed: " in msg
+
+
+@pytest.mark.integration
+def test_uv_managed_python_is_installed_or_fails_in_one_line(tmp_path: Path) -> None:
+    """uv's downloads are not reachable everywhere (not from this machine kind): either works."""
+    try:
+        bp = buildpython.uv_python("3.10", tmp_path, log=lambda m: None)
+    except buildpython.Unavailable as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("`uv python install 3.10` failed: "), exc
+    else:
+        assert bp is not None and bp.origin is Origin.UV and bp.version.startswith("3.10.")
+
+
+def cache_with_fresh_pythons(shared: Path, dest: Path) -> Path:
+    """A cache sharing sysroots, .debs, apt state, sources, ccache and locks with `shared`, but
+    with no build Pythons or build environments: those must be acquired again."""
+    dest.mkdir()
+    for name in ("sysroots", "debs", "apt", "sources", "ccache", "locks"):
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        (dest / name).symlink_to(shared / name)
+    return dest
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_main_job_on_both_default_targets_with_pyenv_hidden(tmp_path: Path, cache_dir: Path,
+                                                            checkout_copy: Path) -> None:
+    """`nox -s demo` (markupsafe: C; greenlet: C++) as on a fresh machine without pyenv."""
+    root = checkout_copy
+    for name in ("markupsafe", "greenlet"):
+        shutil.copytree(REPO / "packages" / name, root / "packages" / name)
+    cache = cache_with_fresh_pythons(cache_dir, tmp_path / "cache")
+    env = without_pyenv(dict(os.environ), tmp_path / "empty-pyenv")
+    env.update({"OT2WHEELS_CACHE": str(cache), "PYTHONPATH": str(REPO / "src")})
+    env.pop("OT2WHEELS_LEDGER", None)
+    run = subprocess.run([sys.executable, "-m", "nox", "-s", "demo", "--", "--jobs", "1"], cwd=root,
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "4 build(s)" in run.stderr and "4 built, 0 reused from the cache, 0 failed" in run.stderr
+    assert run.stderr.count("smoke PASSED") == 4
+    assert "build environment (CPython 3.9.2 from debian" in run.stderr
+    for target, cp in (("bookworm-armhf", "cp311"), ("bullseye-armhf", "cp39")):
+        for name in ("markupsafe", "greenlet"):
+            log = next((root / "dist" / target / name).glob(f"{name}-*-{cp}.log")).read_text()
+            header = next(line for line in log.splitlines() if line.startswith("# build python: "))
+            if target == "bullseye-armhf" or not Path("/usr/bin/python3.11").exists():
+                assert f"{cache}/pythons/" in header and "; debian: " in header, header
+            else:  # Debian 12's own python3.11, found on PATH
+                assert header.startswith("# build python: /usr/bin/python3.11 (CPython 3.11") and "host: PATH" in header
