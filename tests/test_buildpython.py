@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from elftools.elf.elffile import ELFFile
 
 from ot2wheels import buildenv
 from ot2wheels.errors import ConfigError, ToolchainError
@@ -37,9 +38,10 @@ def no_pyenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(ENV, raising=False)
 
 
-def readelf_runpath(path: Path) -> str:
-    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=True).stdout
-    return next((line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(RUNPATH)" in line), "")
+def runpath(path: Path) -> str:
+    with path.open("rb") as f:
+        dynamic = ELFFile(f).get_section_by_name(".dynamic")
+        return next((t.runpath for t in dynamic.iter_tags() if t.entry.d_tag == "DT_RUNPATH"), "")
 
 
 # -- unit ---------------------------------------------------------------------------------
@@ -111,9 +113,9 @@ def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_
     root = bp.path.parents[2]
     assert not list(root.rglob("libc.so.6")) and not list(root.rglob("ld-linux-x86-64.so.2"))
     # No LD_LIBRARY_PATH: the binary and its extension modules find bundled libraries by RUNPATH.
-    assert readelf_runpath(bp.path).startswith("$ORIGIN/")
+    assert runpath(bp.path).startswith("$ORIGIN/")
     ssl_module = next((root / "usr" / "lib" / f"python{target.python}" / "lib-dynload").glob("_ssl.*.so"))
-    assert "$ORIGIN/" in readelf_runpath(ssl_module)
+    assert "$ORIGIN/" in runpath(ssl_module)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LD_", "PYTHON"))}
     check = [str(bp.path), "-c", buildpython.CHECK]
     assert subprocess.run(check, env=clean, capture_output=True, text=True).stdout.strip() == bp.version
