@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import locks
+from . import fsutil, locks
 from .errors import BuildError
 
 # The PEP 517 frontend run inside each build environment (supports CPython 3.8+).
@@ -67,12 +67,7 @@ def _create(python: Path, reqs: list[str], root: Path, version: str, requires: t
                 f"{out.stderr.strip()[-1500:]}\n  check the pins in the recipe's [build] requires"
             )
         (tmp / ".complete").write_text("\n".join(reqs) + "\n")
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not (root / ".complete").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        fsutil.rename_tree(tmp, root, root / ".complete")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

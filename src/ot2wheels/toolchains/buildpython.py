@@ -279,12 +279,7 @@ def _assemble(debs: list[debian.Deb], debdir: Path, root: Path, version: str, so
             "packages": [f"{d.package}={d.version} {d.sha256}" for d in debs],
         }
         fsutil.atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=1))
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not (root / MANIFEST).is_file():
-                raise
-            shutil.rmtree(tmp)  # another process finished the same one first
+        fsutil.rename_tree(tmp, root, root / MANIFEST)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import aptsource, crossenv, hosttools, locks
+from .. import aptsource, crossenv, fsutil, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
 from ..targets import DebianSource, Target
@@ -280,12 +280,7 @@ class DebianToolchain(Toolchain):
             # The sysconfigdata copy names the final path, not tmp: rewrite it for `root`.
             for f in (tmp / ".ot2wheels" / "sysconfig").glob("*.py"):
                 f.write_text(f.read_text().replace(str(tmp), str(root)))
-            try:
-                tmp.rename(root)
-            except OSError:
-                if not (root / ".ot2wheels" / "manifest.json").is_file():
-                    raise
-                shutil.rmtree(tmp)  # another process finished the same sysroot first
+            fsutil.rename_tree(tmp, root, root / ".ot2wheels" / "manifest.json")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
