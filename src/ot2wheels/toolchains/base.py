@@ -41,7 +41,7 @@ class Toolchain(ABC):
     def build_python(self) -> Path:
         """A host CPython of the target's major.minor, used to run the build backend."""
 
-    def build_python_info(self) -> "BuildPython":
+    def build_python_info(self) -> BuildPython:
         """The build Python and where it came from (a provider that acquires one says more)."""
         from .buildpython import BuildPython, Origin
 

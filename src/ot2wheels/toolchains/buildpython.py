@@ -27,7 +27,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -51,7 +51,7 @@ CHECK = ("import ssl, ctypes, sqlite3, lzma, bz2, zlib, venv, sys; ctypes.CDLL(N
          "print('%d.%d.%d' % sys.version_info[:3])")
 
 
-class Origin(str, Enum):
+class Origin(StrEnum):
     HOST = "host"
     DEBIAN = "debian"
     UV = "uv"
@@ -115,6 +115,7 @@ def find(target: Target, cache: Path, acquire: bool = True, refresh: bool = Fals
         return _given(wanted, version)
     reasons = []
     for origin in wanted:
+        found: BuildPython | None
         try:
             if origin is Origin.HOST:
                 found = _host(version)
@@ -185,7 +186,7 @@ def _host_versions(packages: list[str]) -> dict[str, str]:
                           *packages], capture_output=True, text=True)
     found = {}
     for line in out.stdout.splitlines():
-        name, arch, ver, status = (line.split("\t") + ["", "", ""])[:4]
+        name, arch, ver, status = [*line.split("\t"), "", "", ""][:4]
         if status.startswith("ii") and arch in (HOST_ARCH, "all"):
             found[name] = ver
     return found
@@ -327,9 +328,9 @@ def _set_runpaths(root: Path) -> None:
             if not p.is_symlink() and _needs_libraries(p):
                 by_dir.setdefault(p.parent, []).append(p)
     patchelf = _patchelf()
-    for parent, files in sorted(by_dir.items()):
+    for parent, elves in sorted(by_dir.items()):
         runpath = ":".join(f"$ORIGIN/{os.path.relpath(d, parent)}" for d in libdirs)
-        debian._run([patchelf, "--set-rpath", runpath, *map(str, sorted(files))], f"patchelf in {parent}")
+        debian._run([patchelf, "--set-rpath", runpath, *map(str, sorted(elves))], f"patchelf in {parent}")
 
 
 def _check(exe: Path, what: str) -> str:
