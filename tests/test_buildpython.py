@@ -87,6 +87,27 @@ def test_a_named_executable_must_have_the_targets_version(monkeypatch, tmp_path:
         buildpython.find(TARGETS.get("bullseye-armhf"), tmp_path)
 
 
+def test_toolchain_info_says_which_build_python_and_where_from(checkout_copy: Path, tmp_path: Path) -> None:
+    """Nothing is acquired by `info`: a given executable is shown, a missing Debian one is not yet."""
+    here = "{}.{}".format(*sys.version_info[:2])
+    text = (checkout_copy / "toolchain" / "targets.toml").read_text()
+    text = text.replace('python = "3.11"', f'python = "{here}"', 1)  # bookworm-armhf: our own X.Y
+    (checkout_copy / "toolchain" / "targets.toml").write_text(text)
+    base = {**os.environ, "OT2WHEELS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO / "src")}
+
+    def info(target: str, source: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "invoke", "toolchain.info", "--target", target],
+                             cwd=checkout_copy, capture_output=True, text=True, env={**base, ENV: source})
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    out = info("bookworm-armhf", sys.executable)
+    assert f"  build python: {sys.executable} (CPython {here}." in out and f"; given: {ENV})" in out
+    out = info("bullseye-armhf", "debian")
+    assert "  build python: not acquired yet (`invoke toolchain.setup` gets it)" in out
+    assert not (tmp_path / "cache" / "pythons").exists()
+
+
 def test_digest_covers_origin_version_and_debs() -> None:
     host = BuildPython(Path("/usr/bin/python3.11"), "3.11.2", Origin.HOST, "PATH")
     debs = BuildPython(Path("/c/pythons/x/usr/bin/python3.11"), "3.11.2", Origin.DEBIAN, "bookworm amd64 .debs",
@@ -112,6 +133,11 @@ def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_
     assert any(p.startswith(f"python{target.python}=") for p in bp.packages)
     root = bp.path.parents[2]
     assert not list(root.rglob("libc.so.6")) and not list(root.rglob("ld-linux-x86-64.so.2"))
+    for entry in bp.packages:  # a library the host has at this version or newer stays the host's
+        name, version = entry.split()[0].split("=", 1)
+        host = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", f"{name}:amd64"], capture_output=True, text=True)
+        if host.returncode == 0 and host.stdout and not name.startswith(("python", "libpython")):
+            assert subprocess.run(["dpkg", "--compare-versions", host.stdout, "lt", version]).returncode == 0, entry
     # No LD_LIBRARY_PATH: the binary and its extension modules find bundled libraries by RUNPATH.
     assert runpath(bp.path).startswith("$ORIGIN/")
     ssl_module = next((root / "usr" / "lib" / f"python{target.python}" / "lib-dynload").glob("_ssl.*.so"))
@@ -188,6 +214,10 @@ def test_main_job_on_both_default_targets_with_pyenv_hidden(tmp_path: Path, cach
     assert "4 build(s)" in run.stderr and "4 built, 0 reused from the cache, 0 failed" in run.stderr
     assert run.stderr.count("smoke PASSED") == 4
     assert "build environment (CPython 3.9.2 from debian" in run.stderr
+    info = subprocess.run([sys.executable, "-m", "invoke", "toolchain.info", "--target", "bullseye-armhf"],
+                          cwd=root, capture_output=True, text=True, env=env)
+    assert f"build python: {cache}/pythons/cpython3.9-bullseye-amd64-" in info.stdout, info.stdout + info.stderr
+    assert "(CPython 3.9.2; debian: bullseye/bullseye-updates amd64 .debs)" in info.stdout
     for target, cp in (("bookworm-armhf", "cp311"), ("bullseye-armhf", "cp39")):
         for name in ("markupsafe", "greenlet"):
             log = next((root / "dist" / target / name).glob(f"{name}-*-{cp}.log")).read_text()
