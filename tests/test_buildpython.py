@@ -9,10 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, serve_directory, sha
 from elftools.elf.elffile import ELFFile
 
 from ot2wheels import buildenv
@@ -184,6 +185,41 @@ def test_uv_managed_python_is_installed_or_fails_in_one_line(tmp_path: Path) -> 
         assert "\n" not in str(exc) and str(exc).startswith("`uv python install 3.10` failed: "), exc
     else:
         assert bp is not None and bp.origin is Origin.UV and bp.version.startswith("3.10.")
+
+
+@pytest.mark.integration
+def test_uv_managed_python_from_a_loopback_mirror_is_installed_found_and_reused(
+        monkeypatch, tmp_path: Path, cache_dir: Path) -> None:
+    """The uv path as users have it, against a stand-in for uv's download list (uv's own
+    downloads are not reachable from here): the archive is bullseye's unpacked CPython 3.9."""
+    bullseye = TARGETS.get("bullseye-armhf")
+    debs = buildpython.debian_python(bullseye.debian, "3.9", cache_dir, log=lambda m: None)
+    assert debs is not None
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    archive = srv / "cpython-3.9-standin.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(debs.path.parents[1], arcname="python")  # <root>/usr -> python/ (install_only layout)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ENV, "uv")
+    with serve_directory(srv) as url:
+        major, minor, patch = (int(p) for p in debs.version.split("."))
+        listing = {f"cpython-{debs.version}-linux-x86_64-gnu": {
+            "name": "cpython", "arch": {"family": "x86_64", "variant": None}, "os": "linux", "libc": "gnu",
+            "major": major, "minor": minor, "patch": patch, "prerelease": "", "variant": None, "build": "1",
+            "url": f"{url}/{archive.name}", "sha256": sha(archive)}}
+        (srv / "downloads.json").write_text(json.dumps(listing))
+        monkeypatch.setenv("UV_PYTHON_DOWNLOADS_JSON_URL", f"{url}/downloads.json")
+        said: list[str] = []
+        bp = buildpython.find(bullseye, cache, log=said.append)
+    assert bp is not None and (bp.origin, bp.version) == (Origin.UV, debs.version)
+    assert bp.path.is_relative_to(cache / "pythons" / "uv") and said == [
+        f"installing a uv-managed CPython 3.9 into {cache / 'pythons' / 'uv'} ..."]
+    again = buildpython.find(bullseye, cache, log=lambda m: pytest.fail(m))  # server gone: found, not fetched
+    assert again == bp
+    env_python = buildenv.ensure_build_env(bp.path, (), cache)
+    run = subprocess.run([str(env_python), "-c", "import build, ssl"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def cache_with_fresh_pythons(shared: Path, dest: Path) -> Path:
