@@ -27,7 +27,7 @@ from sdk_standin import (
 )
 
 from ot2wheels import sdk
-from ot2wheels.errors import DownloadError, ToolchainError, UnsafeArchiveError
+from ot2wheels.errors import ConfigError, DownloadError, ToolchainError, UnsafeArchiveError
 from ot2wheels.paths import Layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,14 +62,100 @@ def _installs(layout: Layout) -> list[str]:
                   and p.name != "downloads") if base.exists() else []
 
 
-def test_real_pin_is_unpinned_and_says_what_to_do(tmp_path):
+OPENTRONS_SDK_URL = ("https://opentrons-buildroot-ci.s3.amazonaws.com/439bccec-fff5-4501-9074-f463408da59a/"
+                     "opentrons-buildroot/arm-buildroot-linux-gnueabihf_sdk-buildroot.tar.gz")
+
+
+def test_real_pin_names_opentrons_url_and_trusts_on_first_use(tmp_path):
     layout = Layout.discover(root=REPO, cache=tmp_path)
     pin = sdk.load_pin(layout)
     assert pin.filename == "arm-buildroot-linux-gnueabihf_sdk-buildroot.tar.gz" and pin.python == "3.10"
-    with pytest.raises(ToolchainError, match="no sha256 pinned yet.*--sha256"):
-        sdk.pull(layout, progress=False, log=lambda *_: None)
-    assert sdk.info(layout).matches_pin is None
-    assert "NOT PINNED" in "\n".join(sdk.info(layout).lines())
+    assert pin.url == OPENTRONS_SDK_URL and pin.lock_file == REPO / "toolchain" / "sdk.lock"
+    # Nothing checked it from here: either nothing is pinned yet, or a committed sdk.lock did it.
+    assert pin.status in (sdk.PinStatus.UNPINNED, sdk.PinStatus.TRUSTED_ON_FIRST_USE)
+    assert (pin.status is sdk.PinStatus.TRUSTED_ON_FIRST_USE) == pin.lock_file.is_file()
+    if pin.status is sdk.PinStatus.UNPINNED:
+        assert "pin: unpinned" in "\n".join(sdk.info(layout).lines())
+
+
+def test_trust_on_first_use_then_verify_then_refuse_tampered(mini, tmp_path):
+    """From a fresh clone: first pull (no pin) records sdk.lock, the second is verified against
+    it, a tampered tarball is refused and the installed SDK stays."""
+    with serve(mini.tarball.parent) as srv:
+        layout = _project(tmp_path, url=srv.url(FILENAME))
+        lock = layout.root / "toolchain" / "sdk.lock"
+        assert not lock.exists()
+        r = _invoke(layout, "sdk.pull", "--no-progress")
+        assert r.returncode == 0, r.stderr
+        assert "WARNING: TRUST ON FIRST USE" in r.stdout and f"sha256 {mini.sha256}" in r.stdout
+        entry = sdk.load_lock(lock)["ot2"]
+        assert (entry.sha256, entry.size, entry.url) == (mini.sha256, mini.size, srv.url(FILENAME))
+        assert "commit it" in r.stdout and str(lock) in r.stdout
+        info = _invoke(layout, "sdk.info").stdout
+        assert "pin: trusted-on-first-use" in info and f"sha256 {mini.sha256}" in info
+        assert "checked at install against: nothing (trusted on first use)" in info
+        assert "verified (matches the pin): yes" in info
+        first = sdk.installed(layout)
+        assert first is not None and first.sha256 == mini.sha256
+        locked_text = lock.read_text()
+
+        # again: verified against the lock, no warning, nothing re-trusted
+        r = _invoke(layout, "sdk.pull", "--no-progress")
+        assert r.returncode == 0, r.stderr
+        assert "TRUST ON FIRST USE" not in r.stdout and "already installed" in r.stdout
+        assert lock.read_text() == locked_text
+
+        # the served file is tampered with, and so is the cached copy (or the cache is fresh)
+        tampered = bytearray(mini.tarball.read_bytes())
+        tampered[len(tampered) // 2] ^= 0xFF
+        mini_bytes = mini.tarball.read_bytes()
+        try:
+            mini.tarball.write_bytes(bytes(tampered))
+            cached = sdk.sdk_dir(layout, "ot2") / "downloads" / FILENAME
+            cached.write_bytes(bytes(tampered))
+            r = _invoke(layout, "sdk.pull", "--no-progress")
+            assert r.returncode == 1 and "sha256 mismatch" in r.stderr and mini.sha256 in r.stderr
+            assert "TRUST ON FIRST USE" not in r.stdout
+            fresh = Layout(root=layout.root, cache=tmp_path / "fresh-cache", dist=layout.dist)
+            r = _invoke(fresh, "sdk.pull", "--no-progress")
+            assert r.returncode == 1 and "sha256 mismatch" in r.stderr
+            assert sdk.installed(fresh) is None
+        finally:
+            mini.tarball.write_bytes(mini_bytes)
+    now = sdk.installed(layout)
+    assert now is not None and now.root == first.root and now.sha256 == mini.sha256
+    assert lock.read_text() == locked_text and _installs(layout) == [first.root.parent.name]
+
+
+def test_sha256_option_overrides_the_lock_and_leaves_it(mini, tmp_path):
+    layout = _project(tmp_path, url="")
+    sdk.pull(layout, file=mini.tarball, progress=False, log=lambda *_: None)  # trusted, locked
+    lock = layout.root / "toolchain" / "sdk.lock"
+    before = lock.read_text()
+    assert sdk.load_pin(layout).status is sdk.PinStatus.TRUSTED_ON_FIRST_USE
+    tree = build_tree(tmp_path / "other", Path(sys.executable), PY, sysroot=None)
+    other = make_tarball(tree, tmp_path / "other.tar.gz", PY, "2.31")
+    with pytest.raises(DownloadError, match=f"the pin says {mini.size}"):  # the lock holds
+        sdk.pull(layout, file=other.tarball, progress=False, log=lambda *_: None)
+    got = sdk.pull(layout, file=other.tarball, sha256=other.sha256, progress=False, log=lambda *_: None)
+    assert got.sha256 == other.sha256 and got.manifest["verified_by"] == "--sha256"
+    assert lock.read_text() == before
+    assert sdk.info(layout).matches_pin is False
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('size = ', 'sise = '), r"sdk.lock: sdk.ot2: unknown field\(s\) \['sise'\]"),
+    (lambda t: t.replace('sha256 = "', 'sha256 = "zz'), r"sdk.lock: sdk.ot2.sha256: .* is not a sha256"),
+    (lambda t: t.replace('url = ""', 'url = "https://old.invalid/sdk.tar.gz"'),
+     r"sdk.lock: \[sdk.ot2\] was trusted for .* from https://old.invalid/sdk.tar.gz.*delete that entry"),
+])
+def test_bad_lock_is_a_clear_error(mini, tmp_path, edit, message):
+    layout = _project(tmp_path, url="")
+    sdk.pull(layout, file=mini.tarball, progress=False, log=lambda *_: None)
+    lock = layout.root / "toolchain" / "sdk.lock"
+    lock.write_text(edit(lock.read_text()))
+    with pytest.raises(ConfigError, match=message):
+        sdk.load_pin(layout)
 
 
 def test_clean_pull_relocates_and_publishes(mini, tmp_path):
@@ -85,7 +171,7 @@ def test_clean_pull_relocates_and_publishes(mini, tmp_path):
     assert out == str(got.root / "bin" / f"{TRIPLET}-gcc")
     info = sdk.info(layout)
     assert info.matches_pin is True and info.sdk.root == got.root
-    assert "matches the pin: yes" in "\n".join(info.lines())
+    assert "verified (matches the pin): yes" in "\n".join(info.lines())
     assert _installs(layout) == [got.root.parent.name]
 
 
@@ -157,7 +243,7 @@ def test_new_sdk_replaces_old_and_info_reports_mismatch(mini, tmp_path):
     assert second.root != first.root and not first.root.exists()
     assert _installs(layout) == [second.root.parent.name]
     info = sdk.info(layout)
-    assert info.matches_pin is False and "matches the pin: NO" in "\n".join(info.lines())
+    assert info.matches_pin is False and "verified (matches the pin): NO" in "\n".join(info.lines())
 
 
 def _invoke(layout: Layout, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,14 +253,15 @@ def _invoke(layout: Layout, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_invoke_tasks(mini, tmp_path):
-    layout = _project(tmp_path)  # unpinned
-    r = _invoke(layout, "sdk.pull", "--url", "http://127.0.0.1:9/x.tar.gz")
-    assert r.returncode == 1 and "no sha256 pinned yet" in r.stderr
+    layout = _project(tmp_path)  # unpinned, no url
+    r = _invoke(layout, "sdk.pull")
+    assert r.returncode == 1 and "has no url; pass --url URL" in r.stderr
     r = _invoke(layout, "sdk.info")
-    assert r.returncode == 0 and "installed: nothing" in r.stdout
+    assert r.returncode == 0 and "installed: nothing" in r.stdout and "pin: unpinned" in r.stdout
     with serve(mini.tarball.parent) as srv:
         r = _invoke(layout, "sdk.pull", "--url", srv.url(FILENAME), "--sha256", mini.sha256, "--no-progress")
     assert r.returncode == 0, r.stderr
+    assert "TRUST ON FIRST USE" not in r.stdout and not (layout.root / "toolchain" / "sdk.lock").exists()
     r = _invoke(layout, "sdk.info")
     assert r.returncode == 0 and f"sha256 {mini.sha256}" in r.stdout
     assert "unknown (no pin to compare with)" in r.stdout

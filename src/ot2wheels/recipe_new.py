@@ -10,7 +10,6 @@ From the sdist (downloaded and checked against the index's sha256) it reads:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -28,6 +27,7 @@ from .plan import Plan, _filename_version, _specifier
 from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
 from .recipes import parse_recipe
 from .rust import DEBIAN_STD_PACKAGE, RUST_BACKENDS
+from .tomlfile import toml_str as _toml_str
 
 # Header a C source includes -> the Debian -dev package that provides it in the sysroot.
 INCLUDE_LIBS = {
@@ -206,10 +206,6 @@ def target_libs(data: bytes, filename: str) -> list[str]:
     libs = {lib for h in headers for key, lib in INCLUDE_LIBS.items()
             if (h.startswith(key) if key.endswith("/") else h == key)}
     return sorted(libs)
-
-
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
 def _toml_list(values: Iterable[str]) -> str:
