@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ToolchainError
 from ..paths import Layout
 from ..targets import Target
 from .base import Toolchain
@@ -17,6 +18,11 @@ def get_toolchain(target: Target, layout: Layout, extra_packages: tuple[str, ...
         from .buildroot import BuildrootToolchain  # type: ignore[import-not-found]
 
         return BuildrootToolchain(target, layout, extra_packages)
+    if target.provider == "none":
+        raise ToolchainError(
+            f"target {target.name} is a planning target (provider = \"none\" in toolchain/targets.toml): "
+            "use it with `invoke plan`; to build, pick a target with a toolchain (`invoke toolchain.info`)"
+        )
     raise ValueError(f"unknown provider {target.provider!r}")  # targets.py validates this
 
 

@@ -1,4 +1,4 @@
-"""Debian armhf toolchain: Debian's cross gcc + a sysroot unpacked from the suite's .debs.
+"""Debian toolchain: Debian's cross gcc + a sysroot unpacked from the suite's .debs (armhf, arm64).
 
 apt does the downloading and verifies every .deb against the suite's signed Release file;
 we run it with a private state directory so the host's own apt configuration is untouched.
@@ -46,9 +46,9 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
 
 
 class PrivateApt:
-    """apt-get/apt-cache with their own state dir, sources and architecture (armhf)."""
+    """apt-get/apt-cache with their own state dir, sources and (Debian) architecture."""
 
-    def __init__(self, state: Path, source: DebianSource, arch: str = "armhf") -> None:
+    def __init__(self, state: Path, source: DebianSource, arch: str) -> None:
         self.state = state
         self.source = source
         self.arch = arch
@@ -88,7 +88,7 @@ class PrivateApt:
         if not Path(self.source.keyring).is_file():
             raise ToolchainError(f"keyring {self.source.keyring} not found; "
                                  "install it with: apt-get install debian-archive-keyring")
-        _run(["apt-get", *self.options(), "update"], "apt-get update (private armhf state)")
+        _run(["apt-get", *self.options(), "update"], f"apt-get update (private {self.arch} state)")
         stamp.touch()
 
     def closure(self, packages: list[str], exclude: tuple[str, ...]) -> list[str]:
@@ -130,7 +130,7 @@ class DebianToolchain(Toolchain):
         self.target = target
         self.cache = cache
         self.extra_packages = tuple(sorted(set(extra_packages)))
-        self.apt = PrivateApt(cache / "apt" / target.name, target.debian)
+        self.apt = PrivateApt(cache / "apt" / target.name, target.debian, target.architecture.debian)
         self._sysroot: Path | None = None
         self._manifest: dict | None = None
 
@@ -173,7 +173,7 @@ class DebianToolchain(Toolchain):
     # -- setup ----------------------------------------------------------------------------
     def plan(self) -> list[Deb]:
         """The exact .debs (versions, hashes) the sysroot is made of, from the signed indexes."""
-        hosttools.ensure(hosttools.cross_tools(self.target.triplet))
+        hosttools.ensure(hosttools.cross_tools(self.target.triplet, self.target.architecture.qemu))
         self.apt.prepare()
         self.apt.update()
         src = self.target.debian
@@ -232,7 +232,7 @@ class DebianToolchain(Toolchain):
         self._sysroot = root
 
     def _assemble(self, debs: list[Deb], root: Path, key: str, log) -> None:
-        log(f"assembling {self.target.name} sysroot from {len(debs)} armhf packages "
+        log(f"assembling {self.target.name} sysroot from {len(debs)} {self.apt.arch} packages "
             f"({sum(d.size for d in debs) / 1e6:.1f} MB) ...")
         debdir = self.cache / "debs" / self.target.name
         need = [d for d in debs if not _deb_ok(debdir / d.filename, d.sha256)]
