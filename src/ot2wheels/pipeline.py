@@ -167,7 +167,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         wheel = record_path.parent / rec.wheel
         toolchain = get_toolchain(target, project.layout, recipe.target_libs)
         toolchain.ensure()
-        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under qemu-arm")
+        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under {target.architecture.qemu}")
         result = smoke_test(recipe, wheel, toolchain)
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))

@@ -148,7 +148,7 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
         cert = ca_bundle()
         options = ["--only-binary=:all:", "--find-links", str(house), "--report", str(report),
                    *(["--constraint", str(cons)] if cons else []), *(["--cert", cert] if cert else [])]
-        say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under qemu-arm "
+        say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under {target.architecture.qemu} "
             f"({len(wheels)} wheels of ours)")
         started = time.monotonic()
         try:  # the target CPython itself runs pip, as the device would (smoke.target_pip_install)

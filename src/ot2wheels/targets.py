@@ -82,8 +82,9 @@ class Target:
 
     @property
     def arch(self) -> str:
-        """armv7l / aarch64: the machine of the platform tag (linux_armv7l)."""
-        return self.architecture.machine
+        """armv7l / aarch64: the machine of the platform tag (linux_armv7l); on load it must
+        match `architecture.machine`."""
+        return self.platform.split("_", 1)[1]
 
     @property
     def buildable(self) -> bool:
