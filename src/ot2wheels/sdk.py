@@ -30,7 +30,6 @@ import secrets
 import shutil
 import subprocess
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -98,33 +97,46 @@ def lock_file_for(pins_file: Path) -> Path:
     return pins_file.with_suffix(".lock")
 
 
-def load_lock(path: Path) -> dict[str, LockEntry]:
-    """The entries of an sdk.lock (none if the file does not exist), validated."""
-    if not path.is_file():
-        return {}
-    tables = read_toml(path).get("sdk", {})
+def _sdk_tables(path: Path, tables: Any, allowed: set[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, where, table) of each [sdk.NAME] of `path`, with unknown fields refused."""
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: expected [sdk.NAME] tables")
-    out = {}
     for name, t in tables.items():
         where = f"{path}: sdk.{name}"
         if not isinstance(t, dict):
             raise ConfigError(f"{where}: expected a table")
-        unknown = set(t) - _LOCK_KEYS
+        unknown = set(t) - allowed
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_LOCK_KEYS)}")
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        yield name, where, t
+
+
+def _sha256_field(value: Any, where: str) -> str:
+    try:
+        return check_sha256_pin(str(value), f"{where}.sha256")
+    except DownloadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _size_field(value: Any, where: str) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}.size: expected a positive number of bytes, got {value!r}")
+    return value
+
+
+def load_lock(path: Path) -> dict[str, LockEntry]:
+    """The entries of an sdk.lock (none if the file does not exist), validated."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for name, where, t in _sdk_tables(path, read_toml(path).get("sdk", {}), _LOCK_KEYS):
         missing = sorted(_LOCK_KEYS - set(t))
         if missing:
             raise ConfigError(f"{where}: missing field(s) {missing}; delete the entry to trust the "
                               "next download again")
-        try:
-            sha = check_sha256_pin(str(t["sha256"]), f"{where}.sha256")
-        except DownloadError as exc:
-            raise ConfigError(str(exc)) from None
-        if not isinstance(t["size"], int) or t["size"] <= 0:
-            raise ConfigError(f"{where}.size: expected a positive number of bytes, got {t['size']!r}")
-        out[name] = LockEntry(name=name, url=str(t["url"]), filename=str(t["filename"]), sha256=sha,
-                              size=t["size"], trusted_at=str(t["trusted_at"]))
+        out[name] = LockEntry(name=name, url=str(t["url"]), filename=str(t["filename"]),
+                              sha256=_sha256_field(t["sha256"], where), size=_size_field(t["size"], where),
+                              trusted_at=str(t["trusted_at"]))
     return out
 
 
@@ -170,35 +182,16 @@ def _with_lock(pin: SdkPin, entries: dict[str, LockEntry]) -> SdkPin:
 
 
 def load_pins(path: Path) -> dict[str, SdkPin]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    tables = data.get("sdk")
+    tables = read_toml(path).get("sdk")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{path}: needs at least one [sdk.NAME] table")
     pins = {}
-    for name, t in tables.items():
-        where = f"{path}: sdk.{name}"
-        if not isinstance(t, dict):
-            raise ConfigError(f"{where}: expected a table")
-        unknown = set(t) - _PIN_KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_PIN_KEYS)}")
+    for name, where, t in _sdk_tables(path, tables, _PIN_KEYS):
         for key in ("filename", "python", "triplet"):
             if not isinstance(t.get(key), str) or not t[key]:
                 raise ConfigError(f"{where}: missing field {key!r}")
-        sha = t.get("sha256", "")
-        if sha:
-            try:
-                sha = check_sha256_pin(sha, f"{where}.sha256")
-            except DownloadError as exc:
-                raise ConfigError(str(exc)) from None
-        size = t.get("size")
-        if size is not None and (not isinstance(size, int) or size <= 0):
-            raise ConfigError(f"{where}.size: expected a positive number of bytes, got {size!r}")
+        sha = _sha256_field(t["sha256"], where) if t.get("sha256") else ""
+        size = _size_field(t["size"], where) if t.get("size") is not None else None
         pins[name] = SdkPin(name=name, filename=t["filename"], python=t["python"],
                             triplet=t["triplet"], url=t.get("url", ""), sha256=sha, size=size,
                             version=t.get("version", ""), description=t.get("description", ""),
