@@ -4,7 +4,7 @@
     nox -s build-msgpack             build msgpack for every default target
     nox -s build-msgpack-3.11        ... only for the targets with CPython 3.11
     nox -s build                     build every recipe
-    nox -s test-arm                  smoke-test built wheels under qemu-arm
+    nox -s test-arm                  smoke-test built wheels under qemu-user (qemu-arm, qemu-aarch64)
     nox -s tests                     the fast unit tests (pytest -m 'not integration')
     nox -s integration               the integration tests (toolchains, qemu, dockerd)
 

@@ -128,7 +128,7 @@ ns.add_collection(recipe)
 # --- build -------------------------------------------------------------------------------
 @task(iterable=["recipe", "target"],
       help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
-            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-arm",
+            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-user",
             "docker": "run the build inside the builder image (invoke docker.build makes it)",
             "jobs": "builds at once (default: core count)"})
 @friendly
