@@ -57,7 +57,7 @@ def toolchain_info(c, target=None):
 
     project = Project.load()
     for t in project.targets.select(target or list(project.targets.targets)):
-        print(f"{t.name}: CPython {t.python} ({t.cp}), {t.platform}, glibc {t.glibc_str}, "
+        print(f"{t.name}: CPython {t.python} ({t.cp}), {t.architecture.debian} {t.platform}, glibc {t.glibc_str}, "
               f"{t.triplet}, provider {t.provider}\n  {t.description}")
 
 

@@ -11,7 +11,8 @@ from elftools.elf.elffile import ELFFile
 from ot2wheels import pipeline
 from ot2wheels.pipeline import Project
 
-pytestmark = pytest.mark.integration
+# ~15 s with a warm cache; ~2 min cold (arm64 package lists, two sysroots, build envs).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TARGET = "bookworm-arm64"
 
