@@ -102,6 +102,18 @@ def test_flex_is_a_planning_target() -> None:
         get_toolchain(flex, Layout(root=REPO, cache=REPO / "never-used", dist=REPO / "never-used"))
 
 
+def test_building_for_a_planning_target_stops_before_writing(tmp_path: Path) -> None:
+    from ot2wheels.errors import ToolchainError
+    from ot2wheels.paths import Layout
+    from ot2wheels.pipeline import Project
+
+    project = Project.load(Layout(root=REPO, cache=tmp_path / "cache", dist=tmp_path / "dist"))
+    with pytest.raises(ToolchainError, match="flex is a planning target"):
+        project.matrix(["markupsafe"], ["flex"])
+    assert not (tmp_path / "dist").exists()
+    assert [t.name for _r, t in project.matrix(["markupsafe"], ["bookworm-arm64"])] == ["bookworm-arm64"]
+
+
 def test_a_planning_target_cannot_be_a_default(tmp_path: Path) -> None:
     body = GOOD.replace('provider = "debian"', 'provider = "none"').replace("[targets.x.debian]", "[unused]")
     with pytest.raises(ConfigError, match="default names 'x', a planning target"):

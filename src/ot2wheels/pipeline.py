@@ -50,6 +50,8 @@ class Project:
 
     def targets_for_python(self, python: str | None, names: list[str] | None = None) -> list[Target]:
         chosen = self.targets.select(names)
+        for t in chosen:
+            t.require_buildable()  # before anything is written for it
         return [t for t in chosen if python is None or t.python == python]
 
     def matrix(self, recipes: list[str] | None = None, targets: list[str] | None = None,

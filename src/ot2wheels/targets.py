@@ -9,7 +9,7 @@ from typing import Any
 from packaging import tags
 from packaging.version import InvalidVersion, Version
 
-from .errors import ConfigError
+from .errors import ConfigError, ToolchainError
 from .tomlfile import read_toml
 
 # "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
@@ -90,6 +90,13 @@ class Target:
     def buildable(self) -> bool:
         """False for planning targets (provider "none"): nothing can be built for them."""
         return self.provider != "none"
+
+    def require_buildable(self) -> None:
+        if not self.buildable:
+            raise ToolchainError(
+                f"target {self.name} is a planning target (provider = \"none\" in toolchain/targets.toml): "
+                "use it with `invoke plan`; to build, pick a target with a toolchain (`invoke toolchain.info`)"
+            )
 
     @property
     def glibc_str(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import ToolchainError
 from ..paths import Layout
 from ..targets import Target
 from .base import Toolchain
@@ -18,11 +17,7 @@ def get_toolchain(target: Target, layout: Layout, extra_packages: tuple[str, ...
         from .buildroot import BuildrootToolchain  # type: ignore[import-not-found]
 
         return BuildrootToolchain(target, layout, extra_packages)
-    if target.provider == "none":
-        raise ToolchainError(
-            f"target {target.name} is a planning target (provider = \"none\" in toolchain/targets.toml): "
-            "use it with `invoke plan`; to build, pick a target with a toolchain (`invoke toolchain.info`)"
-        )
+    target.require_buildable()
     raise ValueError(f"unknown provider {target.provider!r}")  # targets.py validates this
 
 
