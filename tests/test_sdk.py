@@ -226,7 +226,7 @@ def test_failed_relocation_keeps_previous_sdk(mini, tmp_path):
     tree = build_tree(tmp_path / "broken", Path(sys.executable), PY, sysroot=None)
     (tree / "relocate-sdk.sh").write_text("#!/bin/sh\necho 'Something went wrong' >&2\nexit 1\n")
     broken = make_tarball(tree, tmp_path / "broken.tar.gz", PY, "2.31")
-    with pytest.raises(ToolchainError, match="(?s)relocate-sdk.sh of .*broken.tar.gz failed.*Something went wrong"):
+    with pytest.raises(ToolchainError, match=r"(?s)relocate-sdk.sh of .*broken.tar.gz failed.*Something went wrong"):
         sdk.pull(layout, file=broken.tarball, sha256=broken.sha256, progress=False, log=lambda *_: None)
     now = sdk.installed(layout)
     assert now is not None and now.root == first.root and _installs(layout) == [first.root.parent.name]

@@ -98,7 +98,7 @@ def test_flex_is_a_planning_target() -> None:
     assert Tag("cp310", "cp310", "manylinux_2_31_aarch64") in supported
     assert Tag("cp310", "cp310", "manylinux_2_34_aarch64") not in supported  # beyond the assumed floor
     assert Tag("cp310", "cp310", "manylinux2014_armv7l") not in supported
-    with pytest.raises(ToolchainError, match="flex is a planning target.*invoke plan"):
+    with pytest.raises(ToolchainError, match=r"flex is a planning target.*invoke plan"):
         get_toolchain(flex, Layout(root=REPO, cache=REPO / "never-used", dist=REPO / "never-used"))
 
 

@@ -115,7 +115,7 @@ def _python_fits(tag: Tag, target: Target) -> bool:
 def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
     """Inspect a wheel against a target. `system_libs`: sonames the target itself provides."""
     reasons: list[str] = []
-    name, _ver, _build, tags = parse_wheel_filename(wheel.name)
+    _name, _ver, _build, tags = parse_wheel_filename(wheel.name)
     accepted_platforms = set(target.platform_tags())
     tag_ok = any(t.platform in accepted_platforms and _python_fits(t, target) for t in tags)
     if not tag_ok:

@@ -383,7 +383,8 @@ def pull(
         trusted_now = sha is None
         if sha is None:
             sha = sha256_file(archive)
-            _warn_trust_on_first_use(pin, archive, sha, file is None and (url or pin.url) or str(archive), log)
+            origin = str(archive) if file is not None else (url or pin.url)
+            _warn_trust_on_first_use(pin, archive, sha, origin, log)
         current = installed(layout, name)
         if current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file():
             log(f"{name} SDK {sha[:12]} already installed at {current.root}")
@@ -445,7 +446,7 @@ def _warn_trust_on_first_use(pin: SdkPin, archive: Path, sha: str, origin: str, 
         "was NOT verified against anything. It is used as it is, and its hash is recorded:",
         f"  sha256 {sha}",
         f"  size   {archive.stat().st_size} bytes",
-        f"If you can, compare that hash with a copy obtained another way. Once the SDK is",
+        "If you can, compare that hash with a copy obtained another way. Once the SDK is",
         f"installed, commit {pin.lock_file}: every later pull is verified against it.",
         bar,
     ]))
