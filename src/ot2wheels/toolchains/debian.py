@@ -256,7 +256,8 @@ class DebianToolchain(Toolchain):
                 packages.append({"package": d.package, "version": d.version, "filename": d.filename,
                                  "sha256": d.sha256, "extra": d.extra, "sonames": sonames})
             _relativize_symlinks(tmp)
-            name = crossenv.write_sysconfigdata(tmp, self.target.python, tmp / ".ot2wheels" / "sysconfig")
+            name = crossenv.write_sysconfigdata(tmp, self.target.python, tmp / ".ot2wheels" / "sysconfig",
+                                                self.target.architecture.multiarch)
             _precompile_stdlib(tmp, self.target.python, self.build_python())
             manifest = {
                 "target": self.target.name,
