@@ -143,6 +143,19 @@ def test_sha256_option_overrides_the_lock_and_leaves_it(mini, tmp_path):
     assert sdk.info(layout).matches_pin is False
 
 
+def test_unpinned_sdk_that_fails_to_install_is_not_trusted(tmp_path):
+    layout = _project(tmp_path)
+    tree = build_tree(tmp_path / "broken", Path(sys.executable), PY, sysroot=None)
+    (tree / "relocate-sdk.sh").write_text("#!/bin/sh\nexit 1\n")
+    broken = make_tarball(tree, tmp_path / "broken.tar.gz", PY, "2.31")
+    said: list[str] = []
+    with pytest.raises(ToolchainError, match=r"relocate-sdk.sh of .* failed"):
+        sdk.pull(layout, file=broken.tarball, progress=False, log=said.append)
+    assert any("TRUST ON FIRST USE" in line for line in said)  # it did warn
+    assert not (layout.root / "toolchain" / "sdk.lock").exists() and sdk.installed(layout) is None
+    assert sdk.load_pin(layout).status is sdk.PinStatus.UNPINNED
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace('size = ', 'sise = '), r"sdk.lock: sdk.ot2: unknown field\(s\) \['sise'\]"),
     (lambda t: t.replace('sha256 = "', 'sha256 = "zz'), r"sdk.lock: sdk.ot2.sha256: .* is not a sha256"),
