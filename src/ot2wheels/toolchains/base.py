@@ -44,7 +44,7 @@ class Toolchain(ABC):
     @property
     def library_dirs(self) -> list[Path]:
         """Directories of the sysroot the dynamic linker searches, most specific first."""
-        t = self.target.triplet
+        t = self.target.architecture.multiarch  # Debian's lib/<multiarch>, not the compiler's triplet
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
 
     @abstractmethod
