@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hostile import symlink_chain_tarball
 from rangeserver import serve
 from sdk_standin import (
     FILENAME,
@@ -215,3 +216,17 @@ def test_disk_full(mini, tmp_path, small_disk, kib, error, message):
             sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
     assert sdk.installed(layout) is None and _installs(layout) == []
     assert not list(disk.rglob("*.part"))
+
+
+def test_symlink_chain_path_max_escape_is_refused(tmp_path):
+    """CVE-2025-4517 through `invoke sdk.pull --file`: refused, nothing written outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    arc = symlink_chain_tarball(tmp_path / "chain.tar", outside)
+    layout = _project(tmp_path)
+    sha = hashlib.sha256(arc.read_bytes()).hexdigest()
+    r = _invoke(layout, "sdk.pull", "--file", str(arc), "--sha256", sha)
+    assert r.returncode == 1
+    assert "refusing to extract member" in r.stderr and "Traceback" not in r.stderr
+    assert list(outside.iterdir()) == []
+    assert sdk.installed(layout) is None and _installs(layout) == []
