@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import locks, records
 from .build import BuildResult, build_one, record_lock_name
-from .errors import ConfigError
+from .errors import ConfigError, RecordError
 from .ledger import Ledger
 from .paths import Layout
 from .recipes import Recipe, load_all
@@ -155,7 +155,11 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
     for recipe, target in pairs:
         record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
             records.stem(recipe.name, recipe.version, target.cp) + ".json")
-        rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        try:
+            rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        except RecordError as exc:
+            say(f"[{target.name}] {recipe.name}: {exc}")
+            rec = None
         if rec is None or not rec.wheel or rec.result == "failed":
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
             missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
