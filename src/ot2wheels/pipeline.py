@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import locks, records
+from . import locks, records, stale
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError, RecordError
 from .ledger import Ledger
@@ -111,6 +111,7 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
     jobs = max(1, jobs or default_jobs())
     make_jobs = make_jobs_per_build(jobs, len(pairs))
     out = serialized(say)
+    stale.sweep(project.layout.cache, time.time(), out)  # what killed runs left behind
     if jobs > 1 and len(pairs) > 1:
         out(f"building {len(pairs)} wheels, {min(jobs, len(pairs))} at a time, "
             f"{make_jobs} compile job(s) each")

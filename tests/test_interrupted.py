@@ -65,3 +65,53 @@ def test_killed_build_leaves_no_child_running(tmp_path: Path) -> None:
     for p in survivors:  # do not leave them running when the test fails
         os.kill(p, signal.SIGKILL)
     assert survivors == [], "the build frontend, its backend or the compiler it started outlived kill -9"
+
+
+HOLD = '''
+import sys, time
+from pathlib import Path
+from ot2wheels import locks
+fds = [locks.hold(Path(p)) for p in sys.argv[1:]]
+print("held", flush=True)
+time.sleep(300)
+'''
+
+
+def test_stale_work_dirs_and_tmp_sysroots_are_removed_by_the_next_run(project_root: Path, tmp_path: Path) -> None:
+    from ot2wheels.paths import Layout
+    from ot2wheels.pipeline import Project, build_all
+
+    cache = tmp_path / "cache"
+    old = time.time() - 3600
+    made = {
+        "work/tiny-1.0-cp311.abcd1234": False,  # a killed build's work dir: removed
+        "work/tiny-1.0-cp311.live0001": True,  # a live build's (locked): kept
+        "sysroots/.bookworm-armhf-0123456789abcdef.k2j4h5g6": False,  # half-assembled: removed
+        "sysroots/.bullseye-armhf-0123456789abcdef.zz99yy88": True,  # being assembled: kept
+        "sysroots/bookworm-armhf-0123456789abcdef": True,  # a finished sysroot: kept
+        "buildenvs/.py3.11-0123456789abcdef.a1b2c3d4": False,
+    }
+    for rel in made:
+        (cache / rel / "sub").mkdir(parents=True)
+        (cache / rel / "sub" / "f").write_text("x")
+        os.utime(cache / rel, (old, old))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(cache / "work/tiny-1.0-cp311.live0001"),
+         str(_touch(locks.lock_path(cache, "sysroot-bullseye-armhf-0123456789abcdef")))],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        project = Project.load(Layout(root=project_root, cache=cache, dist=tmp_path / "dist"))
+        lines: list[str] = []
+        assert build_all(project, [], say=lines.append) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {rel: (cache / rel).exists() for rel in made} == made
+    assert any("leftover(s) of interrupted runs" in line for line in lines)
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return path
