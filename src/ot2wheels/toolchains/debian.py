@@ -40,8 +40,13 @@ class Deb:
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
-        raise ToolchainError(f"{what} failed (exit {result.returncode}): {' '.join(argv[:3])} ...\n"
-                             + (result.stderr or result.stdout)[-3000:])
+        output = result.stderr or result.stdout
+        # the first line is all a build's console shows: put the reason there
+        errors = [line for line in output.splitlines() if line.startswith("E: ")]
+        why = f"disk full at {cwd or 'the cache'}: " if "No space left on device" in output else ""
+        raise ToolchainError(f"{why}{what} failed (exit {result.returncode})"
+                             + (f": {errors[-1]}" if errors else "") + f"\n$ {' '.join(argv[:3])} ...\n"
+                             + output[-3000:])
     return result.stdout
 
 
@@ -119,8 +124,14 @@ class PrivateApt:
 
     def download(self, packages: list[str], dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        # apt-get download writes into its working directory (never os.chdir: builds run in threads)
-        _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        before = set(dest.iterdir())
+        try:
+            # apt-get download writes into its working directory (never os.chdir: builds run in threads)
+            _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        except ToolchainError:
+            for p in set(dest.iterdir()) - before:  # apt writes under the final name: no half .deb stays
+                p.unlink(missing_ok=True)
+            raise
 
 
 class DebianToolchain(Toolchain):
