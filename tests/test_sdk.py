@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -208,3 +209,18 @@ def test_symlink_chain_path_max_escape_is_refused(tmp_path):
     assert "refusing to extract member" in r.stderr and "Traceback" not in r.stderr
     assert list(outside.iterdir()) == []
     assert sdk.installed(layout) is None and _installs(layout) == []
+
+
+def test_moved_cache_sdk_is_detected_and_pull_installs_it_again(mini, tmp_path):
+    """A relocated SDK names its install path: a copied cache says so, and pull fixes it."""
+    layout = _project(tmp_path, sha256=mini.sha256)
+    with serve(mini.tarball.parent) as srv:
+        first = sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+        moved = Layout(root=layout.root, cache=tmp_path / "moved-cache", dist=layout.dist)
+        shutil.copytree(layout.cache, moved.cache, symlinks=True)
+        with pytest.raises(ToolchainError, match="relocated to .* the cache was moved or copied"):
+            sdk.require_installed(moved)
+        again = sdk.pull(moved, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+    assert again.root.is_relative_to(moved.cache) and first.root.is_relative_to(layout.cache)
+    assert sdk.require_installed(moved).root == again.root
+    assert (again.root / "share/buildroot/sdk-location").read_text().strip() == str(again.root)

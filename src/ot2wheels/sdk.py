@@ -159,7 +159,18 @@ def require_installed(layout: Layout, name: str = "ot2") -> InstalledSdk:
             f"no {name!r} SDK installed in {sdk_dir(layout, name)}; run `invoke sdk.pull` "
             "(or `invoke sdk.pull --file PATH --sha256 HASH` with a tarball you already have)"
         )
+    if not _in_place(sdk, sdk_dir(layout, name)):
+        # relocate-sdk.sh wrote the install path into the SDK's files: it cannot just move
+        raise ToolchainError(
+            f"the {name!r} SDK in {sdk_dir(layout, name)} was relocated to {sdk.root} when installed: "
+            "the cache was moved or copied since. Run `invoke sdk.pull` again to install it here"
+        )
     return sdk
+
+
+def _in_place(sdk: InstalledSdk, base: Path) -> bool:
+    """The SDK was relocated where `current` points now (not at a cache's earlier path)."""
+    return sdk.root.is_relative_to((base / "current").resolve())
 
 
 @contextmanager
@@ -278,7 +289,8 @@ def pull(
                 )
             archive = download(src, base / "downloads" / pin.filename, sha, size, progress=progress)
         current = installed(layout, name)
-        if current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file():
+        if (current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file()
+                and _in_place(current, base)):
             log(f"{name} SDK {sha[:12]} already installed at {current.root}")
             return current
         install_id = f"{sha[:12]}-{secrets.token_hex(3)}"

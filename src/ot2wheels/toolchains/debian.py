@@ -240,6 +240,10 @@ class DebianToolchain(Toolchain):
         with locks.cache_lock(self.cache, f"sysroot-{root.name}", log):
             if not (root / ".ot2wheels" / "manifest.json").is_file():
                 self._assemble(debs, root, key, log)
+            elif crossenv.sysconfigdata_moved(root, root / ".ot2wheels" / "sysconfig"):
+                crossenv.write_sysconfigdata(root, self.target.python, root / ".ot2wheels" / "sysconfig")
+                log(f"{root}: its sysconfigdata named another location (the cache was moved or "
+                    "copied); rewrote it for this one")
         self._sysroot = root
 
     def _assemble(self, debs: list[Deb], root: Path, key: str, log) -> None:
