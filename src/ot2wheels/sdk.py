@@ -34,6 +34,7 @@ from typing import Any
 from .archive import extract
 from .download import check_sha256_pin, download, verify_file
 from .errors import ConfigError, DownloadError, ToolchainError
+from .fsutil import atomic_write
 from .paths import Layout
 
 MANIFEST = "ot2wheels-sdk.json"
@@ -231,9 +232,7 @@ def _check_layout(root: Path, triplet: str, python: str, archive: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _point_current(base: Path, install_id: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import aptsource, crossenv, hostpython, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
+from ..fsutil import atomic_write
 from ..targets import DebianSource, Target
 from .base import Toolchain
 
@@ -83,7 +84,7 @@ class PrivateApt:
         sources = s / "sources.list"
         text = "\n".join(lines) + "\n"
         if not sources.exists() or sources.read_text() != text:
-            sources.write_text(text)
+            atomic_write(sources, text)
             (s / "lists" / ".updated").unlink(missing_ok=True)
 
     def update(self, force: bool = False) -> None:
@@ -201,10 +202,7 @@ class DebianToolchain(Toolchain):
         if memo.is_file():
             return [Deb(**d) for d in json.loads(memo.read_text())]
         debs = self._resolve(src)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps([d.__dict__ for d in debs]))
-        tmp.replace(memo)
+        atomic_write(memo, json.dumps([d.__dict__ for d in debs]))
         return debs
 
     def _resolve(self, src: DebianSource) -> list[Deb]:
