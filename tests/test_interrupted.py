@@ -115,3 +115,21 @@ def _touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     return path
+
+
+def test_timeout_ends_the_whole_group(tmp_path: Path) -> None:
+    from ot2wheels import procgroup
+
+    pid_file = tmp_path / "pid"
+    script = f"sleep 300 & echo $! > {pid_file}; wait"
+    try:
+        procgroup.run(["sh", "-c", script], timeout=1)
+        raise AssertionError("no timeout")
+    except subprocess.TimeoutExpired:
+        pass
+    sleeper = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(sleeper)
+    assert procgroup.run(["sh", "-c", "exit 3"]).returncode == 3

@@ -194,7 +194,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     try:
         records.write_atomic(record_path, rec.to_json())
     except Ot2WheelsError as exc:  # the record cannot be written: no stale one may vouch for old state
-        rec.result, rec.error, rec.wheel = "failed", str(exc), None
+        rec.result, rec.error, rec.wheel, rec.wheel_sha256, rec.wheel_size = "failed", str(exc), None, None, None
         record_path.unlink(missing_ok=True)
         error, wheel = rec.error, None
     # dist/ holds this build's current output only: a wheel of the same build that the record

@@ -20,10 +20,21 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 
 
-def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    """`subprocess.run(cmd, **kwargs)`, with `cmd` and its descendants dying with this process."""
+def run(cmd: list[str], timeout: float | None = None, **popen: Any) -> subprocess.CompletedProcess:
+    """Run `cmd` to the end (Popen keywords: cwd, env, stdout, ...), it and its descendants dying
+    with this process; a timeout or an exception here (Ctrl-C) ends the whole group too."""
     supervised = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), str(os.getpid()), *cmd]
-    return subprocess.run(supervised, **kwargs)
+    with subprocess.Popen(supervised, **popen) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            proc.terminate()  # the supervisor kills the command's group, then exits
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _supervise(parent: int, cmd: list[str]) -> int:
