@@ -9,12 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hostile import symlink_chain_tarball
 
 from ot2wheels import archive as archive_mod
 from ot2wheels.archive import extract
 from ot2wheels.errors import UnsafeArchiveError
-
-from hostile import symlink_chain_tarball
 
 
 @pytest.fixture(autouse=True, params=["data-filter", "fallback"])

@@ -140,5 +140,5 @@ def test_full_disk_says_disk_full_not_damaged(small_disk) -> None:
 def test_damaged_file_still_says_damaged(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(LedgerError, match="is damaged .*move it away"):
+    with pytest.raises(LedgerError, match=r"is damaged .*move it away"):
         Ledger(path)

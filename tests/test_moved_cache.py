@@ -11,7 +11,6 @@ import pytest
 
 from ot2wheels import buildenv, crossenv, locks
 from ot2wheels.hostpython import find_python
-from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
 from ot2wheels.toolchains.debian import DebianToolchain
 

@@ -218,7 +218,7 @@ def test_moved_cache_sdk_is_detected_and_pull_installs_it_again(mini, tmp_path):
         first = sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
         moved = Layout(root=layout.root, cache=tmp_path / "moved-cache", dist=layout.dist)
         shutil.copytree(layout.cache, moved.cache, symlinks=True)
-        with pytest.raises(ToolchainError, match="relocated to .* the cache was moved or copied"):
+        with pytest.raises(ToolchainError, match=r"relocated to .* the cache was moved or copied"):
             sdk.require_installed(moved)
         again = sdk.pull(moved, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
     assert again.root.is_relative_to(moved.cache) and first.root.is_relative_to(layout.cache)

@@ -10,6 +10,7 @@ are killed too. The supervisor imports nothing beyond the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,10 +43,8 @@ def _supervise(parent: int, cmd: list[str]) -> int:
 
     def stop(signum: int, _frame: object = None) -> None:
         if child:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child[0].pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         os._exit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -64,10 +63,8 @@ def _supervise(parent: int, cmd: list[str]) -> int:
         print(f"cannot run {cmd[0]}: {exc}", file=sys.stderr)
         return 127
     code = child[0].wait()
-    try:  # nothing of the group outlives the command (a daemon a build left behind)
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group outlives the command
         os.killpg(child[0].pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return code if code >= 0 else 128 - code
 
 

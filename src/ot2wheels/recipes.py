@@ -327,7 +327,7 @@ class RecipeSet:
     closures: dict[str, ClosureRecipe]
     errors: dict[str, str]  # recipe folder name -> why its recipe.toml does not load
 
-    def strict(self) -> "RecipeSet":
+    def strict(self) -> RecipeSet:
         """This set, or ConfigError with the first bad recipe's message."""
         for message in self.errors.values():
             raise ConfigError(message)
