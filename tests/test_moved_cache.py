@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from ot2wheels import buildenv, crossenv, locks
-from ot2wheels.hostpython import find_python
 from ot2wheels.pipeline import Project
 from ot2wheels.toolchains.debian import DebianToolchain
 
@@ -61,7 +60,7 @@ def test_moved_cache_sysroot_builds_use_the_new_path(fresh_project: Project, tmp
     assert debs and tc.sysroot == cache / "sysroots" / old.sysroot.name
     assert any("the cache was moved or copied" in s for s in said), said
     env = {**os.environ, **tc.env()}
-    probe = subprocess.run([str(find_python(target.python)), "-c",
+    probe = subprocess.run([str(tc.build_python()), "-c",
                             "import sysconfig; print(sysconfig.get_config_var('INCLUDEPY'))"],
                            env=env, capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == f"{tc.sysroot}/usr/include/python{target.python}"
