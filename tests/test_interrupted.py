@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from ot2wheels import locks
+from ot2wheels import locks, stale
 
 BACKEND = '''
 import os, subprocess, time
@@ -70,7 +70,7 @@ def test_killed_build_leaves_no_child_running(tmp_path: Path) -> None:
 HOLD = '''
 import sys, time
 from pathlib import Path
-from ot2wheels import locks
+from ot2wheels import locks, stale
 fds = [locks.hold(Path(p)) for p in sys.argv[1:]]
 print("held", flush=True)
 time.sleep(300)
@@ -91,9 +91,12 @@ def test_stale_work_dirs_and_tmp_sysroots_are_removed_by_the_next_run(project_ro
         "sysroots/bookworm-armhf-0123456789abcdef": True,  # a finished sysroot: kept
         "buildenvs/.py3.11-0123456789abcdef.a1b2c3d4": False,
     }
+    made["work/tiny-1.0-cp311.legacy01"] = True  # no mark: an older version's, maybe live: kept
     for rel in made:
         (cache / rel / "sub").mkdir(parents=True)
         (cache / rel / "sub" / "f").write_text("x")
+        if rel.startswith("work/") and not rel.endswith("legacy01"):
+            (cache / rel / stale.WORK_MARK).touch()
         os.utime(cache / rel, (old, old))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(cache / "work/tiny-1.0-cp311.live0001"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, locks, procgroup, records, rust, sources
+from . import __version__, buildenv, ccache, gate, locks, procgroup, records, rust, sources, stale
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
 from .fsutil import atomic_move, disk_error
@@ -134,6 +134,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     try:
         work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
         work_lock = locks.hold(work)  # the next run's sweep leaves a locked work dir alone
+        (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
         key = cache_key(recipe, target, toolchain)

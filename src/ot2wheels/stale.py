@@ -16,6 +16,8 @@ from pathlib import Path
 
 from . import locks
 
+WORK_MARK = ".locked-while-in-use"  # in a build's work dir: its lock tells whether it is live
+LEGACY_AGE_S = 24 * 3600
 # mkdtemp(prefix=".<final>.") names: the final name, then 8 random characters
 _TMP_TREE = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}(?:\.tmp)?$")
 # the trees assembled under a named cache lock, by the lock's prefix
@@ -27,7 +29,11 @@ def sweep(cache: Path, before: float, say: Callable[[str], None] | None = None) 
     stale = []
     work = cache / "work"
     for d in sorted(work.iterdir()) if work.is_dir() else []:
-        if d.is_dir() and not d.is_symlink() and d.stat().st_mtime < before and locks.is_free(d):
+        if not d.is_dir() or d.is_symlink() or not locks.is_free(d):
+            continue
+        # a work dir made before builds locked them may still be in use: only a day-old one goes
+        oldest = before if (d / WORK_MARK).exists() else before - LEGACY_AGE_S
+        if d.stat().st_mtime < oldest:
             stale.append(d)
     for sub, prefix in _LOCKED_TREES.items():
         base = cache / sub
