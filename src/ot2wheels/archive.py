@@ -99,9 +99,17 @@ class _Table:
                 self.symlinks[where] = m.linkname
 
     def _through_symlink(self, parts: list[str]) -> str | None:
-        for i in range(1, len(parts)):
-            if _lexical(parts[:i]) in self.symlinks:
-                return "/".join(parts[:i])
+        """The first leading part of the name that is a symlink member, if any."""
+        if not self.symlinks:
+            return None
+        prefix: list[str] = []
+        for i, p in enumerate(parts[:-1]):
+            if p != "..":
+                prefix.append(p)
+            elif prefix:
+                prefix.pop()
+            if tuple(prefix) in self.symlinks:
+                return "/".join(parts[: i + 1])
         return None
 
     def place(self, name: str) -> tuple[str, ...] | str:
