@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ToolchainError
+from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .toolchains.base import Toolchain
@@ -50,9 +52,16 @@ def write_sysconfigdata(sysroot: Path, python: str, dest: Path, multiarch: str) 
     """
     src = find_sysconfigdata(sysroot, python, multiarch)
     text = _ABS_PATH.sub(lambda m: m.group("lead") + str(sysroot) + m.group("path"), src.read_text())
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / src.name).write_text(text)
+    atomic_write(dest / src.name, text)
+    shutil.rmtree(dest / "__pycache__", ignore_errors=True)  # bytecode of an earlier copy
     return src.stem
+
+
+def sysconfigdata_moved(sysroot: Path, dest: Path) -> bool:
+    """True when the copy in `dest` names a sysroot elsewhere: the cache was moved or copied
+    (the copy is derived data; write_sysconfigdata makes it again for here)."""
+    here = re.compile(r"""(?:^|[\s'"=]|-I|-L)""" + re.escape(str(sysroot)) + "/usr/(?:include|lib|local/)")
+    return not any(here.search(f.read_text()) for f in dest.glob("_sysconfigdata_*.py"))
 
 
 def sysconfigdata_name(toolchain: "Toolchain") -> str:

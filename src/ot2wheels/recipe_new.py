@@ -10,7 +10,6 @@ From the sdist (downloaded and checked against the index's sha256) it reads:
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .errors import ConfigError, PlanError, SourceError
+from .fsutil import atomic_write
 from .paths import Layout
 from .plan import Plan, _filename_version, _specifier
 from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
@@ -298,10 +298,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
                          sdist.requires_python, summary)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".recipe.toml.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
     return path
 
 
