@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, serve_directory, sha
 from elftools.elf.elffile import ELFFile
 
-from ot2wheels import buildenv
+from ot2wheels import buildenv, stale
 from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import buildpython
@@ -107,6 +107,17 @@ def test_toolchain_info_says_which_build_python_and_where_from(checkout_copy: Pa
     out = info("bullseye-armhf", "debian")
     assert "  build python: not acquired yet (`invoke toolchain.setup` gets it)" in out
     assert not (tmp_path / "cache" / "pythons").exists()
+
+
+def test_a_half_unpacked_build_python_is_swept_by_the_next_run(tmp_path: Path) -> None:
+    pythons = tmp_path / "pythons"
+    half = pythons / ".cpython3.9-bullseye-amd64-0123456789abcdef.k2j4h5g6"  # mkdtemp's name
+    done = pythons / "cpython3.9-bullseye-amd64-0123456789abcdef"
+    for d in (half, done):
+        (d / "usr" / "bin").mkdir(parents=True)
+        os.utime(d, (1, 1))
+    assert stale.sweep(tmp_path, before=2) == [half]
+    assert done.is_dir() and not half.exists()
 
 
 def test_digest_covers_origin_version_and_debs() -> None:
