@@ -134,10 +134,12 @@ def test_digest_covers_origin_version_and_debs() -> None:
 # -- integration --------------------------------------------------------------------------
 @pytest.mark.integration
 @pytest.mark.parametrize("target_name", ["bullseye-armhf", "bookworm-armhf"])
-def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_name: str, tmp_path: Path) -> None:
-    """A fresh cache: the suite's amd64 CPython is resolved, downloaded, verified and unpacked."""
+def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_name: str, tmp_path: Path,
+                                                                         cache_dir: Path) -> None:
+    """The suite's amd64 CPython is resolved, downloaded (apt state and .debs shared with the
+    normal cache: once per machine), verified and unpacked into a cache that has none."""
     target = TARGETS.get(target_name)
-    cache = tmp_path / "cache"
+    cache = cache_with_fresh_pythons(cache_dir, tmp_path / "cache")
     bp = buildpython.debian_python(target.debian, target.python, cache, log=lambda m: None)
     assert bp is not None and bp.origin is Origin.DEBIAN
     assert bp.version.startswith(target.python + ".")
