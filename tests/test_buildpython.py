@@ -21,6 +21,7 @@ from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import buildpython
 from ot2wheels.toolchains.buildpython import ENV, BuildPython, Origin
+from ot2wheels.toolchains.debian import DebianToolchain
 
 TARGETS = load_targets(REPO / "toolchain" / "targets.toml")
 
@@ -175,6 +176,23 @@ def test_suite_cpython_is_unpacked_runs_by_runpath_and_makes_a_build_env(target_
     run = subprocess.run([str(env_python), "-c", "import build, pip, sys; print(sys.version_info[:2])"],
                          env=clean, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == str(target.python_tuple), run.stderr
+
+
+@pytest.mark.integration
+def test_toolchain_digest_changes_with_the_build_python(monkeypatch, cache_dir: Path) -> None:
+    """Same sysroot, another build Python: another toolchain digest, so builds are not reused."""
+    target = TARGETS.get("bookworm-armhf")
+    digests = {}
+    for source in ("debian", sys.executable):  # the suite's 3.11.x, or the one running this test
+        if source == sys.executable and sys.version_info[:2] != (3, 11):
+            pytest.skip("the interpreter running the tests is not a 3.11")
+        monkeypatch.setenv(ENV, source)
+        tc = DebianToolchain(target, cache_dir)
+        tc.ensure(log=lambda m: None)
+        digests[source] = (tc.manifest["digest"], tc.digest, tc.build_python_info().origin)
+    (sysroot_a, digest_a, origin_a), (sysroot_b, digest_b, origin_b) = digests.values()
+    assert sysroot_a == sysroot_b and digest_a != digest_b
+    assert (origin_a, origin_b) == (Origin.DEBIAN, Origin.GIVEN)
 
 
 @pytest.mark.integration
