@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, serve_directory, sha
 from elftools.elf.elffile import ELFFile
 
-from ot2wheels import buildenv, stale
+from ot2wheels import buildenv, hostpython, stale
 from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import buildpython
@@ -77,6 +77,24 @@ def test_debian_12_system_python_is_bookworms_build_python_without_pyenv(no_pyen
     assert (found.origin, found.detail) == (Origin.HOST, "PATH")
     assert found.version.startswith("3.11.")
     assert not (tmp_path / "cache").exists()  # nothing acquired: the host had it
+
+
+def test_pyenv_shims_on_path_stand_for_pyenv_versions_at_their_place(monkeypatch, tmp_path: Path) -> None:
+    """A shim is never run (bash, ~0.2 s per call): pyenv's versions take its place in PATH order."""
+    root, other = tmp_path / "pyenv", tmp_path / "bin"
+    for exe in (root / "shims" / "python3.11", root / "versions" / "3.11.1" / "bin" / "python3.11",
+                root / "versions" / "3.11.10" / "bin" / "python3.11", other / "python3.11"):
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text("#!/bin/sh\nexit 1\n")
+        exe.chmod(0o755)
+    monkeypatch.setenv("PYENV_ROOT", str(root))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(root / "shims"), str(other)]))
+    assert hostpython.candidates("3.11") == [root / "versions" / "3.11.10" / "bin" / "python3.11",
+                                             root / "versions" / "3.11.1" / "bin" / "python3.11",
+                                             other / "python3.11"]
+    monkeypatch.setenv("PATH", str(other))  # pyenv not on PATH: its versions still come, last
+    assert hostpython.candidates("3.11")[0] == other / "python3.11"
+    assert hostpython.find_host("3.11") is None  # none of them is a working CPython
 
 
 def test_a_named_executable_must_have_the_targets_version(monkeypatch, tmp_path: Path) -> None:

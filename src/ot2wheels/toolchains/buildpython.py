@@ -18,6 +18,7 @@ executable (`/opt/python3.10/bin/python3.10`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -198,8 +199,13 @@ def _host_has(deb: debian.Deb, host: dict[str, str]) -> bool:
     The CPython packages themselves are always ours: the host's may be another release."""
     if deb.package not in host or deb.package.startswith(("python", "libpython")):
         return False
-    ok = subprocess.run(["dpkg", "--compare-versions", host[deb.package], "ge", deb.version])
-    return ok.returncode == 0
+    return _version_ge(host[deb.package], deb.version)
+
+
+@functools.lru_cache(maxsize=1024)
+def _version_ge(a: str, b: str) -> bool:
+    """Debian version order (dpkg's own); memoized: every build of a run asks the same."""
+    return subprocess.run(["dpkg", "--compare-versions", a, "ge", b]).returncode == 0
 
 
 def plan(apt: debian.PrivateApt, source: DebianSource, version: str) -> list[debian.Deb]:
