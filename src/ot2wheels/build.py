@@ -18,7 +18,7 @@ from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
 from .recipes import Recipe
-from .records import BuildRecord
+from .records import BuildRecord, Outcome
 from .targets import Target
 from .toolchains import Toolchain, get_toolchain
 
@@ -38,7 +38,7 @@ class BuildResult:
 
     @property
     def ok(self) -> bool:
-        return self.record.result in ("passed", "reused")
+        return self.record.result.ok
 
     @property
     def label(self) -> str:
@@ -55,7 +55,7 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
     if not path.is_file():
         return None
     rec = BuildRecord.from_file(path)
-    if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
+    if rec.cache_key != key or not rec.result.ok or not rec.wheel:
         return None
     wheel = path.parent / rec.wheel
     if not wheel.is_file() or sha256_file(wheel) != rec.wheel_sha256:
@@ -131,7 +131,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         key = cache_key(recipe, target, toolchain)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
-            rec.result = "reused"
+            rec.result = Outcome.REUSED
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
         log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
@@ -165,7 +165,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         shutil.rmtree(work, ignore_errors=True)
     rec = BuildRecord(
         target=target.name, python=target.python, project=recipe.name, version=recipe.version,
-        result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
+        result=Outcome.FAILED if error else Outcome.PASSED, cache_key=key, recipe_digest=recipe.digest,
         toolchain_digest=toolchain.digest if key else "", duration_s=round(time.monotonic() - started, 2),
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,

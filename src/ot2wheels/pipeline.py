@@ -18,6 +18,7 @@ from . import locks, records
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError
 from .ledger import Ledger
+from .records import Outcome
 from .paths import Layout
 from .recipes import Recipe, load_all
 from .smoke import SmokeResult, smoke_many
@@ -139,8 +140,8 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
 
 def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
     """One paragraph: how many builds ran, how many were reused (and which), how long it took."""
-    reused = [b for b in results if b.record.result == "reused"]
-    built = [b for b in results if b.record.result == "passed"]
+    reused = [b for b in results if b.record.result is Outcome.REUSED]
+    built = [b for b in results if b.record.result is Outcome.PASSED]
     failed = [b for b in results if not b.ok]
     lines = [f"{len(results)} build(s) in {elapsed_s:.1f}s: {len(built)} built, {len(reused)} reused "
              f"from the cache, {len(failed)} failed"]
@@ -159,7 +160,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
             records.stem(recipe.name, recipe.version, target.cp) + ".json")
         rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
-        if rec is None or not rec.wheel or rec.result == "failed":
+        if rec is None or not rec.wheel or rec.result is Outcome.FAILED:
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
             missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
                                   "no wheel")

@@ -38,6 +38,7 @@ from .fsutil import PIP_VARS, PYTHON_VARS, atomic_write, scrubbed_env
 from .locks import cache_lock
 from .pypi import CoreMetadata
 from .recipes import Recipe
+from .records import Outcome
 from .targets import Target
 from .toolchains import Toolchain
 
@@ -70,6 +71,10 @@ class SmokeResult:
     passed: bool
     duration_s: float
     output: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.PASSED if self.passed else Outcome.FAILED
 
     def to_dict(self) -> dict:
         return asdict(self)
