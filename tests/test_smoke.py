@@ -72,3 +72,22 @@ def test_one_qemu_run_checks_many_wheels_each_isolated_and_attributed(repo_proje
     assert "AssertionError: arith" in results[1].output and "arith" not in results[2].output
     assert "exit status -11" in results[2].output
     assert "timed out after 5s" in results[3].output
+
+
+def test_a_check_that_kills_the_shared_run_fails_alone(repo_project) -> None:
+    """If one check takes the whole qemu run down, the wheels it did not report are checked again
+    one by one: only the culprit fails."""
+    import dataclasses
+
+    from ot2wheels.smoke import smoke_many
+
+    target = repo_project.targets.get("bookworm-armhf")
+    recipe = repo_project.recipe("msgpack")
+    wheel = build_one(recipe, target, repo_project.layout, say=lambda s: None).wheel
+    killer = dataclasses.replace(recipe, smoke=dataclasses.replace(
+        recipe.smoke, code="import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)"))
+    items = [(recipe, wheel), (killer, wheel), (recipe, wheel)]
+    results = smoke_many(items, get_toolchain(target, repo_project.layout), cache=repo_project.layout.cache,
+                         timeout=20, parallel=1)
+    assert [r.passed for r in results] == [True, False, True], [r.output for r in results]
+    assert "the qemu-arm run ended during this check" in results[1].output

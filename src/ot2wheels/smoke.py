@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -294,43 +295,55 @@ RESULT_MARK = "OT2WHEELS-SMOKE-RESULT "
 
 # Runs in the target's CPython: one fork per wheel, taken before any wheel code is imported, so
 # every check starts from the same fresh state; output goes to the wheel's own file, SIGALRM ends
-# a check that hangs, and the parent reports each child's exit status on its own line.
+# a check that hangs, and the parent reports each child's exit status on its own line. Up to
+# `parallel` checks run at once (they are independent processes).
 _DRIVER = r"""
 import json, os, signal, sys, time
-runner, jobs = sys.argv[1], json.loads(sys.argv[2])
-for job in jobs:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-            os.chdir(job["cwd"])
-            sys.path.insert(0, job["root"])
-            sys.argv = ["-c", json.dumps(job["spec"])]
-            signal.alarm(job["timeout"])
-            exec(compile(runner, "<smoke>", "exec"), {"__name__": "__main__"})
-            code = 0
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or 0
-            else:
-                print(exc.code, file=sys.stderr)
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    print(__MARK__ + json.dumps({"index": job["index"], "exit": os.waitstatus_to_exitcode(status),
-                                  "seconds": round(time.monotonic() - started, 3)}), flush=True)
+runner, parallel, pending = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+
+
+def check(job):
+    code = 1
+    try:
+        fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.chdir(job["cwd"])
+        sys.path.insert(0, job["root"])
+        sys.argv = ["-c", json.dumps(job["spec"])]
+        signal.alarm(job["timeout"])
+        exec(compile(runner, "<smoke>", "exec"), {"__name__": "__main__"})
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+running = {}
+while pending or running:
+    while pending and len(running) < parallel:
+        job = pending.pop(0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            check(job)
+        running[pid] = (job, time.monotonic())
+    pid, status = os.wait()
+    if pid in running:
+        job, started = running.pop(pid)
+        print(__MARK__ + json.dumps({"index": job["index"], "exit": os.waitstatus_to_exitcode(status),
+                                      "seconds": round(time.monotonic() - started, 3)}), flush=True)
 """.replace("__MARK__", repr(RESULT_MARK))
 
 
@@ -345,19 +358,27 @@ class _Job:
     installed: tuple[str, ...]
 
 
-def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int) -> tuple[dict[int, dict], str]:
+def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
+                      parallel: int) -> tuple[dict[int, dict], str]:
     """Run the checks of `jobs` in one target CPython under qemu-arm; per-job results and the driver's output."""
     specs = [{"index": j.index, "root": str(j.site), "cwd": str(j.site.parent), "log": str(j.log),
               "timeout": timeout, "spec": {"root": str(j.site), "imports": list(j.recipe.smoke.imports),
                                            "code": j.recipe.smoke.code, "mark": OK_MARK}} for j in jobs]
+    argv = [*toolchain.qemu_command(), str(toolchain.target_python), "-c", _DRIVER, _RUNNER, str(parallel),
+            json.dumps(specs)]
+    # its own process group: checks the driver could not reap (it died, or was killed) go with it
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=scrubbed_env(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1"))
     try:
-        run = toolchain.run_target([str(toolchain.target_python), "-c", _DRIVER, _RUNNER, json.dumps(specs)],
-                                   env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"},
-                                   timeout=timeout * len(jobs) + 60)
-        output = run.stdout + run.stderr
-    except subprocess.TimeoutExpired as exc:
-        output = f"{exc.stdout or ''}\nthe qemu-arm run timed out"
-        output = output if isinstance(output, str) else output.decode(errors="replace")
+        output, _ = proc.communicate(timeout=timeout * len(jobs) + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate()[0] + "\nthe qemu-arm run timed out"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     results = {}
     for line in output.splitlines():
         if line.startswith(RESULT_MARK):
@@ -368,12 +389,14 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int) -> t
 
 
 def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache: Path | None = None,
-               timeout: int = 300) -> list[SmokeResult]:
+               timeout: int = 300, parallel: int | None = None) -> list[SmokeResult]:
     """Smoke-test several wheels for one toolchain: each in its own fresh directory with its own
-    dependency closure, all checked in one qemu-arm run. One result per item, in order."""
+    dependency closure, all checked in one qemu-arm run, `parallel` at a time (default: cores).
+    One result per item, in order."""
     from .paths import default_cache_dir
 
     cache = cache or default_cache_dir()
+    parallel = max(1, parallel or os.cpu_count() or 1)
     target = toolchain.target
     out: dict[int, SmokeResult] = {}
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
@@ -421,15 +444,19 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
             shutil.copytree(tree, site)  # a fresh directory per check; copy2 keeps the .pyc valid
             jobs.append(_Job(i, recipe, wheel, site, Path(tmp) / str(i) / "output.txt",
                              share + time.monotonic() - begun, tuple(d.name for d in closures[i])))
-        while jobs:  # normally once; again only for the wheels a dead driver never reached
+        batches = [jobs]  # normally one; after a driver died, each wheel it did not report alone
+        while batches:
+            batch = batches.pop(0)
             started = time.monotonic()
-            results, driver_out = _check_in_one_run(toolchain, jobs, timeout)
+            results, driver_out = _check_in_one_run(toolchain, batch, timeout, parallel if len(batch) > 1 else 1)
+            missed = [j for j in batch if j.index not in results]
+            if missed and len(batch) > 1:
+                batches += [[j] for j in missed]
             start_share = max(0.0, time.monotonic() - started - sum(r["seconds"] for r in results.values()))
-            start_share /= max(1, len(results))
-            missed = [j for j in jobs if j.index not in results]
-            for j in jobs:
+            start_share /= max(1, len(batch))
+            for j in batch:
                 r = results.get(j.index)
-                if r is None and j is not missed[0]:
+                if r is None and len(batch) > 1:
                     continue
                 log = j.log.read_text(errors="replace") if j.log.is_file() else ""
                 if r is None:
@@ -445,7 +472,6 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
                 out[j.index] = SmokeResult(j.wheel.name, target.name, passed, round(seconds, 2),
                                            f"$ install {j.wheel.name}{deps}\n"
                                            f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{log}")
-            jobs = missed[1:]
     return [out[i] for i in range(len(items))]
 
 
