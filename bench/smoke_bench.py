@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +83,7 @@ def main() -> int:
                 started = time.monotonic()
                 warm_runs.append(smoke_many(items, tc, cache=Path(empty)))
                 warm_totals.append(time.monotonic() - started)
-        for i, (recipe, wheel) in enumerate(items):
+        for i, (_recipe, wheel) in enumerate(items):
             row = {"target": target_name, "wheel": wheel.name, "bare_start_s": round(bare, 2),
                    "earlier_s": round(earlier[i][0], 2), "cold_s": cold[i].duration_s,
                    "warm_s": round(statistics.median(run[i].duration_s for run in warm_runs), 2),
@@ -100,7 +100,7 @@ def main() -> int:
                  for k in ("earlier_s", "cold_s", "warm_s")}
     print(f"per wheel, all targets: earlier {per_wheel['earlier_s']}s, cold {per_wheel['cold_s']}s, "
           f"warm {per_wheel['warm_s']}s")
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rounds": args.rounds,
+    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "rounds": args.rounds,
                "rows": rows, "per_wheel": per_wheel}
     if not args.no_write:
         (HERE / "smoke_results.json").write_text(json.dumps(results, indent=2) + "\n")

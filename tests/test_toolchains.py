@@ -35,7 +35,7 @@ def test_unknown_provider_is_a_config_error(tmp_path: Path) -> None:
 
     layout = Layout(root=ROOT, cache=tmp_path, dist=tmp_path)
     target = dataclasses.replace(targets.load_targets(layout.targets_file).get("bookworm-armhf"), provider="nix")
-    with pytest.raises(ConfigError, match="unknown provider 'nix'.*known: buildroot-sdk, debian"):
+    with pytest.raises(ConfigError, match=r"unknown provider 'nix'.*known: buildroot-sdk, debian"):
         get_toolchain(target, layout)
 
 

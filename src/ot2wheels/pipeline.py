@@ -18,9 +18,9 @@ from . import locks, records
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError
 from .ledger import Ledger
-from .records import Outcome
 from .paths import Layout
 from .recipes import Recipe, load_all
+from .records import Outcome
 from .smoke import SmokeResult, smoke_many
 from .targets import Target, TargetSet, load_targets
 from .toolchains import get_toolchain

@@ -19,19 +19,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, NormalizedName, canonicalize_name,
-                             parse_sdist_filename, parse_wheel_filename)
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
 from resolvelib.structs import RequirementInformation
@@ -70,7 +76,7 @@ class Plan:
     cutoff: str | None
     constraints: str | None
     entries: tuple[PlanEntry, ...]
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def bucket(self, name: str) -> list[PlanEntry]:
         return [e for e in self.entries if e.bucket == name]
@@ -128,12 +134,12 @@ def parse_cutoff(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"cut-off {value!r} is not an ISO date like 2025-04-11 or 2025-04-11T00:30:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # -- file facts -----------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _filename_version(filename: str) -> Version | None:
     try:
         if filename.endswith(".whl"):
@@ -147,7 +153,7 @@ def _file_version(f: IndexFile) -> Version | None:
     return _filename_version(f.filename) if f.is_wheel or f.is_sdist else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tags_of(filename: str) -> frozenset[Tag]:
     return parse_wheel_filename(filename)[3]
 
@@ -156,7 +162,7 @@ def _wheel_tags(f: IndexFile) -> frozenset[Tag]:
     return _tags_of(f.filename)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _specifier(text: str) -> SpecifierSet | None:
     try:
         return SpecifierSet(text)
@@ -282,7 +288,7 @@ class _Req:
     text: str  # as written, for messages
 
     @classmethod
-    def of(cls, req: Requirement) -> "_Req":
+    def of(cls, req: Requirement) -> _Req:
         return cls(canonicalize_name(req.name), frozenset(canonicalize_name(e) for e in req.extras),
                    req.specifier, str(req))
 
@@ -384,7 +390,7 @@ class _Provider(AbstractProvider[_Req, _Candidate, str]):
             self.index.prefetch(d.name, d.specifier)
         return deps
 
-    def explain(self, causes: Sequence[RequirementInformation[_Req, _Candidate]]) -> str:
+    def explain(self, causes: Collection[RequirementInformation[_Req, _Candidate]]) -> str:
         """One line for a resolution that cannot succeed: which requirements meet, and why."""
         by_name: dict[NormalizedName, list[RequirementInformation[_Req, _Candidate]]] = {}
         for c in causes:
@@ -478,7 +484,7 @@ def plan(requirement: str, target: Target, constraints: Path | None = None, cuto
         client = IndexClient(cache_dir or default_cache_dir())
     when = cutoff if isinstance(cutoff, datetime) or cutoff is None else parse_cutoff(cutoff)
     if isinstance(when, datetime) and when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     pins = read_constraints(constraints) if constraints else {}
     with ThreadPoolExecutor(16) as pool:
         index = _Index(client, target, when, pool)

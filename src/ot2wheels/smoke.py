@@ -14,6 +14,7 @@ The warm path costs little more than the target CPython's start under qemu:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -101,7 +102,7 @@ def _pip_python(python: Path | None) -> str:
 
 
 def install_for_target(target: Target, dest: Path, requirements: list[str],
-                       find_links: list[Path] = (), index: bool = True, python: Path | None = None) -> str:
+                       find_links: Sequence[Path] = (), index: bool = True, python: Path | None = None) -> str:
     """`pip install --target dest` of target wheels, run on the host; returns pip's output."""
     cmd = [_pip_python(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
            "--no-compile", "--target", str(dest), *pip_target_args(target)]
@@ -216,7 +217,7 @@ def install_wheels(wheels: Sequence[Path], site: Path, interpreter: str) -> None
         try:
             with WheelFile.open(w) as source:
                 install(source, dest, {"INSTALLER": b"ot2wheels-smoke\n"})
-        except Exception as exc:  # noqa: BLE001 - installer raises several kinds; all mean "broken wheel"
+        except Exception as exc:
             raise SmokeError(f"cannot install {w.name}: {type(exc).__name__}: {exc}") from None
 
 
@@ -375,10 +376,8 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
         os.killpg(proc.pid, signal.SIGKILL)
         output = proc.communicate()[0] + "\nthe qemu-arm run timed out"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     results = {}
     for line in output.splitlines():
         if line.startswith(RESULT_MARK):
@@ -468,9 +467,9 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
                     elif r["exit"] != 0:
                         log += f"\nexit status {r['exit']}"
                 seconds = j.install_s + (r["seconds"] if r else 0.0) + start_share
-                deps = f" + {', '.join(j.installed)}" if j.installed else ""
+                also = f" + {', '.join(j.installed)}" if j.installed else ""
                 out[j.index] = SmokeResult(j.wheel.name, target.name, passed, round(seconds, 2),
-                                           f"$ install {j.wheel.name}{deps}\n"
+                                           f"$ install {j.wheel.name}{also}\n"
                                            f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{log}")
     return [out[i] for i in range(len(items))]
 
