@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -68,21 +69,24 @@ def main() -> int:
     for b in built:
         groups.setdefault((b.target.name, b.recipe.target_libs), []).append(b)
     rows = []
+    load_before = os.getloadavg()[0]
     for (target_name, libs), group in groups.items():
         tc = get_toolchain(group[0].target, project.layout, libs)
         tc.ensure()
         items = [(b.recipe, b.wheel) for b in group]
-        bare = bare_start(tc, args.rounds)
         earlier = [earlier_way(r, w, tc) for r, w in items]
+        bares = []
         with tempfile.TemporaryDirectory() as empty:
             started = time.monotonic()
             cold = smoke_many(items, tc, cache=Path(empty))
             cold_total = time.monotonic() - started
             warm_runs, warm_totals = [], []
             for _ in range(args.rounds):
+                bares.append(bare_start(tc, 1))  # taken beside each warm round: the same machine load
                 started = time.monotonic()
                 warm_runs.append(smoke_many(items, tc, cache=Path(empty)))
                 warm_totals.append(time.monotonic() - started)
+        bare = statistics.median(bares)
         for i, (_recipe, wheel) in enumerate(items):
             row = {"target": target_name, "wheel": wheel.name, "bare_start_s": round(bare, 2),
                    "earlier_s": round(earlier[i][0], 2), "cold_s": cold[i].duration_s,
@@ -101,6 +105,7 @@ def main() -> int:
     print(f"per wheel, all targets: earlier {per_wheel['earlier_s']}s, cold {per_wheel['cold_s']}s, "
           f"warm {per_wheel['warm_s']}s")
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "rounds": args.rounds,
+               "cpus": os.cpu_count(), "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                "rows": rows, "per_wheel": per_wheel}
     if not args.no_write:
         (HERE / "smoke_results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -114,7 +119,10 @@ def main() -> int:
 
 
 def markdown(results: dict) -> str:
-    lines = [START, "", f"Measured {results['date']}, warm = median of {results['rounds']} rounds.", "",
+    lines = [START, "", f"Measured {results['date']} on {results['cpus']} CPUs with a load average of "
+             f"{results['load'][0]} (start) / {results['load'][1]} (end): other jobs shared the machine. "
+             f"Warm and the bare start are medians of {results['rounds']} rounds, each bare start taken "
+             "right before a warm round.", "",
              "| target | wheel | bare `python -c pass` | earlier (pip + qemu) | cold | warm |",
              "|---|---|---|---|---|---|"]
     for r in results["rows"]:
