@@ -1,4 +1,4 @@
-"""Smoke tests: install a wheel into a fresh target directory and exercise it under qemu-arm.
+"""Smoke tests: install a wheel into a fresh target directory and exercise it under qemu-user.
 
 The warm path costs little more than the target CPython's start under qemu:
 
@@ -277,7 +277,7 @@ def prepare_sites(toolchain: Toolchain, closures: Sequence[tuple[Path, Sequence[
 # -- running -------------------------------------------------------------------------------
 
 def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float = 300) -> tuple[bool, str]:
-    """Run the recipe's smoke test in the target CPython under qemu-arm, with `site` on its path."""
+    """Run the recipe's smoke test in the target CPython under qemu-user, with `site` on its path."""
     spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
             "mark": OK_MARK}
     try:
@@ -288,7 +288,7 @@ def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float =
         )
         output, code = run.stdout + run.stderr, run.returncode
     except subprocess.TimeoutExpired:
-        output, code = f"timed out after {timeout}s under qemu-arm", -1
+        output, code = f"timed out after {timeout}s under {toolchain.target.architecture.qemu}", -1
     return code == 0 and OK_MARK in output, output
 
 
@@ -361,7 +361,7 @@ class _Job:
 
 def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
                       parallel: int) -> tuple[dict[int, dict], str]:
-    """Run the checks of `jobs` in one target CPython under qemu-arm; per-job results and the driver's output."""
+    """Run the checks of `jobs` in one target CPython under qemu-user; per-job results and the driver's output."""
     specs = [{"index": j.index, "root": str(j.site), "cwd": str(j.site.parent), "log": str(j.log),
               "timeout": timeout, "spec": {"root": str(j.site), "imports": list(j.recipe.smoke.imports),
                                            "code": j.recipe.smoke.code, "mark": OK_MARK}} for j in jobs]
@@ -374,7 +374,7 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
         output, _ = proc.communicate(timeout=timeout * len(jobs) + 60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        output = proc.communicate()[0] + "\nthe qemu-arm run timed out"
+        output = proc.communicate()[0] + "\nthe qemu-user run timed out"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -390,13 +390,14 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
 def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache: Path | None = None,
                timeout: int = 300, parallel: int | None = None) -> list[SmokeResult]:
     """Smoke-test several wheels for one toolchain: each in its own fresh directory with its own
-    dependency closure, all checked in one qemu-arm run, `parallel` at a time (default: cores).
+    dependency closure, all checked in one qemu-user run, `parallel` at a time (default: cores).
     One result per item, in order."""
     from .paths import default_cache_dir
 
     cache = cache or default_cache_dir()
     parallel = max(1, parallel or os.cpu_count() or 1)
     target = toolchain.target
+    qemu = target.architecture.qemu
     out: dict[int, SmokeResult] = {}
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
         direct: dict[int, list[Requirement]] = {}
@@ -459,18 +460,18 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
                     continue
                 log = j.log.read_text(errors="replace") if j.log.is_file() else ""
                 if r is None:
-                    passed, log = False, f"{log}\nthe qemu-arm run ended during this check:\n{driver_out[-2000:]}"
+                    passed, log = False, f"{log}\nthe {qemu} run ended during this check:\n{driver_out[-2000:]}"
                 else:
                     passed = r["exit"] == 0 and OK_MARK in log
                     if r["exit"] == -14:
-                        log += f"\ntimed out after {timeout}s under qemu-arm"
+                        log += f"\ntimed out after {timeout}s under {qemu}"
                     elif r["exit"] != 0:
                         log += f"\nexit status {r['exit']}"
                 seconds = j.install_s + (r["seconds"] if r else 0.0) + start_share
                 also = f" + {', '.join(j.installed)}" if j.installed else ""
                 out[j.index] = SmokeResult(j.wheel.name, target.name, passed, round(seconds, 2),
                                            f"$ install {j.wheel.name}{also}\n"
-                                           f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{log}")
+                                           f"$ {qemu} {toolchain.target_python.name} <smoke test>\n{log}")
     return [out[i] for i in range(len(items))]
 
 
@@ -482,7 +483,7 @@ def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: int =
 
 def target_pip_install(toolchain: Toolchain, pip_wheel: Path, index_url: str, requirements: list[str],
                        site: Path, timeout: float = 900) -> str:
-    """Install with the target's own CPython running `pip_wheel` under qemu-arm, as the device would.
+    """Install with the target's own CPython running `pip_wheel` under qemu-user, as the device would.
 
     The host's pip configuration is hidden (a robot has none) and only `index_url` is used.
     """
@@ -490,12 +491,13 @@ def target_pip_install(toolchain: Toolchain, pip_wheel: Path, index_url: str, re
                        PIP_DISABLE_PIP_VERSION_CHECK="1")
     argv = [str(toolchain.target_python), f"{pip_wheel}/pip", "install", "--no-input", "--no-compile",
             "--index-url", index_url, "--target", str(site), *requirements]
+    qemu = toolchain.target.architecture.qemu
     try:
         run = subprocess.run([*toolchain.qemu_command(), *argv], env=env, capture_output=True, text=True,
                              timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise SmokeError(f"{pip_wheel.name} under qemu-arm timed out after {timeout}s") from None
+        raise SmokeError(f"{pip_wheel.name} under {qemu} timed out after {timeout}s") from None
     if run.returncode != 0:
-        raise SmokeError(f"{pip_wheel.name} under qemu-arm could not install {' '.join(requirements)} "
+        raise SmokeError(f"{pip_wheel.name} under {qemu} could not install {' '.join(requirements)} "
                          f"from {index_url}:\n{(run.stdout + run.stderr)[-2500:]}")
     return run.stdout
