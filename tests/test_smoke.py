@@ -91,3 +91,20 @@ def test_a_check_that_kills_the_shared_run_fails_alone(repo_project) -> None:
                          timeout=20, parallel=1)
     assert [r.passed for r in results] == [True, False, True], [r.output for r in results]
     assert "the qemu-arm run ended during this check" in results[1].output
+
+
+def test_a_missing_dependency_fails_only_the_wheel_that_needs_it(repo_project) -> None:
+    """The shared dependency download fails (one recipe asks for a release that does not exist):
+    each wheel's own requirements are resolved alone, so only that wheel fails."""
+    import dataclasses
+
+    from ot2wheels.smoke import smoke_many
+
+    target = repo_project.targets.get("bookworm-armhf")
+    cffi, msgpack = repo_project.recipe("cffi"), repo_project.recipe("msgpack")
+    wheels = {r.name: build_one(r, target, repo_project.layout, say=lambda s: None).wheel for r in (cffi, msgpack)}
+    impossible = dataclasses.replace(msgpack, smoke=dataclasses.replace(msgpack.smoke, requires=("pycparser==0.0.0",)))
+    results = smoke_many([(cffi, wheels["cffi"]), (impossible, wheels["msgpack"])],
+                         get_toolchain(target, repo_project.layout), cache=repo_project.layout.cache)
+    assert [r.passed for r in results] == [True, False], [r.output for r in results]
+    assert "pycparser==0.0.0" in results[1].output and "cannot get the runtime dependencies" in results[1].output

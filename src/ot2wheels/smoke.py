@@ -407,20 +407,21 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
             except (SmokeError, OSError, zipfile.BadZipFile) as exc:
                 out[i] = SmokeResult(wheel.name, target.name, False, 0.0, f"$ read {wheel.name}\n{exc}")
         wanted = sorted({str(r) for reqs in direct.values() for r in reqs})
-        wheelhouse, house_error = None, ""
+        wheelhouse, house_error = None, False
         if wanted:
             try:
                 wheelhouse = runtime_wheelhouse(toolchain, wanted, sorted({w.parent for _r, w in items}), cache)
-            except SmokeError as exc:
-                house_error = str(exc)
+            except SmokeError:
+                house_error = True
         closures: dict[int, list[Path]] = {}
         for i, (_recipe, wheel) in enumerate(items):
             if i in out:
                 continue
             try:
-                if house_error and direct[i]:
-                    raise SmokeError(house_error)
-                closures[i] = dependency_closure(wheel, direct[i], wheelhouse, target)
+                house = wheelhouse
+                if house_error and direct[i]:  # the shared resolution failed: whose requirements fail?
+                    house = runtime_wheelhouse(toolchain, sorted({str(r) for r in direct[i]}), [wheel.parent], cache)
+                closures[i] = dependency_closure(wheel, direct[i], house, target)
             except (SmokeError, OSError, zipfile.BadZipFile) as exc:
                 out[i] = SmokeResult(wheel.name, target.name, False, 0.0, f"$ install {wheel.name}\n{exc}")
         started = time.monotonic()
