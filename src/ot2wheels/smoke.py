@@ -164,7 +164,8 @@ def runtime_wheelhouse(toolchain: Toolchain, requirements: Sequence[str], find_l
     with cache_lock(cache, f"smoke-wheels-{target.name}-{key}"):
         if done.is_file():
             return house
-        house.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(house, ignore_errors=True)  # what an interrupted attempt left
+        house.mkdir(parents=True)
         cmd = [_pip_python(toolchain.build_python()), "-m", "pip", "download", "--disable-pip-version-check",
                "--no-input", "--dest", str(house), *pip_target_args(target)]
         for d in find_links:
