@@ -38,7 +38,7 @@ from elftools.elf.elffile import ELFFile
 from .. import fsutil, hostpython, locks
 from ..errors import ConfigError, ToolchainError
 from ..targets import DebianSource, Target
-from . import debian  # which imports this module back: names are looked up at call time
+from . import debapt
 
 ENV = "OT2WHEELS_BUILD_PYTHON"
 MANIFEST = Path(".ot2wheels") / "buildpython.json"
@@ -165,7 +165,7 @@ def _roots(version: str) -> tuple[str, ...]:
             f"libpython{version}-stdlib", "python3-distutils", "python3-lib2to3")
 
 
-def _candidates(apt: debian.PrivateApt, names: tuple[str, ...]) -> dict[str, str]:
+def _candidates(apt: debapt.PrivateApt, names: tuple[str, ...]) -> dict[str, str]:
     """{package: candidate version} of those of `names` the suite has (real packages only)."""
     out = subprocess.run(["apt-cache", *apt.options(), "policy", *names], capture_output=True, text=True)
     found, current = {}, None
@@ -193,7 +193,7 @@ def _host_versions(packages: list[str]) -> dict[str, str]:
     return found
 
 
-def _host_has(deb: debian.Deb, host: dict[str, str]) -> bool:
+def _host_has(deb: debapt.Deb, host: dict[str, str]) -> bool:
     """A package the host has at this version or newer (a library's name carries its ABI).
 
     The CPython packages themselves are always ours: the host's may be another release."""
@@ -208,14 +208,14 @@ def _version_ge(a: str, b: str) -> bool:
     return subprocess.run(["dpkg", "--compare-versions", a, "ge", b]).returncode == 0
 
 
-def plan(apt: debian.PrivateApt, source: DebianSource, version: str) -> list[debian.Deb]:
+def plan(apt: debapt.PrivateApt, source: DebianSource, version: str) -> list[debapt.Deb]:
     """The .debs of the suite's amd64 CPython X.Y that this host needs unpacked."""
     debs = _suite_debs(apt, source, version)
     host = _host_versions([d.package for d in debs])
     return [d for d in debs if not _host_has(d, host)]
 
 
-def _suite_debs(apt: debian.PrivateApt, source: DebianSource, version: str) -> list[debian.Deb]:
+def _suite_debs(apt: debapt.PrivateApt, source: DebianSource, version: str) -> list[debapt.Deb]:
     # Memoized on the package lists' state (like the sysroot's plan): a reused build does no
     # dependency resolution.
     stamp = apt.state / "lists" / ".updated"
@@ -225,12 +225,12 @@ def _suite_debs(apt: debian.PrivateApt, source: DebianSource, version: str) -> l
     ]).encode()).hexdigest()
     memo = apt.state / "plans" / f"python-{memo_key}.json"
     if memo.is_file():
-        return [debian.Deb(**d) for d in json.loads(memo.read_text())]
+        return [debapt.Deb(**d) for d in json.loads(memo.read_text())]
     have = _candidates(apt, _roots(version))
     if f"python{version}" not in have:
         raise Unavailable(f"{'/'.join(source.suites)} has no python{version} for {HOST_ARCH}")
     names = set(apt.closure([r for r in _roots(version) if r in have], (*NEVER, *source.exclude)))
-    debs = debian.debs_for(apt, names, names)
+    debs = debapt.debs_for(apt, names, names)
     fsutil.atomic_write(memo, json.dumps([d.__dict__ for d in debs]))
     return debs
 
@@ -244,7 +244,7 @@ def debian_python(source: DebianSource, version: str, cache: Path, acquire: bool
     if not acquire:
         ready = sorted(pythons.glob(f"{name}-*/{MANIFEST}"), key=lambda p: p.stat().st_mtime)
         return _load(ready[-1].parents[1]) if ready else None
-    apt = debian.PrivateApt(cache / "apt" / f"{HOST_ARCH}-{suites}", source, arch=HOST_ARCH)
+    apt = debapt.PrivateApt(cache / "apt" / f"{HOST_ARCH}-{suites}", source, arch=HOST_ARCH)
     apt_lock = f"apt-{HOST_ARCH}-{suites}"
     with locks.cache_lock(cache, apt_lock, log):
         apt.prepare()
@@ -255,7 +255,7 @@ def debian_python(source: DebianSource, version: str, cache: Path, acquire: bool
     with locks.cache_lock(cache, f"python-{root.name}", log):
         if not (root / MANIFEST).is_file():
             debdir = cache / "debs" / f"{HOST_ARCH}-{suites}"
-            need = [d for d in debs if not debian._deb_ok(debdir / d.filename, d.sha256)]
+            need = [d for d in debs if not debapt.deb_ok(debdir / d.filename, d.sha256)]
             if need:
                 with locks.cache_lock(cache, apt_lock, log):
                     apt.download([f"{d.package}={d.version}" for d in need], debdir)
@@ -263,7 +263,7 @@ def debian_python(source: DebianSource, version: str, cache: Path, acquire: bool
     return _load(root)
 
 
-def _assemble(debs: list[debian.Deb], debdir: Path, root: Path, version: str, source: DebianSource,
+def _assemble(debs: list[debapt.Deb], debdir: Path, root: Path, version: str, source: DebianSource,
               log: Callable[[str], None]) -> None:
     log(f"unpacking CPython {version} from {'/'.join(source.suites)}'s {HOST_ARCH} packages "
         f"({len(debs)} .debs, {sum(d.size for d in debs) / 1e6:.1f} MB) ...")
@@ -272,14 +272,14 @@ def _assemble(debs: list[debian.Deb], debdir: Path, root: Path, version: str, so
     try:
         for d in debs:
             path = debdir / d.filename
-            if not debian._deb_ok(path, d.sha256):
+            if not debapt.deb_ok(path, d.sha256):
                 raise ToolchainError(f"{path}: sha256 differs from the signed index; delete it and retry")
-            debian._run(["dpkg-deb", "-x", str(path), str(tmp)], f"unpacking {d.filename}")
-        debian._relativize_symlinks(tmp)
+            debapt.run(["dpkg-deb", "-x", str(path), str(tmp)], f"unpacking {d.filename}")
+        debapt.relativize_symlinks(tmp)
         _set_runpaths(tmp)
         exe = tmp / "usr" / "bin" / f"python{version}"
         full = _check(exe, f"{'/'.join(source.suites)}'s {HOST_ARCH} python{version}")
-        debian._precompile_stdlib(tmp, version, exe)
+        debapt.precompile_stdlib(tmp, version, exe)
         manifest = {
             "origin": Origin.DEBIAN.value, "version": full, "python": f"usr/bin/python{version}",
             "detail": f"{'/'.join(source.suites)} {HOST_ARCH} .debs",
@@ -336,7 +336,7 @@ def _set_runpaths(root: Path) -> None:
     patchelf = _patchelf()
     for parent, elves in sorted(by_dir.items()):
         runpath = ":".join(f"$ORIGIN/{os.path.relpath(d, parent)}" for d in libdirs)
-        debian._run([patchelf, "--set-rpath", runpath, *map(str, sorted(elves))], f"patchelf in {parent}")
+        debapt.run([patchelf, "--set-rpath", runpath, *map(str, sorted(elves))], f"patchelf in {parent}")
 
 
 def _check(exe: Path, what: str) -> str:
