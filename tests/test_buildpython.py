@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 
 from ot2wheels import buildenv, hostpython, stale
 from ot2wheels.errors import ConfigError, ToolchainError
+from ot2wheels.paths import Layout
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import buildpython
 from ot2wheels.toolchains.buildpython import ENV, BuildPython, Origin
@@ -205,7 +206,7 @@ def test_toolchain_digest_changes_with_the_build_python(monkeypatch, cache_dir: 
         if source == sys.executable and sys.version_info[:2] != (3, 11):
             pytest.skip("the interpreter running the tests is not a 3.11")
         monkeypatch.setenv(ENV, source)
-        tc = DebianToolchain(target, cache_dir)
+        tc = DebianToolchain(target, Layout(root=REPO, cache=cache_dir, dist=REPO / "dist"))
         tc.ensure(log=lambda m: None)
         digests[source] = (tc.manifest["digest"], tc.digest, tc.build_python_info().origin)
     (sysroot_a, digest_a, origin_a), (sysroot_b, digest_b, origin_b) = digests.values()
