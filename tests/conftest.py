@@ -4,7 +4,9 @@ ot2wheels cache, so the sysroots are assembled once; every test gets its own dis
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -170,3 +172,25 @@ def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **
 def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
     """The repository's recipes and targets, the shared toolchain cache, a dist/ of this test only."""
     return Project.load(Layout(root=REPO, cache=cache_dir, dist=tmp_path / "dist"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small filesystem (tmpfs) for the cache, to hit ENOSPC for real."""
+    mounts = []
+
+    def make(size_kb: int) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        d = tmp_path / f"disk{len(mounts)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounts.append(d)
+        return d
+
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", str(d)], capture_output=True)

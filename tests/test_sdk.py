@@ -180,28 +180,6 @@ def test_invoke_tasks(mini, tmp_path):
     assert "unknown (no pin to compare with)" in r.stdout
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real small filesystem (tmpfs) for the cache, to hit ENOSPC for real."""
-    mounts = []
-
-    def make(size_kb: int) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a small tmpfs needs root")
-        d = tmp_path / f"disk{len(mounts)}"
-        d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-        mounts.append(d)
-        return d
-
-    yield make
-    for d in mounts:
-        subprocess.run(["umount", str(d)], capture_output=True)
-
-
 @pytest.mark.parametrize("kib, error, message", [
     (800, DownloadError, "disk full while writing .*Free some space"),  # smaller than the tarball
     (2300, ToolchainError, "disk full while unpacking the SDK.*nothing was installed"),  # tarball fits, contents not

@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..download import sha256_file
 from ..errors import IndexBuildError
+from ..fsutil import disk_error
 from ..targets import TargetSet
 from . import render, swap
 from .model import WheelEntry, YankList, load_yanks
@@ -214,39 +215,59 @@ def _records_by_wheel(project_dir: Path) -> dict[str, tuple[Path, dict]]:
 
 
 def _record_verdict(record: dict) -> str | None:
-    """Why a wheel must not be published according to its build record, or None."""
-    result = record.get("result", "passed")
+    """Why a wheel must not be published according to its current build record, or None.
+
+    Published: the build passed (or reused a passing one), the gate passed and the smoke test
+    under qemu passed. Every recipe has a [smoke] section (the recipe schema requires it), so a
+    wheel whose smoke test has not run yet is not published either.
+    """
+    result = record.get("result")
     if result not in ("passed", "reused"):
-        return f"build record says result={result!r}"
+        return f"its build record says result={result!r}"
+    gate = record.get("gate") or {}
+    if isinstance(gate, dict) and gate.get("passed") is False:
+        return "its build record says the gate failed"
     smoke = record.get("smoke") or {}
-    if smoke.get("passed") is False:
+    if not isinstance(smoke, dict) or "passed" not in smoke:
+        return "its smoke test has not run yet (invoke test-arm / nox -s build-*)"
+    if smoke.get("passed") is not True:
         return "its smoke test under qemu failed"
     return None
 
 
-def scan_dist(dist_dir: Path) -> tuple[list[_Candidate], list[str]]:
-    """Every wheel in dist/<target>/<project>/ that may be published, and the skipped ones (with why).
+def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
+    """Every wheel in dist/<target>/<project>/ that may be published, and the others (with why).
 
-    A wheel named by a build record is published only if the record says the build passed
-    (or was reused) and its smoke test, if run, passed. A wheel without a record is published.
+    A wheel is published only from a folder named after a target of `targets`, and only if a
+    build record beside it (its current one: a later build of the same version rewrites the
+    record) names it and says it passed (see _record_verdict). Everything else is reported,
+    never published.
     """
     found, skipped = [], []
     for tdir in _visible_dirs(dist_dir):
+        known = tdir.name in targets.targets
         for pdir in _visible_dirs(tdir):
-            recs = _records_by_wheel(pdir)
+            recs = _records_by_wheel(pdir) if known else {}
             for wheel in sorted(pdir.glob("*.whl")):
-                record_path, record = recs.get(wheel.name, (None, {}))
+                where = f"{tdir.name}/{pdir.name}/{wheel.name}"
+                if not known:
+                    skipped.append(f"{where}: {tdir.name!r} is not a target of {targets.source}; "
+                                   "move the wheel under dist/<target>/ or add the target")
+                    continue
+                if wheel.name not in recs:
+                    skipped.append(f"{where}: no build record names it (left by an earlier build or put "
+                                   "there by hand); rebuild it to publish it")
+                    continue
+                record_path, record = recs[wheel.name]
                 why = _record_verdict(record)
                 if why:
-                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({record_path})")
+                    skipped.append(f"{where}: {why} ({record_path.name})")
                     continue
                 found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
     return found, skipped
 
 
-def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet | None) -> None:
-    if targets is None or entry.target not in targets.targets:
-        return
+def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet) -> None:
     t = targets.targets[entry.target]
     wheel_tags = parse_wheel_filename(entry.filename)[3]
     if not wheel_tags & set(t.supported_tags()):
@@ -291,7 +312,7 @@ def build_index(
     yanked_file: Path | None,
     base_url: str | None = None,
     *,
-    targets: TargetSet | None = None,
+    targets: TargetSet,
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> IndexResult:
@@ -301,6 +322,15 @@ def build_index(
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
     of each project page as it is written into the new tree.
     """
+    try:
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress)
+    except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
+        raise disk_error(exc, exc.filename or index_dir, "building the index") from None
+
+
+def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
+                 targets: TargetSet, remove: Iterable[tuple[str, str]],
+                 progress: Callable[[str], None] | None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -309,7 +339,7 @@ def build_index(
     with swap.locked(index_dir):
         swap.recover(index_dir)
         published = read_published(index_dir)
-        candidates, skipped = scan_dist(dist_dir)
+        candidates, skipped = scan_dist(dist_dir, targets)
 
         removed = []
         dist_keys = {(c.target, c.path.name): c.path for c in candidates}
@@ -343,7 +373,11 @@ def build_index(
                         "wheels are immutable: bump the version or add a build tag "
                         "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
                 continue
-            entry, metadata = inspect_wheel(path, target, sha)
+            try:
+                entry, metadata = inspect_wheel(path, target, sha)
+            except IndexBuildError as exc:  # one broken wheel must not stop every other project
+                skipped.append(f"{target}/{path.parent.name}/{path.name}: {exc}")
+                continue
             _check_tags(entry, path, targets)
             new[key] = _New(entry, path, metadata)
 
@@ -428,6 +462,13 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
 
 def _put(dest: str, src: bytes | _Copy) -> None:
     """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
+    try:
+        _put_unnamed(dest, src)
+    except OSError as exc:  # name the file being written, not the copy's source or nothing
+        raise OSError(exc.errno, exc.strerror, dest) from exc
+
+
+def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
     if isinstance(src, bytes):
         with open(dest, "wb") as fh:
             fh.write(src)
@@ -508,7 +549,7 @@ def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Calla
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
-                  base_url: str | None = None, *, targets: TargetSet | None = None) -> IndexResult:
+                  base_url: str | None = None, *, targets: TargetSet) -> IndexResult:
     """Take published wheels out of the index on purpose: (target, wheel filename) pairs.
 
     Refused for a wheel still in dist (the next build would publish it again). Prefer yanking

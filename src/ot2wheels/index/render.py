@@ -33,15 +33,24 @@ class Links:
     def project(self, target: str, project: str) -> str:
         """Link from a target's root page to a project page."""
         if self.base_url:
-            return f"{self.base_url.rstrip('/')}/{quote(target)}/simple/{project}/"
-        return f"{project}/"
+            return f"{self.base_url.rstrip('/')}/{quote(target)}/simple/{quote(project)}/"
+        return f"{quote(project)}/"
 
     def file(self, entry: WheelEntry) -> str:
         """Link from a project page to a wheel (without the hash fragment)."""
-        tail = f"files/{entry.project}/{quote(entry.filename)}"
+        tail = f"files/{quote(entry.project)}/{quote(entry.filename)}"
         if self.base_url:
             return f"{self.base_url.rstrip('/')}/{quote(entry.target)}/{tail}"
         return f"../../{tail}"
+
+
+def attr_url(part: str) -> str:
+    """A path segment (a target or project name) for an HTML attribute: URL-quoted, then escaped.
+
+    Quoting keeps a name like `javascript:alert(3)` a relative path (the colon becomes %3A);
+    escaping keeps the attribute closed whatever the name holds.
+    """
+    return escape(quote(part, safe=""))
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
@@ -187,11 +196,12 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
             f"CPython {t.python}" if t.python else "",
             t.platform,
             f"glibc {t.glibc}" if t.glibc else "") if x)
-        out.append(f'    <h2 id="{escape(t.name)}">{escape(t.name)}</h2>')
+        href = attr_url(t.name)
+        out.append(f'    <h2 id="{href}">{escape(t.name)}</h2>')
         if facts:
             out.append(f"    <p>{escape(facts)}</p>")
-        out.append(f'    <p>Simple index: <a href="{escape(t.name)}/simple/">{escape(simple)}</a> '
-                   f'&middot; constraints: <a href="{escape(t.name)}/constraints.txt">'
+        out.append(f'    <p>Simple index: <a href="{href}/simple/">{escape(simple)}</a> '
+                   f'&middot; constraints: <a href="{href}/constraints.txt">'
                    f"{escape(t.name)}/constraints.txt</a></p>")
         out.append("    <table><tr><th>project</th><th>versions</th></tr>")
         by_project: dict[str, set[str]] = {}
@@ -199,7 +209,7 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
             by_project.setdefault(e.project, set()).add(e.version)
         for name in sorted(by_project):
             versions = sorted(by_project[name], key=Version, reverse=True)
-            out.append(f'      <tr><td><a href="{escape(t.name)}/simple/{escape(name)}/">{escape(name)}</a>'
+            out.append(f'      <tr><td><a href="{href}/simple/{attr_url(name)}/">{escape(name)}</a>'
                        f"</td><td>{escape(', '.join(versions))}</td></tr>")
         out.append("    </table>")
         # On a Buildroot device (the OT-2) /usr is read-only: user packages go to the target's site.
