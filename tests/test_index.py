@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,9 +148,11 @@ def test_pages_carry_hashes_metadata_and_escaped_requires_python(tmp_path, dist,
     root = (index / TARGET / "simple" / "index.html").read_text()
     assert 'href="tinyarm/"' in root and 'href="tinypure/"' in root
     landing = (index / "index.html").read_text()
-    assert f"--extra-index-url BASE_URL/{TARGET}/simple/" in landing and "extra-index-url = " in landing
+    assert f"--only-binary=:all: --extra-index-url BASE_URL/{TARGET}/simple/" in landing
+    assert "set global.extra-index-url" in landing
     assert "CPython 3.11, linux_armv7l, glibc 2.36" in landing
-    assert "--platform linux_armv7l --python-version 3.11" in landing
+    assert "--python-version 3.11 --implementation cp --abi cp311" in landing
+    assert "--platform manylinux_2_36_armv7l" in landing and "--platform linux_armv7l " in landing
     assert (index / TARGET / "constraints.txt").read_text().splitlines()[1:] == ["tinyarm==1.0", "tinypure==1.0"]
 
 
@@ -262,7 +265,7 @@ def test_incremental_rewrites_only_the_changed_project(tmp_path, dist, real_whee
     assert set(result.rewritten) == {
         f"{TARGET}/simple/tinypure/index.html", f"{TARGET}/simple/tinypure/index.json",
         f"{TARGET}/files/tinypure/tinypure-2.0-py3-none-any.whl.metadata",
-        f"{TARGET}/constraints.txt", "index.html"}
+        f"{TARGET}/constraints.txt", "index.html", ".ot2wheels-index.json"}
     # And the result equals a from-scratch build of the same inputs.
     fresh = tmp_path / "fresh"
     build_index(dist, fresh, None, targets=TARGETS)
@@ -358,22 +361,23 @@ def progress(rel):
     if len(pages) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # die in the middle of writing the new tree
 build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, progress=progress,
-            targets=load_targets(Path(sys.argv[3])))
+            targets=load_targets(Path(sys.argv[3])), full=sys.argv[4] == "full")
 """
 
 
 @pytest.mark.parametrize("mode", ["fresh tree", "spare tree"])
 def test_killed_build_leaves_old_index_intact(tmp_path, dist, real_wheels, mode):
+    """A full build (--full, or a change of yank list, targets, base URL) swaps whole trees."""
     index = tmp_path / "index"
     build_index(dist, index, None, targets=TARGETS)
     if mode == "spare tree":  # a second build leaves the previous tree as the spare to update
         _put(dist, real_wheels["tinypure-2.0"])
-        build_index(dist, index, None, targets=TARGETS)
+        build_index(dist, index, None, targets=TARGETS, full=True)
         assert (tmp_path / ".index.spare").is_dir()
     old = _tree(index)
     for i in range(5):
         _synth(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index), str(TARGETS.source)],
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index), str(TARGETS.source), "full"],
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     if mode == "fresh tree":
@@ -400,9 +404,54 @@ def test_exception_mid_build_leaves_old_index_intact(tmp_path, dist, real_wheels
         raise OSError(28, "No space left on device (injected)")
 
     with pytest.raises(DiskError, match=f"disk full at {index} while building the index"):
-        build_index(dist, index, None, progress=boom, targets=TARGETS)
+        build_index(dist, index, None, progress=boom, targets=TARGETS, full=True)
     assert _tree(index) == old
     assert not list(tmp_path.glob(".index.*-*"))
+
+
+def _consistent(index: Path) -> int:
+    """Every link of every page resolves to a file with the stated sha256 and a .metadata; the root
+    pages link only to project pages that exist. Returns the number of file links checked."""
+    import hashlib
+
+    checked = 0
+    for target in [d for d in index.iterdir() if d.is_dir() and (d / "simple").is_dir()]:
+        root = (target / "simple" / "index.html").read_text()
+        for name in re.findall(r'href="([^"/]+)/"', root):
+            assert (target / "simple" / name / "index.json").is_file(), name
+        for page in (target / "simple").glob("*/index.html"):
+            for href, sha in re.findall(r'href="\.\./\.\./([^"#]+)#sha256=([0-9a-f]+)"', page.read_text()):
+                wheel = target / urllib.parse.unquote(href)
+                assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha, wheel
+                assert wheel.with_name(wheel.name + ".metadata").is_file()
+                checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("after_pages", [1, 2, 3])
+def test_killed_incremental_build_keeps_every_page_consistent(tmp_path, dist, real_wheels, after_pages):
+    """An incremental build updates the live tree in place, file by file in dependency order:
+    killed at any point, every page still links only to complete files with the stated hashes,
+    nothing published before is gone, and the next build completes to what a fresh build gives."""
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    before = _tree(index)
+    _put(dist, real_wheels["tinypure-2.0"])
+    for i in range(2):
+        _synth(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
+    killer = _KILLER.replace("len(pages) == 2", f"len(pages) == {after_pages}")
+    proc = subprocess.run([sys.executable, "-c", killer, str(dist), str(index), str(TARGETS.source), "incremental"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _consistent(index) >= 2
+    after = _tree(index)
+    assert all(rel in after for rel in before if "/files/" in rel)  # published stays published
+    assert _tree(index) != before  # it did die in the middle of an in-place update
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert _consistent(index) == 5
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert _tree(index) == _tree(fresh), result
 
 
 def test_crash_between_the_two_fallback_renames_is_repaired(tmp_path, dist):
@@ -427,21 +476,22 @@ _FILE_SCHEMA = {
         "hashes": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]+$"}},
         "requires-python": {"type": "string"},
         "core-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
-        "dist-info-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
+        # no "dist-info-metadata": pip 23.0 (bookworm's) crashes on it in JSON (PEP 714)
         "gpg-sig": {"type": "boolean"},
         "yanked": {"oneOf": [{"type": "boolean"}, {"type": "string"}]},
         "size": {"type": "integer", "minimum": 0},
-        "upload-time": {"type": "string"},
+        "upload-time": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"},  # PEP 700
     },
     "additionalProperties": False,
 }
 _META = {"type": "object", "required": ["api-version"],
          "properties": {"api-version": {"type": "string", "pattern": "^1\\.[0-9]+$"}}}
-PROJECT_SCHEMA = {  # PEP 691 + PEP 700 (api-version 1.1: versions and size are required)
+PROJECT_SCHEMA = {  # PEP 691 + PEP 700 (api-version 1.1: versions, size and upload-time on every file)
     "type": "object",
     "required": ["meta", "name", "files", "versions"],
     "properties": {"meta": _META, "name": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
-                   "files": {"type": "array", "items": {**_FILE_SCHEMA, "required": ["filename", "url", "hashes", "size"]}},
+                   "files": {"type": "array", "items": {**_FILE_SCHEMA, "required": ["filename", "url", "hashes", "size",
+                                                                                "upload-time", "core-metadata"]}},
                    "versions": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
     "additionalProperties": False,
 }
@@ -745,3 +795,37 @@ def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monke
         assert _dirs(fresh) == _dirs(index), f"step {i}"
     assert not (index / TARGET / "simple" / "newproj").exists()
     assert not list(tmp_path.glob(".index.old-*")) and not list(tmp_path.glob(".index.building-*"))
+
+
+def test_upload_time_is_first_publication_and_uv_exclude_newer_honours_it(tmp_path, dist, real_wheels):
+    """PEP 700 upload-time: the dist wheel's mtime when first published, kept by later builds (even
+    after the dist file is touched or deleted); uv --exclude-newer resolves by it."""
+    uv = _uv()
+    pure1 = next((dist / TARGET / "tinypure").glob("tinypure-1.0-*.whl"))
+    os.utime(pure1, ns=(1_700_000_000_123_456_789,) * 2)  # 2023-11-14T22:13:20.123456Z
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    pure2 = _put(dist, real_wheels["tinypure-2.0"])
+    os.utime(pure2, ns=(1_800_000_000_000_000_000,) * 2)  # 2027-01-15T08:00:00Z
+    build_index(dist, index, None, targets=TARGETS)
+
+    def times() -> dict[str, str]:
+        page = json.loads((index / TARGET / "simple" / "tinypure" / "index.json").read_text())
+        return {f["filename"]: f["upload-time"] for f in page["files"]}
+
+    assert times() == {pure1.name: "2023-11-14T22:13:20.123456Z", pure2.name: "2027-01-15T08:00:00.000000Z"}
+    os.utime(pure1)  # touched (a rebuilt, identical wheel) and then gone from dist: nothing moves
+    build_index(dist, index, None, targets=TARGETS)
+    pure1.unlink()
+    (dist / TARGET / "tinypure" / "tinypure-1.0-py3.json").unlink()
+    build_index(dist, index, None, targets=TARGETS)
+    assert times()[pure1.name] == "2023-11-14T22:13:20.123456Z"
+    with serve_index(index) as url:
+        req = tmp_path / "req.in"
+        req.write_text("tinypure\n")
+        for cutoff, expected in (("2025-01-01T00:00:00Z", "tinypure==1.0"), ("2028-01-01T00:00:00Z", "tinypure==2.0")):
+            proc = subprocess.run([uv, "pip", "compile", "--index-url", f"{url}/{TARGET}/simple/", "--python-version",
+                                   "3.11", "--no-header", "--exclude-newer", cutoff, str(req)],
+                                  env=_client_env(tmp_path), capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            assert expected in proc.stdout, (cutoff, proc.stdout)

@@ -139,7 +139,7 @@ def test_index_build_disk_full_is_one_line(tmp_path, small_disk):
     before = {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()}
     big = write_wheel(dist / TARGET / "big", "big", "1.0", module_code="X = " + repr(os.urandom(400_000)))  # incompressible
     write_record(big, TARGET)
-    with pytest.raises(DiskError, match=f"^disk full at {disk}/.* while building the index; free space there"):
+    with pytest.raises(DiskError, match=f"^disk full at {disk}/index/.*; free space there"):
         build_index(dist, index, None, targets=TARGETS)
     assert {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
     # The CLI: exit 1, the message on one line, no traceback.

@@ -32,12 +32,11 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ..download import sha256_file
 from ..errors import IndexBuildError
-from ..fsutil import disk_error
-from ..targets import TargetSet
-from . import render, swap
-from .model import WheelEntry, YankList, load_yanks
+from ..fsutil import disk_error, sha256_file
+from ..targets import Target, TargetSet
+from . import incremental, render, swap
+from .model import WheelEntry, YankList, load_yanks, upload_time
 
 # Where one output file of the new tree comes from, when it is not new bytes:
 # ("copy", path in dist) or ("link", path in the previous tree).
@@ -136,15 +135,17 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = headers.get("requires-python")
+    stat = path.stat()
     entry = WheelEntry(
         target=target,
         project=name,
         filename=path.name,
         version=str(version),
         sha256=sha256 or sha256_file(path),
-        size=path.stat().st_size,
+        size=stat.st_size,
         requires_python=requires_python or None,
         metadata_sha256=hashlib.sha256(metadata).hexdigest(),
+        upload_time=upload_time(stat.st_mtime_ns),
     )
     return entry, metadata
 
@@ -184,6 +185,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                         sha256=info["hashes"]["sha256"], size=size,
                         requires_python=info.get("requires-python"),
                         metadata_sha256=info["core-metadata"]["sha256"],
+                        upload_time=info.get("upload-time") or upload_time(wheel.stat().st_mtime_ns),
                     )
                     out[entry.key] = _Published(entry, wheel, meta)
                 else:  # not described by a page (or changed size): read the wheel itself
@@ -235,54 +237,134 @@ def _record_verdict(record: dict) -> str | None:
     return None
 
 
-def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
-    """Every wheel in dist/<target>/<project>/ that may be published, and the others (with why).
+def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
+    """The wheels of one dist folder ("<target>/<project>") that may be published, and the others (why).
 
     A wheel is published only from a folder named after a target of `targets`, and only if a
     build record beside it (its current one: a later build of the same version rewrites the
     record) names it and says it passed (see _record_verdict). Everything else is reported,
     never published.
     """
+    target = folder.split("/", 1)[0]
+    pdir = dist_dir / folder
+    known = target in targets.targets
     found, skipped = [], []
-    for tdir in _visible_dirs(dist_dir):
-        known = tdir.name in targets.targets
-        for pdir in _visible_dirs(tdir):
-            recs = _records_by_wheel(pdir) if known else {}
-            for wheel in sorted(pdir.glob("*.whl")):
-                where = f"{tdir.name}/{pdir.name}/{wheel.name}"
-                if not known:
-                    skipped.append(f"{where}: {tdir.name!r} is not a target of {targets.source}; "
-                                   "move the wheel under dist/<target>/ or add the target")
-                    continue
-                if wheel.name not in recs:
-                    skipped.append(f"{where}: no build record names it (left by an earlier build or put "
-                                   "there by hand); rebuild it to publish it")
-                    continue
-                record_path, record = recs[wheel.name]
-                why = _record_verdict(record)
-                if why:
-                    skipped.append(f"{where}: {why} ({record_path.name})")
-                    continue
-                found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
+    recs = _records_by_wheel(pdir) if known else {}
+    for wheel in sorted(pdir.glob("*.whl")):
+        where = f"{folder}/{wheel.name}"
+        if not known:
+            skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
+                           "move the wheel under dist/<target>/ or add the target")
+            continue
+        if wheel.name not in recs:
+            skipped.append(f"{where}: no build record names it (left by an earlier build or put "
+                           "there by hand); rebuild it to publish it")
+            continue
+        record_path, record = recs[wheel.name]
+        why = _record_verdict(record)
+        if why:
+            skipped.append(f"{where}: {why} ({record_path.name})")
+            continue
+        found.append(_Candidate(target, wheel, record.get("wheel_sha256")))
     return found, skipped
 
 
-def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet) -> None:
-    t = targets.targets[entry.target]
+def dist_folders(dist_dir: Path) -> dict[str, int]:
+    """Every dist/<target>/<project>/ folder ("<target>/<project>") with its mtime in ns.
+
+    A folder's mtime changes whenever a file is created, renamed into it or deleted, which is
+    how ot2wheels writes wheels and records (atomically, by rename): an incremental index build
+    rescans only folders whose mtime moved.
+    """
+    out: dict[str, int] = {}
+    try:
+        tops = [e for e in os.scandir(dist_dir) if e.is_dir() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return out
+    for top in sorted(tops, key=lambda e: e.name):
+        for entry in os.scandir(top.path):
+            if entry.is_dir() and not entry.name.startswith("."):
+                out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+    return dict(sorted(out.items()))
+
+
+def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
+    """scan_project over every dist folder."""
+    found, skipped = [], []
+    for folder in dist_folders(dist_dir):
+        f, sk = scan_project(dist_dir, folder, targets)
+        found += f
+        skipped += sk
+    return found, skipped
+
+
+class _TagCheck:
+    """Whether a wheel's tags fit its target; each target's tag set is computed once per build."""
+
+    def __init__(self, targets: TargetSet) -> None:
+        self.targets = targets
+        self.tags: dict[str, frozenset] = {}
+
+    def __call__(self, entry: WheelEntry, path: Path) -> None:
+        t = self.targets.targets[entry.target]
+        if t.name not in self.tags:
+            self.tags[t.name] = frozenset(t.supported_tags())
+        _check_tags(entry, path, t, self.tags[t.name])
+
+
+def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not wheel_tags & set(t.supported_tags()):
+    if not wheel_tags & supported:
         raise IndexBuildError(
             f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
             "dist/<target>/ folder or delete it")
 
 
+def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[str, Path | str]],
+           check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
+    """The candidates that are new to the index (checked); `published` maps each published
+    (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
+    error (published wheels are immutable); a broken wheel is skipped with the reason."""
+    new: dict[tuple[str, str], _New] = {}
+    for cand in candidates:
+        target, path = cand.target, cand.path
+        key = (target, path.name)
+        old = published.get(key)
+        if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], path):
+            continue
+        sha = sha256_file(path)
+        if cand.expected_sha256 and sha != cand.expected_sha256:
+            skipped.append(f"{target}/{path.name}: changed since its build record was written "
+                           f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
+            continue
+        if old is not None:
+            if sha != old[0]:
+                raise IndexBuildError(
+                    f"{path} (sha256 {sha}) has the same filename as the published "
+                    f"{old[1]} (sha256 {old[0]}) but different content. Published "
+                    "wheels are immutable: bump the version or add a build tag "
+                    "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
+            continue
+        try:
+            entry, metadata = inspect_wheel(path, target, sha)
+        except IndexBuildError as exc:  # one broken wheel must not stop every other project
+            skipped.append(f"{target}/{path.parent.name}/{path.name}: {exc}")
+            continue
+        check_tags(entry, path)
+        new[key] = _New(entry, path, metadata)
+    return new
+
+
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    from ..smoke import pip_target_args  # only when the landing page is written
+
     t = targets.targets.get(name) if targets else None
     if t is None:
         return render.TargetInfo(name=name)
     return render.TargetInfo(name=name, description=t.description, python=t.python,
-                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider)
+                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider,
+                             pip_target_args=tuple(pip_target_args(t)))
 
 
 def _old_files(index_dir: Path) -> set[str]:
@@ -315,31 +397,46 @@ def build_index(
     targets: TargetSet,
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
-    of each project page as it is written into the new tree.
+    of each project page as it is written. `full` skips the incremental path (incremental.py):
+    every page is recomputed and the whole tree swapped in at once.
     """
     try:
-        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress)
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full)
     except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
         raise disk_error(exc, exc.filename or index_dir, "building the index") from None
 
 
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet, remove: Iterable[tuple[str, str]],
-                 progress: Callable[[str], None] | None) -> IndexResult:
+                 progress: Callable[[str], None] | None, full: bool) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
         raise IndexBuildError(f"base URL {base_url!r} must be absolute (http://, https:// or file://)")
     yanks = load_yanks(yanked_file)
+    remove = list(remove)
     with swap.locked(index_dir):
         swap.recover(index_dir)
+        fp = _fingerprint(dist_dir, yanked_file, base_url, targets)
+        if not remove and not full:
+            quick = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start)
+            if quick is not None:
+                return quick
         published = read_published(index_dir)
-        candidates, skipped = scan_dist(dist_dir, targets)
+        scanned_at = incremental.now_ns()
+        folders = dist_folders(dist_dir)
+        candidates, skipped, skipped_by_folder = [], [], {}
+        for folder in folders:
+            found, sk = scan_project(dist_dir, folder, targets)
+            candidates += found
+            skipped_by_folder[folder] = sk
+            skipped += sk
 
         removed = []
         dist_keys = {(c.target, c.path.name): c.path for c in candidates}
@@ -353,33 +450,8 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             del published[key]
             removed.append(f"{target}/{filename}")
 
-        new: dict[tuple[str, str], _New] = {}
-        for cand in candidates:
-            target, path = cand.target, cand.path
-            key = (target, path.name)
-            old = published.get(key)
-            if old is not None and os.path.samefile(old.wheel, path):
-                continue
-            sha = sha256_file(path)
-            if cand.expected_sha256 and sha != cand.expected_sha256:
-                skipped.append(f"{target}/{path.name}: changed since its build record was written "
-                               f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
-                continue
-            if old is not None:
-                if sha != old.entry.sha256:
-                    raise IndexBuildError(
-                        f"{path} (sha256 {sha}) has the same filename as the published "
-                        f"{old.wheel} (sha256 {old.entry.sha256}) but different content. Published "
-                        "wheels are immutable: bump the version or add a build tag "
-                        "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
-                continue
-            try:
-                entry, metadata = inspect_wheel(path, target, sha)
-            except IndexBuildError as exc:  # one broken wheel must not stop every other project
-                skipped.append(f"{target}/{path.parent.name}/{path.name}: {exc}")
-                continue
-            _check_tags(entry, path, targets)
-            new[key] = _New(entry, path, metadata)
+        new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
+                     _TagCheck(targets), skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
         plan = _plan(index_dir, published, new, entries, yanks, base_url, targets)
@@ -390,6 +462,11 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
         if changed:
             _write_tree(index_dir, plan, progress)
+        state = plan[incremental.STATE_NAME]
+        tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
+        # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
+            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()}))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -404,6 +481,95 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             changed=changed,
             seconds=time.monotonic() - start,
         )
+
+
+def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
+    """What the pages depend on besides the wheels: a change means a full build."""
+    def read(path: Path | None) -> bytes:
+        try:
+            return path.read_bytes() if path else b""
+        except FileNotFoundError:
+            return b""
+
+    code = b"".join(read(Path(__file__).with_name(n)) for n in ("render.py", "instructions.py", "model.py",
+                                                                  "build.py", "incremental.py"))
+    return incremental.fingerprint(str(dist_dir), read(yanked_file), base_url, read(targets.source),
+                                   hashlib.sha256(code).hexdigest())
+
+
+def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float) -> IndexResult | None:
+    """Publish what is new in changed dist folders, touching only what that changes; None when a
+    full build is needed (see incremental.py)."""
+    cache = incremental.read_scan_cache(index_dir)
+    if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
+        return None
+    state = incremental.read_state(index_dir)
+    if state is None or hashlib.sha256(state[1]).hexdigest() != cache.tree:
+        return None
+    entries, _ = state
+    scanned_at = incremental.now_ns()
+    folders = dist_folders(dist_dir)
+    top = str(index_dir)
+    published = {e.key: (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}") for e in entries}
+    check_tags = _TagCheck(targets)
+    new: dict[tuple[str, str], _New] = {}
+    remembered = {f: v for f, v in cache.folders.items() if f in folders}
+    for folder, mtime in folders.items():
+        seen = cache.folders.get(folder)
+        if seen is not None and seen[0] == mtime and mtime != incremental.RESCAN:
+            continue
+        found, skipped = scan_project(dist_dir, folder, targets)
+        new.update(_admit(found, published, check_tags, skipped))
+        remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
+    written: list[str] = []
+    tree = cache.tree
+    if new:
+        all_entries = entries + [n.entry for n in new.values()]
+        for n in new.values():  # 1. the files, not linked from anywhere yet
+            rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+            incremental.publish_file(index_dir, rel, n.wheel)
+            incremental.write_if_changed(index_dir, rel + ".metadata", n.metadata_bytes, written)
+            written.append(rel)
+        by_target: dict[str, dict[str, list[WheelEntry]]] = {}
+        for e in all_entries:
+            by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+        links = render.Links(base_url)
+        for t, p in sorted({(n.entry.target, n.entry.project) for n in new.values()}):  # 2. their project pages
+            for rel, data in ((f"{t}/simple/{p}/index.html", render.project_html(p, by_target[t][p], yanks, links)),
+                              (f"{t}/simple/{p}/index.json", render.project_json(p, by_target[t][p], yanks, links))):
+                incremental.write_if_changed(index_dir, rel, data, written)
+                if progress and rel.endswith(".html"):
+                    progress(rel)
+        for t in sorted({n.entry.target for n in new.values()}):  # 3. root pages and constraints
+            names = sorted(by_target[t])
+            incremental.write_if_changed(index_dir, f"{t}/simple/index.html", render.root_html(names, t, links), written)
+            incremental.write_if_changed(index_dir, f"{t}/simple/index.json", render.root_json(names), written)
+            flat = [e for es in by_target[t].values() for e in es]
+            incremental.write_if_changed(index_dir, f"{t}/constraints.txt", render.constraints_txt(t, flat, yanks),
+                                         written)
+        infos = [_target_info(t, targets) for t in by_target]  # 4. the landing page
+        incremental.write_if_changed(index_dir, "index.html", render.landing_html(infos, all_entries, yanks, base_url),
+                                     written)
+        state_data = incremental.state_bytes(all_entries)  # 5. the state, last
+        incremental.write_if_changed(index_dir, incremental.STATE_NAME, state_data, written)
+        tree = hashlib.sha256(state_data).hexdigest()
+        entries = all_entries
+    if new or remembered != cache.folders:
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered))
+    return IndexResult(
+        index_dir=index_dir,
+        targets=tuple(sorted({e.target for e in entries})),
+        projects=len({(e.target, e.project) for e in entries}),
+        wheels=len(entries),
+        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+        removed=(),
+        skipped=tuple(line for f in sorted(remembered) for line in remembered[f][1]),
+        rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
+        unused_yanks=tuple(yanks.unused(entries)),
+        changed=bool(new),
+        seconds=time.monotonic() - start,
+    )
 
 
 # Subtrees of the index written by other tools, carried over into every new tree.
@@ -447,6 +613,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
     infos = [_target_info(t, targets) for t in by_target]
     page("index.html", render.landing_html(infos, entries, yanks, base_url))
+    page(incremental.STATE_NAME, incremental.state_bytes(entries))
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
@@ -478,7 +645,7 @@ def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
     else:
-        shutil.copyfile(src[1], dest)
+        shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
 def _is_current(dest: str, src: bytes | _Copy) -> bool:
