@@ -265,7 +265,7 @@ def test_incremental_rewrites_only_the_changed_project(tmp_path, dist, real_whee
     assert set(result.rewritten) == {
         f"{TARGET}/simple/tinypure/index.html", f"{TARGET}/simple/tinypure/index.json",
         f"{TARGET}/files/tinypure/tinypure-2.0-py3-none-any.whl.metadata",
-        f"{TARGET}/constraints.txt", "index.html", ".ot2wheels-index.json"}
+        f"{TARGET}/constraints.txt", "index.html", ".ot2wheels-index.json", "project/tinypure/index.html"}
     # And the result equals a from-scratch build of the same inputs.
     fresh = tmp_path / "fresh"
     build_index(dist, fresh, None, targets=TARGETS)

@@ -151,3 +151,40 @@ def test_index_build_disk_full_is_one_line(tmp_path, small_disk):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "disk full at" in proc.stderr
+
+
+def test_failed_newer_build_shows_next_to_what_is_served(tmp_path):
+    """Issue 12 item 4: 1.0 passed and is published; the newer 1.1 build failed. The landing page
+    and the project's page say so with the compiler's error line and name the version pip gets;
+    a later passing build clears it (incrementally, like a fresh build)."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    folder = dist / TARGET / "crashy"
+    good = write_wheel(folder, "crashy", "1.0", tag=ARM)
+    write_record(good, TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    failed = BuildRecord(target=TARGET, python="3.11", project="crashy", version="1.1", result="failed",
+                         cache_key="", recipe_digest="", toolchain_digest="", duration_s=1.0,
+                         log="crashy-1.1-cp311.log", error=f"build failed (exit 1); full log: {folder}/x.log")
+    (folder / failed.log).write_text("running build_ext\ncrashy.c: In function 'f':\n"
+                                     "crashy.c:3:5: error: 'PyFoo' undeclared (first use in this function)\n"
+                                     "error: command 'arm-linux-gnueabihf-gcc' failed with exit code 1\n")
+    write_atomic(folder / "crashy-1.1-cp311.json", failed.to_json())
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.changed and result.wheels == 1
+    line = "crashy.c:3:5: error: &#x27;PyFoo&#x27; undeclared (first use in this function)"
+    landing = (index / "index.html").read_text()
+    assert f"newest build failed: 1.1: {line} (pip installs 1.0, the newest version published here)" in landing
+    assert 'href="project/crashy/"' in landing
+    page = (index / "project" / "crashy" / "index.html").read_text()
+    assert line in page and "pip installs 1.0" in page and "crashy-1.0-cp311-cp311-linux_armv7l.whl" in page
+    assert 'href="../../index.html"' in page and 'href="../../report/"' in page  # linked back
+    assert f'href="../../report/logs/{TARGET}/crashy-1.1-cp311.log"' in page
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert (fresh / "index.html").read_text() == landing  # the incremental result is the full one
+    newer = write_wheel(folder, "crashy", "1.2", tag=ARM)  # fixed: the newest build passes again
+    write_record(newer, TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    landing = (index / "index.html").read_text()
+    assert "newest build failed" not in landing and "1.2, 1.0" in landing
+    assert "newest build failed" not in (index / "project" / "crashy" / "index.html").read_text()

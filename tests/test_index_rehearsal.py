@@ -141,6 +141,7 @@ def device(served_index, fake_pypi, device_toolchain, tmp_path):
     return make, requests, f"{url}/{TARGET}/simple/"
 
 
+@pytest.mark.slow  # ~1-2 min: the venv's own pip is installed and run under qemu-arm
 def test_venv_instruction_installs_our_wheel(device, tmp_path):
     """The venv recipe, with the pip the venv brings (bookworm's python3-venv: pip 23.0.1)."""
     make, requests, _ = device

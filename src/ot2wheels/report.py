@@ -24,6 +24,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
 
 from .errors import LedgerError
 from .ledger import Ledger
@@ -255,7 +258,9 @@ def render_html(data: dict) -> str:
             if c["still_served"]:
                 bits.append(f'<b>still served: {e(c["still_served"])}</b> (the newest build failed)')
             tds.append(f'<td class="st-{e(c["status"])}">' + "<br>".join(bits) + "</td>")
-        rows.append(f"<tr><th>{e(pkg)}</th>{''.join(tds)}</tr>")
+        # the project's page in the index (index/project/<name>/), which links back here
+        rows.append(f'<tr><th><a href="../project/{e(quote(canonicalize_name(pkg), safe=""))}/">{e(pkg)}</a></th>'
+                    f"{''.join(tds)}</tr>")
     ts, tot = data["time_saved"], data["totals"]
     legend = " ".join(f'<span class="st-{k} key">{k}</span>' for k in STATUS_COLOURS)
     styles = "\n".join(f".st-{k} {{ background: {v}; }}" for k, v in STATUS_COLOURS.items())

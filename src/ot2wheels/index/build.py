@@ -36,7 +36,7 @@ from ..errors import IndexBuildError
 from ..fsutil import disk_error, sha256_file
 from ..targets import Target, TargetSet
 from . import incremental, render, swap
-from .model import WheelEntry, YankList, load_yanks, upload_time
+from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
 
 # Where one output file of the new tree comes from, when it is not new bytes:
 # ("copy", path in dist) or ("link", path in the previous tree).
@@ -201,19 +201,44 @@ class _Candidate:
     expected_sha256: str | None  # from its build record, if it has one
 
 
-def _records_by_wheel(project_dir: Path) -> dict[str, tuple[Path, dict]]:
-    """Build records (`*.json` beside the wheels, see ot2wheels.records) by the wheel they name."""
-    out: dict[str, tuple[Path, dict]] = {}
+@dataclass(frozen=True)
+class _Records:
+    by_wheel: dict[str, tuple[Path, dict]]  # wheel filename -> its record
+    failure: Failure | None  # the newest build of the folder, when it failed
+    unreadable: list[str]  # records that cannot be read, with why
+
+
+def _read_records(project_dir: Path) -> _Records:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records): by the wheel they name,
+    and whether the newest one (by modification time) is a failed build."""
+    by_wheel: dict[str, tuple[Path, dict]] = {}
+    unreadable: list[str] = []
+    newest: tuple[int, str, dict, Path] | None = None
     for path in sorted(project_dir.glob("*.json")):
         if path.name.startswith("."):
             continue
         try:
             data = json.loads(path.read_text())
-        except ValueError as exc:
-            raise IndexBuildError(f"{path}: unreadable build record ({exc}); fix or delete it") from None
-        if isinstance(data, dict) and isinstance(data.get("wheel"), str):
-            out[data["wheel"]] = (path, data)
-    return out
+            mtime = path.stat().st_mtime_ns
+        except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
+            unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
+            continue
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("wheel"), str):
+            by_wheel[data["wheel"]] = (path, data)
+        if newest is None or (mtime, path.name) > newest[:2]:
+            newest = (mtime, path.name, data, path)
+    failure = None
+    if newest is not None and newest[2].get("result") == "failed":
+        from ..report import error_line  # the same extraction as the status page
+
+        data, path = newest[2], newest[3]
+        log = path.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
+        failure = Failure(version=str(data.get("version", "?")),
+                          error=error_line(str(log) if log else None, data.get("error")),
+                          log=log.name if log else "")
+    return _Records(by_wheel, failure, unreadable)
 
 
 def _record_verdict(record: dict) -> str | None:
@@ -237,8 +262,9 @@ def _record_verdict(record: dict) -> str | None:
     return None
 
 
-def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
-    """The wheels of one dist folder ("<target>/<project>") that may be published, and the others (why).
+def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[_Candidate], list[str], Failure | None]:
+    """The wheels of one dist folder ("<target>/<project>") that may be published, the others (why),
+    and the newest build's failure if it failed.
 
     A wheel is published only from a folder named after a target of `targets`, and only if a
     build record beside it (its current one: a later build of the same version rewrites the
@@ -249,24 +275,25 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
     pdir = dist_dir / folder
     known = target in targets.targets
     found, skipped = [], []
-    recs = _records_by_wheel(pdir) if known else {}
+    recs = _read_records(pdir) if known else _Records({}, None, [])
+    skipped += recs.unreadable
     for wheel in sorted(pdir.glob("*.whl")):
         where = f"{folder}/{wheel.name}"
         if not known:
             skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
                            "move the wheel under dist/<target>/ or add the target")
             continue
-        if wheel.name not in recs:
+        if wheel.name not in recs.by_wheel:
             skipped.append(f"{where}: no build record names it (left by an earlier build or put "
                            "there by hand); rebuild it to publish it")
             continue
-        record_path, record = recs[wheel.name]
+        record_path, record = recs.by_wheel[wheel.name]
         why = _record_verdict(record)
         if why:
             skipped.append(f"{where}: {why} ({record_path.name})")
             continue
         found.append(_Candidate(target, wheel, record.get("wheel_sha256")))
-    return found, skipped
+    return found, skipped, recs.failure
 
 
 def dist_folders(dist_dir: Path) -> dict[str, int]:
@@ -292,7 +319,7 @@ def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], lis
     """scan_project over every dist folder."""
     found, skipped = [], []
     for folder in dist_folders(dist_dir):
-        f, sk = scan_project(dist_dir, folder, targets)
+        f, sk, _failure = scan_project(dist_dir, folder, targets)
         found += f
         skipped += sk
     return found, skipped
@@ -432,11 +459,14 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         scanned_at = incremental.now_ns()
         folders = dist_folders(dist_dir)
         candidates, skipped, skipped_by_folder = [], [], {}
+        failures: render.Failures = {}
         for folder in folders:
-            found, sk = scan_project(dist_dir, folder, targets)
+            found, sk, failure = scan_project(dist_dir, folder, targets)
             candidates += found
             skipped_by_folder[folder] = sk
             skipped += sk
+            if failure is not None and folder.split("/")[0] in targets.targets:
+                failures[_folder_key(folder)] = failure
 
         removed = []
         dist_keys = {(c.target, c.path.name): c.path for c in candidates}
@@ -454,7 +484,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                      _TagCheck(targets), skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets)
+        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
@@ -483,6 +513,11 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         )
 
 
+def _folder_key(folder: str) -> tuple[str, str]:
+    target, _, project = folder.partition("/")
+    return target, canonicalize_name(project)
+
+
 def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
     """What the pages depend on besides the wheels: a change means a full build."""
     def read(path: Path | None) -> bytes:
@@ -505,9 +540,9 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
         return None
     state = incremental.read_state(index_dir)
-    if state is None or hashlib.sha256(state[1]).hexdigest() != cache.tree:
+    if state is None or hashlib.sha256(state[2]).hexdigest() != cache.tree:
         return None
-    entries, _ = state
+    entries, failures, _ = state
     scanned_at = incremental.now_ns()
     folders = dist_folders(dist_dir)
     top = str(index_dir)
@@ -515,16 +550,25 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     check_tags = _TagCheck(targets)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
+    new_failures = dict(failures)
     for folder, mtime in folders.items():
         seen = cache.folders.get(folder)
         if seen is not None and seen[0] == mtime and mtime != incremental.RESCAN:
             continue
-        found, skipped = scan_project(dist_dir, folder, targets)
+        found, skipped, failure = scan_project(dist_dir, folder, targets)
         new.update(_admit(found, published, check_tags, skipped))
         remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
+        if folder.split("/")[0] in targets.targets:
+            key = _folder_key(folder)
+            if failure is None:
+                new_failures.pop(key, None)
+            else:
+                new_failures[key] = failure
     written: list[str] = []
     tree = cache.tree
-    if new:
+    dirty = {(n.entry.target, n.entry.project) for n in new.values()}
+    dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
+    if dirty:
         all_entries = entries + [n.entry for n in new.values()]
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
@@ -548,10 +592,14 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
             flat = [e for es in by_target[t].values() for e in es]
             incremental.write_if_changed(index_dir, f"{t}/constraints.txt", render.constraints_txt(t, flat, yanks),
                                          written)
-        infos = [_target_info(t, targets) for t in by_target]  # 4. the landing page
-        incremental.write_if_changed(index_dir, "index.html", render.landing_html(infos, all_entries, yanks, base_url),
-                                     written)
-        state_data = incremental.state_bytes(all_entries)  # 5. the state, last
+        for p in sorted({p for _t, p in dirty}):  # 4. the pages for people
+            mine = [e for es in by_target.values() for e in es.get(p, [])]
+            incremental.write_if_changed(index_dir, f"project/{p}/index.html",
+                                         render.project_page(p, mine, new_failures, yanks, base_url), written)
+        infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in new_failures})]
+        incremental.write_if_changed(index_dir, "index.html",
+                                     render.landing_html(infos, all_entries, yanks, base_url, new_failures), written)
+        state_data = incremental.state_bytes(all_entries, new_failures)  # 5. the state, last
         incremental.write_if_changed(index_dir, incremental.STATE_NAME, state_data, written)
         tree = hashlib.sha256(state_data).hexdigest()
         entries = all_entries
@@ -567,7 +615,7 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         skipped=tuple(line for f in sorted(remembered) for line in remembered[f][1]),
         rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
         unused_yanks=tuple(yanks.unused(entries)),
-        changed=bool(new),
+        changed=bool(dirty),
         seconds=time.monotonic() - start,
     )
 
@@ -578,7 +626,7 @@ KEPT_DIRS = ("report",)
 
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None) -> dict[str, bytes | _Copy]:
+          targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
     """Every file of the new tree: its bytes, or where to copy/link it from."""
     links = render.Links(base_url)
     plan: dict[str, bytes | _Copy] = {}
@@ -611,9 +659,12 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
         flat = [e for es in projects.values() for e in es]
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
-    infos = [_target_info(t, targets) for t in by_target]
-    page("index.html", render.landing_html(infos, entries, yanks, base_url))
-    page(incremental.STATE_NAME, incremental.state_bytes(entries))
+    for name in sorted({e.project for e in entries} | {p for _t, p in failures}):
+        page(f"project/{name}/index.html", render.project_page(
+            name, [e for e in entries if e.project == name], failures, yanks, base_url))
+    infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
+    page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
+    page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():

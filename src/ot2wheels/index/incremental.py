@@ -32,7 +32,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from ..fsutil import atomic_copy, atomic_write
-from .model import WheelEntry
+from .model import Failure, WheelEntry
 
 STATE_NAME = ".ot2wheels-index.json"
 FORMAT = 1
@@ -44,19 +44,21 @@ RACY_NS = 2_000_000_000
 RESCAN = -1
 
 
-def state_bytes(entries: list[WheelEntry]) -> bytes:
+def state_bytes(entries: list[WheelEntry], failures: dict[tuple[str, str], Failure]) -> bytes:
     rows = sorted(map(list, map(_ROW, entries)))
-    return (json.dumps({"format": FORMAT, "fields": _FIELDS, "entries": rows}, separators=(",", ":"))
-            + "\n").encode()
+    failed = sorted([t, p, f.version, f.error, f.log] for (t, p), f in failures.items())
+    return (json.dumps({"format": FORMAT, "fields": _FIELDS, "entries": rows, "failures": failed},
+                       separators=(",", ":")) + "\n").encode()
 
 
-def read_state(index_dir: Path) -> tuple[list[WheelEntry], bytes] | None:
+def read_state(index_dir: Path) -> tuple[list[WheelEntry], dict[tuple[str, str], Failure], bytes] | None:
     try:
         data = (index_dir / STATE_NAME).read_bytes()
         doc = json.loads(data)
         if doc.get("format") != FORMAT or doc.get("fields") != _FIELDS:
             return None
-        return [WheelEntry(*row) for row in doc["entries"]], data
+        failures = {(t, p): Failure(v, e, log) for t, p, v, e, log in doc["failures"]}
+        return [WheelEntry(*row) for row in doc["entries"]], failures, data
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

@@ -49,6 +49,15 @@ class WheelEntry:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """The newest build of a project on a target failed: what the pages say next to what is served."""
+
+    version: str
+    error: str  # the compiler's first `error:` line (see ot2wheels.report.error_line)
+    log: str  # the build log's file name (copied to report/logs/<target>/ by `invoke report`)
+
+
+@dataclass(frozen=True)
 class TargetInfo:
     """What the landing page says about a target (from toolchain/targets.toml when known)."""
 

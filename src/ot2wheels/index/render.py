@@ -14,7 +14,7 @@ from urllib.parse import quote
 from packaging.version import Version
 
 from . import instructions
-from .model import TargetInfo, WheelEntry, YankList
+from .model import Failure, TargetInfo, WheelEntry, YankList
 
 API_VERSION = "1.1"  # PEP 691 + PEP 700 (versions, size)
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -152,8 +152,16 @@ def constraints_txt(target: str, entries: list[WheelEntry], yanks: YankList) -> 
     return ("\n".join(lines) + "\n").encode()
 
 
+Failures = dict[tuple[str, str], Failure]  # (target, project) -> its newest build failed
+
+
+def _failure_text(f: Failure, served: list[str]) -> str:
+    still = f"pip installs {served[0]}, the newest version published here" if served else "nothing is published"
+    return f"newest build failed: {f.version}: {f.error} ({still})"
+
+
 def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: YankList,
-                 base_url: str | None) -> bytes:
+                 base_url: str | None, failures: Failures | None = None) -> bytes:
     """The index's front page, for people: what is here per target, and how to use it."""
     base = base_url.rstrip("/") if base_url else "BASE_URL"
     out = [
@@ -192,17 +200,75 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
             out.append(f"    <p>{escape(facts)}</p>")
         out.append(f'    <p>Simple index: <a href="{href}/simple/">{escape(simple)}</a> '
                    f'&middot; constraints: <a href="{href}/constraints.txt">{escape(constraints)}</a></p>')
-        out.append("    <table><tr><th>project</th><th>versions</th></tr>")
-        by_project: dict[str, set[str]] = {}
+        out.append("    <table><tr><th>project</th><th>versions served</th><th>simple index</th>"
+                   "<th>newest build</th></tr>")
+        by_project: dict[str, set[str]] = {p: set() for (tn, p) in (failures or {}) if tn == t.name}
         for e in mine:
             by_project.setdefault(e.project, set()).add(e.version)
         for name in sorted(by_project):
             versions = sorted(by_project[name], key=Version, reverse=True)
-            out.append(f'      <tr><td><a href="{href}/simple/{attr_url(name)}/">{escape(name)}</a>'
-                       f"</td><td>{escape(', '.join(versions))}</td></tr>")
+            failed = (failures or {}).get((t.name, name))
+            status = (f'<td class="failed">{escape(_failure_text(failed, versions))}</td>' if failed
+                      else "<td>passed</td>")
+            out.append(f'      <tr><td><a href="project/{attr_url(name)}/">{escape(name)}</a></td>'
+                       f"<td>{escape(', '.join(versions)) or '&mdash;'}</td>"
+                       f'<td><a href="{href}/simple/{attr_url(name)}/">simple</a></td>{status}</tr>')
         out.append("    </table>")
         for ins in instructions.for_target(t, base):
             out.append(f"    <p>{ins.intro}</p>")
             out.append(f'    <pre data-instruction="{ins.kind}">{escape(ins.text)}</pre>')
+    out += ["  </body>", "</html>", ""]
+    return "\n".join(out).encode()
+
+
+def project_page(project: str, entries: list[WheelEntry], failures: Failures, yanks: YankList,
+                 base_url: str | None) -> bytes:
+    """A project's page for people (`project/<name>/`): every version x target with its wheel,
+    size and upload date, what pip installs, and a failed newest build next to it. Linked from the
+    landing page and the status report, and back to both."""
+    base = base_url.rstrip("/") if base_url else "../.."
+    by_target: dict[str, list[WheelEntry]] = {}
+    for e in entries:
+        by_target.setdefault(e.target, []).append(e)
+    targets = sorted(set(by_target) | {t for (t, p) in failures if p == project})
+    out = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        '    <meta charset="utf-8">',
+        f"    <title>{escape(project)}: ot2wheels</title>",
+        "    <style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
+        ".failed{background:#f6d5d4}</style>",
+        "  </head>",
+        "  <body>",
+        f'    <p><a href="{escape(base)}/index.html">all projects</a> &middot; '
+        f'<a href="{escape(base)}/report/">build status report</a></p>',
+        f"    <h1>{escape(project)}</h1>",
+        "    <p>Every wheel here passed its build, its target check and its smoke test under emulation "
+        "before it was published.</p>",
+    ]
+    for t in targets:
+        mine = sorted(by_target.get(t, []), key=lambda e: e.sort_key, reverse=True)
+        versions = sorted({e.version for e in mine}, key=Version, reverse=True)
+        href = attr_url(t)
+        out.append(f'    <h2 id="{href}">{escape(t)}</h2>')
+        failed = failures.get((t, project))
+        if failed:
+            log = f' (<a href="{escape(base)}/report/logs/{href}/{attr_url(failed.log)}">build log</a>)' \
+                if failed.log else ""
+            out.append(f'    <p class="failed">{escape(_failure_text(failed, versions))}{log}</p>')
+        if versions:
+            out.append(f"    <p>pip installs {escape(versions[0])} from "
+                       f'<a href="{escape(base)}/{href}/simple/{attr_url(project)}/">the {escape(t)} index</a>.</p>')
+        out.append("    <table><tr><th>version</th><th>wheel</th><th>size</th><th>published</th><th>smoke test</th></tr>")
+        for e in mine:
+            yanked = yanks.status(e)
+            note = f" (yanked{': ' + escape(yanked) if yanked else ''})" if yanked is not None else ""
+            out.append(f"      <tr><td>{escape(e.version)}{note}</td>"
+                       f'<td><a href="{escape(base)}/{href}/files/{attr_url(e.project)}/{attr_url(e.filename)}">'
+                       f"{escape(e.filename)}</a></td><td>{e.size / 1024:.0f} KiB</td>"
+                       f"<td>{escape(e.upload_time[:10])}</td><td>passed</td></tr>")
+        out.append("    </table>")
     out += ["  </body>", "</html>", ""]
     return "\n".join(out).encode()
