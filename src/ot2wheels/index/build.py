@@ -539,22 +539,27 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     cache = incremental.read_scan_cache(index_dir)
     if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
         return None
-    state = incremental.read_state(index_dir)
-    if state is None or hashlib.sha256(state[2]).hexdigest() != cache.tree:
+    raw = incremental.read_state_bytes(index_dir)
+    if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
         return None
-    entries, failures, _ = state
     scanned_at = incremental.now_ns()
     folders = dist_folders(dist_dir)
+    changed = [f for f, m in folders.items()
+               if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
+    if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
+        return _result(index_dir, None, raw, (), cache.folders, yanks, False, [], start)
+    state = incremental.parse_state(raw)
+    if state is None:
+        return None
+    entries, failures, _ = state
     top = str(index_dir)
     published = {e.key: (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}") for e in entries}
     check_tags = _TagCheck(targets)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
     new_failures = dict(failures)
-    for folder, mtime in folders.items():
-        seen = cache.folders.get(folder)
-        if seen is not None and seen[0] == mtime and mtime != incremental.RESCAN:
-            continue
+    for folder in changed:
+        mtime = folders[folder]
         found, skipped, failure = scan_project(dist_dir, folder, targets)
         new.update(_admit(found, published, check_tags, skipped))
         remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
@@ -605,17 +610,31 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         entries = all_entries
     if new or remembered != cache.folders:
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered))
+    return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
+                   bool(dirty), written, start)
+
+
+def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes, added: tuple[str, ...],
+            folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
+            start: float) -> IndexResult:
+    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes."""
+    if entries is None:  # counts straight from the rows: no WheelEntry objects unless yanks need them
+        rows = json.loads(raw)["entries"]
+        keys = [(r[0], r[1]) for r in rows]
+        entries = [WheelEntry(*r) for r in rows] if yanks.rules else []
+    else:
+        keys = [(e.target, e.project) for e in entries]
     return IndexResult(
         index_dir=index_dir,
-        targets=tuple(sorted({e.target for e in entries})),
-        projects=len({(e.target, e.project) for e in entries}),
-        wheels=len(entries),
-        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+        targets=tuple(sorted({t for t, _p in keys})),
+        projects=len(set(keys)),
+        wheels=len(keys),
+        added=added,
         removed=(),
-        skipped=tuple(line for f in sorted(remembered) for line in remembered[f][1]),
+        skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
         rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
         unused_yanks=tuple(yanks.unused(entries)),
-        changed=bool(dirty),
+        changed=changed,
         seconds=time.monotonic() - start,
     )
 

@@ -51,15 +51,21 @@ def state_bytes(entries: list[WheelEntry], failures: dict[tuple[str, str], Failu
                        separators=(",", ":")) + "\n").encode()
 
 
-def read_state(index_dir: Path) -> tuple[list[WheelEntry], dict[tuple[str, str], Failure], bytes] | None:
+def read_state_bytes(index_dir: Path) -> bytes | None:
     try:
-        data = (index_dir / STATE_NAME).read_bytes()
+        return (index_dir / STATE_NAME).read_bytes()
+    except OSError:
+        return None
+
+
+def parse_state(data: bytes) -> tuple[list[WheelEntry], dict[tuple[str, str], Failure], bytes] | None:
+    try:
         doc = json.loads(data)
         if doc.get("format") != FORMAT or doc.get("fields") != _FIELDS:
             return None
         failures = {(t, p): Failure(v, e, log) for t, p, v, e, log in doc["failures"]}
         return [WheelEntry(*row) for row in doc["entries"]], failures, data
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return None
 
 
