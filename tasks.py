@@ -286,15 +286,17 @@ def _print_index_result(r) -> None:
     "dist": "wheels to publish (default: dist/)",
     "index": "index directory (default: index/)",
     "yanked": "yank list (default: toolchain/yanked.toml)",
+    "full": "recompute every page and swap the whole tree (default: publish only what changed)",
 })
 @friendly
-def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None):
+def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None, full=False):
     """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
     from ot2wheels.index import build_index
     from ot2wheels.targets import load_targets
 
     layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file))
+    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file),
+                         full=full)
     _print_index_result(result)
 
 
@@ -388,6 +390,24 @@ def report(c, ledger=None, out=None, factor=None):
           f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
     print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
           f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+@task(name="merge", iterable=["source"], help={
+    "source": "a ledger to merge in (repeat; e.g. one per CI matrix job)",
+    "out": "the merged ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite; its rows are kept)"})
+@friendly
+def ledger_merge(c, source, out=None):
+    """Merge ledgers into one, newest rows last, duplicates once (CI: one ledger per matrix job)."""
+    from ot2wheels import ledger as ledger_mod
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover()
+    dest = Path(out) if out else ledger_mod.default_path(layout)
+    builds, smokes = ledger_mod.merge([Path(s) for s in source], dest, dist=layout.dist)
+    print(f"{dest}: {builds} builds and {smokes} smoke tests from {len(source)} ledger(s)")
+
+
+ns.add_collection(Collection("ledger", ledger_merge))
 
 
 # --- bench -------------------------------------------------------------------------------
