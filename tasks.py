@@ -87,9 +87,15 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     from ot2wheels.paths import Layout
     from ot2wheels.targets import load_targets
 
+    from ot2wheels.progress import status
+
     layout = Layout.discover(ROOT)
     tgt = load_targets(layout.targets_file).get(target)
-    p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
+    with status("invoke plan") as step:  # a live line with the elapsed time while resolving
+        step(f"resolving {requirement} for {tgt.name}")
+        p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff,
+                         cache_dir=layout.cache)
+        step(f"resolved {requirement} for {tgt.name}")
     planner.render(p)
     out = layout.root / "build" / "plan" / tgt.name
     json_path = Path(json) if json else out / "plan.json"
@@ -152,13 +158,16 @@ def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, j
     jobs = int(jobs) if jobs else None
     project = pipeline.Project.load()
     pairs = project.matrix(recipe or None, target or None)
+    from ot2wheels.progress import status
+
     ledger = Ledger(default_path(project.layout))
     run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
-    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
-                                                            ledger=ledger, run_id=run_id))
-    if smoke:
-        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
-                                            ledger=ledger, run_id=run_id)
+    with status("invoke build") as step:  # the newest step and the elapsed time stay in view
+        summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
+                                                                ledger=ledger, run_id=run_id, say=step))
+        if smoke:
+            summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
+                                                say=step, ledger=ledger, run_id=run_id)
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
