@@ -212,3 +212,4 @@ def test_a_failed_newer_build_shows_the_compiler_error_and_what_is_still_served(
     assert cell["still_served"] == old.record.version
     assert "implicit declaration" in rep.html and f"still served: {old.record.version}" in rep.html
     assert "smoke passed" not in rep.html
+    assert 'href="../project/msgpack/"' in rep.html  # the project's page in the index, which links back
