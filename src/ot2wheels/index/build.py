@@ -26,6 +26,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -353,14 +354,30 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
     error (published wheels are immutable); a broken wheel is skipped with the reason."""
+    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
+        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads."""
+        old = published.get((cand.target, cand.path.name))
+        if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
+            return None
+        sha = sha256_file(cand.path)
+        if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
+            return sha, None
+        try:
+            return sha, inspect_wheel(cand.path, cand.target, sha)
+        except IndexBuildError as exc:
+            return sha, exc
+
+    # Hashing and unzipping wait on the disk more than on the interpreter: overlap them.
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates)) or 1) as pool:
+        results = list(pool.map(read, candidates))
     new: dict[tuple[str, str], _New] = {}
-    for cand in candidates:
+    for cand, result in zip(candidates, results):  # decisions in input order: deterministic
+        if result is None:
+            continue
         target, path = cand.target, cand.path
         key = (target, path.name)
         old = published.get(key)
-        if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], path):
-            continue
-        sha = sha256_file(path)
+        sha, described = result
         if cand.expected_sha256 and sha != cand.expected_sha256:
             skipped.append(f"{target}/{path.name}: changed since its build record was written "
                            f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
@@ -373,11 +390,11 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
                     "wheels are immutable: bump the version or add a build tag "
                     "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
             continue
-        try:
-            entry, metadata = inspect_wheel(path, target, sha)
-        except IndexBuildError as exc:  # one broken wheel must not stop every other project
-            skipped.append(f"{target}/{path.parent.name}/{path.name}: {exc}")
+        if isinstance(described, IndexBuildError):  # one broken wheel must not stop every other project
+            skipped.append(f"{target}/{path.parent.name}/{path.name}: {described}")
             continue
+        assert described is not None
+        entry, metadata = described
         check_tags(entry, path)
         new[key] = _New(entry, path, metadata)
     return new
@@ -738,21 +755,28 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
     for rel in sorted(existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     made: set[str] = {""}
-    for rel in sorted(plan):
-        dest = f"{top}/{rel}"
-        src = plan[rel]
-        if rel in existing:
-            if _is_current(dest, src):
+    copies: list[tuple[str, _Copy]] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
+        for rel in sorted(plan):
+            dest = f"{top}/{rel}"
+            src = plan[rel]
+            if rel in existing:
+                if _is_current(dest, src):
+                    continue
+                os.unlink(dest)
+            else:
+                folder = rel.rpartition("/")[0]
+                if folder not in made:
+                    os.makedirs(f"{top}/{folder}", exist_ok=True)
+                    made.add(folder)
+            if not isinstance(src, bytes) and src[0] == "copy":
+                copies.append((dest, src))
                 continue
-            os.unlink(dest)
-        else:
-            folder = rel.rpartition("/")[0]
-            if folder not in made:
-                os.makedirs(f"{top}/{folder}", exist_ok=True)
-                made.add(folder)
-        _put(dest, src)
-        if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
-            progress(rel)
+            _put(dest, src)
+            if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
+                progress(rel)
+        for done in [pool.submit(_put, dest, src) for dest, src in copies]:
+            done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
