@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .. import crossenv
+from ..paths import Layout
 from ..targets import Target
 
 
@@ -15,6 +16,10 @@ class Toolchain(ABC):
     """A cross compiler, a target sysroot with the target's CPython, and a way to run it."""
 
     target: Target
+
+    @abstractmethod
+    def __init__(self, target: Target, layout: Layout, extra_packages: tuple[str, ...] = ()) -> None:
+        """Every provider is made the same way (see `toolchains.PROVIDERS`); nothing is fetched yet."""
 
     @abstractmethod
     def ensure(self, refresh: bool = False) -> None:
@@ -44,8 +49,12 @@ class Toolchain(ABC):
     @property
     def library_dirs(self) -> list[Path]:
         """Directories of the sysroot the dynamic linker searches, most specific first."""
-        t = self.target.triplet
+        t = self.target.architecture.multiarch  # Debian's lib/<multiarch>, not the compiler's triplet
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
+
+    def package_version(self, name: str) -> str | None:
+        """The version of package `name` in the sysroot, when the provider knows it (else None)."""
+        return None
 
     @abstractmethod
     def system_libs(self) -> set[str]:
@@ -64,7 +73,7 @@ class Toolchain(ABC):
         return self.sysroot / ".ot2wheels" / "sysconfig"
 
     def qemu_command(self) -> list[str]:
-        return ["qemu-arm", "-L", str(self.sysroot)]
+        return [self.target.architecture.qemu, "-L", str(self.sysroot)]
 
     def run_target(
         self,
@@ -73,7 +82,7 @@ class Toolchain(ABC):
         cwd: Path | None = None,
         timeout: float | None = 600,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-arm."""
+        """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-user."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
         return subprocess.run(
             [*self.qemu_command(), *argv],
