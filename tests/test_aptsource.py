@@ -87,7 +87,7 @@ def test_ubuntu_host_sysroot_lists_come_from_the_fallback_verified_by_the_debian
         monkeypatch.setattr(aptsource, "APT_DIR", apt_dir)
         monkeypatch.setattr(aptsource, "DEBOOTSTRAP", deb)
         monkeypatch.delenv("OT2WHEELS_DEBIAN_MIRROR", raising=False)
-        apt = PrivateApt(tmp_path / "state", source)
+        apt = PrivateApt(tmp_path / "state", source, "armhf")
         apt.prepare()
         assert f"signed-by={target.debian.keyring}] {url}/debian bookworm main" in \
             (tmp_path / "state" / "sources.list").read_text()
