@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -180,3 +182,128 @@ def test_rust_env_needs_the_std_in_the_sysroot(tmp_path: Path) -> None:
 
     with pytest.raises(ToolchainError, match="add 'libstd-rust-web-dev' to the recipe's"):
         rust_env(Bare(), tmp_path)  # type: ignore[arg-type]
+
+
+# -- crate sources: registry (loopback sparse stand-in) -> vendored cache -> offline fallback ----
+
+from ot2wheels.rust import CrateSource, crates_index, find_lock, lock_changes, prepare_crates  # noqa: E402
+
+from conftest import serve_directory  # noqa: E402
+
+STANDIN_CRATES = ("scopeguard-1.1.0", "autocfg-1.1.0")  # no dependencies: index entries stay simple
+
+
+def _index_path(name: str) -> str:
+    """Where a sparse index keeps a crate's file (cargo's layout by name length)."""
+    if len(name) <= 2:
+        return f"{len(name)}/{name}"
+    if len(name) == 3:
+        return f"3/{name[0]}/{name}"
+    return f"{name[:2]}/{name[2:4]}/{name}"
+
+
+def sparse_registry(dest: Path, crates: tuple[str, ...]) -> None:
+    """A static sparse registry (config.json, index files, .crate files) from Debian's crate sources.
+
+    Each .crate is the crate's source folder tarred as cargo packages it; `dl` in config.json is
+    relative to the served root, completed by the test with the server's URL.
+    """
+    import json
+    import tomllib
+
+    for crate in crates:
+        src = Path(REGISTRY) / crate
+        meta = tomllib.loads((src / "Cargo.toml").read_text())
+        name, version = meta["package"]["name"], meta["package"]["version"]
+        assert not meta.get("dependencies") and not meta.get("build-dependencies"), crate
+        archive = dest / "crates" / f"{name}-{version}.crate"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "w:gz") as tf:
+            for f in sorted(p for p in src.rglob("*") if p.is_file() and p.name != ".cargo-checksum.json"):
+                tf.add(f, arcname=f"{name}-{version}/{f.relative_to(src)}", recursive=False)
+        entry = {"name": name, "vers": version, "deps": [], "features": meta.get("features", {}),
+                 "cksum": hashlib.sha256(archive.read_bytes()).hexdigest(), "yanked": False}
+        index = dest / _index_path(name)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        index.write_text(json.dumps(entry) + "\n")
+
+
+def tiny_crate(dest: Path) -> Path:
+    (dest / "src").mkdir(parents=True)
+    (dest / "src" / "lib.rs").write_text("pub fn run() -> u32 { let mut n = 1; { scopeguard::defer! { n += 1; } } n }\n")
+    (dest / "Cargo.toml").write_text('[package]\nname = "tiny"\nversion = "0.1.0"\nedition = "2021"\n'
+                                     '[dependencies]\nscopeguard = "1"\nautocfg = "1"\n')
+    return dest
+
+
+def test_lock_changes_and_index_choice(tmp_path: Path) -> None:
+    old = ('[[package]]\nname = "a"\nversion = "1.0.0"\nsource = "registry+x"\n'
+           '[[package]]\nname = "b"\nversion = "2.0.0"\nsource = "registry+x"\n'
+           '[[package]]\nname = "me"\nversion = "0.1.0"\n')
+    new = '[[package]]\nname = "a"\nversion = "1.1.0"\nsource = "registry+x"\n'
+    assert lock_changes(old, new) == "a 1.0.0 -> 1.1.0, b 2.0.0 -> (dropped)"
+    assert lock_changes(old, old) == "no version changes"
+    assert crates_index({"OT2WHEELS_CRATES_INDEX": "off"}) is None
+    assert crates_index({"OT2WHEELS_CRATES_INDEX": "http://127.0.0.1:9/"}) == "sparse+http://127.0.0.1:9/"
+    assert crates_index({}) == "sparse+https://index.crates.io/"
+    (tmp_path / "ws" / "member").mkdir(parents=True)
+    (tmp_path / "ws" / "Cargo.lock").write_text("")
+    assert find_lock(tmp_path / "ws" / "member" / "Cargo.toml", tmp_path) == tmp_path / "ws" / "Cargo.lock"
+    assert find_lock(tmp_path / "Cargo.toml", tmp_path) is None
+
+
+@pytest.mark.integration
+def test_crates_from_a_sparse_registry_are_vendored_then_offline(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real cargo against a loopback sparse registry: vendored under the lock's hash, rebuilt offline."""
+    if not all((Path(REGISTRY) / c).is_dir() for c in STANDIN_CRATES):
+        pytest.skip(f"Debian crate sources {STANDIN_CRATES} not installed (librust-scopeguard-dev, librust-autocfg-dev)")
+    served = tmp_path / "served"
+    sparse_registry(served, STANDIN_CRATES)
+    cache = tmp_path / "cache"
+    debian = {"CARGO": "/usr/bin/cargo", "RUSTC": "/usr/bin/rustc", "CARGO_HOME": str(cargo_home(cache))}
+    project = tiny_crate(tmp_path / "tiny")
+    log = tmp_path / "build.log"
+    with serve_directory(served) as url:
+        (served / "config.json").write_text(f'{{"dl": "{url}/crates/{{crate}}-{{version}}.crate"}}')
+        monkeypatch.setenv("OT2WHEELS_CRATES_INDEX", f"sparse+{url}/")
+        # the sdist's lock, as upstream made it against the registry
+        from ot2wheels.rust import registry_home
+        lockgen = subprocess.run(["/usr/bin/cargo", "generate-lockfile"], cwd=project, capture_output=True, text=True,
+                                 env={**os.environ, "CARGO_HOME": str(registry_home(tmp_path / "upstream", f"sparse+{url}/"))})
+        assert lockgen.returncode == 0, lockgen.stderr
+        crates = prepare_crates(project, debian, cache, log)
+    assert crates.source is CrateSource.REGISTRY
+    vendored = cache / "cargo-vendor" / hashlib.sha256((project / "Cargo.lock").read_bytes()).hexdigest()
+    assert (vendored / "scopeguard-1.1.0" / "src" / "lib.rs").is_file()
+    assert f"# crates: {CrateSource.REGISTRY.value}: sparse+{url}/" in log.read_text()
+    # the registry is gone now: the rebuild uses the vendored copy, offline, and compiles
+    crates = prepare_crates(project, debian, cache, log)
+    assert crates.source is CrateSource.VENDORED and crates.env["CARGO_HOME"] != debian["CARGO_HOME"]
+    build = subprocess.run(["/usr/bin/cargo", "build", "--offline", "--locked"], cwd=project, capture_output=True,
+                           text=True, env={**os.environ, **debian, **crates.env, "CARGO_TARGET_DIR": str(tmp_path / "t")})
+    assert build.returncode == 0, build.stderr
+    assert "Compiling scopeguard v1.1.0" in build.stderr
+
+
+@pytest.mark.integration
+def test_offline_fallback_regenerates_a_lock_it_cannot_satisfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No registry: Debian's crate sources; a lock pinning versions Debian lacks is re-resolved, and logged."""
+    if not all((Path(REGISTRY) / c).is_dir() for c in STANDIN_CRATES):
+        pytest.skip(f"Debian crate sources {STANDIN_CRATES} not installed")
+    monkeypatch.setenv("OT2WHEELS_CRATES_INDEX", "off")
+    project = tiny_crate(tmp_path / "tiny")
+    (project / "Cargo.lock").write_text(
+        'version = 3\n\n[[package]]\nname = "autocfg"\nversion = "1.4.0"\n'
+        'source = "registry+https://github.com/rust-lang/crates.io-index"\nchecksum = "' + "0" * 64 + '"\n\n'
+        '[[package]]\nname = "scopeguard"\nversion = "1.2.0"\n'
+        'source = "registry+https://github.com/rust-lang/crates.io-index"\nchecksum = "' + "1" * 64 + '"\n\n'
+        '[[package]]\nname = "tiny"\nversion = "0.1.0"\ndependencies = [\n "autocfg",\n "scopeguard",\n]\n')
+    log = tmp_path / "build.log"
+    env = {"CARGO": "/usr/bin/cargo", "RUSTC": "/usr/bin/rustc", "CARGO_HOME": str(cargo_home(tmp_path / "cache"))}
+    crates = prepare_crates(project, env, tmp_path / "cache", log)
+    assert crates.source is CrateSource.OFFLINE and crates.env == {}
+    text = log.read_text()
+    assert f"# crates: offline directory source: {REGISTRY} (OT2WHEELS_CRATES_INDEX=off)" in text
+    assert "Cargo.lock regenerated against it: autocfg 1.4.0 -> 1.1.0, scopeguard 1.2.0 -> 1.1.0" in text
+    assert (project / "Cargo.lock.sdist").is_file()
