@@ -162,6 +162,26 @@ def test_pyo3_demo_cross_builds_and_imports_under_qemu(tmp_path: Path, backend: 
 
 
 @pytest.mark.integration
+@pytest.mark.slow
+def test_pyo3_demo_on_bullseye_stays_under_its_glibc_floor(tmp_path: Path) -> None:
+    """bullseye ships Rust 1.78, the host rustc is 1.85: the host release's armhf std is used,
+    the cdylib is linked against bullseye's glibc 2.31, and the gate's floor check passes."""
+    layout = demo_layout(tmp_path, "maturin")
+    recipe = load_recipe(layout.packages / "pyo3-demo")
+    target = load_targets(layout.targets_file).get("bullseye-armhf")
+    result = build_one(recipe, target, layout, force=True, say=lambda s: None, make_jobs=1)
+    log = result.record_path.with_suffix(".log").read_text()
+    assert result.ok, (result.record.error or "") + log[-3000:]
+    assert result.wheel is not None and result.wheel.name.startswith("pyo3_demo-0.1.0-cp39-cp39-")
+    floor = [e["max_glibc"] for e in result.record.gate["elves"]]
+    assert floor and all(tuple(map(int, v.split("."))) <= (2, 31) for v in floor), floor
+    toolchain = get_toolchain(target, layout, recipe.target_libs)
+    toolchain.ensure()
+    smoke = smoke_test(recipe, result.wheel, toolchain)
+    assert smoke.passed, smoke.output
+
+
+@pytest.mark.integration
 def test_build_with_unavailable_crate_fails_with_one_line(tmp_path: Path) -> None:
     cargo = (DEMO / "Cargo.toml").read_text().replace('version = "0.17"', 'version = "0.22"')
     layout = demo_layout(tmp_path, "maturin", cargo_toml=cargo)

@@ -83,11 +83,12 @@ class RustTools:
     cargo: Path
     release: str  # "1.85.0"
     rustup: str = ""  # the rustup toolchain name when its own std for the target is used
+    note: str = ""  # where the std comes from, when not the sysroot
 
     def describe(self) -> str:
         if self.rustup:
             return f"rustup toolchain {self.rustup} (rustc {self.release}, its own std for the target)"
-        return f"rustc {self.release} ({self.rustc}) with the sysroot's {DEBIAN_STD_PACKAGE}"
+        return f"rustc {self.release} ({self.rustc}) with {DEBIAN_STD_PACKAGE} {self.release}{self.note}"
 
 
 def _rustup() -> Path | None:
@@ -162,6 +163,64 @@ def target_std_release(toolchain: "Toolchain") -> str | None:
     return None
 
 
+_DEBIAN_ARCH = {"armv7": "armhf", "arm": "armhf", "aarch64": "arm64"}  # Rust triple head -> Debian arch
+
+
+def host_debian_rust() -> tuple[str, str] | None:
+    """(codename, Debian version of rustc-web) of this host, or None when it is not Debian's."""
+    try:
+        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "rustc-web"], capture_output=True,
+                                 text=True, timeout=60).stdout.strip()
+        release = Path("/etc/os-release").read_text()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^VERSION_CODENAME=(\w+)", release, re.M)
+    return (m.group(1), version) if m and version else None
+
+
+def host_release_std(cache: Path, triple: str, tools: RustTools, keyring: str) -> Path:
+    """The target's std at the host rustc's exact Debian version, unpacked apart from any sysroot.
+
+    For a target whose own suite ships another Rust release (bullseye: 1.78, host: 1.85). rustc
+    reads only `lib/rustlib/<triple>` under `--sysroot`, and the std holds no glibc symbol
+    versions: those are bound when the cdylib is linked, against the target sysroot's libc.
+    """
+    from .targets import DebianSource
+    from .toolchains.debian import PrivateApt, _run
+
+    host = host_debian_rust()
+    arch = _DEBIAN_ARCH.get(triple.split("-")[0])
+    if host is None or arch is None or not host[1].startswith(tools.release):
+        raise ToolchainError(f"no {DEBIAN_STD_PACKAGE} for {triple} at rustc {tools.release}: the host's rustc is "
+                             "not Debian's rustc-web; install a rustup toolchain with "
+                             f"`rustup target add {triple}`")
+    codename, version = host
+    root = cache / "rust-std" / f"{version.replace(':', '%3a')}_{arch}"
+    if (root / "usr" / "lib" / "rustlib" / triple / "lib").is_dir():
+        return root
+    mm = ".".join(tools.release.split(".")[:2])
+    apt = PrivateApt(cache / "apt" / f"rust-std-{codename}-{arch}",
+                     DebianSource(suites=(codename, f"{codename}-updates"), keyring=keyring, packages=()), arch)
+    apt.prepare()
+    apt.update()
+    debs = cache / "rust-std" / f".debs-{os.getpid()}"
+    tmp = cache / "rust-std" / f".{root.name}.{os.getpid()}"
+    try:
+        # apt-get download checks each .deb against the signed index's sha256
+        apt.download([f"{DEBIAN_STD_PACKAGE}={version}", f"libstd-rust-web-{mm}={version}"], debs)
+        for deb in sorted(debs.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"unpacking {deb.name}")
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not (root / "usr" / "lib" / "rustlib" / triple / "lib").is_dir():
+                raise
+    finally:
+        shutil.rmtree(debs, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
 def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
     """A CARGO_HOME whose config replaces crates.io by the offline directory source `registry`."""
     home = cache / "cargo-home" / re.sub(r"[^A-Za-z0-9]+", "_", str(registry)).strip("_")
@@ -209,14 +268,26 @@ def rust_env(toolchain: "Toolchain", cache: Path, registry: Path = DEFAULT_REGIS
         raise ToolchainError(f"{target.name}: the sysroot has no Rust standard library for {triple} "
                              f"({std_dir}); add {DEBIAN_STD_PACKAGE!r} to the recipe's [build] target-libs "
                              f"(or install a rustup toolchain with `rustup target add {triple}`)")
+    std_root = sysroot / "usr"
     if tools is None:
-        tools = find_rust(target_std_release(toolchain))
+        wanted = target_std_release(toolchain)
+        try:
+            tools = find_rust(wanted)
+        except ToolchainError:
+            if wanted is None or target.debian is None:
+                raise
+            # The suite's std is another release than the host's rustc (bullseye ships 1.78):
+            # use the host release's std for the target, still linking the target's own libc.
+            tools = find_rust()
+            std_root = host_release_std(cache, triple, tools, target.debian.keyring) / "usr"
+            tools = RustTools(tools.rustc, tools.cargo, tools.release,
+                              note=f"; {target.name}'s own std is {wanted}, used {std_root.parent}")
     cc = shlex.split(toolchain.compilers()["CC"])
     cxx = shlex.split(toolchain.compilers()["CXX"])
     libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
     link_args = [*cc[1:], *(a for d in libdirs for a in (f"-L{d}", f"-Wl,-rpath-link,{d}"))]
     # Debian's std lives in the sysroot (target code only: build scripts keep the host's std)
-    sysroot_flag = [] if tools.rustup else [f"--sysroot={sysroot / 'usr'}"]
+    sysroot_flag = [] if tools.rustup else [f"--sysroot={std_root}"]
     rustflags = [*sysroot_flag, *(f"-Clink-arg={a}" for a in link_args)]
     key = triple.upper().replace("-", "_")
     low = triple.replace("-", "_")
