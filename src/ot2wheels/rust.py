@@ -264,24 +264,27 @@ def rust_env(toolchain: "Toolchain", cache: Path, registry: Path = DEFAULT_REGIS
     sysroot = toolchain.sysroot
     std_dir = sysroot / "usr" / "lib" / "rustlib" / triple / "lib"
     tools = find_rustup(triple)
-    if tools is None and not std_dir.is_dir():
+    if tools is None and not std_dir.is_dir() and target.debian is not None:
         raise ToolchainError(f"{target.name}: the sysroot has no Rust standard library for {triple} "
                              f"({std_dir}); add {DEBIAN_STD_PACKAGE!r} to the recipe's [build] target-libs "
                              f"(or install a rustup toolchain with `rustup target add {triple}`)")
     std_root = sysroot / "usr"
     if tools is None:
-        wanted = target_std_release(toolchain)
+        wanted = target_std_release(toolchain) if std_dir.is_dir() else None
         try:
-            tools = find_rust(wanted)
+            tools = find_rust(wanted) if std_dir.is_dir() else None
         except ToolchainError:
-            if wanted is None or target.debian is None:
+            if wanted is None:
                 raise
-            # The suite's std is another release than the host's rustc (bullseye ships 1.78):
-            # use the host release's std for the target, still linking the target's own libc.
+        if tools is None:
+            # The suite's std is another release than the host's rustc (bullseye ships 1.78), or
+            # the sysroot has none (a vendor SDK): the host release's std for the target, still
+            # linking the target's own libc.
             tools = find_rust()
-            std_root = host_release_std(cache, triple, tools, target.debian.keyring) / "usr"
-            tools = RustTools(tools.rustc, tools.cargo, tools.release,
-                              note=f"; {target.name}'s own std is {wanted}, used {std_root.parent}")
+            keyring = target.debian.keyring if target.debian else "/usr/share/keyrings/debian-archive-keyring.gpg"
+            std_root = host_release_std(cache, triple, tools, keyring) / "usr"
+            own = f"{target.name}'s own std is {wanted}" if wanted else f"{target.name}'s sysroot has no std"
+            tools = RustTools(tools.rustc, tools.cargo, tools.release, note=f" from {std_root.parent} ({own})")
     cc = shlex.split(toolchain.compilers()["CC"])
     cxx = shlex.split(toolchain.compilers()["CXX"])
     libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
