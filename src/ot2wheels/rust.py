@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from .download import ca_bundle, ssl_context
 from .errors import BuildError, ToolchainError
+from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .recipes import Recipe
@@ -221,6 +222,14 @@ def host_release_std(cache: Path, triple: str, tools: RustTools, keyring: str) -
     return root
 
 
+def _cargo_home_with(home: Path, config: str) -> Path:
+    """`home` with `config` as its config.toml (rewritten atomically only when it differs)."""
+    path = home / "config.toml"
+    if not path.is_file() or path.read_text() != config:
+        atomic_write(path, config)
+    return home
+
+
 def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
     """A CARGO_HOME whose config replaces crates.io by the offline directory source `registry`."""
     home = cache / "cargo-home" / re.sub(r"[^A-Za-z0-9]+", "_", str(registry)).strip("_")
@@ -230,13 +239,7 @@ def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
         f'[source.offline]\ndirectory = "{registry}"\n\n'
         "[net]\noffline = true\n"
     )
-    path = home / "config.toml"
-    if not path.is_file() or path.read_text() != config:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f".config.toml.{os.getpid()}"
-        tmp.write_text(config)
-        tmp.replace(path)
-    return home
+    return _cargo_home_with(home, config)
 
 
 def _bin_dir(cache: Path, tools: RustTools) -> Path:
@@ -457,13 +460,7 @@ def registry_home(cache: Path, index: str) -> Path:
     if cafile := ca_bundle():
         lines += ["[http]", f'cainfo = "{cafile}"', ""]
     config = "\n".join(lines)
-    path = home / "config.toml"
-    if not path.is_file() or path.read_text() != config:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f".config.toml.{os.getpid()}"
-        tmp.write_text(config)
-        tmp.replace(path)
-    return home
+    return _cargo_home_with(home, config)
 
 
 def vendor_dir(cache: Path, lock: Path) -> Path:
