@@ -133,6 +133,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over the project's code (configured in pyproject.toml)."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py", "tasks.py")
+    session.run("mypy", "src")
+
+
+@nox.session(python="3.11")
 def integration(session: nox.Session) -> None:
     """Real sysroots, cross builds, qemu, served indexes, dockerd (`-m 'not slow'` skips the slowest)."""
     _pytest(session, "integration")
