@@ -2,19 +2,34 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import serve_directory
 
 from ot2wheels.build import build_one
 from ot2wheels.errors import BuildError, ToolchainError
 from ot2wheels.paths import Layout, default_cache_dir
 from ot2wheels.recipes import load_recipe
-from ot2wheels.rust import cargo_home, explain_cargo_failure, find_cargo_manifest, preflight, rust_triple
+from ot2wheels.rust import (
+    CrateSource,
+    cargo_home,
+    crates_index,
+    explain_cargo_failure,
+    find_cargo_manifest,
+    find_lock,
+    lock_changes,
+    preflight,
+    prepare_crates,
+    registry_home,
+    rust_triple,
+)
 from ot2wheels.smoke import smoke_test
 from ot2wheels.targets import load_targets
 from ot2wheels.toolchains import get_toolchain
@@ -207,10 +222,6 @@ def test_rust_env_needs_the_std_in_the_sysroot(tmp_path: Path) -> None:
 
 # -- crate sources: registry (loopback sparse stand-in) -> vendored cache -> offline fallback ----
 
-from ot2wheels.rust import CrateSource, crates_index, find_lock, lock_changes, prepare_crates  # noqa: E402
-
-from conftest import serve_directory  # noqa: E402
-
 STANDIN_CRATES = ("scopeguard-1.1.0", "autocfg-1.1.0")  # no dependencies: index entries stay simple
 
 
@@ -229,9 +240,6 @@ def sparse_registry(dest: Path, crates: tuple[str, ...]) -> None:
     Each .crate is the crate's source folder tarred as cargo packages it; `dl` in config.json is
     relative to the served root, completed by the test with the server's URL.
     """
-    import json
-    import tomllib
-
     for crate in crates:
         src = Path(REGISTRY) / crate
         meta = tomllib.loads((src / "Cargo.toml").read_text())
@@ -289,7 +297,6 @@ def test_crates_from_a_sparse_registry_are_vendored_then_offline(tmp_path: Path,
         (served / "config.json").write_text(f'{{"dl": "{url}/crates/{{crate}}-{{version}}.crate"}}')
         monkeypatch.setenv("OT2WHEELS_CRATES_INDEX", f"sparse+{url}/")
         # the sdist's lock, as upstream made it against the registry
-        from ot2wheels.rust import registry_home
         lockgen = subprocess.run(["/usr/bin/cargo", "generate-lockfile"], cwd=project, capture_output=True, text=True,
                                  env={**os.environ, "CARGO_HOME": str(registry_home(tmp_path / "upstream", f"sparse+{url}/"))})
         assert lockgen.returncode == 0, lockgen.stderr

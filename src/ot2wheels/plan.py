@@ -96,12 +96,12 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["counts"] = {b: len(self.bucket(b)) for b in BUCKETS}
-        for entry, e in zip(data["entries"], self.entries):
+        for entry, e in zip(data["entries"], self.entries, strict=True):
             if e.bucket == BUILD:  # whether packages/ can build it, and at the planned version
                 entry["recipe_matches"] = e.recipe == e.version
         return data
 
-    def with_recipes(self, recipes: dict[str, str]) -> "Plan":
+    def with_recipes(self, recipes: dict[str, str]) -> Plan:
         """The plan with each must-build marked by its recipe's version (`recipes`: name -> version)."""
         entries = tuple(replace(e, recipe=recipes.get(e.name)) if e.bucket == BUILD else e for e in self.entries)
         return replace(self, entries=entries)
