@@ -24,6 +24,7 @@ from ot2wheels.rust import (
     explain_cargo_failure,
     find_cargo_manifest,
     find_lock,
+    find_rustup,
     lock_changes,
     preflight,
     prepare_crates,
@@ -363,3 +364,21 @@ def test_cryptography_builds_from_debian_crates_and_runs_fernet_x509_sha256_unde
     toolchain.ensure()
     smoke = smoke_test(recipe, result.wheel, toolchain)
     assert smoke.passed, smoke.output
+
+
+@pytest.mark.integration
+def test_rustup_is_used_only_with_the_targets_std_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's real rustup: its host triple has a std, a target it lacks does not count."""
+    rustup = shutil.which("rustup") or str(Path.home() / ".cargo" / "bin" / "rustup")
+    if not Path(rustup).is_file():
+        pytest.skip("no rustup on this machine")
+    installed = subprocess.run([rustup, "target", "list", "--installed"], capture_output=True, text=True).stdout.split()
+    assert installed, "rustup lists no installed target"
+    tools = find_rustup(installed[0])
+    assert tools is not None and tools.rustup and tools.rustc.is_file() and tools.cargo.is_file()
+    assert tools.describe().startswith(f"rustup toolchain {tools.rustup} (rustc {tools.release}")
+    missing = next(t for t in ("armv7-unknown-linux-gnueabihf", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu")
+                   if t not in installed)
+    assert find_rustup(missing) is None
+    monkeypatch.setenv("OT2WHEELS_RUSTUP", "0")
+    assert find_rustup(installed[0]) is None
