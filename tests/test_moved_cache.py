@@ -25,7 +25,7 @@ def test_moved_sysroot_sysconfigdata_is_detected_and_rewritten(tmp_path: Path) -
     libdir = a / "usr" / "lib" / "python3.11"
     libdir.mkdir(parents=True)
     (libdir / "_sysconfigdata__linux_arm-linux-gnueabihf.py").write_text(SYSCONFIG)
-    crossenv.write_sysconfigdata(a, "3.11", a / ".ot2wheels" / "sysconfig")
+    crossenv.write_sysconfigdata(a, "3.11", a / ".ot2wheels" / "sysconfig", "arm-linux-gnueabihf")
     assert not crossenv.sysconfigdata_moved(a, a / ".ot2wheels" / "sysconfig")
     b = tmp_path / "b" / "sysroot"
     b.parent.mkdir()
@@ -33,7 +33,7 @@ def test_moved_sysroot_sysconfigdata_is_detected_and_rewritten(tmp_path: Path) -
     copy = b / ".ot2wheels" / "sysconfig" / "_sysconfigdata__linux_arm-linux-gnueabihf.py"
     assert str(a) in copy.read_text()
     assert crossenv.sysconfigdata_moved(b, b / ".ot2wheels" / "sysconfig")
-    crossenv.write_sysconfigdata(b, "3.11", b / ".ot2wheels" / "sysconfig")
+    crossenv.write_sysconfigdata(b, "3.11", b / ".ot2wheels" / "sysconfig", "arm-linux-gnueabihf")
     assert str(a) not in copy.read_text() and f"'-I{b}/usr/include/python3.11 -O2'" in copy.read_text()
     assert not crossenv.sysconfigdata_moved(b, b / ".ot2wheels" / "sysconfig")
 

@@ -239,7 +239,8 @@ class DebianToolchain(Toolchain):
             if not (root / ".ot2wheels" / "manifest.json").is_file():
                 self._assemble(debs, root, key, log)
             elif crossenv.sysconfigdata_moved(root, root / ".ot2wheels" / "sysconfig"):
-                crossenv.write_sysconfigdata(root, self.target.python, root / ".ot2wheels" / "sysconfig")
+                crossenv.write_sysconfigdata(root, self.target.python, root / ".ot2wheels" / "sysconfig",
+                                             self.target.architecture.multiarch)
                 log(f"{root}: its sysconfigdata named another location (the cache was moved or "
                     "copied); rewrote it for this one")
         self._sysroot = root
