@@ -164,9 +164,6 @@ def target_std_release(toolchain: "Toolchain") -> str | None:
     return None
 
 
-_DEBIAN_ARCH = {"armv7": "armhf", "arm": "armhf", "aarch64": "arm64"}  # Rust triple head -> Debian arch
-
-
 def host_debian_rust() -> tuple[str, str] | None:
     """(codename, Debian version of rustc-web) of this host, or None when it is not Debian's."""
     try:
@@ -179,7 +176,7 @@ def host_debian_rust() -> tuple[str, str] | None:
     return (m.group(1), version) if m and version else None
 
 
-def host_release_std(cache: Path, triple: str, tools: RustTools, keyring: str) -> Path:
+def host_release_std(cache: Path, triple: str, arch: str, tools: RustTools, keyring: str) -> Path:
     """The target's std at the host rustc's exact Debian version, unpacked apart from any sysroot.
 
     For a target whose own suite ships another Rust release (bullseye: 1.78, host: 1.85). rustc
@@ -190,8 +187,7 @@ def host_release_std(cache: Path, triple: str, tools: RustTools, keyring: str) -
     from .toolchains.debian import PrivateApt, _run
 
     host = host_debian_rust()
-    arch = _DEBIAN_ARCH.get(triple.split("-")[0])
-    if host is None or arch is None or not host[1].startswith(tools.release):
+    if host is None or not host[1].startswith(tools.release):
         raise ToolchainError(f"no {DEBIAN_STD_PACKAGE} for {triple} at rustc {tools.release}: the host's rustc is "
                              "not Debian's rustc-web; install a rustup toolchain with "
                              f"`rustup target add {triple}`")
@@ -285,7 +281,7 @@ def rust_env(toolchain: "Toolchain", cache: Path, registry: Path = DEFAULT_REGIS
             # linking the target's own libc.
             tools = find_rust()
             keyring = target.debian.keyring if target.debian else "/usr/share/keyrings/debian-archive-keyring.gpg"
-            std_root = host_release_std(cache, triple, tools, keyring) / "usr"
+            std_root = host_release_std(cache, triple, target.architecture.debian, tools, keyring) / "usr"
             own = f"{target.name}'s own std is {wanted}" if wanted else f"{target.name}'s sysroot has no std"
             tools = RustTools(tools.rustc, tools.cargo, tools.release, note=f" from {std_root.parent} ({own})")
     cc = shlex.split(toolchain.compilers()["CC"])
