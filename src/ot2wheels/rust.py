@@ -6,7 +6,10 @@ What a Rust cross build needs, and where it comes from here:
 - the target's standard library (`libstd-rust-web-dev`, armhf), unpacked into the target
   sysroot like any other target library (recipe `target-libs`); rustc finds it with
   `--sysroot=<sysroot>/usr`, passed for the target only (build scripts and proc macros are
-  host code and keep the host's std);
+  host code and keep the host's std). Where the suite ships another release (bullseye: 1.78)
+  or the sysroot has none (a vendor SDK), the host release's std for the target's arch is
+  fetched from the host's Debian suite into the cache instead (`host_release_std`); glibc
+  symbol versions are bound at link time, against the target sysroot's libc (docs/rust.md).
   A rustup-managed toolchain whose std for the target is installed
   (`rustup target add armv7-unknown-linux-gnueabihf`) is preferred when present: it needs
   neither the Debian std nor a matching release;
