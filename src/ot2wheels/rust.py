@@ -68,7 +68,7 @@ _TRIPLES = {  # (platform arch, GNU triplet suffix) -> Rust target triple
 }
 
 
-def rust_triple(target: "Target") -> str:
+def rust_triple(target: Target) -> str:
     suffix = target.triplet.rsplit("-", 1)[-1]
     try:
         return _TRIPLES[(target.arch, suffix)]
@@ -77,7 +77,7 @@ def rust_triple(target: "Target") -> str:
                              f"/ {target.triplet}; add one to ot2wheels.rust._TRIPLES") from None
 
 
-def needs_rust(recipe: "Recipe") -> bool:
+def needs_rust(recipe: Recipe) -> bool:
     return recipe.backend in RUST_BACKENDS
 
 
@@ -156,15 +156,10 @@ def find_rust(release: str | None = None) -> RustTools:
                          f"{DEBIAN_STD_PACKAGE}, or point OT2WHEELS_RUSTC at a matching rustc")
 
 
-def target_std_release(toolchain: "Toolchain") -> str | None:
-    """The Rust release of the std in the sysroot, from the toolchain manifest (Debian targets)."""
-    manifest = getattr(toolchain, "manifest", None)
-    if not isinstance(manifest, dict):
-        return None
-    for pkg in manifest.get("packages", []):
-        if pkg.get("package") == DEBIAN_STD_PACKAGE:
-            return str(pkg["version"]).split(":")[-1].split("+")[0].split("~")[0].split("-")[0]
-    return None
+def target_std_release(toolchain: Toolchain) -> str | None:
+    """The Rust release of the std in the sysroot, as the toolchain reports it (Debian targets)."""
+    version = toolchain.package_version(DEBIAN_STD_PACKAGE)
+    return version.split(":")[-1].split("+")[0].split("~")[0].split("-")[0] if version else None
 
 
 def host_debian_rust() -> tuple[str, str] | None:
@@ -255,7 +250,7 @@ def _bin_dir(cache: Path, tools: RustTools) -> Path:
     return d
 
 
-def rust_env(toolchain: "Toolchain", cache: Path, registry: Path = DEFAULT_REGISTRY,
+def rust_env(toolchain: Toolchain, cache: Path, registry: Path = DEFAULT_REGISTRY,
              base_path: str | None = None, extra_path: tuple[Path, ...] = ()) -> dict[str, str]:
     """Cargo and PyO3 variables for cross-building Rust extensions; merge over `toolchain.env()`.
 
