@@ -8,7 +8,6 @@ imported by the target CPython under qemu-arm.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -230,31 +229,12 @@ PyMODINIT_FUNC PyInit_ra(void) { return PyModule_Create(&d); }
 def test_rust_extension_through_the_sdk_uses_the_host_release_std(pulled, toolchain, tmp_path):
     """A Buildroot SDK has no Rust std: the host rustc's Debian std for the arch is used, the
     cdylib links the SDK sysroot's libc (gate: the stand-in's glibc floor) and imports under qemu."""
-    from test_rust import SMOKE, demo_sdist
+    from test_rust import demo_recipe, demo_sdist
 
     from ot2wheels.recipes import load_recipe
     from ot2wheels.smoke import smoke_test
 
-    sdist = demo_sdist(tmp_path, "maturin")
-    recipe_dir = pulled.layout.root / "packages" / "pyo3-demo"
-    recipe_dir.mkdir(parents=True, exist_ok=True)
-    (recipe_dir / "recipe.toml").write_text(f'''[package]
-name = "pyo3-demo"
-version = "0.1.0"
-
-[source]
-kind = "url"
-url = "{sdist.as_uri()}"
-sha256 = "{hashlib.sha256(sdist.read_bytes()).hexdigest()}"
-
-[build]
-backend = "maturin"
-requires = ["maturin==1.16.0"]
-
-[smoke]
-imports = ["pyo3_demo"]
-code = """{SMOKE}"""
-''')
+    recipe_dir = demo_recipe(pulled.layout.root, demo_sdist(tmp_path, "maturin"), "maturin", target_libs=())
     recipe = load_recipe(recipe_dir)
     result = build.build_one(recipe, toolchain.target, pulled.layout, force=True, say=lambda s: None, make_jobs=1)
     log = result.record_path.with_suffix(".log").read_text()

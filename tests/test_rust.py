@@ -130,14 +130,11 @@ def demo_sdist(dest: Path, backend: str, cargo_toml: str | None = None) -> Path:
     return path
 
 
-def demo_layout(tmp_path: Path, backend: str, cargo_toml: str | None = None) -> Layout:
-    root = tmp_path / "root"
-    (root / "toolchain").mkdir(parents=True)
-    shutil.copy(ROOT / "toolchain" / "targets.toml", root / "toolchain")
-    sdist = demo_sdist(tmp_path, backend, cargo_toml)
+def demo_recipe(dest: Path, sdist: Path, backend: str, target_libs: tuple[str, ...] = ("libstd-rust-web-dev",)) -> Path:
+    """packages/pyo3-demo/recipe.toml under `dest` for `sdist` (a vendor SDK needs no target-libs)."""
     requires = '["maturin==1.16.0"]' if backend == "maturin" else '["setuptools==80.9.0", "setuptools-rust==1.13.0"]'
-    recipe = root / "packages" / "pyo3-demo" / "recipe.toml"
-    recipe.parent.mkdir(parents=True)
+    recipe = dest / "packages" / "pyo3-demo" / "recipe.toml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
     recipe.write_text(f'''[package]
 name = "pyo3-demo"
 version = "0.1.0"
@@ -150,12 +147,20 @@ sha256 = "{hashlib.sha256(sdist.read_bytes()).hexdigest()}"
 [build]
 backend = "{backend}"
 requires = {requires}
-target-libs = ["libstd-rust-web-dev"]
+target-libs = {json.dumps(list(target_libs))}
 
 [smoke]
 imports = ["pyo3_demo"]
 code = """{SMOKE}"""
 ''')
+    return recipe.parent
+
+
+def demo_layout(tmp_path: Path, backend: str, cargo_toml: str | None = None) -> Layout:
+    root = tmp_path / "root"
+    (root / "toolchain").mkdir(parents=True)
+    shutil.copy(ROOT / "toolchain" / "targets.toml", root / "toolchain")
+    demo_recipe(root, demo_sdist(tmp_path, backend, cargo_toml), backend)
     # the shared cache: the sysroot and build environments are reused across runs
     return Layout.discover(root, cache=default_cache_dir(), dist=tmp_path / "dist")
 
