@@ -85,6 +85,7 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.recipes import load_all
     from ot2wheels.targets import load_targets
 
     from ot2wheels.progress import status
@@ -96,6 +97,7 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
         p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff,
                          cache_dir=layout.cache)
         step(f"resolved {requirement} for {tgt.name}")
+    p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
     out = layout.root / "build" / "plan" / tgt.name
     json_path = Path(json) if json else out / "plan.json"
