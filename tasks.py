@@ -280,7 +280,7 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
 
 def _print_index_result(r) -> None:
     for line in r.skipped:
-        print(f"skipped {line}")
+        print(f"not published: {line}")
     for rule in r.unused_yanks:
         print(f"warning: {rule} matches no published wheel")
     for name in r.added:

@@ -149,6 +149,7 @@ def test_index_build_disk_full_is_one_line(tmp_path, small_disk):
                            str(tmp_path), "--dist", str(dist), "--index", str(index)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1
+    assert f"not published: {TARGET}/" not in proc.stdout  # both wheels passed: nothing to report
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "disk full at" in proc.stderr
 
@@ -188,3 +189,17 @@ def test_failed_newer_build_shows_next_to_what_is_served(tmp_path):
     landing = (index / "index.html").read_text()
     assert "newest build failed" not in landing and "1.2, 1.0" in landing
     assert "newest build failed" not in (index / "project" / "crashy" / "index.html").read_text()
+
+
+def test_invoke_index_build_reports_what_it_does_not_publish(tmp_path):
+    """The CLI names every wheel it leaves out, with why ("not published: <wheel>: why")."""
+    (tmp_path / "toolchain").mkdir()
+    (tmp_path / "toolchain" / "targets.toml").write_bytes((ROOT / "toolchain" / "targets.toml").read_bytes())
+    dist = tmp_path / "dist"
+    stray = write_wheel(dist / TARGET / "stray", "stray", "1.0")
+    evil = write_wheel(dist / "javascript:alert(3)" / "x", "x", "1.0")
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "index.build", "--root",
+                           str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"not published: {TARGET}/stray/{stray.name}: no build record names it" in proc.stdout
+    assert f"not published: javascript:alert(3)/x/{evil.name}: 'javascript:alert(3)' is not a target" in proc.stdout
