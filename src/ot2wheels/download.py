@@ -35,6 +35,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from .fsutil import sha256_file  # noqa: F401 - re-exported: callers import it from here
 from .errors import DownloadError
 
 CHUNK = 1 << 16
@@ -42,11 +43,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # HTTP statuses worth another attempt; any other 4xx is final.
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_sha256_pin(sha256: str, what: str) -> str:
