@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, locks, records, rust, sources
+from . import __version__, buildenv, ccache, gate, hostguard, locks, records, rust, sources
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError
 from .paths import Layout
@@ -149,6 +149,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
+        # outermost, so host paths are rewritten before ccache hashes the command
+        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates offline")
             rust.preflight(tree, env)
