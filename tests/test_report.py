@@ -181,3 +181,12 @@ def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh
     build_index(fresh_project.layout.dist, index_dir, None, targets=fresh_project.targets)
     assert (index_dir / "report" / "index.html").read_text() == rep.html
     assert (index_dir / "index.html").is_file()
+
+
+def test_links_the_survey_coverage_page_when_there_is_one(filled: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "index" / "report"
+    assert 'id="coverage"' not in report.build_report(filled, out, tmp_path).html
+    (tmp_path / "index" / "coverage").mkdir()
+    (tmp_path / "index" / "coverage" / "index.html").write_text("<p>coverage</p>")
+    rep = report.build_report(filled, out, tmp_path)
+    assert '<a href="../coverage/index.html">' in rep.html and rep.data["coverage"] == "../coverage/index.html"
