@@ -49,6 +49,7 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
     (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),
     (Stage.BUILD, "error: something else", (), FailureClass.OTHER),
+    (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
     (Stage.PASSED, "", (), None),
@@ -62,6 +63,7 @@ def test_error_line_prefers_the_compiler_error() -> None:
           "error: command '/usr/bin/arm-linux-gnueabihf-gcc' failed with exit code 1\nERROR Backend subprocess exited"
     assert error_line(log) == "src/a.c:1:10: fatal error: foo.h: No such file or directory"
     assert error_line("") == ""
+    assert error_line("# env\nERROR Missing dependencies:\n\tCython>=3.1\n") == "ERROR Missing dependencies: Cython>=3.1"
 
 
 def _cells() -> list[Cell]:

@@ -303,11 +303,12 @@ class DynamicRequires:
     note: str  # one line for the recipe: what was found, or why nothing could be asked
 
 
-def hook_requires(tree: Path, python: Path, timeout: float = 600) -> list[str]:
-    """What the backend's `get_requires_for_build_wheel` asks for, run with `python` (a build env)."""
+def hook_requires(tree: Path, python: Path, env: Mapping[str, str] | None = None, timeout: float = 600) -> list[str]:
+    """What the backend's `get_requires_for_build_wheel` asks for, run with `python` (a build env)
+    and the recipe's [build] env (a backend's answer may depend on it)."""
     try:
         out = subprocess.run([str(python), "-c", _HOOK, str(tree)], cwd=tree, capture_output=True, text=True,
-                             env=scrubbed_env(), timeout=timeout)
+                             env={**scrubbed_env(), **(env or {})}, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BuildError(f"get_requires_for_build_wheel of {tree.name} did not finish in {timeout:.0f}s") from None
     lines = out.stdout.strip().splitlines()
@@ -317,7 +318,8 @@ def hook_requires(tree: Path, python: Path, timeout: float = 600) -> list[str]:
     return [str(r) for r in json.loads(lines[-1])]
 
 
-def dynamic_requires(data: bytes, filename: str, static: list[str], python: Path, cache: Path) -> DynamicRequires:
+def dynamic_requires(data: bytes, filename: str, static: list[str], python: Path, cache: Path,
+                     env: Mapping[str, str] | None = None) -> DynamicRequires:
     """The sdist's dynamic build requirements: the hook run in a venv of the (pinned) static ones.
 
     A hook that fails is not fatal (the recipe still gets written): the note says why.
@@ -331,7 +333,7 @@ def dynamic_requires(data: bytes, filename: str, static: list[str], python: Path
         try:
             tree = sources.extract(archive, Path(tmp) / "src")
             env_python = buildenv.ensure_build_env(python, tuple(static), cache)
-            asked = hook_requires(tree, env_python)
+            asked = hook_requires(tree, env_python, env)
         except (BuildError, SourceError) as exc:
             first = str(exc).splitlines()[0]
             return DynamicRequires((), f"dynamic build requirements unknown (the hook could not run: {first})")
@@ -474,10 +476,12 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     backend_string = build_system.get("build-backend", "setuptools.build_meta:__legacy__")
     pythons = pythons or target_pythons(layout, sdist.requires_python)
     requires = pin_build_requirements(list(raw_requires), pythons, client)
+    switches = load_cross_switches(cross_switches_file(layout)).get(name)
     dynamic = None
     if hooks:
         newest = max(pythons, key=Version)  # the static pins suit every target Python
-        dynamic = dynamic_requires(data, sdist.filename, requires, _build_python(layout, newest), layout.cache)
+        dynamic = dynamic_requires(data, sdist.filename, requires, _build_python(layout, newest), layout.cache,
+                                   switches.env if switches else None)
         requires += pin_build_requirements(list(dynamic.requires), pythons, client)
     try:
         meta = client.metadata(sdist)
@@ -491,8 +495,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
         libs = sorted({*libs, DEBIAN_STD_PACKAGE})
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
-                         sdist.requires_python, summary, dynamic,
-                         load_cross_switches(cross_switches_file(layout)).get(name))
+                         sdist.requires_python, summary, dynamic, switches)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)

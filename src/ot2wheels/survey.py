@@ -106,20 +106,27 @@ _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
     (FailureClass.ABI3, re.compile(r"abi3")),
     (FailureClass.HOST_LEAKAGE, re.compile(r"x86[-_]64|file in wrong format|skipping incompatible /usr/|"
-                                           r"Relocations in generic ELF|ot2wheels-hostguard")),
+                                           r"Relocations in generic ELF")),
     (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|"
                                           r"was not found in the pkg-config|Dependency \S+ found: NO|"
                                           r"Could NOT find|library .* not found", re.I)),
 ]
 
 
+def _meaningful(text: str) -> list[str]:
+    """Lines of a log without its own comments (the cross environment, the gate's notes)."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("#", "$ "))]
+
+
 def error_line(text: str) -> str:
-    """The most telling line of a build log or error: a compiler's fatal error before a generic one."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#   ")]
+    """The most telling line of a build log or error: a compiler's fatal error before a generic one
+    (a line ending in ':' gets the next one: "Missing dependencies: Cython>=3")."""
+    lines = _meaningful(text)
     for pattern in _ERROR_LINE:
-        for ln in lines:
+        for i, ln in enumerate(lines):
             if pattern.search(ln):
-                return ln[:300]
+                more = f" {lines[i + 1]}" if ln.endswith(":") and i + 1 < len(lines) else ""
+                return (ln + more)[:300]
     return (lines[-1] if lines else "")[:300]
 
 
@@ -128,8 +135,9 @@ def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureCla
         return None
     if stage == Stage.SMOKE:
         return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
+    meaningful = "\n".join(_meaningful(text))
     for cls, pattern in _CLASSES:
-        if pattern.search(text):
+        if pattern.search(meaningful):
             return cls
     if "rust" in parts:
         return FailureClass.RUST
@@ -241,7 +249,8 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
             if not result.ok or result.wheel is None:
                 text = (result.record.error or "") + "\n" + _log_text(log)
                 cell.failure = classify(Stage.BUILD, text, proj.parts)
-                cell.error = error_line(result.record.error or "") if cell.failure == FailureClass.ABI3 \
+                gate_failed = (result.record.error or "").startswith("gate")
+                cell.error = error_line(result.record.error or "") if gate_failed \
                     else error_line(_log_text(log) or result.record.error or "")
                 cells.append(cell)
                 continue
