@@ -4,16 +4,14 @@ kept out of the cross build, official cross switches as data."""
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import sys
-import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
-from fakeindex import FakeIndex
+from fakeindex import FakeIndex, make_sdist
 
 from ot2wheels import hostguard
 from ot2wheels.build import build_one
@@ -41,17 +39,6 @@ PyMODINIT_FUNC PyInit_{name}(void) {{ {body} return PyModule_Create(&m); }}
 
 def module_c(name: str, includes: str = "", body: str = "") -> str:
     return MODULE_C.format(name=name, includes=includes, body=body)
-
-
-def sdist_bytes(base: str, files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for rel, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{base}/{rel}")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def serve_as_url(recipe: Path, index: FakeIndex) -> None:
@@ -112,7 +99,7 @@ def test_refine_replaces_only_the_smoke_imports(tmp_path: Path) -> None:
 OPTMOD_SETUP = """
 from setuptools import Extension, setup
 setup(name="optmod", version="1.0", packages=["optmod", "optmod.tests"],
-      ext_modules=[Extension("optmod._fast", ["optmod/_fast.c"]),
+      ext_modules=[Extension("optmod._fast", ["optmod/_fast.cpp"], language="c++"),  # C++: LDCXXSHARED
                    Extension("optmod.tests._helper", ["optmod/tests/_helper.c"]),
                    Extension("optmod._accel", ["optmod/_accel.c"], optional=True)])
 """
@@ -127,7 +114,7 @@ def test_generated_smoke_test_follows_the_built_wheel(fake: FakeIndex, layout: L
         "setup.py": OPTMOD_SETUP, "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
         'build-backend = "setuptools.build_meta"\n',
         "optmod/__init__.py": "", "optmod/tests/__init__.py": "",
-        "optmod/_fast.c": module_c("_fast"), "optmod/tests/_helper.c": module_c("_helper"),
+        "optmod/_fast.cpp": module_c("_fast"), "optmod/tests/_helper.c": module_c("_helper"),
         "optmod/_accel.c": module_c("_accel", "#include <no_such_library.h>"),  # optional: skipped
     })
     fake.start()
@@ -204,8 +191,8 @@ def test_contents_lines_become_include_paths() -> None:
 def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     target = load_targets(layout.targets_file).get("bookworm-armhf")
     headers = header_map(target, layout.cache, say=lambda s: None)
-    data = sdist_bytes("xmlthing-1.0", {"src/x.c": "#include <libxml/parser.h>\n#include <libxslt/xslt.h>\n"
-                                                     '#include "local.h"\n', "src/local.h": ""})
+    _, data = make_sdist("xmlthing", "1.0", {"src/x.c": "#include <libxml/parser.h>\n#include <libxslt/xslt.h>\n"
+                                                      '#include "local.h"\n', "src/local.h": ""})
     assert target_libs(data, "xmlthing-1.0.tar.gz", headers) == ["libxml2-dev", "libxslt1-dev"]
     assert target_libs(data, "xmlthing-1.0.tar.gz") == []  # the hand map alone knew neither
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
@@ -214,11 +201,15 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
 # --- 4. host include and library paths kept out of the cross build ----------------------------
 def test_hostguard_rewrites_host_paths_into_the_sysroot(tmp_path: Path) -> None:
     sysroot = tmp_path / "sysroot"
-    env = hostguard.environment({"CC": "printf %s\\n", "CFLAGS": "-O2"}, sysroot, "arm-linux-gnueabihf", tmp_path)
+    env = hostguard.environment({"CC": "ccache printf %s\\n", "LDSHARED": "printf %s\\n -shared", "CFLAGS": "-O2"},
+                                sysroot, "arm-linux-gnueabihf", tmp_path)
+    guard = tmp_path / "hostguard" / "printf"
+    # the compiler word is replaced in place: distutils finds linker flags by its position
+    assert env["CC"].split()[:2] == ["ccache", str(guard)] and env["LDSHARED"].split()[-1] == "-shared"
     assert env["CFLAGS"] == "-O2"
     args = ["-I/usr/include/freetype2", "-L/usr/lib/x86_64-linux-gnu", "-L/usr/local/lib",
             "/usr/lib/x86_64-linux-gnu/libz.so", f"-I{sysroot}/usr/include", "-lz", "x.c"]
-    out = subprocess.run([*env["CC"].split(), *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(guard), "%s\\n", *args], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [f"-I{sysroot}/usr/include/freetype2", f"-L{sysroot}/usr/lib/arm-linux-gnueabihf",
                                        f"{sysroot}/usr/lib/arm-linux-gnueabihf/libz.so", f"-I{sysroot}/usr/include",
                                        "-lz", "x.c"]
@@ -240,9 +231,9 @@ def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, t
     from conftest import serve_directory, sha
 
     archive = tmp_path / "leaky-1.0.tar.gz"
-    archive.write_bytes(sdist_bytes("leaky-1.0", {
-        "setup.py": LEAKY_SETUP, "PKG-INFO": "Metadata-Version: 2.1\nName: leaky\nVersion: 1.0\n",
-        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')}))
+    archive.write_bytes(make_sdist("leaky", "1.0", {
+        "setup.py": LEAKY_SETUP,
+        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})[1])
     (layout.packages / "leaky").mkdir(parents=True)
     with serve_directory(tmp_path) as url:
         (layout.packages / "leaky" / "recipe.toml").write_text(

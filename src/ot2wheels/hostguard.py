@@ -10,16 +10,21 @@ small wrapper that rewrites such arguments to the same paths inside the sysroot 
 
 from __future__ import annotations
 
+import hashlib
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
+from .errors import ToolchainError
 from .fsutil import atomic_write
 
-# argv[1:] is the real command (ccache ... gcc ...). Paths are matched by prefix; the host's
-# multiarch tuple (x86_64-linux-gnu, aarch64-linux-gnu, ...) becomes the target's.
-_WRAPPER = r'''#!{python} -IS
-"""ot2wheels host guard: host include/library paths -> the sysroot's (see ot2wheels.hostguard)."""
+# One wrapper per compiler, named like it (ccache and distutils guess the compiler's kind and
+# find linker parameters by the name and position of that word). argv[1:] are its arguments.
+_WRAPPER = r"""#!{python} -IS
+# ot2wheels host guard for {real} (sha256 {digest}): host include/library paths -> the sysroot's
 import os, re, sys
+REAL = {real!r}
 SYSROOT = {sysroot!r}
 MULTIARCH = {multiarch!r}
 TUPLE = re.compile(r"^(/usr/lib|/lib|/usr/include)/[a-z0-9_]+-linux-gnu[a-z0-9_]*(?=/|$)")
@@ -32,7 +37,7 @@ def moved(path):
     m = TUPLE.match(path)
     if m:
         path = m.group(1) + "/" + MULTIARCH + path[m.end():]
-    if path.startswith(("/usr/include", "/usr/lib", "/lib/")) or path in ("/lib",):
+    if path.startswith(("/usr/include", "/usr/lib", "/lib/")) or path == "/lib":
         return SYSROOT + path
     return path
 
@@ -51,20 +56,38 @@ for arg in sys.argv[1:]:
         sys.stderr.write("ot2wheels-hostguard: host path %s -> %s\n" % (arg, new or "(dropped)"))
     if new is not None:
         out.append(new)
-os.execvp(out[0], out)
-'''
+os.execv(REAL, [REAL, *out])
+"""
 
 WRAPPED = ("CC", "CXX", "LDSHARED", "LDCXXSHARED")
+_LAUNCHERS = {"ccache", "env"}
 
 
-def write_wrapper(dest: Path, sysroot: Path, multiarch: str) -> Path:
-    """The wrapper script at `dest` (executable), for one sysroot."""
-    atomic_write(dest, _WRAPPER.format(python=sys.executable, sysroot=str(sysroot), multiarch=multiarch),
-                 mode=0o755)
+def write_wrapper(dest: Path, real: str, sysroot: Path, multiarch: str) -> Path:
+    """The wrapper script at `dest` (executable) for the compiler `real` (a path)."""
+    digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()  # a new compiler is a new wrapper (ccache)
+    atomic_write(dest, _WRAPPER.format(python=sys.executable, real=real, digest=digest, sysroot=str(sysroot),
+                                       multiarch=multiarch), mode=0o755)
     return dest
 
 
 def environment(env: dict[str, str], sysroot: Path, multiarch: str, work: Path) -> dict[str, str]:
-    """`env` with its compilers and linkers run through the host guard (written into `work`)."""
-    wrapper = write_wrapper(work / "ot2wheels-hostguard", sysroot, multiarch)
-    return {k: (f"{wrapper} {v}" if k in WRAPPED and v else v) for k, v in env.items()}
+    """`env` with the compiler word of CC, CXX, LDSHARED, LDCXXSHARED replaced by a guard of it
+    (written into `work/hostguard/`); launchers (ccache) and flags stay where they were."""
+    out = dict(env)
+    wrappers: dict[str, Path] = {}
+    for var in WRAPPED:
+        if not env.get(var):
+            continue
+        words = shlex.split(env[var])
+        i = next((n for n, w in enumerate(words) if Path(w).name not in _LAUNCHERS and "=" not in w), None)
+        if i is None:
+            continue
+        real = shutil.which(words[i])
+        if real is None:
+            raise ToolchainError(f"{var}: compiler {words[i]!r} not found on PATH")
+        if real not in wrappers:
+            wrappers[real] = write_wrapper(work / "hostguard" / Path(real).name, real, sysroot, multiarch)
+        words[i] = str(wrappers[real])
+        out[var] = shlex.join(words)
+    return out
