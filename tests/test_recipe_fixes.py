@@ -106,7 +106,6 @@ setup(name="optmod", version="1.0", packages=["optmod", "optmod.tests"],
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_generated_smoke_test_follows_the_built_wheel(fake: FakeIndex, layout: Layout) -> None:
     """A guessed import of an optional extension that did not build fails the smoke test; the
     imports refined from the built wheel pass it and leave the test-only extension out."""
@@ -145,7 +144,6 @@ def get_requires_for_build_wheel(config_settings=None):
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_dynamic_cython_requirement_is_pinned_and_builds(fake: FakeIndex, layout: Layout) -> None:
     fake.sdist("dyncy", "1.0", files={
         "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "backend"\n'
@@ -226,7 +224,6 @@ setup(name="leaky", version="1.0", ext_modules=[Extension("leaky", ["leaky.c"],
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
     from conftest import serve_directory, sha
 
