@@ -170,7 +170,6 @@ def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, j
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
     from ot2wheels import pipeline
-
     from ot2wheels.ledger import Ledger, default_path
 
     jobs = int(jobs) if jobs else None
@@ -398,9 +397,8 @@ def report(c, ledger=None, out=None, factor=None):
     """Render the build status page (HTML + JSON) from the ledger into index/report/."""
     from ot2wheels import ledger as ledger_mod
     from ot2wheels import report as report_mod
-    from ot2wheels.paths import Layout
-
     from ot2wheels.index import swap
+    from ot2wheels.paths import Layout
 
     layout = Layout.discover()
     led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))

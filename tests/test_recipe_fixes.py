@@ -20,8 +20,7 @@ from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
 from ot2wheels.pypi import IndexClient
-from ot2wheels.recipe_new import (load_cross_switches, new_recipe, refine_smoke_imports, target_libs,
-                                  wheel_imports)
+from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_imports
 from ot2wheels.recipes import load_recipe
 from ot2wheels.smoke import smoke_test
 from ot2wheels.targets import load_targets

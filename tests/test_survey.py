@@ -10,8 +10,19 @@ import pytest
 
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
-from ot2wheels.survey import (Cell, FailureClass, ProjectList, Stage, SurveyProject, classify, error_line,
-                              load_project_list, promote, scratch_layout, write_page)
+from ot2wheels.survey import (
+    Cell,
+    FailureClass,
+    ProjectList,
+    Stage,
+    SurveyProject,
+    classify,
+    error_line,
+    load_project_list,
+    promote,
+    scratch_layout,
+    write_page,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

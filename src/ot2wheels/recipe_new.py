@@ -215,19 +215,18 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
                     fh = tf.extractfile(info)
                     if fh is not None:
                         found.update(_INCLUDE.findall(fh.read()))
-    headers_map = headers
-    headers = set()
+    included = set()
     for raw in found:
         h = raw.decode(errors="replace")
         if h.startswith('"') and PurePosixPath(h[1:-1]).name in own:
             continue  # "bundled.h": the sdist's own header
-        headers.add(h[1:-1])
+        included.add(h[1:-1])
     libs = set()
-    for h in headers:
+    for h in sorted(included):
         hand = [lib for key, lib in INCLUDE_LIBS.items() if (h.startswith(key) if key.endswith("/") else h == key)]
         if hand:
             libs.update(hand)
-        elif headers_map is not None and (pkg := headers_map.get(h)):
+        elif headers is not None and (pkg := headers.get(h)):
             libs.add(pkg)
     return sorted(libs)
 
@@ -359,7 +358,7 @@ def load_cross_switches(path: Path) -> dict[str, CrossSwitch]:
     unknown = set(data) - {"projects"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: ['projects']")
-    out = {}
+    out: dict[str, CrossSwitch] = {}
     for name, entry in data.get("projects", {}).items():
         where = f"{path}: [projects.{name}]"
         if not isinstance(entry, dict) or set(entry) - {"env", "why"}:
@@ -521,7 +520,7 @@ def built_wheel(layout: Layout, name: str) -> Path:
     for record in layout.dist.glob(f"*/{canonicalize_name(name)}/*.json"):
         try:
             rec = BuildRecord.from_file(record)
-        except Exception:  # noqa: BLE001 - a truncated record is no wheel to read
+        except Exception:  # a truncated record is no wheel to read
             continue
         if rec.result in ("passed", "reused") and rec.wheel and (record.parent / rec.wheel).is_file():
             found.append(record.parent / rec.wheel)

@@ -15,12 +15,11 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from .errors import ConfigError, Ot2WheelsError
 from .fsutil import atomic_copy, atomic_write
@@ -31,14 +30,14 @@ Say = Callable[[str], None]
 PARTS = ("c", "c++", "cython", "mypyc", "rust", "fortran")
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     RECIPE = "recipe"  # recipe.new failed
     BUILD = "build"  # the build or the gate failed
     SMOKE = "smoke"  # built, but the smoke test failed
     PASSED = "passed"
 
 
-class FailureClass(str, Enum):
+class FailureClass(StrEnum):
     SMOKE_IMPORTS = "smoke-imports"  # the smoke test imports what the wheel does not ship
     DYNAMIC_REQUIRES = "dynamic-requires"  # a build requirement asked for by the backend's hook
     ABI3 = "abi3"  # the gate refused a limited-API wheel
