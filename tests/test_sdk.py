@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from hostile import symlink_chain_tarball
 from rangeserver import serve
 from sdk_standin import (
     FILENAME,
@@ -278,28 +280,6 @@ def test_invoke_tasks(mini, tmp_path):
     assert "unknown (no pin to compare with)" in r.stdout
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real small filesystem (tmpfs) for the cache, to hit ENOSPC for real."""
-    mounts = []
-
-    def make(size_kb: int) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a small tmpfs needs root")
-        d = tmp_path / f"disk{len(mounts)}"
-        d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-        mounts.append(d)
-        return d
-
-    yield make
-    for d in mounts:
-        subprocess.run(["umount", str(d)], capture_output=True)
-
-
 @pytest.mark.parametrize("kib, error, message", [
     (800, DownloadError, "disk full while writing .*Free some space"),  # smaller than the tarball
     (2300, ToolchainError, "disk full while unpacking the SDK.*nothing was installed"),  # tarball fits, contents not
@@ -313,3 +293,32 @@ def test_disk_full(mini, tmp_path, small_disk, kib, error, message):
             sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
     assert sdk.installed(layout) is None and _installs(layout) == []
     assert not list(disk.rglob("*.part"))
+
+
+def test_symlink_chain_path_max_escape_is_refused(tmp_path):
+    """CVE-2025-4517 through `invoke sdk.pull --file`: refused, nothing written outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    arc = symlink_chain_tarball(tmp_path / "chain.tar", outside)
+    layout = _project(tmp_path)
+    sha = hashlib.sha256(arc.read_bytes()).hexdigest()
+    r = _invoke(layout, "sdk.pull", "--file", str(arc), "--sha256", sha)
+    assert r.returncode == 1
+    assert "refusing to extract member" in r.stderr and "Traceback" not in r.stderr
+    assert list(outside.iterdir()) == []
+    assert sdk.installed(layout) is None and _installs(layout) == []
+
+
+def test_moved_cache_sdk_is_detected_and_pull_installs_it_again(mini, tmp_path):
+    """A relocated SDK names its install path: a copied cache says so, and pull fixes it."""
+    layout = _project(tmp_path, sha256=mini.sha256)
+    with serve(mini.tarball.parent) as srv:
+        first = sdk.pull(layout, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+        moved = Layout(root=layout.root, cache=tmp_path / "moved-cache", dist=layout.dist)
+        shutil.copytree(layout.cache, moved.cache, symlinks=True)
+        with pytest.raises(ToolchainError, match=r"relocated to .* the cache was moved or copied"):
+            sdk.require_installed(moved)
+        again = sdk.pull(moved, url=srv.url(FILENAME), progress=False, log=lambda *_: None)
+    assert again.root.is_relative_to(moved.cache) and first.root.is_relative_to(layout.cache)
+    assert sdk.require_installed(moved).root == again.root
+    assert (again.root / "share/buildroot/sdk-location").read_text().strip() == str(again.root)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, hostguard, locks, records, rust, sources
+from . import __version__, buildenv, ccache, gate, hostguard, locks, procgroup, records, rust, sources, stale
 from .download import sha256_file
-from .errors import BuildError, GateError, Ot2WheelsError
+from .errors import BuildError, GateError, Ot2WheelsError, RecordError
+from .fsutil import atomic_move, disk_error
 from .paths import Layout
 from .recipes import Recipe
-from .records import BuildRecord
+from .records import BuildRecord, Outcome
 from .targets import Target
 from .toolchains import Toolchain, get_toolchain
 
@@ -38,7 +39,7 @@ class BuildResult:
 
     @property
     def ok(self) -> bool:
-        return self.record.result in ("passed", "reused")
+        return self.record.result.ok
 
     @property
     def label(self) -> str:
@@ -54,8 +55,11 @@ def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain) -> str:
 def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
     if not path.is_file():
         return None
-    rec = BuildRecord.from_file(path)
-    if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
+    try:
+        rec = BuildRecord.from_file(path)
+    except RecordError:  # truncated, or written by another version: build again
+        return None
+    if rec.cache_key != key or not rec.result.ok or not rec.wheel:
         return None
     wheel = path.parent / rec.wheel
     if not wheel.is_file() or sha256_file(wheel) != rec.wheel_sha256:
@@ -71,7 +75,8 @@ def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: 
         f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
-        result = subprocess.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+        # its own process group, killed with us: a killed run leaves no compiler writing on
+        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -124,14 +129,18 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     wheel: Path | None = None
     report: gate.GateReport | None = None
     error: str | None = None
-    work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
+    work: Path | None = None
+    work_lock: int | None = None
     try:
+        work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
+        work_lock = locks.hold(work)  # the next run's sweep leaves a locked work dir alone
+        (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
         key = cache_key(recipe, target, toolchain)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
-            rec.result = "reused"
+            rec.result = Outcome.REUSED
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
         log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
@@ -158,25 +167,43 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log)
         final = pdir / wheel.name
-        shutil.move(str(wheel), final)
+        atomic_move(wheel, final)  # the cache may be another file system: whole or absent
         wheel = final
     except Ot2WheelsError as exc:
         error = str(exc)
         wheel = None
+    except OSError as exc:  # disk full, permissions: a failed record with one line, no traceback
+        error = str(disk_error(exc, exc.filename or pdir))
+        wheel = None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        if work_lock is not None:
+            os.close(work_lock)
     rec = BuildRecord(
         target=target.name, python=target.python, project=recipe.name, version=recipe.version,
-        result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
+        result=Outcome.FAILED if error else Outcome.PASSED, cache_key=key, recipe_digest=recipe.digest,
         toolchain_digest=toolchain.digest if key else "", duration_s=round(time.monotonic() - started, 2),
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,
         wheel_size=wheel.stat().st_size if wheel else None,
         gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
     )
-    with log.open("a") as f:
-        f.write(f"\n# result: {rec.result}\n" + (f"# error: {error}\n" if error else ""))
-    records.write_atomic(record_path, rec.to_json())
+    try:
+        with log.open("a") as f:
+            f.write(f"\n# result: {rec.result}\n" + (f"# error: {error}\n" if error else ""))
+    except OSError:
+        pass  # a full disk: the record below says it (or the console does)
+    try:
+        records.write_atomic(record_path, rec.to_json())
+    except Ot2WheelsError as exc:  # the record cannot be written: no stale one may vouch for old state
+        rec.result, rec.error, rec.wheel, rec.wheel_sha256, rec.wheel_size = Outcome.FAILED, str(exc), None, None, None
+        record_path.unlink(missing_ok=True)
+        error, wheel = rec.error, None
+    # dist/ holds this build's current output only: a wheel of the same build that the record
+    # does not name (the previous, now replaced or failed one) is removed, never left to be
+    # taken for a current, publishable wheel (published copies live in the index).
+    records.remove_stale_wheels(pdir, recipe.name, recipe.version, keep=wheel.name if wheel else None)
     say(f"{label}: {'PASSED ' + wheel.name if wheel else 'FAILED: ' + (error or '').splitlines()[0]}")
     return BuildResult(recipe, target, rec, record_path, wheel)
 

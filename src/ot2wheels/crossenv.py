@@ -12,13 +12,30 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import ToolchainError
+from .fsutil import atomic_write
+from .targets import Target
 
-if TYPE_CHECKING:
-    from .toolchains.base import Toolchain
+
+class CrossToolchain(Protocol):
+    """What the cross environment needs of a toolchain (`toolchains.base.Toolchain` has it all);
+    a protocol here, so that this module does not import the toolchains that import it."""
+
+    target: Target
+
+    @property
+    def sysroot(self) -> Path: ...
+
+    @property
+    def library_dirs(self) -> list[Path]: ...
+
+    def compilers(self) -> dict[str, str]: ...
+
+    def sysconfig_dir(self) -> Path: ...
 
 # Absolute /usr/include and /usr/lib paths in sysconfigdata, as values or after -I/-L.
 _ABS_PATH = re.compile(r"(?P<lead>^|[\s'\"=]|-I|-L)(?P<path>/usr/(?:include|lib|local/include|local/lib))")
@@ -50,19 +67,26 @@ def write_sysconfigdata(sysroot: Path, python: str, dest: Path, multiarch: str) 
     """
     src = find_sysconfigdata(sysroot, python, multiarch)
     text = _ABS_PATH.sub(lambda m: m.group("lead") + str(sysroot) + m.group("path"), src.read_text())
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / src.name).write_text(text)
+    atomic_write(dest / src.name, text)
+    shutil.rmtree(dest / "__pycache__", ignore_errors=True)  # bytecode of an earlier copy
     return src.stem
 
 
-def sysconfigdata_name(toolchain: "Toolchain") -> str:
+def sysconfigdata_moved(sysroot: Path, dest: Path) -> bool:
+    """True when the copy in `dest` names a sysroot elsewhere: the cache was moved or copied
+    (the copy is derived data; write_sysconfigdata makes it again for here)."""
+    here = re.compile(r"""(?:^|[\s'"=]|-I|-L)""" + re.escape(str(sysroot)) + "/usr/(?:include|lib|local/)")
+    return not any(here.search(f.read_text()) for f in dest.glob("_sysconfigdata_*.py"))
+
+
+def sysconfigdata_name(toolchain: CrossToolchain) -> str:
     found = sorted(toolchain.sysconfig_dir().glob("_sysconfigdata_*.py"))
     if not found:
         raise ToolchainError(f"{toolchain.sysconfig_dir()}: no sysconfigdata; run toolchain setup again")
     return found[0].stem
 
 
-def cross_environment(toolchain: "Toolchain") -> dict[str, str]:
+def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
     target = toolchain.target
     sysroot = toolchain.sysroot
     tools = toolchain.compilers()

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import aptsource
 from .errors import DockerError
+from .fsutil import atomic_write
 from .paths import Layout
 from .targets import ARCHES
 
@@ -301,7 +302,7 @@ def run_in_image(layout: Layout, argv: list[str], image: str | None = None, c: A
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
     pip_conf = work / "pip.conf"
-    pip_conf.write_text(container_pip_conf())
+    atomic_write(pip_conf, container_pip_conf())  # shared by concurrent containers
     volumes = {str(layout.root): {"bind": str(layout.root), "mode": "rw"},
                str(layout.cache): {"bind": str(layout.cache), "mode": "rw"}}
     if not layout.dist.resolve().is_relative_to(layout.root.resolve()):

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import locks, records
+from . import locks, records, stale
 from .build import BuildResult, build_one, record_lock_name
-from .errors import ConfigError
+from .errors import ConfigError, RecordError
 from .ledger import Ledger
 from .paths import Layout
-from .recipes import Recipe, load_all
-from .smoke import SmokeResult, smoke_test
+from .recipes import ClosureRecipe, Recipe, load_each
+from .records import Outcome
+from .smoke import SmokeResult, smoke_many
 from .targets import Target, TargetSet, load_targets
 from .toolchains import get_toolchain
 
@@ -34,14 +35,23 @@ class Project:
     layout: Layout
     targets: TargetSet
     recipes: dict[str, Recipe]
+    closures: dict[str, ClosureRecipe] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # recipe folder -> why it does not load
 
     @classmethod
-    def load(cls, layout: Layout | None = None) -> "Project":
+    def load(cls, layout: Layout | None = None, strict: bool = True) -> "Project":
+        """The checkout's targets and recipes; with `strict=False` a broken recipe is kept in
+        `broken` (its builds fail with the error) instead of failing the whole load."""
         layout = layout or Layout.discover()
         targets = load_targets(layout.targets_file)
-        return cls(layout, targets, load_all(layout.packages, set(targets.targets)))
+        found = load_each(layout.packages, set(targets.targets))
+        if strict:
+            found.strict()
+        return cls(layout, targets, found.recipes, found.closures, found.errors)
 
     def recipe(self, name: str) -> Recipe:
+        if name in self.broken:
+            raise ConfigError(self.broken[name])
         try:
             return self.recipes[name]
         except KeyError:
@@ -66,10 +76,12 @@ class Project:
 class RunSummary:
     builds: list[BuildResult] = field(default_factory=list)
     smokes: list[tuple[Recipe, SmokeResult]] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # recipes that did not load
 
     @property
     def failures(self) -> list[str]:
-        out = [f"build {b.label}: {(b.record.error or '').splitlines()[0]} (log: {b.record_path.with_suffix('.log')})"
+        out = [f"recipe {message}" for message in self.broken]
+        out += [f"build {b.label}: {(b.record.error or '').splitlines()[0]} (log: {b.record_path.with_suffix('.log')})"
                for b in self.builds if not b.ok]
         out += [f"smoke {s.wheel} on {s.target}" for _r, s in self.smokes if not s.passed]
         return out
@@ -113,6 +125,7 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
     jobs = max(1, jobs or default_jobs())
     make_jobs = make_jobs_per_build(jobs, len(pairs))
     out = serialized(say)
+    stale.sweep(project.layout.cache, time.time(), out)  # what killed runs left behind
     if jobs > 1 and len(pairs) > 1:
         out(f"building {len(pairs)} wheels, {min(jobs, len(pairs))} at a time, "
             f"{make_jobs} compile job(s) each")
@@ -141,8 +154,8 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
 
 def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
     """One paragraph: how many builds ran, how many were reused (and which), how long it took."""
-    reused = [b for b in results if b.record.result == "reused"]
-    built = [b for b in results if b.record.result == "passed"]
+    reused = [b for b in results if b.record.result is Outcome.REUSED]
+    built = [b for b in results if b.record.result is Outcome.PASSED]
     failed = [b for b in results if not b.ok]
     lines = [f"{len(results)} build(s) in {elapsed_s:.1f}s: {len(built)} built, {len(reused)} reused "
              f"from the cache, {len(failed)} failed"]
@@ -152,32 +165,45 @@ def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
 
 def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print,
               ledger: Ledger | None = None, run_id: int | None = None) -> list[tuple[Recipe, SmokeResult]]:
-    """Smoke-test the built wheel of each pair (pairs without a passing build are failures)."""
-    out = []
-    for recipe, target in pairs:
+    """Smoke-test the built wheel of each pair (pairs without a passing build are failures).
+
+    The wheels of one target and sysroot are checked in one qemu-arm run (see `smoke.smoke_many`)."""
+    results: dict[int, SmokeResult] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Recipe, Target, Path, Path]]] = {}
+    for i, (recipe, target) in enumerate(pairs):
         record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
             records.stem(recipe.name, recipe.version, target.cp) + ".json")
-        rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
-        if rec is None or not rec.wheel or rec.result == "failed":
+        try:
+            rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        except RecordError as exc:
+            say(f"[{target.name}] {recipe.name}: {exc}")
+            rec = None
+        if rec is None or not rec.wheel or rec.result is Outcome.FAILED:
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
             missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
                                   "no wheel")
             if ledger is not None:
                 ledger.record_smoke(recipe, target, missing, run_id)
-            out.append((recipe, missing))
+            results[i] = missing
             continue
-        wheel = record_path.parent / rec.wheel
-        toolchain = get_toolchain(target, project.layout, recipe.target_libs)
+        groups.setdefault((target.name, recipe.target_libs), []).append(
+            (i, recipe, target, record_path, record_path.parent / rec.wheel))
+    for group in groups.values():
+        target, libs = group[0][2], group[0][1].target_libs
+        toolchain = get_toolchain(target, project.layout, libs)
         toolchain.ensure()
-        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under {target.architecture.qemu}")
-        result = smoke_test(recipe, wheel, toolchain)
-        say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
-            f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
-        _attach_smoke(project.layout, record_path, result)
-        if ledger is not None:
-            ledger.record_smoke(recipe, target, result, run_id)
-        out.append((recipe, result))
-    return out
+        say(f"[{target.name}] smoke test under {target.architecture.qemu}: "
+            f"{', '.join(w.name for *_x, w in group)}")
+        batch = smoke_many([(recipe, wheel) for _i, recipe, _t, _p, wheel in group], toolchain,
+                           cache=project.layout.cache)
+        for (i, recipe, _t, record_path, _w), result in zip(group, batch, strict=True):
+            say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
+                f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
+            _attach_smoke(project.layout, record_path, result)
+            if ledger is not None:
+                ledger.record_smoke(recipe, target, result, run_id)
+            results[i] = result
+    return [(recipe, results[i]) for i, (recipe, _t) in enumerate(pairs)]
 
 
 def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:
@@ -185,3 +211,37 @@ def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> Non
         rec = records.BuildRecord.from_file(record_path)
         rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
         records.write_atomic(record_path, rec.to_json())
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One per-recipe nox session: build-<name>[-X.Y], or a closure's build-<name>."""
+
+    name: str
+    doc: str
+    recipe: str
+    python: str | None = None
+    closure: bool = False
+    error: str | None = None  # the recipe (or targets.toml) does not load: the session fails so
+
+
+def recipe_sessions(layout: Layout | None = None) -> list[SessionSpec]:
+    """The per-recipe sessions. A broken recipe keeps its session (it fails with the error) and
+    the others stay; a broken targets.toml keeps one failing session per recipe folder."""
+    layout = layout or Layout.discover()
+    try:
+        project = Project.load(layout, strict=False)
+    except ConfigError as exc:
+        return [SessionSpec(f"build-{p.parent.name}", f"cannot load {layout.targets_file}: run it for the error",
+                            p.parent.name, error=str(exc))
+                for p in sorted(layout.packages.glob("*/recipe.toml"))]
+    out = []
+    for name, recipe in sorted(project.recipes.items()):
+        out.append(SessionSpec(f"build-{name}", f"Build {name} {recipe.version} for every selected target.", name))
+        out += [SessionSpec(f"build-{name}-{py}", f"Build {name} {recipe.version} for the CPython {py} target(s).",
+                            name, py) for py in sorted({t.python for _r, t in project.matrix([name])})]
+    out += [SessionSpec(f"build-{name}", "Plan the closure per target, build its must-build wheels, rehearse "
+                        "the install under qemu.", name, closure=True) for name in sorted(project.closures)]
+    out += [SessionSpec(f"build-{name}", f"BROKEN recipe: {error.splitlines()[0]}", name, error=error)
+            for name, error in sorted(project.broken.items())]
+    return out

@@ -483,8 +483,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
                                    switches.env if switches else None)
         requires += pin_build_requirements(list(dynamic.requires), pythons, client)
     try:
-        meta = client.metadata(sdist)
-        summary = (meta.get("Summary") or "").strip()
+        summary = client.metadata(sdist).summary
     except Exception:  # noqa: BLE001 - a summary is cosmetic
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
@@ -496,7 +495,6 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
                          sdist.requires_python, summary, dynamic, switches)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)
     return path
 

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from .errors import RecordError
 from .fsutil import atomic_write
+
+
+class Outcome(StrEnum):
+    """How a build or a smoke test ended (a str: records and the ledger keep the plain word)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    REUSED = "reused"  # builds only: the cached wheel of an identical build
+
+    @property
+    def ok(self) -> bool:
+        return self is not Outcome.FAILED
 
 
 @dataclass
@@ -15,7 +32,7 @@ class BuildRecord:
     python: str
     project: str
     version: str
-    result: str  # passed | failed | reused
+    result: Outcome
     cache_key: str
     recipe_digest: str
     toolchain_digest: str
@@ -29,12 +46,25 @@ class BuildRecord:
     tool_version: str = ""
     smoke: dict = field(default_factory=dict)  # filled by the smoke test: passed, duration_s
 
+    def __post_init__(self) -> None:
+        self.result = Outcome(self.result)  # records on disk hold the plain word
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_file(cls, path: Path) -> "BuildRecord":
-        return cls(**json.loads(path.read_text()))
+        """The record in `path`; RecordError naming the file if it is truncated, damaged or
+        has fields this version does not know (such a build counts as not reusable)."""
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return cls(**data)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            why = str(exc).split("\n")[0]
+            raise RecordError(f"{path}: not a valid build record ({why}); the next build "
+                              "replaces it (or delete it)") from None
 
 
 def project_dir(dist: Path, target: str, project: str) -> Path:
@@ -55,11 +85,32 @@ def records(dist: Path, target: str | None = None) -> list[tuple[Path, BuildReco
     return [(p, BuildRecord.from_file(p)) for p in sorted(base.glob("**/*.json") if base.is_dir() else [])]
 
 
+def remove_stale_wheels(pdir: Path, project: str, version: str, keep: str | None) -> list[Path]:
+    """Delete wheels of `project` `version` in `pdir` other than `keep`; returns them.
+
+    A target's project directory holds one build per version (one CPython per target), so
+    these are earlier outputs of the very build whose record now names `keep` (or no wheel).
+    """
+    out = []
+    for wheel in sorted(pdir.glob("*.whl")):
+        if wheel.name == keep:
+            continue
+        try:
+            name, ver, _build, _tags = parse_wheel_filename(wheel.name)
+            same = name == canonicalize_name(project) and ver == Version(version)
+        except (InvalidWheelFilename, InvalidVersion):
+            continue
+        if same:
+            wheel.unlink(missing_ok=True)
+            out.append(wheel)
+    return out
+
+
 def passing_wheels(dist: Path, target: str) -> list[Path]:
     """Wheels of `target` whose latest build record passed the gate."""
     out = []
     for path, rec in records(dist, target):
-        if rec.result in ("passed", "reused") and rec.wheel:
+        if rec.result.ok and rec.wheel:
             wheel = path.parent / rec.wheel
             if wheel.is_file():
                 out.append(wheel)

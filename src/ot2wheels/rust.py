@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import BuildError, ToolchainError
+from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .recipes import Recipe
@@ -101,14 +102,9 @@ def find_rust(release: str | None = None) -> RustTools:
 
 
 def target_std_release(toolchain: "Toolchain") -> str | None:
-    """The Rust release of the std in the sysroot, from the toolchain manifest (Debian targets)."""
-    manifest = getattr(toolchain, "manifest", None)
-    if not isinstance(manifest, dict):
-        return None
-    for pkg in manifest.get("packages", []):
-        if pkg.get("package") == DEBIAN_STD_PACKAGE:
-            return str(pkg["version"]).split(":")[-1].split("+")[0].split("~")[0].split("-")[0]
-    return None
+    """The Rust release of the std in the sysroot, as the toolchain reports it (Debian targets)."""
+    version = toolchain.package_version(DEBIAN_STD_PACKAGE)
+    return version.split(":")[-1].split("+")[0].split("~")[0].split("-")[0] if version else None
 
 
 def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
@@ -122,10 +118,7 @@ def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
     )
     path = home / "config.toml"
     if not path.is_file() or path.read_text() != config:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f".config.toml.{os.getpid()}"
-        tmp.write_text(config)
-        tmp.replace(path)
+        atomic_write(path, config)
     return home
 
 

@@ -263,7 +263,18 @@ def require_installed(layout: Layout, name: str = "ot2") -> InstalledSdk:
             f"no {name!r} SDK installed in {sdk_dir(layout, name)}; run `invoke sdk.pull` "
             "(or `invoke sdk.pull --file PATH --sha256 HASH` with a tarball you already have)"
         )
+    if not _in_place(sdk, sdk_dir(layout, name)):
+        # relocate-sdk.sh wrote the install path into the SDK's files: it cannot just move
+        raise ToolchainError(
+            f"the {name!r} SDK in {sdk_dir(layout, name)} was relocated to {sdk.root} when installed: "
+            "the cache was moved or copied since. Run `invoke sdk.pull` again to install it here"
+        )
     return sdk
+
+
+def _in_place(sdk: InstalledSdk, base: Path) -> bool:
+    """The SDK was relocated where `current` points now (not at a cache's earlier path)."""
+    return sdk.root.is_relative_to((base / "current").resolve())
 
 
 @contextmanager
@@ -324,9 +335,7 @@ def _check_layout(root: Path, triplet: str, python: str, archive: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _point_current(base: Path, install_id: str) -> None:
@@ -386,7 +395,8 @@ def pull(
             origin = str(archive) if file is not None else (url or pin.url)
             _warn_trust_on_first_use(pin, archive, sha, origin, log)
         current = installed(layout, name)
-        if current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file():
+        if (current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file()
+                and _in_place(current, base)):
             log(f"{name} SDK {sha[:12]} already installed at {current.root}")
             if trusted_now:
                 _record_trust(pin, sha, archive, log)

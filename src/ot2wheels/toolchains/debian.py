@@ -20,6 +20,8 @@ from pathlib import Path
 from .. import aptsource, crossenv, hostpython, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
+from ..fsutil import atomic_write
+from ..paths import Layout
 from ..targets import DebianSource, Target
 from .base import Toolchain
 
@@ -40,8 +42,13 @@ class Deb:
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
-        raise ToolchainError(f"{what} failed (exit {result.returncode}): {' '.join(argv[:3])} ...\n"
-                             + (result.stderr or result.stdout)[-3000:])
+        output = result.stderr or result.stdout
+        # the first line is all a build's console shows: put the reason there
+        errors = [line for line in output.splitlines() if line.startswith("E: ")]
+        why = f"disk full at {cwd or 'the cache'}: " if "No space left on device" in output else ""
+        raise ToolchainError(f"{why}{what} failed (exit {result.returncode})"
+                             + (f": {errors[-1]}" if errors else "") + f"\n$ {' '.join(argv[:3])} ...\n"
+                             + output[-3000:])
     return result.stdout
 
 
@@ -78,7 +85,7 @@ class PrivateApt:
         sources = s / "sources.list"
         text = "\n".join(lines) + "\n"
         if not sources.exists() or sources.read_text() != text:
-            sources.write_text(text)
+            atomic_write(sources, text)
             (s / "lists" / ".updated").unlink(missing_ok=True)
 
     def update(self, force: bool = False) -> None:
@@ -119,16 +126,22 @@ class PrivateApt:
 
     def download(self, packages: list[str], dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        # apt-get download writes into its working directory (never os.chdir: builds run in threads)
-        _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        before = set(dest.iterdir())
+        try:
+            # apt-get download writes into its working directory (never os.chdir: builds run in threads)
+            _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        except ToolchainError:
+            for p in set(dest.iterdir()) - before:  # apt writes under the final name: no half .deb stays
+                p.unlink(missing_ok=True)
+            raise
 
 
 class DebianToolchain(Toolchain):
-    def __init__(self, target: Target, cache: Path, extra_packages: tuple[str, ...] = ()) -> None:
+    def __init__(self, target: Target, layout: Layout, extra_packages: tuple[str, ...] = ()) -> None:
         if target.debian is None:
             raise ToolchainError(f"target {target.name} has no [debian] table")
         self.target = target
-        self.cache = cache
+        self.cache = cache = layout.cache
         self.extra_packages = tuple(sorted(set(extra_packages)))
         self.apt = PrivateApt(cache / "apt" / target.name, target.debian, target.architecture.debian)
         self._sysroot: Path | None = None
@@ -151,6 +164,13 @@ class DebianToolchain(Toolchain):
     @property
     def digest(self) -> str:
         return self.manifest["digest"]
+
+    def package_version(self, name: str) -> str | None:
+        """The Debian version of `name` in the sysroot (None when it is not there)."""
+        for pkg in self.manifest["packages"]:
+            if pkg.get("package") == name:
+                return str(pkg["version"])
+        return None
 
     def build_python(self) -> Path:
         return hostpython.find_python(self.target.python)
@@ -190,10 +210,7 @@ class DebianToolchain(Toolchain):
         if memo.is_file():
             return [Deb(**d) for d in json.loads(memo.read_text())]
         debs = self._resolve(src)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps([d.__dict__ for d in debs]))
-        tmp.replace(memo)
+        atomic_write(memo, json.dumps([d.__dict__ for d in debs]))
         return debs
 
     def _resolve(self, src: DebianSource) -> list[Deb]:
@@ -229,6 +246,11 @@ class DebianToolchain(Toolchain):
         with locks.cache_lock(self.cache, f"sysroot-{root.name}", log):
             if not (root / ".ot2wheels" / "manifest.json").is_file():
                 self._assemble(debs, root, key, log)
+            elif crossenv.sysconfigdata_moved(root, root / ".ot2wheels" / "sysconfig"):
+                crossenv.write_sysconfigdata(root, self.target.python, root / ".ot2wheels" / "sysconfig",
+                                             self.target.architecture.multiarch)
+                log(f"{root}: its sysconfigdata named another location (the cache was moved or "
+                    "copied); rewrote it for this one")
         self._sysroot = root
 
     def _assemble(self, debs: list[Deb], root: Path, key: str, log) -> None:
