@@ -60,6 +60,12 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
     (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),
     (Stage.BUILD, "error: something else", (), FailureClass.OTHER),
+    (Stage.BUILD, "ot2wheels-hostguard: host path -L/usr/lib/x86_64-linux-gnu -> -L/s/usr/lib\nerror: x", (),
+     FailureClass.OTHER),  # a rewritten host path is no leak
+    (Stage.BUILD, "checking whether we are cross compiling... configure: error: in `/w':\n"
+                  "configure: error: cannot run C compiled programs.", (), FailureClass.HOST_LEAKAGE),
+    (Stage.BUILD, "gate FAIL: x.whl\n  - x.libs/libharfbuzz.so.0: needs libglib-2.0.so.0, which the target does "
+                  "not have and the wheel does not vendor", (), FailureClass.TARGET_LIBS),
     (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
@@ -74,6 +80,8 @@ def test_error_line_prefers_the_compiler_error() -> None:
           "error: command '/usr/bin/arm-linux-gnueabihf-gcc' failed with exit code 1\nERROR Backend subprocess exited"
     assert error_line(log) == "src/a.c:1:10: fatal error: foo.h: No such file or directory"
     assert error_line("") == ""
+    assert error_line("-- Performing Test CXX_SUPPORTS_SSE4_2 - Failed\nCMake Error at x.cmake:5 (find_package):\n"
+                      "  Could NOT find Arrow") == "CMake Error at x.cmake:5 (find_package): Could NOT find Arrow"
     assert error_line("# env\nERROR Missing dependencies:\n\tCython>=3.1\n") == "ERROR Missing dependencies: Cython>=3.1"
 
 

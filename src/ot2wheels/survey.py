@@ -95,26 +95,29 @@ def load_project_list(path: Path) -> ProjectList:
 
 
 # --- classification -------------------------------------------------------------------------
-_ERROR_LINE = [re.compile(p, re.I) for p in (
-    r"fatal error:", r"Missing dependencies", r"\berror:", r"No module named", r"Error:", r"\bFAILED\b",
-    r"\berror\b")]
+_ERROR_LINE = [re.compile(p) for p in (
+    r"fatal error:", r"Missing dependencies", r"CMake Error", r"Could NOT find", r"configure: error: (?!in )",
+    r"\b[Ee]rror:", r"No module named", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
 _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.DYNAMIC_REQUIRES, re.compile(r"Missing dependencies|ERROR Backend .*requires|"
                                                r"No module named '(Cython|pybind11|numpy|setuptools_scm)'")),
     (FailureClass.RUST, re.compile(r"\bcargo\b|\brustc\b|maturin|setuptools[-_]rust|Rust compiler")),
     (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
     (FailureClass.ABI3, re.compile(r"abi3")),
-    (FailureClass.HOST_LEAKAGE, re.compile(r"x86[-_]64|file in wrong format|skipping incompatible /usr/|"
-                                           r"Relocations in generic ELF")),
-    (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|"
+    (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
                                           r"was not found in the pkg-config|Dependency \S+ found: NO|"
-                                          r"Could NOT find|library .* not found", re.I)),
+                                          r"needs lib\S+, which the target does not have")),
+    # the build machine leaking in: its libraries, or its identity (./configure without --host)
+    (FailureClass.HOST_LEAKAGE, re.compile(r"file in wrong format|skipping incompatible /usr/|"
+                                           r"Relocations in generic ELF|ELF 64-bit LSB .*x86-64|"
+                                           r"cannot run C compiled programs")),
 ]
 
 
 def _meaningful(text: str) -> list[str]:
     """Lines of a log without its own comments (the cross environment, the gate's notes)."""
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("#", "$ "))]
+    return [ln.strip() for ln in text.splitlines()
+            if ln.strip() and not ln.startswith(("#", "$ ", "ot2wheels-hostguard:"))]
 
 
 def error_line(text: str) -> str:
