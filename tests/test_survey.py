@@ -90,7 +90,8 @@ def _cells() -> list[Cell]:
             Cell("markupsafe", "3.0.4", "bullseye-armhf", Stage.PASSED),
             Cell("pyyaml", "6.0.4", "bookworm-armhf", Stage.PASSED),
             Cell("pyyaml", "6.0.4", "bullseye-armhf", Stage.BUILD, FailureClass.TARGET_LIBS, "fatal error: <yaml.h>"),
-            Cell("cryptography", "46.0.0", "bookworm-armhf", Stage.BUILD, FailureClass.RUST, "cargo")]
+            Cell("cryptography", "46.0.0", "bookworm-armhf", Stage.BUILD, FailureClass.RUST, "cargo"),
+            Cell("cryptography", "46.0.0", "bullseye-armhf", Stage.UNSUPPORTED, None, "Requires-Python >=3.10")]
 
 
 def test_coverage_page_counts_and_escapes(tmp_path: Path) -> None:
@@ -102,12 +103,13 @@ def test_coverage_page_counts_and_escapes(tmp_path: Path) -> None:
     assert (s["projects"], s["built"], s["smoke_passed"]) == (3, 2, 2)
     assert s["by_class"]["rust"] == 1 and s["no_rust_fortran"] == {"projects": 2, "passed": 2}
     assert data["summary"]["bullseye-armhf"]["by_class"]["target-libs"] == 1
+    assert (data["summary"]["bullseye-armhf"]["projects"], data["summary"]["bullseye-armhf"]["unsupported"]) == (2, 1)
     page = (out / "index.html").read_text()
     assert "&lt;yaml.h&gt;" in page and "<yaml.h>" not in page
     assert json.loads((out / "coverage.json").read_text())["cells"] == data["cells"]
     # a later run of one project keeps the other projects' cells
     data = write_page([Cell("pyyaml", "6.0.4", "bullseye-armhf", Stage.PASSED)], chosen[1:2], plist, out)
-    assert data["summary"]["bullseye-armhf"]["smoke_passed"] == 2 and len(data["cells"]) == 5
+    assert data["summary"]["bullseye-armhf"]["smoke_passed"] == 2 and len(data["cells"]) == 6
 
 
 def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> None:

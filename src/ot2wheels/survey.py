@@ -31,6 +31,7 @@ PARTS = ("c", "c++", "cython", "mypyc", "rust", "fortran")
 
 
 class Stage(StrEnum):
+    UNSUPPORTED = "unsupported"  # the newest release's Requires-Python excludes the target's CPython
     RECIPE = "recipe"  # recipe.new failed
     BUILD = "build"  # the build or the gate failed
     SMOKE = "smoke"  # built, but the smoke test failed
@@ -133,7 +134,7 @@ def error_line(text: str) -> str:
 
 
 def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureClass | None:
-    if stage == Stage.PASSED:
+    if stage in (Stage.PASSED, Stage.UNSUPPORTED):
         return None
     if stage == Stage.SMOKE:
         return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
@@ -240,7 +241,7 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
         recipe = project.recipe(proj.name)
         for target in targets:
             if not recipe.supports(target.name, target.python):
-                cells.append(Cell(proj.name, version, target.name, Stage.RECIPE, FailureClass.OTHER,
+                cells.append(Cell(proj.name, version, target.name, Stage.UNSUPPORTED, None,
                                   f"Requires-Python {recipe.python} excludes CPython {target.python}"))
                 continue
             [result] = pipeline.build_all(project, [(recipe, target)], jobs=jobs, say=say, ledger=ledger,
@@ -279,9 +280,11 @@ def summarize(cells: list[Cell], projects: list[SurveyProject]) -> dict:
     parts = {p.name: p.parts for p in projects}
     out: dict = {}
     for target in sorted({c.target for c in cells}):
-        mine = [c for c in cells if c.target == target]
+        every = [c for c in cells if c.target == target]
+        mine = [c for c in every if c.stage != Stage.UNSUPPORTED]  # the rates count supported projects
         plain = [c for c in mine if not set(parts.get(c.project, ())) & {"rust", "fortran"}]
         out[target] = {
+            "unsupported": len(every) - len(mine),
             "projects": len(mine),
             "recipe_ok": sum(c.stage != Stage.RECIPE for c in mine),
             "built": sum(c.stage in (Stage.SMOKE, Stage.PASSED) for c in mine),
@@ -318,7 +321,8 @@ def render_html(data: dict) -> str:
     for t, s in data["summary"].items():
         classes = ", ".join(f"{k} {v}" for k, v in s["by_class"].items() if v) or "none"
         nrf = s["no_rust_fortran"]
-        sums.append(f"<li><b>{e(t)}</b>: {s['projects']} projects, {s['recipe_ok']} recipes, {s['built']} built, "
+        sums.append(f"<li><b>{e(t)}</b>: {s['projects']} projects (+{s['unsupported']} whose newest release "
+                    f"does not support its CPython), {s['recipe_ok']} recipes, {s['built']} built, "
                     f"{s['smoke_passed']} smoke-passed; without Rust/Fortran {nrf['passed']}/{nrf['projects']} "
                     f"passed; failures by class: {e(classes)}</li>")
     return f"""<!DOCTYPE html>
@@ -328,12 +332,12 @@ body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: colla
 th, td {{ border: 1px solid #888; padding: .4em .6em; vertical-align: top; font-size: 90%; text-align: left; }}
 .err {{ display: block; max-width: 40em; font-family: monospace; white-space: pre-wrap; }}
 .st-passed {{ background: #c8f0c8; }} .st-smoke {{ background: #f8e0a0; }}
-.st-build {{ background: #f4b8b8; }} .st-recipe {{ background: #ddd; }}
+.st-build {{ background: #f4b8b8; }} .st-recipe {{ background: #ddd; }} .st-unsupported {{ color: #666; }}
 </style></head><body>
 <h1>ot2wheels coverage: generated recipes, no hand edits</h1>
 <p>Generated {e(data["generated_at"])}; projects from {e(data["list_source"])} ({e(data["list_date"])}).
 Stage reached: recipe (recipe.new failed), build (build or gate failed), smoke (built, smoke test failed),
-passed.</p>
+passed; unsupported: the newest release's Requires-Python excludes the target's CPython (not counted).</p>
 <ul>{''.join(sums)}</ul>
 <table><tr><th>project</th>{''.join(f'<th>{e(t)}</th>' for t in targets)}</tr>
 {chr(10).join(rows)}
