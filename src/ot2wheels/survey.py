@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from packaging.utils import canonicalize_name
 
@@ -25,6 +25,10 @@ from .errors import ConfigError, Ot2WheelsError
 from .fsutil import atomic_copy, atomic_write
 from .paths import Layout
 from .tomlfile import read_toml
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
+    from .targets import Target
 
 Say = Callable[[str], None]
 PARTS = ("c", "c++", "cython", "mypyc", "rust", "fortran")
@@ -225,6 +229,8 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
     ledger = Ledger(scr.dist / "ledger.sqlite")
     run_id = ledger.start_run(f"invoke survey ({len(projects)} projects)", jobs)
     cells: list[Cell] = []
+    to_smoke: list[tuple[Cell, Recipe, Target, SurveyProject]] = []
+    project = None
     for proj in projects:
         path = scr.packages / proj.name / "recipe.toml"
         try:
@@ -263,7 +269,14 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
                 recipe = load_recipe(recipe.path, set(project.targets.targets))
                 project.recipes[recipe.name] = recipe
             cell.imports = list(recipe.smoke.imports)
-            [(_r, smoke)] = pipeline.smoke_all(project, [(recipe, target)], say=say, ledger=ledger, run_id=run_id)
+            to_smoke.append((cell, recipe, target, proj))
+            cells.append(cell)
+    # One smoke run per target for every wheel built here: a wheel's runtime dependencies are
+    # found among the others (pynacl's cffi), then on the index.
+    if to_smoke and project is not None:
+        smokes = pipeline.smoke_all(project, [(r, t) for _c, r, t, _p in to_smoke], say=say, ledger=ledger,
+                                    run_id=run_id)
+        for (cell, _r, _t, proj), (_r2, smoke) in zip(to_smoke, smokes, strict=True):
             cell.smoke_s = smoke.duration_s
             if smoke.passed:
                 cell.stage = Stage.PASSED
@@ -271,7 +284,6 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
                 cell.stage = Stage.SMOKE
                 cell.failure = classify(Stage.SMOKE, smoke.output, proj.parts)
                 cell.error = error_line(smoke.output)
-            cells.append(cell)
     return cells
 
 
