@@ -17,6 +17,7 @@ from invoke import Collection, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from this checkout whether installed or not
 
+from ot2wheels import options  # noqa: E402
 from ot2wheels.errors import Ot2WheelsError  # noqa: E402
 
 
@@ -126,39 +127,28 @@ ns.add_collection(recipe)
 
 
 # --- build -------------------------------------------------------------------------------
-@task(iterable=["recipe", "target"],
-      help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
-            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-user",
-            "docker": "run the build inside the builder image (invoke docker.build makes it)",
-            "jobs": "builds at once (default: core count)"})
+# the options and their help come from ot2wheels.options.RunOptions (shared with the nox sessions);
+# invoke needs them as parameters too, and refuses help for a parameter the signature lacks
+@task(iterable=["recipe", *options.invoke_iterable()],
+      help={"recipe": "recipe name (repeatable; default: all)", **options.invoke_help()})
 @friendly
-def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, jobs=None):
+def build(c, recipe=None, target=None, force=False, jobs=None, ccache=True, ledger=None, smoke=False, docker=False):
     """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
-    if docker:
+    from ot2wheels import pipeline
+
+    opts = options.from_args(locals())
+    if opts.docker:
         from ot2wheels import docker_images
         from ot2wheels.paths import Layout
 
-        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
-                *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
-                *(["--smoke"] if smoke else []), *([f"--jobs={jobs}"] if jobs else [])]
+        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts.replace(docker=False))]
         code, _ = docker_images.run_in_image(Layout.discover(), argv)
         if code:
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
-    from ot2wheels import pipeline
-
-    from ot2wheels.ledger import Ledger, default_path
-
-    jobs = int(jobs) if jobs else None
     project = pipeline.Project.load()
-    pairs = project.matrix(recipe or None, target or None)
-    ledger = Ledger(default_path(project.layout))
-    run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
-    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
-                                                            ledger=ledger, run_id=run_id))
-    if smoke:
-        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
-                                            ledger=ledger, run_id=run_id)
+    command = "invoke build " + " ".join([*[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts)])
+    summary = pipeline.run(project, pipeline.select(project, recipe or None, opts.target), opts, command=command.strip())
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
@@ -374,9 +364,8 @@ def report(c, ledger=None, out=None, factor=None):
     """Render the build status page (HTML + JSON) from the ledger into index/report/."""
     from ot2wheels import ledger as ledger_mod
     from ot2wheels import report as report_mod
-    from ot2wheels.paths import Layout
-
     from ot2wheels.index import swap
+    from ot2wheels.paths import Layout
 
     layout = Layout.discover()
     led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))

@@ -32,11 +32,11 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
 
 def test_fresh_ledger_has_current_schema(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
-    assert led.version() == ledger_mod.SCHEMA_VERSION == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION == 3
     db = sqlite3.connect(tmp_path / "l.sqlite")
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "builds", "smokes", "runs"} <= tables
-    assert Ledger(tmp_path / "l.sqlite").version() == 2  # reopening does not re-run migrations
+    assert Ledger(tmp_path / "l.sqlite").version() == ledger_mod.SCHEMA_VERSION  # reopening does not re-run migrations
 
 
 def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
     db.execute("COMMIT")
     db.close()
     led = Ledger(path)
-    assert led.version() == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION
     rows = led.builds()
     assert [(r["package"], r["status"], r["run_id"]) for r in rows] == [("old", "passed", None)]
     assert led.runs() == []

@@ -90,7 +90,15 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """When each run finished and how many failures it reported (NULL: still running, or killed)."""
+    _script(db, """
+        ALTER TABLE runs ADD COLUMN finished_at REAL;
+        ALTER TABLE runs ADD COLUMN failures INTEGER;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -150,7 +158,11 @@ class Ledger:
                              (time.time(), command, jobs, platform.node()))
             return int(cur.lastrowid or 0)
 
-    def record_build(self, result: "BuildResult", duration_s: float, run_id: int | None = None) -> int:
+    def finish_run(self, run_id: int, failures: int) -> None:
+        with self.connect() as db:
+            db.execute("UPDATE runs SET finished_at = ?, failures = ? WHERE id = ?", (time.time(), failures, run_id))
+
+    def record_build(self, result: BuildResult, duration_s: float, run_id: int | None = None) -> int:
         rec = result.record
         log = result.record_path.parent / rec.log
         gate_passed = None if not rec.gate else int(bool(rec.gate.get("passed")))
@@ -166,7 +178,7 @@ class Ledger:
             )
             return int(cur.lastrowid or 0)
 
-    def record_smoke(self, recipe: "Recipe", target: "Target", result: "SmokeResult",
+    def record_smoke(self, recipe: Recipe, target: Target, result: SmokeResult,
                      run_id: int | None = None) -> int:
         with self.connect() as db:
             cur = db.execute(

@@ -17,7 +17,8 @@ from typing import Callable
 from . import locks, records, stale
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError, RecordError
-from .ledger import Ledger
+from .ledger import Ledger, default_path
+from .options import RunOptions
 from .paths import Layout
 from .recipes import ClosureRecipe, Recipe, load_each
 from .records import Outcome
@@ -39,7 +40,7 @@ class Project:
     broken: dict[str, str] = field(default_factory=dict)  # recipe folder -> why it does not load
 
     @classmethod
-    def load(cls, layout: Layout | None = None, strict: bool = True) -> "Project":
+    def load(cls, layout: Layout | None = None, strict: bool = True) -> Project:
         """The checkout's targets and recipes; with `strict=False` a broken recipe is kept in
         `broken` (its builds fail with the error) instead of failing the whole load."""
         layout = layout or Layout.discover()
@@ -85,6 +86,50 @@ class RunSummary:
                for b in self.builds if not b.ok]
         out += [f"smoke {s.wheel} on {s.target}" for _r, s in self.smokes if not s.passed]
         return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which builds a run makes: (recipe, target) pairs, and the recipes that did not load
+    (each one a failure of the run, so a broken recipe is never silently skipped)."""
+
+    pairs: tuple[tuple[Recipe, Target], ...]
+    broken: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.broken)
+
+
+def select(project: Project, recipes: list[str] | None = None, targets: list[str] | tuple[str, ...] | None = None,
+           python: str | None = None) -> Selection:
+    """The named recipes (default: all, and then the broken ones count too) on the selected targets."""
+    pairs = project.matrix(recipes or None, list(targets) if targets else None, python)
+    return Selection(tuple(pairs), () if recipes else tuple(project.broken.values()))
+
+
+def run(project: Project, selection: Selection, options: RunOptions, *, say: Say = print,
+        command: str = "ot2wheels") -> RunSummary:
+    """One build run, whichever front end asked: a ledger run (started, every build and smoke
+    test recorded as it completes, finished with its failure count), the builds in `build_all`
+    (dependency order, concurrency, cache reuse), smoke tests of what passed, and the summary.
+
+    `options.docker` is the front end's business (it re-runs the command inside the image)."""
+    summary = RunSummary(broken=list(selection.broken))
+    ledger = Ledger(options.ledger or default_path(project.layout))
+    run_id = ledger.start_run(command, options.jobs)
+    try:
+        pairs = list(selection.pairs)
+        if options.build:
+            started = time.monotonic()
+            summary.builds = build_all(project, pairs, force=options.force, say=say, jobs=options.jobs,
+                                       use_ccache=options.ccache, ledger=ledger, run_id=run_id)
+            say(reuse_summary(summary.builds, time.monotonic() - started))
+            pairs = [(b.recipe, b.target) for b in summary.builds if b.ok]
+        if options.smoke:
+            summary.smokes = smoke_all(project, pairs, say=say, ledger=ledger, run_id=run_id)
+    finally:  # an interrupted run is finished too, with what it got done
+        ledger.finish_run(run_id, len(summary.failures))
+    return summary
 
 
 def default_jobs() -> int:
