@@ -115,6 +115,12 @@ def test_building_for_a_planning_target_stops_before_writing(tmp_path: Path) -> 
 
 
 def test_a_planning_target_cannot_be_a_default(tmp_path: Path) -> None:
-    body = GOOD.replace('provider = "debian"', 'provider = "none"').replace("[targets.x.debian]", "[unused]")
+    body = GOOD.replace('provider = "debian"', 'provider = "none"')
     with pytest.raises(ConfigError, match="default names 'x', a planning target"):
         load_targets(_write(tmp_path, 'default = ["x"]\n' + body))
+
+
+def test_unknown_top_level_keys_are_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'defaults = ["x"]\n' + GOOD)  # a typo of `default`
+    with pytest.raises(ConfigError, match=r"targets.toml: unknown key\(s\) \['defaults'\]; allowed: \['default', 'targets'\]"):
+        load_targets(path)

@@ -10,7 +10,7 @@ from packaging import tags
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError, ToolchainError
-from .tomlfile import read_toml
+from .tomlfile import check_keys, read_table
 
 # "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
 PROVIDERS = ("debian", "buildroot-sdk", "none")
@@ -174,9 +174,7 @@ def _string_list(value: Any, where: str) -> tuple[str, ...]:
 
 def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     where = f"{path}: targets.{name}"
-    unknown = set(table) - _TARGET_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TARGET_KEYS)}")
+    check_keys(table, _TARGET_KEYS, where)
     python = _need(table, "python", where)
     try:
         pv = Version(python)
@@ -196,9 +194,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     if provider == "debian":
         dt = _need(table, "debian", where, dict)
         dwhere = f"{where}.debian"
-        unknown = set(dt) - _DEBIAN_KEYS
-        if unknown:
-            raise ConfigError(f"{dwhere}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_DEBIAN_KEYS)}")
+        check_keys(dt, _DEBIAN_KEYS, dwhere)
         debian = DebianSource(
             suites=_string_list(_need(dt, "suites", dwhere, list), f"{dwhere}.suites"),
             keyring=_need(dt, "keyring", dwhere),
@@ -233,7 +229,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
 
 
 def load_targets(path: Path) -> TargetSet:
-    data = read_toml(path)
+    data = read_table(path, {"targets", "default"})
     tables = _need(data, "targets", str(path), dict)
     targets = {name: _parse_target(name, t, path) for name, t in tables.items()}
     default = _string_list(data.get("default", list(targets)), f"{path}: default")
