@@ -109,3 +109,30 @@ def test_git_tag_source_is_verified(tmp_path: Path) -> None:
     (packages / "recipe.toml").write_text(recipe_text.format(sha="b" * 64))
     with pytest.raises(SourceError, match="sha256 mismatch for `git archive`"):
         fetch_source(load_recipe(packages / "recipe.toml"), tmp_path / "cache2")
+
+
+def test_pypi_sdist_url_goes_through_the_index_client(tmp_path: Path) -> None:
+    """The sdist is found on the PEP 691 page through IndexClient (cached); a release newer than
+    the cached page is found by reading the page again; a missing one names the page."""
+    from fakeindex import FakeIndex
+
+    from ot2wheels.pypi import IndexClient
+    from ot2wheels.sources import pypi_sdist_url
+
+    idx = FakeIndex()
+    idx.sdist("Tiny_Pkg", "1.0")
+    idx.wheel("tiny-pkg", "1.0")
+    idx.start()
+    try:
+        client = IndexClient(tmp_path / "cache", index_url=idx.url)
+        url, filename = pypi_sdist_url("tiny.pkg", "1.0", client)
+        assert filename.endswith(".tar.gz") and url.startswith(idx.url.removesuffix("/simple"))
+        pages = len(idx.requests)
+        assert pypi_sdist_url("tiny-pkg", "1.0", client) == (url, filename)
+        assert len(idx.requests) == pages  # the client's page cache answered
+        idx.sdist("tiny-pkg", "1.1")  # released after the page was cached
+        assert pypi_sdist_url("tiny-pkg", "1.1", client)[1].endswith("1.1.tar.gz")
+        with pytest.raises(SourceError, match=r"/simple/tiny-pkg/: no sdist for tiny-pkg==9.9"):
+            pypi_sdist_url("tiny-pkg", "9.9", client)
+    finally:
+        idx.stop()
