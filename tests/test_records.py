@@ -47,8 +47,7 @@ def test_truncated_or_extended_record_is_not_reusable_and_names_the_file(tmp_pat
 def test_truncated_record_in_smoke_test_names_the_file(fresh_project: Project) -> None:
     recipe = fresh_project.recipe("markupsafe")
     target = fresh_project.targets.get("bookworm-armhf")
-    path = records.project_dir(fresh_project.layout.dist, target.name, recipe.name) / (
-        records.stem(recipe.name, recipe.version, target.cp) + ".json")
+    path = records.record_path(fresh_project.layout.dist, target.name, recipe.name, recipe.version, target.cp)
     path.parent.mkdir(parents=True)
     path.write_text('{"target": "bookworm-armhf", "res')
     said: list[str] = []

@@ -108,10 +108,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
     `make_jobs` caps the compile processes of this build (default: all cores); `use_ccache`
     wraps CC/CXX in ccache with its store under the cache directory.
     """
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    pdir.mkdir(parents=True, exist_ok=True)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path = pdir / f"{stem}.json"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
     with locks.cache_lock(layout.cache, record_lock_name(record_path), say):
         return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache)
 
@@ -119,9 +117,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
 def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say: Say,
                make_jobs: int, use_ccache: bool) -> BuildResult:
     started = time.monotonic()
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path, log = pdir / f"{stem}.json", pdir / f"{stem}.log"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    pdir, stem, log = record_path.parent, record_path.stem, record_path.with_suffix(".log")
     label = f"[{target.name}] {recipe.name} {recipe.version}"
 
     toolchain = get_toolchain(target, layout, recipe.target_libs)

@@ -216,8 +216,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
     results: dict[int, SmokeResult] = {}
     groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Recipe, Target, Path, Path]]] = {}
     for i, (recipe, target) in enumerate(pairs):
-        record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
-            records.stem(recipe.name, recipe.version, target.cp) + ".json")
+        record_path = records.record_path(project.layout.dist, target.name, recipe.name, recipe.version, target.cp)
         try:
             rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
         except RecordError as exc:

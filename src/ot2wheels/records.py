@@ -53,7 +53,7 @@ class BuildRecord:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_file(cls, path: Path) -> "BuildRecord":
+    def from_file(cls, path: Path) -> BuildRecord:
         """The record in `path`; RecordError naming the file if it is truncated, damaged or
         has fields this version does not know (such a build counts as not reusable)."""
         try:
@@ -74,6 +74,11 @@ def project_dir(dist: Path, target: str, project: str) -> Path:
 def stem(project: str, version: str, cp: str) -> str:
     """File stem for one build's log and record: markupsafe-3.0.4-cp311."""
     return f"{project}-{version}-{cp}"
+
+
+def record_path(dist: Path, target: str, project: str, version: str, cp: str) -> Path:
+    """Where one build's JSON record lives; its log is the same path with `.log`."""
+    return project_dir(dist, target, project) / f"{stem(project, version, cp)}.json"
 
 
 write_atomic = atomic_write  # records are plain files like the wheels beside them (0644)
