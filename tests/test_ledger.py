@@ -9,6 +9,7 @@ import pytest
 from ot2wheels import ledger as ledger_mod
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
@@ -24,7 +25,7 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
                       wheel=None if status == "failed" else "markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl",
                       wheel_sha256=None if status == "failed" else "ab" * 32,
                       wheel_size=None if status == "failed" else 12345,
-                      gate={} if status == "failed" else {"passed": True, "reasons": ["1 ELF file(s) ok"]},
+                      gate=None if status == "failed" else GateReport("w.whl", True, ["1 ELF file(s) ok"], []),
                       error="build failed (exit 1)" if status == "failed" else None)
     record_path = tmp_path / "dist" / target.name / recipe.name / "markupsafe-3.0.4-cp311.json"
     return BuildResult(recipe, target, rec, record_path, None)

@@ -16,7 +16,7 @@ from typing import Callable
 from . import __version__, buildenv, ccache, gate, locks, procgroup, records, rust, sources, stale
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
-from .fsutil import atomic_move, disk_error
+from .fsutil import atomic_move, disk_error, scrubbed_env
 from .paths import Layout
 from .recipes import Recipe
 from .records import BuildRecord, Outcome
@@ -69,14 +69,13 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
 
 def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path) -> Path:
     """Run the build backend with `python -m build --no-isolation` in the cross environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
     cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(tree)]
     with log.open("a") as f:
         f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
         # its own process group, killed with us: a killed run leaves no compiler writing on
-        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+        result = procgroup.run(cmd, cwd=tree, env={**scrubbed_env(), **env}, stdout=f, stderr=subprocess.STDOUT)
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -182,7 +181,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,
         wheel_size=wheel.stat().st_size if wheel else None,
-        gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
+        gate=report, error=error, tool_version=__version__,
     )
     try:
         with log.open("a") as f:

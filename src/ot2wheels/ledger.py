@@ -165,7 +165,7 @@ class Ledger:
     def record_build(self, result: BuildResult, duration_s: float, run_id: int | None = None) -> int:
         rec = result.record
         log = result.record_path.parent / rec.log
-        gate_passed = None if not rec.gate else int(bool(rec.gate.get("passed")))
+        gate_passed = None if rec.gate is None else int(rec.gate.passed)
         with self.connect() as db:
             cur = db.execute(
                 """INSERT INTO builds (finished_at, package, version, target, python, status, duration_s,
@@ -173,7 +173,7 @@ class Ledger:
                    gate_json, error, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (time.time(), rec.project, rec.version, rec.target, rec.python, rec.result,
                  round(duration_s, 3), rec.duration_s, rec.wheel, rec.wheel_sha256, rec.wheel_size,
-                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate, sort_keys=True), rec.error,
+                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate.to_dict() if rec.gate else {}, sort_keys=True), rec.error,
                  run_id),
             )
             return int(cur.lastrowid or 0)

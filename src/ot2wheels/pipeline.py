@@ -253,7 +253,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
 def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:
     with locks.cache_lock(layout.cache, record_lock_name(record_path)):  # read-modify-write
         rec = records.BuildRecord.from_file(record_path)
-        rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
+        rec.smoke = records.SmokeSummary(result.passed, result.duration_s)
         records.write_atomic(record_path, rec.to_json())
 
 
