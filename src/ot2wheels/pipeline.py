@@ -20,7 +20,7 @@ from .errors import ConfigError, RecordError
 from .ledger import Ledger, default_path
 from .options import RunOptions
 from .paths import Layout
-from .recipes import ClosureRecipe, Recipe, load_each
+from .recipes import ClosureRecipe, Recipe, build_matrix, load_each
 from .records import Outcome
 from .smoke import SmokeResult, smoke_many
 from .targets import Target, TargetSet, load_targets
@@ -69,8 +69,7 @@ class Project:
                python: str | None = None) -> list[tuple[Recipe, Target]]:
         """(recipe, target) pairs to build: every selected recipe on every target it supports."""
         chosen = [self.recipe(n) for n in recipes] if recipes else list(self.recipes.values())
-        return [(r, t) for r in chosen for t in self.targets_for_python(python, targets)
-                if r.supports(t.name, t.python)]
+        return build_matrix(chosen, self.targets_for_python(python, targets))
 
 
 @dataclass

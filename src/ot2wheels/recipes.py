@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
+from .targets import Target
 from .tomlfile import check_keys, read_toml
 
 SOURCE_KINDS = ("pypi", "url", "git")
@@ -90,6 +91,11 @@ class Recipe:
         if self.targets and target_name not in self.targets:
             return False
         return not self.python or Version(python) in SpecifierSet(self.python)
+
+
+def build_matrix(recipes: list[Recipe], targets: list[Target]) -> list[tuple[Recipe, Target]]:
+    """Every (recipe, target) pair in which the recipe supports the target: what gets built."""
+    return [(r, t) for r in recipes for t in targets if r.supports(t.name, t.python)]
 
 
 def _fail(path: Path, where: str, what: str) -> ConfigError:
