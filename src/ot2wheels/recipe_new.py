@@ -72,7 +72,7 @@ def backend_name(build_backend: str, requires: Iterable[str]) -> str:
 
 def _build_environment(python: str) -> dict[str, str]:
     """Markers of the build Python: this host, but the target's CPython X.Y."""
-    env = dict(default_environment())
+    env = {k: str(v) for k, v in default_environment().items()}
     env.update(python_version=python, python_full_version=f"{python}.0")
     return env
 

@@ -183,7 +183,8 @@ def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
         data = json.loads(report.read_text())
     except (OSError, ValueError):
         return {}, []
-    installed, ours = {}, []
+    installed: dict[str, str] = {}
+    ours: list[str] = []
     for item in data.get("install", []):
         meta = item.get("metadata", {})
         installed[canonicalize_name(meta.get("name", "?"))] = meta.get("version", "?")
