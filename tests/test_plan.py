@@ -176,6 +176,22 @@ def test_outputs(index: FakeIndex, tmp_path: Path) -> None:
     assert "must build: clidep==0.5, fast==1.0" in console.export_text()
 
 
+def test_must_builds_are_marked_with_their_recipes(index: FakeIndex, tmp_path: Path) -> None:
+    p = plan("top==1.0", OT2_SHAPED, client=client(index, tmp_path)).with_recipes({"fast": "1.0", "clidep": "0.4"})
+    assert p.get("fast").recipe_status == "recipe"
+    assert p.get("clidep").recipe_status == "recipe 0.4 (planned 0.5)"
+    assert p.get("top").recipe is None and p.get("top").recipe_status == ""
+    write_json(p, tmp_path / "plan.json")
+    entries = {e["name"]: e for e in json.loads((tmp_path / "plan.json").read_text())["entries"]}
+    assert entries["fast"]["recipe"] == "1.0" and entries["fast"]["recipe_matches"] is True
+    assert entries["clidep"]["recipe_matches"] is False and "recipe_matches" not in entries["top"]
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    render(p.with_recipes({}), console)
+    text = console.export_text()
+    assert "no recipe" in text and "recipes: 0 of 2 must-builds have one at the planned version" in text
+
+
 def test_bad_constraints_file(tmp_path: Path) -> None:
     bad = tmp_path / "c.txt"
     bad.write_text("foo>=1\n")

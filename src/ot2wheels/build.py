@@ -155,8 +155,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
         if rust.needs_rust(recipe):
-            say(f"{label}: resolve crates offline")
-            rust.preflight(tree, env)
+            say(f"{label}: resolve crates")
+            env = {**env, **rust.prepare_crates(tree, env, layout.cache, log).env}
         raw = pep517_wheel(tree, python, env, work / "out", log)
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log)
