@@ -241,7 +241,7 @@ def test_rust_extension_through_the_sdk_uses_the_host_release_std(pulled, toolch
     assert result.ok, (result.record.error or "") + log[-3000:]
     assert f"({STANDIN_TARGET}'s sysroot has no std)" in log or "# rust: rustup toolchain" in log
     assert f"{TRIPLET}-gcc" in log  # the SDK's compiler linked it
-    floor = [tuple(map(int, e["max_glibc"].split("."))) for e in result.record.gate["elves"]]
+    floor = [tuple(map(int, e.max_glibc.split("."))) for e in result.record.gate.elves]
     assert floor and max(floor) <= toolchain.target.glibc
     smoke = smoke_test(recipe, result.wheel, toolchain)
     assert smoke.passed, smoke.output
