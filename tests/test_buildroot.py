@@ -45,7 +45,7 @@ def test_capture_environment_is_data_and_sourced_once(tmp_path):
     assert env == {"CC": "arm-x-gcc", "PATH": "/sdk/bin:/usr/bin", "WITH_NL": "a\nb"}
     assert count.read_text() == "x\n"
     script.write_text("echo broken >&2; false\n")
-    with pytest.raises(ToolchainError, match="(?s)sourcing .*failed.*broken"):
+    with pytest.raises(ToolchainError, match=r"(?s)sourcing .*failed.*broken"):
         capture_environment(script)
 
 
@@ -60,7 +60,7 @@ def test_toolchain_without_sdk_says_pull(tmp_path):
     layout = Layout.discover(root=REPO, cache=tmp_path)
     tc = get_toolchain(load_targets(layout.targets_file).get("ot2"), layout)
     assert isinstance(tc, BuildrootToolchain)
-    with pytest.raises(ToolchainError, match="no 'ot2' SDK installed.*invoke sdk.pull"):
+    with pytest.raises(ToolchainError, match=r"no 'ot2' SDK installed.*invoke sdk\.pull"):
         tc.ensure()
 
 

@@ -9,10 +9,10 @@ import pytest
 from ot2wheels import report
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
-from ot2wheels.gate import GateReport
 from ot2wheels.smoke import SmokeResult
 
 
@@ -143,7 +143,7 @@ def test_factor_comes_from_the_benchmark_when_present(filled: Ledger, tmp_path: 
 def test_no_ledger_is_an_error_naming_it(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     led.path.unlink()
-    with pytest.raises(LedgerError, match="l.sqlite"):
+    with pytest.raises(LedgerError, match=r"l\.sqlite"):
         report.build_report(led, tmp_path / "r", tmp_path)
 
 
