@@ -94,7 +94,7 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
     p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
-    out = layout.root / "build" / "plan" / tgt.name
+    out = layout.plan_dir(tgt.name)
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"
     planner.write_json(p, json_path)
@@ -255,7 +255,7 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
 
     layout = Layout.discover(Path(root) if root else None, dist=Path(dist) if dist else None)
     index_dir = Path(index) if index else layout.index
-    yanked_file = Path(yanked) if yanked else layout.root / "toolchain" / "yanked.toml"
+    yanked_file = Path(yanked) if yanked else layout.yanked_file
     return layout, index_dir, yanked_file
 
 

@@ -73,7 +73,7 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         if closure.targets and target.name not in closure.targets:
             continue
         run.plan = p = plan_closure(closure, target, client, say)
-        out = project.layout.root / "build" / "plan" / target.name
+        out = project.layout.plan_dir(target.name)
         write_json(p, out / f"{closure.name}.json")
         write_constraints(p, out / f"{closure.name}-constraints.txt")
         must = [e.name for e in p.must_build]

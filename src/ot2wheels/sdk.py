@@ -195,7 +195,7 @@ def load_pins(path: Path) -> dict[str, SdkPin]:
 
 
 def sdk_file(layout: Layout) -> Path:
-    return layout.root / "toolchain" / "sdk.toml"
+    return layout.sdk_file
 
 
 def load_pin(layout: Layout, name: str = "ot2", path: Path | None = None) -> SdkPin:
