@@ -51,7 +51,7 @@ def test_capture_environment_is_data_and_sourced_once(tmp_path):
 
 def test_ot2_target_is_cp310_glibc_225():
     t = load_targets(REPO / "toolchain" / "targets.toml").get("ot2")
-    assert (t.cp, t.glibc, t.provider, t.sdk.get("name")) == ("cp310", (2, 25), "buildroot-sdk", "ot2")
+    assert (t.cp, t.glibc, t.provider, t.sdk.name) == ("cp310", (2, 25), "buildroot-sdk", "ot2")
     assert t.site == "/var/user-packages/usr/lib/python3.10/site-packages"
     assert "manylinux_2_25_armv7l" in t.platform_tags() and "manylinux_2_26_armv7l" not in t.platform_tags()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,16 @@ class DebianSource:
 
 
 @dataclass(frozen=True)
+class TargetSdk:
+    """`[targets.NAME.sdk]` of a buildroot-sdk target: which `[sdk.NAME]` pin of toolchain/sdk.toml."""
+
+    name: str = "ot2"
+
+
+_SDK_KEYS = {"name"}
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     python: str  # "3.11"
@@ -67,7 +77,7 @@ class Target:
     description: str = ""
     site: str = ""
     debian: DebianSource | None = None
-    sdk: dict[str, Any] = field(default_factory=dict)
+    sdk: TargetSdk | None = None  # buildroot-sdk targets only
     architecture: Arch = ARCHES["armhf"]
 
     @property
@@ -202,9 +212,12 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
             exclude=_string_list(dt.get("exclude", []), f"{dwhere}.exclude"),
             mirror=dt.get("mirror"),
         )
-    sdk = table.get("sdk", {})
-    if provider == "buildroot-sdk" and not isinstance(sdk, dict):
-        raise ConfigError(f"{where}.sdk: expected a table")
+    sdk = None
+    if provider == "buildroot-sdk":
+        sdk_table = check_keys(table.get("sdk", {}), _SDK_KEYS, f"{where}.sdk")
+        if not isinstance(sdk_table.get("name", ""), str):
+            raise ConfigError(f"{where}.sdk.name: expected a string like \"ot2\" (an [sdk.NAME] of toolchain/sdk.toml)")
+        sdk = TargetSdk(**sdk_table)
     arch_name = table.get("arch", "armhf")
     if arch_name not in ARCHES:
         raise ConfigError(f"{where}.arch: {arch_name!r} is not one of {sorted(ARCHES)}")
