@@ -37,7 +37,7 @@ def _pip_wheel(spec: str, dest: Path) -> Path:
 
 @pytest.mark.parametrize("pip_spec", ["pip==22.0.4", "pip"], ids=["old-pip-22.0", "current-pip"])
 def test_target_pip_installs_from_the_served_index(served_index, repo_project, tmp_path: Path, pip_spec: str) -> None:
-    url, toolchain, built = served_index
+    url, toolchain, _built = served_index
     pip = _pip_wheel(pip_spec, tmp_path / "pip")
     site = tmp_path / "site"
     out = target_pip_install(toolchain, pip, f"{url}/bookworm-armhf/simple/", ["markupsafe==3.0.4"], site)

@@ -220,7 +220,7 @@ class DebianToolchain(Toolchain):
             wanted |= set(self.apt.closure([*src.packages, *self.extra_packages], src.exclude))
         rows = self.apt.uris(sorted(wanted))
         debs = []
-        for url, filename, size, sha in rows:
+        for _url, filename, size, sha in rows:
             package, version = filename.split("_")[0], filename.split("_")[1]
             version = version.replace("%3a", ":")
             debs.append(Deb(package, version, filename, size, sha, extra=package not in base))
