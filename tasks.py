@@ -86,12 +86,17 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.progress import status
     from ot2wheels.recipes import load_all
     from ot2wheels.targets import load_targets
 
     layout = Layout.discover(ROOT)
     tgt = load_targets(layout.targets_file).get(target)
-    p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
+    with status("invoke plan") as step:  # a live line with the elapsed time while resolving
+        step(f"resolving {requirement} for {tgt.name}")
+        p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff,
+                         cache_dir=layout.cache)
+        step(f"resolved {requirement} for {tgt.name}")
     p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
     out = layout.plan_dir(tgt.name)
@@ -149,8 +154,12 @@ def build(c, recipe=None, target=None, force=False, jobs=None, ccache=True, ledg
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
     project = pipeline.Project.load()
+    from ot2wheels.progress import status
+
     command = "invoke build " + " ".join([*[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts)])
-    summary = pipeline.run(project, pipeline.select(project, recipe or None, opts.target), opts, command=command.strip())
+    with status("invoke build") as step:  # the newest step and the elapsed time stay in view
+        summary = pipeline.run(project, pipeline.select(project, recipe or None, opts.target), opts, say=step,
+                               command=command.strip())
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
@@ -261,7 +270,7 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
 
 def _print_index_result(r) -> None:
     for line in r.skipped:
-        print(f"skipped {line}")
+        print(f"not published: {line}")
     for rule in r.unused_yanks:
         print(f"warning: {rule} matches no published wheel")
     for name in r.added:
@@ -278,15 +287,17 @@ def _print_index_result(r) -> None:
     "dist": "wheels to publish (default: dist/)",
     "index": "index directory (default: index/)",
     "yanked": "yank list (default: toolchain/yanked.toml)",
+    "full": "recompute every page and swap the whole tree (default: publish only what changed)",
 })
 @friendly
-def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None):
+def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None, full=False):
     """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
     from ot2wheels.index import build_index
     from ot2wheels.targets import load_targets
 
     layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file))
+    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file),
+                         full=full)
     _print_index_result(result)
 
 
@@ -379,6 +390,24 @@ def report(c, ledger=None, out=None, factor=None):
           f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
     print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
           f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+@task(name="merge", iterable=["source"], help={
+    "source": "a ledger to merge in (repeat; e.g. one per CI matrix job)",
+    "out": "the merged ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite; its rows are kept)"})
+@friendly
+def ledger_merge(c, source, out=None):
+    """Merge ledgers into one, newest rows last, duplicates once (CI: one ledger per matrix job)."""
+    from ot2wheels import ledger as ledger_mod
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover()
+    dest = Path(out) if out else ledger_mod.default_path(layout)
+    builds, smokes = ledger_mod.merge([Path(s) for s in source], dest, dist=layout.dist)
+    print(f"{dest}: {builds} builds and {smokes} smoke tests from {len(source)} ledger(s)")
+
+
+ns.add_collection(Collection("ledger", ledger_merge))
 
 
 # --- bench -------------------------------------------------------------------------------

@@ -106,9 +106,13 @@ def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, fresh_project
     assert "undefined symbol" in by[("msgpack", "bullseye-armhf")]["reason"]
     assert data["totals"]["ledger_builds"] == 5 and data["totals"]["ledger_reused"] == 1
 
-    ts = data["time_saved"]  # passing cells: markupsafe x2 (3.0 + 4.0 s); smoke-failed msgpack excluded
-    assert ts["factor"] == report.DEFAULT_FACTOR and ts["cross_build_s"] == 7.0
-    assert ts["robot_build_s_per_install_of_all"] == 70.0
+    # passing cells: markupsafe on bookworm (3.0 s) and on bullseye (4.0 s); smoke-failed msgpack
+    # excluded. A robot runs one target: the headline is one target's sum, not both (7.0 s).
+    ts = data["time_saved"]
+    assert ts["factor"] == report.DEFAULT_FACTOR and ts["cross_build_s"] == 4.0 and ts["target"] == "bullseye-armhf"
+    assert ts["robot_build_s_per_install_of_all"] == 40.0
+    assert {t: v["robot_build_s"] for t, v in ts["per_target"].items()} == {"bookworm-armhf": 30.0,
+                                                                             "bullseye-armhf": 40.0}
 
     page = Cells()
     page.feed(rep.html)
@@ -119,7 +123,7 @@ def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, fresh_project
     assert "reused in 0.0 s" in matrix["markupsafe"][1][1]
     assert "needs GLIBC_2.34" in matrix["msgpack"][0][1]
     assert "100 KiB" in matrix["msgpack"][1][1] and "smoke failed (2.5 s)" in matrix["msgpack"][1][1]
-    assert "<b>70.0 s</b>" in rep.html  # the time saved, as computed
+    assert "<b>40.0 s</b>" in rep.html  # the time saved, as computed
     assert "assumption" in rep.html.lower() and "10x" in rep.html
     for href in page.links:  # every log link resolves to a copy next to the page
         assert (out / href).is_file() and (out / href).read_text().startswith("# build log of")
@@ -133,7 +137,7 @@ def test_factor_comes_from_the_benchmark_when_present(filled: Ledger, tmp_path: 
                                  "machine": {"cpu": "AMD EPYC"}}))
     rep = report.build_report(filled, tmp_path / "r", tmp_path)
     assert rep.data["time_saved"]["factor"] == 6.25
-    assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 43.8
+    assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 25.0
     assert "measured by bench/run.py" in rep.data["time_saved"]["factor_source"]
     again = report.build_report(filled, tmp_path / "r", tmp_path, factor=3)  # replaces the old page
     assert again.data["time_saved"]["factor"] == 3
@@ -182,3 +186,31 @@ def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh
     build_index(fresh_project.layout.dist, index_dir, None, targets=fresh_project.targets)
     assert (index_dir / "report" / "index.html").read_text() == rep.html
     assert (index_dir / "index.html").is_file()
+
+
+def test_a_failed_newer_build_shows_the_compiler_error_and_what_is_still_served(fresh_project: Project,
+                                                                                tmp_path: Path) -> None:
+    """Newest build failed after a passing, smoke-tested one: the cell says failed with the
+    compiler's error line (not a log path), names the version still served, and shows no smoke
+    result (the last smoke test was of the older wheel)."""
+    dist = tmp_path / "dist"
+    led = Ledger(dist / "ledger.sqlite")
+    old = _build(fresh_project, dist, "msgpack", "bookworm-armhf", "passed", 3.0, 1000)
+    led.record_build(old, 3.0)
+    led.record_smoke(old.recipe, old.target, SmokeResult(old.record.wheel, "bookworm-armhf", True, 2.0, "ok"))
+    new = _build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 1.0, None,
+                 error=f"build failed (exit 1); full log: {dist}/x.log")
+    new.record.version = "9.9"
+    log = dist / "bookworm-armhf" / "msgpack" / new.record.log
+    log.write_text("# build log\ngcc -c msgpack/_cmsgpack.c\n"
+                   "msgpack/_cmsgpack.c:12:5: error: implicit declaration of function 'foo'\n"
+                   "error: command '/usr/bin/arm-linux-gnueabihf-gcc' failed with exit code 1\n")
+    led.record_build(new, 1.0)
+    rep = report.build_report(led, tmp_path / "r", tmp_path, factor=10)
+    (cell,) = rep.data["cells"]
+    assert cell["status"] == "failed" and cell["smoke"] is None
+    assert cell["reason"] == "msgpack/_cmsgpack.c:12:5: error: implicit declaration of function 'foo'"
+    assert cell["still_served"] == old.record.version
+    assert "implicit declaration" in rep.html and f"still served: {old.record.version}" in rep.html
+    assert "smoke passed" not in rep.html
+    assert 'href="../project/msgpack/"' in rep.html  # the project's page in the index, which links back

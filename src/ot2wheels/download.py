@@ -10,7 +10,6 @@ renames `dest.part` to `dest`. A file at `dest` is therefore always complete and
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -34,17 +33,13 @@ from rich.progress import (
 
 from . import locks
 from .errors import DownloadError
+from .fsutil import sha256_file
 
 CHUNK = 1 << 16
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # HTTP statuses worth another attempt; any other 4xx is final.
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_sha256_pin(sha256: str, what: str) -> str:

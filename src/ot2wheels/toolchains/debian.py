@@ -77,7 +77,7 @@ class PrivateApt:
         for d in ("lists/partial", "archives/partial", "cache", "sources.list.d", "preferences.d"):
             (s / d).mkdir(parents=True, exist_ok=True)
         (s / "status").touch()
-        mirror = self.source.mirror or aptsource.debian_mirror()
+        mirror = self.source.mirror or aptsource.debian_mirror(suite=self.source.suites[0].split("-")[0])
         lines = [
             f"deb [arch={self.arch} signed-by={self.source.keyring}] {mirror} {suite} main"
             for suite in self.source.suites
