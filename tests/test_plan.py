@@ -95,7 +95,7 @@ def test_constraints_pin_and_conflict(index: FakeIndex, tmp_path: Path) -> None:
     p = plan("top==1.0", OT2_SHAPED, constraints=cons, client=client(index, tmp_path))
     assert p.get("purelib").version == "1.0"
     cons.write_text("top==1.0\nfast==2.0\n")
-    with pytest.raises(PlanError, match="fast==2.0"):
+    with pytest.raises(PlanError, match=r"fast==2\.0"):
         plan("top==1.0", OT2_SHAPED, constraints=cons, client=client(index, tmp_path))
 
 
@@ -176,10 +176,26 @@ def test_outputs(index: FakeIndex, tmp_path: Path) -> None:
     assert "must build: clidep==0.5, fast==1.0" in console.export_text()
 
 
+def test_must_builds_are_marked_with_their_recipes(index: FakeIndex, tmp_path: Path) -> None:
+    p = plan("top==1.0", OT2_SHAPED, client=client(index, tmp_path)).with_recipes({"fast": "1.0", "clidep": "0.4"})
+    assert p.get("fast").recipe_status == "recipe"
+    assert p.get("clidep").recipe_status == "recipe 0.4 (planned 0.5)"
+    assert p.get("top").recipe is None and p.get("top").recipe_status == ""
+    write_json(p, tmp_path / "plan.json")
+    entries = {e["name"]: e for e in json.loads((tmp_path / "plan.json").read_text())["entries"]}
+    assert entries["fast"]["recipe"] == "1.0" and entries["fast"]["recipe_matches"] is True
+    assert entries["clidep"]["recipe_matches"] is False and "recipe_matches" not in entries["top"]
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    render(p.with_recipes({}), console)
+    text = console.export_text()
+    assert "no recipe" in text and "recipes: 0 of 2 must-builds have one at the planned version" in text
+
+
 def test_bad_constraints_file(tmp_path: Path) -> None:
     bad = tmp_path / "c.txt"
     bad.write_text("foo>=1\n")
-    with pytest.raises(ConfigError, match="c.txt:1"):
+    with pytest.raises(ConfigError, match=r"c\.txt:1"):
         read_constraints(bad)
 
 

@@ -21,7 +21,7 @@ import json
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -63,6 +63,16 @@ class PlanEntry:
     sdist_sha256: str | None = None
     required_by: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
+    recipe: str | None = None  # must-builds: the version of packages/<name>/recipe.toml (None: no recipe)
+
+    @property
+    def recipe_status(self) -> str:
+        """For a must-build: "no recipe", "recipe" (same version) or "recipe X (planned Y)"."""
+        if self.bucket != BUILD:
+            return ""
+        if self.recipe is None:
+            return "no recipe"
+        return "recipe" if self.recipe == self.version else f"recipe {self.recipe} (planned {self.version})"
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,15 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["counts"] = {b: len(self.bucket(b)) for b in BUCKETS}
+        for entry, e in zip(data["entries"], self.entries, strict=True):
+            if e.bucket == BUILD:  # whether packages/ can build it, and at the planned version
+                entry["recipe_matches"] = e.recipe == e.version
         return data
+
+    def with_recipes(self, recipes: dict[str, str]) -> Plan:
+        """The plan with each must-build marked by its recipe's version (`recipes`: name -> version)."""
+        entries = tuple(replace(e, recipe=recipes.get(e.name)) if e.bucket == BUILD else e for e in self.entries)
+        return replace(self, entries=entries)
 
     def constraints_text(self) -> str:
         head = (f"# {self.requirement} for target {self.target} (CPython {self.python}, {self.platform}, "
@@ -521,13 +539,17 @@ def render(p: Plan, console: Any = None) -> None:
 
     console = console or Console()
     table = Table(title=f"{p.requirement} on {p.target} (CPython {p.python}, {p.platform}, glibc {p.glibc})")
-    for col in ("distribution", "version", "bucket", "file / reason"):
+    for col in ("distribution", "version", "bucket", "recipe", "file / reason"):
         table.add_column(col)
     order = {b: i for i, b in enumerate((BUILD, FALLBACK, BINARY, PURE))}
     for e in sorted(p.entries, key=lambda e: (order[e.bucket], e.name)):
         detail = e.reason if e.bucket == BUILD else (e.wheel or e.reason)
-        table.add_row(e.name, e.version, f"[{STYLE[e.bucket]}]{e.bucket}[/]", detail)
+        table.add_row(e.name, e.version, f"[{STYLE[e.bucket]}]{e.bucket}[/]", e.recipe_status, detail)
     console.print(table)
     counts = ", ".join(f"{len(p.bucket(b))} {b}" for b in BUCKETS)
     console.print(f"{len(p.entries)} distributions: {counts}")
     console.print("must build: " + (", ".join(f"{e.name}=={e.version}" for e in p.must_build) or "nothing"))
+    if p.must_build:
+        ready = [e for e in p.must_build if e.recipe == e.version]
+        console.print(f"recipes: {len(ready)} of {len(p.must_build)} must-builds have one at the planned version"
+                      + "".join(f"; {e.name}: {e.recipe_status}" for e in p.must_build if e.recipe != e.version))

@@ -388,6 +388,14 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
     return results, rest
 
 
+def _find_links(wheels: Sequence[Path]) -> list[Path]:
+    """The wheels' folders, and the same target's other project folders of the dist: runtime
+    dependencies may be wheels built here too (cryptography needs our cffi)."""
+    dirs = {w.parent for w in wheels}
+    siblings = {d for w in wheels if w.parent.parent.is_dir() for d in w.parent.parent.iterdir() if d.is_dir()}
+    return sorted(dirs) + sorted(siblings - dirs)
+
+
 def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache: Path | None = None,
                timeout: int = 300, parallel: int | None = None) -> list[SmokeResult]:
     """Smoke-test several wheels for one toolchain: each in its own fresh directory with its own
@@ -411,7 +419,7 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
         wheelhouse, house_error = None, False
         if wanted:
             try:
-                wheelhouse = runtime_wheelhouse(toolchain, wanted, sorted({w.parent for _r, w in items}), cache)
+                wheelhouse = runtime_wheelhouse(toolchain, wanted, _find_links([w for _r, w in items]), cache)
             except SmokeError:
                 house_error = True
         closures: dict[int, list[Path]] = {}
@@ -421,7 +429,8 @@ def smoke_many(items: Sequence[tuple[Recipe, Path]], toolchain: Toolchain, cache
             try:
                 house = wheelhouse
                 if house_error and direct[i]:  # the shared resolution failed: whose requirements fail?
-                    house = runtime_wheelhouse(toolchain, sorted({str(r) for r in direct[i]}), [wheel.parent], cache)
+                    house = runtime_wheelhouse(toolchain, sorted({str(r) for r in direct[i]}), _find_links([wheel]),
+                                               cache)
                 closures[i] = dependency_closure(wheel, direct[i], house, target)
             except (SmokeError, OSError, zipfile.BadZipFile) as exc:
                 out[i] = SmokeResult(wheel.name, target.name, False, 0.0, f"$ install {wheel.name}\n{exc}")
