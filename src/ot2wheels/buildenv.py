@@ -58,6 +58,7 @@ def _create(python: Path, reqs: list[str], root: Path, version: str, requires: t
                 f"cannot install build requirements {' '.join(requires)} for python{version}:\n"
                 f"{out.stderr.strip()[-1500:]}\n  check the pins in the recipe's [build] requires"
             )
+        _relocate_scripts(tmp, root)
         (tmp / ".complete").write_text("\n".join(reqs) + "\n")
         try:
             tmp.rename(root)
@@ -68,3 +69,16 @@ def _create(python: Path, reqs: list[str], root: Path, version: str, requires: t
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _relocate_scripts(tmp: Path, root: Path) -> None:
+    """Point the venv's console scripts (cython, ninja, ...) at their final home before the rename.
+
+    pip writes the interpreter's path into each script's #! line; the venv is made in `tmp`.
+    """
+    old, new = f"#!{tmp}/".encode(), f"#!{root}/".encode()
+    for script in (tmp / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            if data.startswith(old):
+                script.write_bytes(new + data[len(old):])

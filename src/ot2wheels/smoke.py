@@ -108,8 +108,10 @@ def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ot2wheels-smoke-") as tmp:
         site = Path(tmp) / "site"
+        # Our other wheels for this target (dist/<target>/*/) too: pandas needs our numpy.
+        ours = [wheel.parent, *sorted(d for d in wheel.parent.parent.iterdir() if d.is_dir() and d != wheel.parent)]
         pip_out = install_for_target(toolchain.target, site, [str(wheel), *recipe.smoke.requires],
-                                     find_links=[wheel.parent], python=toolchain.build_python())
+                                     find_links=ours, python=toolchain.build_python())
         passed, output = run_smoke(recipe, toolchain, site, timeout)
     return SmokeResult(wheel.name, toolchain.target.name, passed, round(time.monotonic() - started, 2),
                        f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging import tags
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
@@ -14,7 +15,7 @@ from .tomlfile import read_toml
 
 PROVIDERS = ("debian", "buildroot-sdk")
 _TARGET_KEYS = {"description", "python", "platform", "glibc", "triplet", "provider", "site",
-                "debian", "sdk"}
+                "debian", "sdk", "device"}
 _DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror"}
 
 
@@ -41,6 +42,13 @@ class Target:
     site: str = ""
     debian: DebianSource | None = None
     sdk: dict[str, Any] = field(default_factory=dict)
+    # What the device already has in its system site-packages (canonical name -> version):
+    # builds against a target-side dependency never use a newer one (ABI floor).
+    device: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def device_packages(self) -> dict[str, str]:
+        return dict(self.device)
 
     @property
     def python_tuple(self) -> tuple[int, int]:
@@ -172,6 +180,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     if not platform.startswith("linux_"):
         raise ConfigError(f"{where}.platform: expected a tag like 'linux_armv7l', got {platform!r}")
     return Target(
+        device=_device(table.get("device", {}), f"{where}.device"),
         name=name,
         python=f"{pv.release[0]}.{pv.release[1]}",
         platform=platform,
@@ -183,6 +192,20 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
         debian=debian,
         sdk=sdk,
     )
+
+
+def _device(table: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """`device = { numpy = "1.21.6" }`: packages in the device's system site-packages."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of package = \"version\"")
+    out = []
+    for pkg, version in table.items():
+        try:
+            Version(version if isinstance(version, str) else "")
+        except InvalidVersion:
+            raise ConfigError(f"{where}.{pkg}: {version!r} is not a version like '1.21.6'") from None
+        out.append((canonicalize_name(pkg), version))
+    return tuple(sorted(out))
 
 
 def load_targets(path: Path) -> TargetSet:

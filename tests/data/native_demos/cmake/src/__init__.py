@@ -1,0 +1,1 @@
+from ._cdemo import crc, facts

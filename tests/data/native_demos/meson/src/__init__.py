@@ -1,0 +1,1 @@
+from ._mdemo import crc, facts

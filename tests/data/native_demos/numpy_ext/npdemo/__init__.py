@@ -1,0 +1,1 @@
+from ._npdemo import compiled_sizes, total
