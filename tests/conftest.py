@@ -4,6 +4,7 @@ ot2wheels cache, so the sysroots are assembled once; every test gets its own dis
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import tarfile
 import threading
@@ -170,3 +171,22 @@ def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **
 def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
     """The repository's recipes and targets, the shared toolchain cache, a dist/ of this test only."""
     return Project.load(Layout(root=REPO, cache=cache_dir, dist=tmp_path / "dist"))
+
+
+def sdist_from_dir(src: Path, dest_dir: Path, name: str, version: str,
+                   rename: dict[str, str] | None = None) -> Path:
+    """`<name>-<version>.tar.gz` in `dest_dir` of every file under `src` (`rename`: src rel -> sdist rel)."""
+    rename = rename or {}
+    path = dest_dir / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for f in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = f.relative_to(src).as_posix()
+            data = f.read_bytes()
+            info = tarfile.TarInfo(f"{name}-{version}/{rename.get(rel, rel)}")
+            info.size, info.mtime = len(data), 315532800
+            tf.addfile(info, io.BytesIO(data))
+        pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+        info = tarfile.TarInfo(f"{name}-{version}/PKG-INFO")
+        info.size, info.mtime = len(pkg_info), 315532800
+        tf.addfile(info, io.BytesIO(pkg_info))
+    return path

@@ -176,10 +176,9 @@ def cmake_toolchain_file(toolchain: "Toolchain", dest: Path, pkg_config: Path) -
         f"set(CMAKE_CROSSCOMPILING_EMULATOR {';'.join(toolchain.qemu_command())})",
         f"set(PKG_CONFIG_EXECUTABLE {_cmake_str(pkg_config)} CACHE FILEPATH \"\")",
         # FindPython cannot run the target interpreter to ask: tell it the target's facts.
-        f"set(Python_INCLUDE_DIR {_cmake_str(py_include)})",
-        f"set(Python3_INCLUDE_DIR {_cmake_str(py_include)})",
-        f"set(Python_SOABI {_cmake_str(soabi(toolchain))})",
-        f"set(Python3_SOABI {_cmake_str(soabi(toolchain))})",
+        # Forced cache entries: scikit-build-core passes the host interpreter's include dir with -D.
+        *(f"set({p}_INCLUDE_DIR {_cmake_str(py_include)} CACHE PATH \"\" FORCE)" for p in ("Python", "Python3")),
+        *(f"set({p}_SOABI {_cmake_str(soabi(toolchain))} CACHE STRING \"\" FORCE)" for p in ("Python", "Python3")),
         "",
     ]
     path = dest / "toolchain.cmake"
