@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 import hashlib
 import io
 import os
@@ -16,6 +17,7 @@ from packaging.requirements import Requirement
 
 from conftest import serve_directory, sha
 from ot2wheels import targetdeps
+from ot2wheels.build import cache_key
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
@@ -128,3 +130,102 @@ def test_a_missing_target_dependency_fails_with_one_line(tmp_path: Path, cache_d
     assert "\n" not in message
     assert message.startswith("target dependency ot2wheels-no-such-project==9.9 for bookworm-armhf not found: "
                               "no recipe packages/ot2wheels-no-such-project")
+
+
+# -- the trap, end to end: a numpy C extension built against the target numpy, and one that
+#    takes the host's numpy headers (slow: builds numpy for bookworm-armhf first, ~5 min) ------------
+
+NPDEMO_RECIPE = """
+[package]
+name = "npdemo"
+version = "0.1.0"
+
+[source]
+kind = "url"
+url = "{url}"
+sha256 = "{sha256}"
+
+[build]
+requires = ["setuptools==75.3.0"]
+target-requires = ["numpy==1.26.4"]
+targets = ["bookworm-armhf"]
+
+[smoke]
+imports = ["npdemo", "npdemo._npdemo"]
+code = '''
+import numpy as np, npdemo
+sizes = npdemo.compiled_sizes()
+assert sizes["NPY_SIZEOF_LONG"] == sizes["sizeof_long"] == 4, sizes
+assert sizes["NPY_SIZEOF_INTP"] == sizes["sizeof_npy_intp"] == 4, sizes
+assert npdemo.total(np.arange(5.0)) == 10.0
+print(sizes)
+'''
+"""
+
+
+@pytest.fixture(scope="module")
+def numpy_project(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkout with the real numpy recipe; its dist/ is shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("npproj")
+    (root / "toolchain").mkdir()
+    shutil.copy(ROOT / "toolchain" / "targets.toml", root / "toolchain" / "targets.toml")
+    shutil.copytree(ROOT / "packages" / "numpy", root / "packages" / "numpy")
+    return root
+
+
+def _build_npdemo(root: Path, cache_dir: Path, tmp_path: Path, trap: bool):
+    from conftest import sdist_from_dir
+    from ot2wheels.build import build_one
+
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    rename = {"setup.py": "setup_good.py", "setup_trap.py": "setup.py"} if trap else {}
+    sdist = sdist_from_dir(DEMO, serve, "npdemo", "0.1.0", rename)
+    layout = Layout(root=root, cache=cache_dir, dist=root / "dist")
+    with serve_directory(serve) as url:
+        d = root / "packages" / "npdemo"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "recipe.toml").write_text(NPDEMO_RECIPE.format(url=f"{url}/{sdist.name}", sha256=sha(sdist)))
+        project = Project.load(layout)
+        result = build_one(project.recipe("npdemo"), project.targets.get("bookworm-armhf"), layout,
+                           say=lambda s: None, force=True)
+    return project, result
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_numpy_extension_compiles_against_the_target_numpy(numpy_project: Path, cache_dir: Path,
+                                                           tmp_path: Path) -> None:
+    project, result = _build_npdemo(numpy_project, cache_dir, tmp_path, trap=False)
+    assert result.ok, result.record.error
+    numpy_wheel = next((numpy_project / "dist" / "bookworm-armhf" / "numpy").glob("numpy-1.26.4-*.whl"))
+    log = result.record_path.with_suffix(".log").read_text()
+    prefix = next(ln.split(": ", 1)[1] for ln in log.splitlines() if ln.startswith("#   target prefix: "))
+    assert f"# numpy include folder for the build: {prefix}/numpy/core/include" in log
+    assert f"-I{prefix}/numpy/core/include" in log  # the compile line used the target copy
+    assert targetdeps.requires_dist(result.wheel) == ["numpy>=1.26.4"]
+    toolchain = get_toolchain(project.targets.get("bookworm-armhf"), project.layout)
+    toolchain.ensure()
+    # the cache key covers the numpy wheel's sha256: a rebuilt numpy means a rebuilt npdemo
+    deps = targetdeps.TargetDeps((targetdeps.TargetDep("numpy", "1.26.4", "recipe",
+                                                       targetdeps.sha256_file(numpy_wheel)),))
+    assert result.record.cache_key == cache_key(project.recipe("npdemo"), project.targets.get("bookworm-armhf"),
+                                                toolchain, deps.digest)
+    smoke = smoke_test(project.recipe("npdemo"), result.wheel, toolchain)
+    assert smoke.passed, smoke.output
+    # and the host's own numpy headers, which the build venv also holds, are refused by the size check
+    venv_python = next(ln.split()[1] for ln in log.splitlines() if ln.startswith("$ ") and "-m build" in ln)
+    host = subprocess.run([venv_python, "-c", "import numpy; print(numpy.get_include())"], capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    with pytest.raises(targetdeps.BuildError, match="NPY_SIZEOF_LONG is 8, the target's SIZEOF_LONG is 4"):
+        targetdeps.check_numpy_headers(Path(host.stdout.strip()), toolchain)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_extension_built_against_host_numpy_headers_is_refused(numpy_project: Path, cache_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    _project, result = _build_npdemo(numpy_project, cache_dir, tmp_path, trap=True)
+    assert not result.ok and result.wheel is None
+    assert "compiled against numpy headers outside the target prefix" in result.record.error, result.record.error
+    assert "/site-packages/numpy/core/include" in result.record.error
