@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ot2wheels import sources  # noqa: E402
+from ot2wheels import archive, sources  # noqa: E402
 from ot2wheels.pipeline import Project  # noqa: E402
 from ot2wheels.toolchains import get_toolchain  # noqa: E402
 
@@ -34,8 +34,8 @@ import sides  # noqa: E402
 
 # (recipe, path in the sdist, extra include dirs relative to the sdist's file, flags)
 UNITS = [
-    ("numpy", "numpy/linalg/lapack_lite/f2c_blas.c", [], "-O3 -fPIC -fno-strict-aliasing"),
-    ("pandas", "pandas/_libs/src/parser/tokenizer.c", ["."], "-O2 -fPIC -fwrapv -DNDEBUG"),
+    ("numpy", "numpy/linalg/lapack_lite/f2c_blas.c", ["../../core/src/common"], "-O3 -fPIC -fno-strict-aliasing"),
+    ("pandas", "pandas/_libs/src/parser/tokenizer.c", [".", "../klib"], "-O2 -fPIC -fwrapv -DNDEBUG"),
 ]
 
 
@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             emu_tc = sides.emulated_toolchain(recipe, target, project.layout)
             wrappers = sides.wrappers(emu_tc, project.layout.cache / "bench" / "qemu-wrappers" / emu_tc.sysroot.name)
             include = " ".join(f"-I{src.parent / i}" for i in incs)
+            if name == "numpy":  # numpy's C needs its generated _numpyconfig.h: our target wheel's
+                wheel = next((project.layout.dist / target.name / "numpy").glob("numpy-*.whl"), None)
+                if wheel is None:
+                    raise SystemExit(f"build numpy for {target.name} first (nox -s build-numpy)")
+                site = archive.extract(wheel, Path(tmp) / "numpy-wheel")
+                include += f" -I{site / 'numpy' / 'core' / 'include'}"
             common = f"{flags} -I{{s}}/usr/include/python{target.python} {include} -c {shlex.quote(str(src))}"
             cross = f"{cross_tc.compilers()['CC']} {common.format(s=cross_tc.sysroot)} -o {tmp}/cross.o"
             emulated = f"{wrappers}/gcc {common.format(s=emu_tc.sysroot)} -o {tmp}/emu.o"
