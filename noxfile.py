@@ -4,7 +4,7 @@
     nox -s build-msgpack             build msgpack for every default target
     nox -s build-msgpack-3.11        ... only for the targets with CPython 3.11
     nox -s build                     build every recipe
-    nox -s test-arm                  smoke-test built wheels under qemu-arm
+    nox -s test-arm                  smoke-test built wheels under qemu-user (qemu-arm, qemu-aarch64)
     nox -s tests                     the fast unit tests (pytest -m 'not integration')
     nox -s integration               the integration tests (toolchains, qemu, dockerd)
 
@@ -48,12 +48,14 @@ def _options(session: nox.Session) -> argparse.Namespace:
 
 def _run(session: nox.Session, recipes: list[str] | None, python: str | None, smoke: bool, build: bool) -> None:
     opts = _options(session)
+    summary = pipeline.RunSummary()
     try:
-        project = pipeline.Project.load()
+        project = pipeline.Project.load(strict=False)  # a broken recipe fails its own builds only
         pairs = project.matrix(recipes or opts.recipes or None, opts.target, python)
-        if not pairs:
+        if not (recipes or opts.recipes):
+            summary.broken = list(project.broken.values())
+        if not pairs and not summary.broken:
             session.error(f"nothing to do: no recipe supports the selected targets{f' with Python {python}' if python else ''}")
-        summary = pipeline.RunSummary()
         ledger = ledger_mod.Ledger(opts.ledger or ledger_mod.default_path(project.layout))
         run_id = ledger.start_run(f"nox -s {session.name} {' '.join(session.posargs)}".strip(), opts.jobs)
         if build:
@@ -74,27 +76,40 @@ def _run(session: nox.Session, recipes: list[str] | None, python: str | None, sm
         session.error("failed:\n  " + "\n  ".join(summary.failures))
 
 
-def _recipe_sessions() -> None:
-    """build-<name> and build-<name>-<X.Y> for every recipe, from the recipe files."""
+def _closure(session: nox.Session, name: str) -> None:
+    """Plan the closure per target, build its must-build wheels, rehearse the install under qemu."""
+    from ot2wheels.closure import get_closure, run_closure
+
+    opts = _options(session)
     try:
-        project = pipeline.Project.load()
-    except Ot2WheelsError as exc:  # a broken recipe must not hide the other sessions
-        print(f"noxfile: {exc}", file=sys.stderr)
-        return
-    for name, recipe in sorted(project.recipes.items()):
-        versions = sorted({t.python for r, t in project.matrix([name])})
+        proj = pipeline.Project.load(strict=False)
+        runs = run_closure(proj, get_closure(proj, name), proj.targets.select(opts.target),
+                           force=opts.force, say=session.log)
+    except Ot2WheelsError as exc:
+        session.error(str(exc))
+    failures = [f"[{r.target.name}] {f}" for r in runs for f in r.failures]
+    for r in runs:
+        if r.rehearsal and r.rehearsal.passed:
+            session.log(r.rehearsal.output[-1500:])  # the flow's own output
+    if failures:
+        session.error("failed:\n  " + "\n  ".join(failures))
 
-        def build_recipe(session: nox.Session, _name: str = name) -> None:
-            _run(session, [_name], None, smoke=False, build=True)
 
-        build_recipe.__doc__ = f"Build {name} {recipe.version} for every selected target."
-        nox.session(name=f"build-{name}", python=False)(build_recipe)
-        for py in versions:
-            def build_recipe_py(session: nox.Session, _name: str = name, _py: str = py) -> None:
-                _run(session, [_name], _py, smoke=False, build=True)
+def _recipe_sessions() -> None:
+    """build-<name>, build-<name>-<X.Y> per recipe and build-<name> per closure recipe. A broken
+    recipe (or targets.toml) keeps its session, which fails with the error; the others stay."""
+    for spec in pipeline.recipe_sessions():
 
-            build_recipe_py.__doc__ = f"Build {name} {recipe.version} for the CPython {py} target(s)."
-            nox.session(name=f"build-{name}-{py}", python=False)(build_recipe_py)
+        def session_fn(session: nox.Session, _spec: pipeline.SessionSpec = spec) -> None:
+            if _spec.error:
+                session.error(_spec.error)
+            elif _spec.closure:
+                _closure(session, _spec.recipe)
+            else:
+                _run(session, [_spec.recipe], _spec.python, smoke=False, build=True)
+
+        session_fn.__doc__ = spec.doc
+        nox.session(name=spec.name, python=False)(session_fn)
 
 
 _recipe_sessions()
@@ -133,44 +148,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over the project's code (configured in pyproject.toml)."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py", "tasks.py")
+    session.run("mypy", "src")
+
+
+@nox.session(python="3.11")
 def integration(session: nox.Session) -> None:
     """Real sysroots, cross builds, qemu, served indexes, dockerd (`-m 'not slow'` skips the slowest)."""
     _pytest(session, "integration")
-
-
-# --- closure -----------------------------------------------------------------------------
-def _closure_sessions() -> None:
-    """build-<name> for every closure recipe (packages/<name>/recipe.toml with [closure])."""
-    from ot2wheels.recipes import load_closures
-
-    try:
-        project = pipeline.Project.load()
-        closures = load_closures(project.layout.packages, set(project.targets.targets))
-    except Ot2WheelsError as exc:
-        print(f"noxfile: {exc}", file=sys.stderr)
-        return
-    for name in sorted(closures):
-
-        def build_closure(session: nox.Session, _name: str = name) -> None:
-            """Plan the closure per target, build its must-build wheels, rehearse the install under qemu."""
-            from ot2wheels.closure import get_closure, run_closure
-
-            opts = _options(session)
-            try:
-                proj = pipeline.Project.load()
-                runs = run_closure(proj, get_closure(proj, _name), proj.targets.select(opts.target),
-                                   force=opts.force, say=session.log)
-            except Ot2WheelsError as exc:
-                session.error(str(exc))
-            failures = [f"[{r.target.name}] {f}" for r in runs for f in r.failures]
-            for r in runs:
-                if r.rehearsal and r.rehearsal.passed:
-                    session.log(r.rehearsal.output[-1500:])  # the flow's own output
-            if failures:
-                session.error("failed:\n  " + "\n  ".join(failures))
-
-        nox.session(name=f"build-{name}", python=False)(build_closure)
-
-
-_closure_sessions()
-# --- end closure -------------------------------------------------------------------------

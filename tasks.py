@@ -57,7 +57,7 @@ def toolchain_info(c, target=None):
 
     project = Project.load()
     for t in project.targets.select(target or list(project.targets.targets)):
-        print(f"{t.name}: CPython {t.python} ({t.cp}), {t.platform}, glibc {t.glibc_str}, "
+        print(f"{t.name}: CPython {t.python} ({t.cp}), {t.architecture.debian} {t.platform}, glibc {t.glibc_str}, "
               f"{t.triplet}, provider {t.provider}\n  {t.description}")
 
 
@@ -128,7 +128,7 @@ ns.add_collection(recipe)
 # --- build -------------------------------------------------------------------------------
 @task(iterable=["recipe", "target"],
       help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
-            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-arm",
+            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-user",
             "docker": "run the build inside the builder image (invoke docker.build makes it)",
             "jobs": "builds at once (default: core count)"})
 @friendly

@@ -3,9 +3,12 @@ ot2wheels cache, so the sysroots are assembled once; every test gets its own dis
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import os
 import shutil
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -38,6 +41,28 @@ def serve_directory(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(KiB)`: a real small filesystem (tmpfs), to hit ENOSPC for real (root only)."""
+    mounts = []
+
+    def make(size_kb: int) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        d = tmp_path / f"disk{len(mounts)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounts.append(d)
+        return d
+
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", str(d)], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +136,17 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_tiny_sdist(dest_dir: Path, version: str = "1.0", body: str = "", extra_includes: str = "") -> Path:
-    """A real sdist of a one-function C extension, written as a .tar.gz in `dest_dir`."""
+def make_tiny_sdist(dest_dir: Path, version: str = "1.0", body: str = "", extra_includes: str = "",
+                    payload: int = 0) -> Path:
+    """A real sdist of a one-function C extension, written as a .tar.gz in `dest_dir`.
+
+    `payload` bytes of random data (as a base64 literal in tiny/_payload.py) make the wheel
+    about that big: they do not compress."""
     src = dest_dir / f"tiny-{version}"
     (src / "tiny").mkdir(parents=True)
+    if payload:
+        blob = base64.b64encode(os.urandom(payload * 3 // 4)).decode()
+        (src / "tiny" / "_payload.py").write_text(f"DATA = {blob!r}\n")
     (src / "setup.py").write_text(TINY_SETUP)
     (src / "pyproject.toml").write_text(TINY_PYPROJECT.format(version=version))
     (src / "tiny" / "__init__.py").write_text("from ._tiny import add\n")

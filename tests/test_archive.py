@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hostile import symlink_chain_tarball
 
 from ot2wheels import archive as archive_mod
 from ot2wheels.archive import extract
@@ -129,3 +130,35 @@ def test_existing_destination_is_not_overwritten(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="already exists"):
         extract(arc, tmp_path / "out")
     assert (tmp_path / "out" / "keep").read_text() == "mine"
+
+
+def test_symlink_chain_path_max_escape_is_refused(tmp_path):
+    """CVE-2025-4517: the PATH_MAX symlink chain fools realpath and the data filter of
+    CPython < 3.11.13; the member table refuses it before anything is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    arc = symlink_chain_tarball(tmp_path / "chain.tar", outside)
+    dest = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="passes through the symlink member 'a'"):
+        extract(arc, dest)
+    assert list(outside.iterdir()) == []
+    _nothing_left(tmp_path, dest)
+
+
+@pytest.mark.parametrize(
+    "members, culprit",
+    [
+        # resolved through another symlink member: a -> d, then b -> a/../.. leaves
+        ([("dir", "d", ""), ("sym", "a", "d"), ("sym", "b", "a/../..")], "b"),
+        ([("sym", "loop1", "loop2"), ("sym", "loop2", "loop1")], "loop1"),
+        ([("file", "f", "x"), ("sym", "f", "elsewhere")], "f"),
+        ([("sym", "s", "x"), ("hard", "h", "s")], "h"),
+    ],
+    ids=["chain", "loop", "file-then-link", "hardlink-to-symlink"],
+)
+def test_links_resolved_by_the_member_table(tmp_path, members, culprit):
+    arc = _tar(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(UnsafeArchiveError) as exc:
+        extract(arc, tmp_path / "out")
+    assert repr(culprit) in str(exc.value)
+    _nothing_left(tmp_path, tmp_path / "out")

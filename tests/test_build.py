@@ -60,3 +60,44 @@ def test_tampered_sdist_fails_the_build_with_a_clear_record(layout, tmp_path: Pa
                            say=lambda s: None)
     assert not result.ok and "sha256 mismatch" in result.record.error
     assert result.wheel is None and not list(result.record_path.parent.glob("*.whl"))
+
+
+def test_rejected_then_failed_rebuild_leaves_no_publishable_wheel(layout, tmp_path: Path) -> None:
+    """A wheel rejected by its smoke test, then a failed rebuild of the same build: dist/ must
+    not keep the old wheel beside a record that no longer names it."""
+    from ot2wheels.pipeline import smoke_all
+
+    sdist = make_tiny_sdist(tmp_path)
+    with serve_directory(tmp_path) as url:
+        recipe = write_tiny_recipe(layout.packages, f"{url}/{sdist.name}", sha(sdist))
+        recipe.write_text(recipe.read_text().replace("== 42", "== 43"))  # a smoke test that fails
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        built = build_one(project.recipe("tiny"), target, layout, say=lambda s: None)
+        assert built.ok and built.wheel.is_file()
+        [(_, smoke)] = smoke_all(project, [(project.recipe("tiny"), target)], say=lambda s: None)
+        assert not smoke.passed and json.loads(built.record_path.read_text())["smoke"]["passed"] is False
+        # the rebuild fails (the pinned hash no longer matches what is served)
+        recipe.write_text(recipe.read_text().replace(sha(sdist), "0" * 64))
+        project = Project.load(layout)
+        again = build_one(project.recipe("tiny"), target, layout, say=lambda s: None)
+    record = json.loads(again.record_path.read_text())
+    assert record["result"] == "failed" and record["wheel"] is None
+    assert list(again.record_path.parent.glob("*.whl")) == []
+
+
+def test_disk_full_dist_on_tmpfs_gives_a_failed_record(layout, tmp_path: Path, small_disk) -> None:
+    """The wheel (~400 KB) does not fit dist/ (a 200 KiB tmpfs): a failed one-line record, no
+    half-written wheel under any name."""
+    from ot2wheels.paths import Layout
+
+    dist = small_disk(200)
+    layout = Layout(root=layout.root, cache=layout.cache, dist=dist)
+    result = build_tiny(layout, tmp_path, payload=400_000)
+    assert not result.ok and result.wheel is None
+    error = result.record.error
+    assert error.startswith(f"disk full at {dist}/bookworm-armhf/tiny/") and "\n" not in error
+    record = json.loads(result.record_path.read_text())
+    assert record["result"] == "failed" and record["error"] == error
+    left = sorted(p.name for p in result.record_path.parent.iterdir())
+    assert left == ["tiny-1.0-cp311.json", "tiny-1.0-cp311.log"]

@@ -148,3 +148,18 @@ def test_verify_file_reports_truncation(tmp_path):
     verify_file(f, sha256_file(f), 3)
     with pytest.raises(DownloadError, match="truncated: 3 bytes, the pin says 10"):
         verify_file(f, sha256_file(f), 10)
+
+
+def test_unpinned_download_refetches_and_leaves_hashing_to_the_caller(payload, tmp_path):
+    """sha256=None (trust on first use): a file already at dest has unknown origin, so it is
+    fetched again; a cut connection still resumes; the result is the server's bytes."""
+    root, data, sha = payload
+    dest = tmp_path / "blob.tar.gz"
+    dest.write_bytes(b"something else")
+    with serve(root) as srv:
+        srv.state.cut_once["/blob.tar.gz"] = 300_000
+        got = download(srv.url("blob.tar.gz"), dest, None, **FAST)
+        ranges = [r for _, r in srv.state.requests]
+    assert got == dest and sha256_file(dest) == sha
+    assert ranges == [None, "bytes=300000-"]
+    assert _leftovers(tmp_path) == ["blob.tar.gz", "srv"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -110,3 +111,34 @@ def test_default_path_is_in_dist_unless_overridden(fresh_project: Project, monke
     assert ledger_mod.default_path(fresh_project.layout) == fresh_project.layout.dist / "ledger.sqlite"
     monkeypatch.setenv("OT2WHEELS_LEDGER", str(tmp_path / "x.sqlite"))
     assert ledger_mod.default_path(fresh_project.layout) == tmp_path / "x.sqlite"
+
+
+def test_full_disk_says_disk_full_not_damaged(small_disk) -> None:
+    """On a full disk the ledger is intact: the message says "disk full", and once there is
+    room again the same file works with every earlier row."""
+    disk = small_disk(256)
+    ledger = Ledger(disk / "ledger.sqlite")
+    first = ledger.start_run("before the disk filled")
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:  # take every free block
+        while os.write(fd, b"\1" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    with pytest.raises(LedgerError) as exc:
+        ledger.start_run("x" * 200_000)
+    msg = str(exc.value)
+    assert msg.startswith(f"disk full at {disk}") and "intact" in msg and "damaged" not in msg
+    filler.unlink()
+    ledger.start_run("after")
+    assert [r["command"] for r in ledger.runs()] == ["before the disk filled", "after"] and first == 1
+
+
+def test_damaged_file_still_says_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError, match=r"is damaged .*move it away"):
+        Ledger(path)

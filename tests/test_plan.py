@@ -163,3 +163,23 @@ def test_prefect_must_build_lists_differ_by_target() -> None:
     assert "cryptography" not in bw_build and bw_build < ot2_build
     assert len(ot2.entries) == 93
     assert ot2.get("orjson").bucket == BINARY and ot2.get("sqlalchemy").bucket == FALLBACK
+
+
+def test_flex_plans_aarch64_wheels_up_to_its_assumed_glibc(tmp_path: Path) -> None:
+    flex = load_targets(ROOT / "toolchain" / "targets.toml").get("flex")
+    idx = FakeIndex()
+    idx.wheel("top", "1.0", requires=["ok", "toonew", "armonly"])
+    idx.wheel("ok", "1.0", tag="cp310-cp310-manylinux_2_31_aarch64")
+    idx.wheel("toonew", "1.0", tag="cp310-cp310-manylinux_2_34_aarch64")
+    idx.sdist("toonew", "1.0", files={"src/t.c": "int x;"})
+    idx.wheel("armonly", "1.0", tag="cp310-cp310-manylinux2014_armv7l")
+    idx.sdist("armonly", "1.0", files={"src/a.c": "int x;"})
+    idx.start()
+    try:
+        p = plan("top==1.0", flex, client=client(idx, tmp_path))
+    finally:
+        idx.stop()
+    assert p.get("ok").bucket == BINARY and p.get("ok").wheel.endswith("manylinux_2_31_aarch64.whl")
+    assert p.get("toonew").bucket == BUILD and "manylinux_2_34_aarch64" in p.get("toonew").reason
+    assert p.get("armonly").bucket == BUILD
+    assert [e.name for e in p.must_build] == ["armonly", "toonew"]

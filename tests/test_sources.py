@@ -10,6 +10,7 @@ from ot2wheels.recipes import load_recipe
 from ot2wheels.sources import apply_patches, extract, fetch_source, fetch_url
 
 from conftest import sha, make_tiny_sdist, serve_directory, write_tiny_recipe
+from hostile import symlink_chain_tarball
 
 
 
@@ -53,6 +54,21 @@ def test_extract_refuses_path_escapes(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="unsafe archive member"):
         extract(evil, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_symlink_chain_path_max_escape_is_refused(tmp_path: Path) -> None:
+    """CVE-2025-4517 through a `kind = "url"` recipe source, served from 127.0.0.1."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "srv").mkdir()
+    arc = symlink_chain_tarball(tmp_path / "srv" / "tiny-1.0.tar", outside)
+    with serve_directory(tmp_path / "srv") as url:
+        recipe = load_recipe(write_tiny_recipe(tmp_path / "packages", f"{url}/{arc.name}", sha(arc)))
+        got = fetch_source(recipe, tmp_path / "cache")
+    with pytest.raises(SourceError, match="refusing to extract member 'a/b/"):
+        extract(got, tmp_path / "work" / "src")
+    assert list(outside.iterdir()) == []
+    assert not (tmp_path / "work" / "src").exists()
 
 
 def test_patches_apply_or_name_the_patch(tmp_path: Path) -> None:

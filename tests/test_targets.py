@@ -58,6 +58,9 @@ packages = ["libc6-dev"]
         (('glibc = "2.36"', 'glibc = "new"'), "targets.x.glibc"),
         (('triplet = "arm-linux-gnueabihf"', 'tripplet = "x"'), "unknown field"),
         (('suites = ["bookworm"]', 'suites = "bookworm"'), "suites"),
+        (('provider = "debian"', 'provider = "debian"\narch = "riscv64"'), "targets.x.arch: 'riscv64' is not one of"),
+        (('provider = "debian"', 'provider = "debian"\narch = "arm64"'),
+         "targets.x.platform: 'linux_armv7l' does not match arch = 'arm64'; expected 'linux_aarch64'"),
     ],
 )
 def test_bad_targets_name_file_and_field(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -71,3 +74,47 @@ def test_unknown_target_lists_the_known_ones(tmp_path: Path) -> None:
     ts = load_targets(_write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="known targets: x"):
         ts.get("y")
+
+
+def test_arm64_targets_follow_from_the_arch() -> None:
+    ts = load_targets(REPO / "toolchain" / "targets.toml")
+    arm64, armhf = ts.get("bookworm-arm64"), ts.get("bookworm-armhf")
+    assert (arm64.arch, arm64.architecture.debian, arm64.architecture.qemu) == ("aarch64", "arm64", "qemu-aarch64")
+    assert (armhf.arch, armhf.architecture.debian, armhf.architecture.qemu) == ("armv7l", "armhf", "qemu-arm")
+    assert arm64.platform_tags()[0] == "manylinux_2_36_aarch64" and "manylinux2014_aarch64" in arm64.platform_tags()
+    assert not any("armv7l" in p for p in arm64.platform_tags())
+    assert arm64.marker_environment()["platform_machine"] == "aarch64"
+    assert "bookworm-arm64" not in ts.default  # named with --target: see the comment in targets.toml
+
+
+def test_flex_is_a_planning_target() -> None:
+    from ot2wheels.errors import ToolchainError
+    from ot2wheels.paths import Layout
+    from ot2wheels.toolchains import get_toolchain
+
+    flex = load_targets(REPO / "toolchain" / "targets.toml").get("flex")
+    assert (flex.python, flex.arch, flex.glibc, flex.provider, flex.buildable) == ("3.10", "aarch64", (2, 31), "none", False)
+    supported = set(flex.supported_tags())
+    assert Tag("cp310", "cp310", "manylinux_2_31_aarch64") in supported
+    assert Tag("cp310", "cp310", "manylinux_2_34_aarch64") not in supported  # beyond the assumed floor
+    assert Tag("cp310", "cp310", "manylinux2014_armv7l") not in supported
+    with pytest.raises(ToolchainError, match=r"flex is a planning target.*invoke plan"):
+        get_toolchain(flex, Layout(root=REPO, cache=REPO / "never-used", dist=REPO / "never-used"))
+
+
+def test_building_for_a_planning_target_stops_before_writing(tmp_path: Path) -> None:
+    from ot2wheels.errors import ToolchainError
+    from ot2wheels.paths import Layout
+    from ot2wheels.pipeline import Project
+
+    project = Project.load(Layout(root=REPO, cache=tmp_path / "cache", dist=tmp_path / "dist"))
+    with pytest.raises(ToolchainError, match="flex is a planning target"):
+        project.matrix(["markupsafe"], ["flex"])
+    assert not (tmp_path / "dist").exists()
+    assert [t.name for _r, t in project.matrix(["markupsafe"], ["bookworm-arm64"])] == ["bookworm-arm64"]
+
+
+def test_a_planning_target_cannot_be_a_default(tmp_path: Path) -> None:
+    body = GOOD.replace('provider = "debian"', 'provider = "none"').replace("[targets.x.debian]", "[unused]")
+    with pytest.raises(ConfigError, match="default names 'x', a planning target"):
+        load_targets(_write(tmp_path, 'default = ["x"]\n' + body))

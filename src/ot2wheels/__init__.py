@@ -1,3 +1,3 @@
-"""ot2wheels: cross-built wheels for 32-bit ARM Linux, tested under qemu-arm, served as a static index."""
+"""ot2wheels: cross-built wheels for ARM Linux (armv7l, aarch64), tested under qemu-user, served as a static index."""
 
 __version__ = "0.1.0"

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, crossfiles, gate, locks, records, rust, sources, targetdeps
+from . import (__version__, buildenv, ccache, crossfiles, gate, locks, procgroup, records, rust, sources, stale,
+               targetdeps)
 from .download import sha256_file
-from .errors import BuildError, GateError, Ot2WheelsError
+from .errors import BuildError, GateError, Ot2WheelsError, RecordError
+from .fsutil import atomic_move, disk_error
 from .paths import Layout
 from .recipes import Recipe
 from .records import BuildRecord
@@ -57,7 +59,10 @@ def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain, deps_digest:
 def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
     if not path.is_file():
         return None
-    rec = BuildRecord.from_file(path)
+    try:
+        rec = BuildRecord.from_file(path)
+    except RecordError:  # truncated, or written by another version: build again
+        return None
     if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
         return None
     wheel = path.parent / rec.wheel
@@ -78,7 +83,8 @@ def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: 
         f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
-        result = subprocess.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+        # its own process group, killed with us: a killed run leaves no compiler writing on
+        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -131,8 +137,12 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     wheel: Path | None = None
     report: gate.GateReport | None = None
     error: str | None = None
-    work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
+    work: Path | None = None
+    work_lock: int | None = None
     try:
+        work = Path(tempfile.mkdtemp(prefix=f"{stem}.", dir=_work_root(layout)))
+        work_lock = locks.hold(work)  # the next run's sweep leaves a locked work dir alone
+        (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
         deps = targetdeps.resolve(recipe, target, layout, build_one, say)
@@ -168,13 +178,19 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log, setup.ld_paths)
         final = pdir / wheel.name
-        shutil.move(str(wheel), final)
+        atomic_move(wheel, final)  # the cache may be another file system: whole or absent
         wheel = final
     except Ot2WheelsError as exc:
         error = str(exc)
         wheel = None
+    except OSError as exc:  # disk full, permissions: a failed record with one line, no traceback
+        error = str(disk_error(exc, exc.filename or pdir))
+        wheel = None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        if work_lock is not None:
+            os.close(work_lock)
     rec = BuildRecord(
         target=target.name, python=target.python, project=recipe.name, version=recipe.version,
         result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
@@ -184,9 +200,21 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         wheel_size=wheel.stat().st_size if wheel else None,
         gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
     )
-    with log.open("a") as f:
-        f.write(f"\n# result: {rec.result}\n" + (f"# error: {error}\n" if error else ""))
-    records.write_atomic(record_path, rec.to_json())
+    try:
+        with log.open("a") as f:
+            f.write(f"\n# result: {rec.result}\n" + (f"# error: {error}\n" if error else ""))
+    except OSError:
+        pass  # a full disk: the record below says it (or the console does)
+    try:
+        records.write_atomic(record_path, rec.to_json())
+    except Ot2WheelsError as exc:  # the record cannot be written: no stale one may vouch for old state
+        rec.result, rec.error, rec.wheel, rec.wheel_sha256, rec.wheel_size = "failed", str(exc), None, None, None
+        record_path.unlink(missing_ok=True)
+        error, wheel = rec.error, None
+    # dist/ holds this build's current output only: a wheel of the same build that the record
+    # does not name (the previous, now replaced or failed one) is removed, never left to be
+    # taken for a current, publishable wheel (published copies live in the index).
+    records.remove_stale_wheels(pdir, recipe.name, recipe.version, keep=wheel.name if wheel else None)
     say(f"{label}: {'PASSED ' + wheel.name if wheel else 'FAILED: ' + (error or '').splitlines()[0]}")
     return BuildResult(recipe, target, rec, record_path, wheel)
 

@@ -1,7 +1,9 @@
 """Build environments: a venv of the host CPython X.Y with a recipe's pinned build requirements.
 
 Builds run without isolation inside it, because an isolated environment would lose the
-target's sysconfigdata. Environments are cached by (python, requirements) and made atomically.
+target's sysconfigdata. Environments are cached by (python, requirements), made in place under
+a lock (their scripts name their path) and marked complete last. One made at another path
+(a moved or copied cache) is made again.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from . import locks
 from .errors import BuildError
+from .fsutil import atomic_write
 
 # The PEP 517 frontend run inside each build environment (supports CPython 3.8+).
 FRONTEND = "build==1.2.2.post1"
@@ -31,23 +33,48 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
     version = python.name.removeprefix("python")
     root = cache / "buildenvs" / f"py{version}-{key}"
     exe = root / "bin" / "python"
-    if (root / ".complete").is_file():
+    if (root / ".complete").is_file() and not _moved(root):
         return exe
     with locks.cache_lock(cache, f"buildenv-{root.name}"):  # one creator; the others reuse it
+        if (root / ".complete").is_file() and (made_at := _moved(root)):
+            # scripts in a venv name its absolute path: a moved or copied cache needs a new one
+            _note(log, f"build env {root} was made at {made_at} (the cache was moved or copied); "
+                       "making it again here")
+            shutil.rmtree(root)
         if not (root / ".complete").is_file():
             _create(python, reqs, root, version, requires, log)
     return exe
 
 
+MADE_AT = ".made-at"  # the path a build env was made at (its scripts name it)
+
+
+def _moved(root: Path) -> str | None:
+    """The other path `root` was made at, or None (same place, or made before this was recorded)."""
+    try:
+        made_at = (root / MADE_AT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return made_at if made_at != str(root) else None
+
+
+def _note(log: Path | None, message: str) -> None:
+    if log:
+        with log.open("a") as f:
+            f.write(f"# {message}\n")
+
+
 def _create(python: Path, reqs: list[str], root: Path, version: str, requires: tuple[str, ...],
             log: Path | None) -> None:
+    """Make the venv in place (under its lock), so its scripts name where it stays; `.complete`
+    is written last, and readers use nothing without it."""
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    shutil.rmtree(root, ignore_errors=True)  # what an interrupted creation left
     try:
-        out = subprocess.run([str(python), "-m", "venv", str(tmp)], capture_output=True, text=True, env=_clean_env())
+        out = subprocess.run([str(python), "-m", "venv", str(root)], capture_output=True, text=True, env=_clean_env())
         if out.returncode != 0:
             raise BuildError(f"cannot create a venv with {python}: {out.stderr.strip()}")
-        cmd = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+        cmd = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
                "--no-input", *reqs]
         out = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env())
         if log:
@@ -58,27 +85,8 @@ def _create(python: Path, reqs: list[str], root: Path, version: str, requires: t
                 f"cannot install build requirements {' '.join(requires)} for python{version}:\n"
                 f"{out.stderr.strip()[-1500:]}\n  check the pins in the recipe's [build] requires"
             )
-        _relocate_scripts(tmp, root)
-        (tmp / ".complete").write_text("\n".join(reqs) + "\n")
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not (root / ".complete").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write(root / MADE_AT, f"{root}\n")
+        atomic_write(root / ".complete", "\n".join(reqs) + "\n")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
         raise
-
-
-def _relocate_scripts(tmp: Path, root: Path) -> None:
-    """Point the venv's console scripts (cython, ninja, ...) at their final home before the rename.
-
-    pip writes the interpreter's path into each script's #! line; the venv is made in `tmp`.
-    """
-    old, new = f"#!{tmp}/".encode(), f"#!{root}/".encode()
-    for script in (tmp / "bin").iterdir():
-        if script.is_file() and not script.is_symlink():
-            data = script.read_bytes()
-            if data.startswith(old):
-                script.write_bytes(new + data[len(old):])

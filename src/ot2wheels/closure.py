@@ -13,7 +13,7 @@ from .pipeline import Project, build_all, smoke_all
 from .plan import BUILD, Plan, plan, write_constraints, write_json
 from .records import write_atomic
 from .pypi import IndexClient
-from .recipes import ClosureRecipe, load_closures
+from .recipes import ClosureRecipe
 from .rehearse import RehearsalResult, rehearse
 from .targets import Target
 from .toolchains import get_toolchain
@@ -35,7 +35,9 @@ class ClosureRun:
 
 
 def get_closure(project: Project, name: str) -> ClosureRecipe:
-    closures = load_closures(project.layout.packages, set(project.targets.targets))
+    if name in project.broken:
+        raise ConfigError(project.broken[name])
+    closures = project.closures
     try:
         return closures[name]
     except KeyError:

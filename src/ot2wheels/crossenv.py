@@ -3,7 +3,7 @@
 A host CPython X.Y becomes a cross build for the target when:
 - `sysconfig` reads the *target's* `_sysconfigdata_*` (paths rewritten into the sysroot),
   which gives EXT_SUFFIX, SOABI and the compiler settings of the target;
-- `_PYTHON_HOST_PLATFORM` makes the platform tag `linux_armv7l`;
+- `_PYTHON_HOST_PLATFORM` makes the platform tag `linux_armv7l` (`linux_aarch64`);
 - CC/CXX/LDSHARED call the cross compiler with `--sysroot`, and the sysroot's library
   directories come first (Debian's cross gcc otherwise finds its own, newer glibc first).
 """
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ToolchainError
+from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .toolchains.base import Toolchain
@@ -24,27 +26,42 @@ if TYPE_CHECKING:
 _ABS_PATH = re.compile(r"(?P<lead>^|[\s'\"=]|-I|-L)(?P<path>/usr/(?:include|lib|local/include|local/lib))")
 
 
-def find_sysconfigdata(sysroot: Path, python: str) -> Path:
-    """The target's `_sysconfigdata_*.py` for CPython `python` inside `sysroot`."""
+def find_sysconfigdata(sysroot: Path, python: str, multiarch: str) -> Path:
+    """The target's `_sysconfigdata__linux_<multiarch>.py` for CPython `python` in `sysroot`
+    (e.g. `_sysconfigdata__linux_aarch64-linux-gnu`); a sysroot of another arch is an error."""
     libdir = sysroot / "usr" / "lib" / f"python{python}"
     found = sorted(libdir.glob("_sysconfigdata_*.py")) + sorted(libdir.glob("*/_sysconfigdata_*.py"))
     if not found:
         raise ToolchainError(f"{libdir}: no _sysconfigdata_*.py; is python{python} in the sysroot?")
-    # Debian ships a multiarch-qualified one and a legacy alias; prefer the one named for Linux.
-    found.sort(key=lambda p: ("__linux_" not in p.name, len(p.name)))
-    return found[0]
+    want = f"_sysconfigdata__linux_{multiarch}.py"
+    exact = [p for p in found if p.name == want]
+    if exact:
+        return exact[0]
+    other = [p.name for p in found if "__linux_" in p.name]
+    if other:
+        raise ToolchainError(f"{libdir}: the sysroot's CPython is built for another architecture "
+                             f"({', '.join(other)}), the target needs {want}")
+    # Only a legacy, unqualified name (an old or unusual build): take the shortest.
+    return min(found, key=lambda p: len(p.name))
 
 
-def write_sysconfigdata(sysroot: Path, python: str, dest: Path) -> str:
+def write_sysconfigdata(sysroot: Path, python: str, dest: Path, multiarch: str) -> str:
     """Copy the target's sysconfigdata into `dest` with its paths moved into the sysroot.
 
     Returns the module name to put in `_PYTHON_SYSCONFIGDATA_NAME`.
     """
-    src = find_sysconfigdata(sysroot, python)
+    src = find_sysconfigdata(sysroot, python, multiarch)
     text = _ABS_PATH.sub(lambda m: m.group("lead") + str(sysroot) + m.group("path"), src.read_text())
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / src.name).write_text(text)
+    atomic_write(dest / src.name, text)
+    shutil.rmtree(dest / "__pycache__", ignore_errors=True)  # bytecode of an earlier copy
     return src.stem
+
+
+def sysconfigdata_moved(sysroot: Path, dest: Path) -> bool:
+    """True when the copy in `dest` names a sysroot elsewhere: the cache was moved or copied
+    (the copy is derived data; write_sysconfigdata makes it again for here)."""
+    here = re.compile(r"""(?:^|[\s'"=]|-I|-L)""" + re.escape(str(sysroot)) + "/usr/(?:include|lib|local/)")
+    return not any(here.search(f.read_text()) for f in dest.glob("_sysconfigdata_*.py"))
 
 
 def sysconfigdata_name(toolchain: "Toolchain") -> str:

@@ -29,7 +29,9 @@ from typing import Any
 
 from . import aptsource
 from .errors import DockerError
+from .fsutil import atomic_write
 from .paths import Layout
+from .targets import ARCHES
 
 IMAGE_REPO = "ot2wheels-builder"
 BASE_REPO = "ot2wheels-base"
@@ -37,14 +39,15 @@ BASE_SUITE = "bookworm"
 BASE_PYTHON = "3.11"  # bookworm's python3: the tool's wheels are fetched for this version
 BASE_PACKAGES = (
     "python3", "python3-venv", "python3-pip", "python3-setuptools", "python3-wheel",
-    "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf", "qemu-user", "patchelf",
+    "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf",
+    "gcc-aarch64-linux-gnu", "g++-aarch64-linux-gnu", "qemu-user", "patchelf",
     "ca-certificates", "debian-archive-keyring", "file", "ccache",
 )
 # Trimmed from the rootfs before import: never needed to build or test wheels.
 _ROOTFS_PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
                  "var/cache/apt/archives", "var/lib/apt/lists", "var/cache/debconf/templates.dat-old")
-# qemu-user ships ~35 emulators (150 MB); only the ARM one is used.
-_KEEP_QEMU = ("qemu-arm",)
+# qemu-user ships ~35 emulators (150 MB); only those of the target architectures are used.
+_KEEP_QEMU = tuple(sorted(a.qemu for a in ARCHES.values()))
 _APT_KEYS = ("Acquire::Check-Valid-Until", "Acquire::Check-Date", "Acquire::http::Proxy",
              "Acquire::https::Proxy")
 _PIP_KEYS = ("index-url", "extra-index-url", "trusted-host", "timeout", "default-timeout", "retries")
@@ -299,7 +302,7 @@ def run_in_image(layout: Layout, argv: list[str], image: str | None = None, c: A
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
     pip_conf = work / "pip.conf"
-    pip_conf.write_text(container_pip_conf())
+    atomic_write(pip_conf, container_pip_conf())  # shared by concurrent containers
     volumes = {str(layout.root): {"bind": str(layout.root), "mode": "rw"},
                str(layout.cache): {"bind": str(layout.cache), "mode": "rw"}}
     if not layout.dist.resolve().is_relative_to(layout.root.resolve()):

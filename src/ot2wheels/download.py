@@ -194,7 +194,7 @@ class _Restart(Exception):
 def download(
     url: str,
     dest: Path,
-    sha256: str,
+    sha256: str | None,
     size: int | None = None,
     progress: bool = True,
     *,
@@ -207,14 +207,19 @@ def download(
     An existing `dest` with the right hash is reused without touching the network. An
     existing `dest.part` is resumed. On failure `dest` is left untouched; a `.part` file is
     kept only when resuming it later can help (connection lost), never when it is known bad.
+
+    `sha256=None` is trust on first use: nothing to verify against, so an existing `dest`
+    (whose origin is unknown) is fetched again, and the caller must hash and record the result.
     """
-    pin = check_sha256_pin(sha256, url)
+    pin = check_sha256_pin(sha256, url) if sha256 is not None else None
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with _locked(dest):
         if dest.exists():
             try:
+                if pin is None:
+                    raise DownloadError("no pin to check an existing file against")
                 verify_file(dest, pin, size, source=url)
                 return dest
             except DownloadError:
@@ -271,7 +276,8 @@ def download(
             if bar is not None:
                 bar.stop()
         try:
-            verify_file(part, pin, size, source=url)
+            if pin is not None:
+                verify_file(part, pin, size, source=url)
         except DownloadError:
             part.unlink(missing_ok=True)  # a complete but wrong file is useless for resuming
             raise

@@ -57,3 +57,7 @@ class LedgerError(Ot2WheelsError):
 
 class DiskError(Ot2WheelsError):
     """Writing a file failed (disk full, permissions); the message names the path."""
+
+
+class RecordError(Ot2WheelsError):
+    """A build record (dist/<target>/<project>/*.json) is unreadable; the message names it."""

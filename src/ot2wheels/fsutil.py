@@ -90,6 +90,7 @@ def atomic_copy(src: Path, dest: Path, mode: int = 0o644) -> None:
 def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:
     """Move `src` to `dest`: a rename on one file system, else an atomic copy then unlink."""
     try:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
         os.chmod(src, mode)
         os.replace(src, dest)
         return

@@ -3,7 +3,8 @@
 Checks, each with a reason a person can act on:
 - the tag is cpXY-cpXY (or abi3) for the target's Python, on a platform the target accepts;
   a `py3-none-any` wheel from a recipe with native code means the compile silently failed;
-- every ELF file is 32-bit ARM, EABI5, hard float;
+- every ELF file is of the target's architecture (class and machine; 32-bit ARM also EABI5
+  and hard float, aarch64 has no float-ABI flags to check);
 - no ELF needs a GLIBC_x.y newer than the target's glibc;
 - every DT_NEEDED library is on the target or vendored inside the wheel.
 When libraries are missing from the target but present in the sysroot (a recipe's
@@ -13,6 +14,7 @@ target-libs), `auditwheel repair` vendors them and the gate runs again on the re
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,12 +24,14 @@ from pathlib import Path
 
 from auditwheel.elfutils import elf_find_versioned_symbols, elf_read_dt_needed
 from elftools.elf.elffile import ELFFile
+from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from .errors import GateError
 from .targets import Target
 
+_CPYTHON3 = re.compile(r"cp3(\d+)")
 EF_ARM_EABI_MASK = 0xFF000000
 EF_ARM_EABI_VER5 = 0x05000000
 EF_ARM_ABI_FLOAT_HARD = 0x00000400
@@ -69,13 +73,16 @@ def _is_elf(data: bytes) -> bool:
 
 def inspect_elf(path: Path, display: str, target: Target) -> ElfReport:
     problems = []
+    arch = target.architecture
     with path.open("rb") as f:
         elf = ELFFile(f)
-        if elf.elfclass != 32:
-            problems.append(f"{display}: ELF class {elf.elfclass}, expected 32-bit")
-        if elf["e_machine"] != "EM_ARM":
-            problems.append(f"{display}: machine {elf['e_machine']}, expected EM_ARM")
-        else:
+        if elf.elfclass != arch.elf_class:
+            problems.append(f"{display}: ELF class {elf.elfclass}, expected {arch.elf_class}-bit "
+                            f"({target.name} is {arch.machine})")
+        if elf["e_machine"] != arch.elf_machine:
+            problems.append(f"{display}: machine {elf['e_machine']}, expected {arch.elf_machine} "
+                            f"({target.name} is {arch.machine})")
+        elif arch.armhf_abi:
             flags = elf["e_flags"]
             if flags & EF_ARM_EABI_MASK != EF_ARM_EABI_VER5:
                 problems.append(f"{display}: EABI version {(flags & EF_ARM_EABI_MASK) >> 24}, expected 5")
@@ -96,15 +103,21 @@ def inspect_elf(path: Path, display: str, target: Target) -> ElfReport:
     return ElfReport(display, needed, max_glibc, problems)
 
 
+def _python_fits(tag: Tag, target: Target) -> bool:
+    """cpXY-cpXY of the target's own CPython, or the stable ABI of any CPython 3 up to it:
+    a cp36-abi3 wheel loads on 3.11 (PEP 384), a cp312-abi3 one does not."""
+    if tag.abi == target.cp:
+        return tag.interpreter == target.cp
+    m = _CPYTHON3.fullmatch(tag.interpreter)
+    return tag.abi == "abi3" and m is not None and (3, int(m.group(1))) <= target.python_tuple
+
+
 def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
     """Inspect a wheel against a target. `system_libs`: sonames the target itself provides."""
     reasons: list[str] = []
-    name, _ver, _build, tags = parse_wheel_filename(wheel.name)
+    _name, _ver, _build, tags = parse_wheel_filename(wheel.name)
     accepted_platforms = set(target.platform_tags())
-    tag_ok = any(
-        t.interpreter == target.cp and t.abi in (target.cp, "abi3") and t.platform in accepted_platforms
-        for t in tags
-    )
+    tag_ok = any(t.platform in accepted_platforms and _python_fits(t, target) for t in tags)
     if not tag_ok:
         got = ", ".join(sorted(str(t) for t in tags))
         if any(t.platform == "any" for t in tags):
@@ -112,7 +125,8 @@ def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
                            "did not compile (look for a compiler error or a skipped optional "
                            "extension in the build log)")
         else:
-            reasons.append(f"tag {got}: expected {target.cp}-{target.cp}-{target.platform} (or abi3)")
+            reasons.append(f"tag {got}: expected {target.cp}-{target.cp}-{target.platform} (or "
+                           f"cp3X-abi3 with X <= {target.python_tuple[1]})")
     elves: list[ElfReport] = []
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
         vendored = {Path(n).name for n in zf.namelist()}
@@ -131,7 +145,7 @@ def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
     passed = not reasons
     if passed:
         glibc = max((Version(e.max_glibc) for e in elves if e.max_glibc), default=None)
-        reasons.append(f"{len(elves)} ELF file(s): ARM EABI5 hard-float; highest glibc symbol "
+        reasons.append(f"{len(elves)} ELF file(s): {target.architecture.elf_summary}; highest glibc symbol "
                        f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored")
     return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
 

@@ -17,12 +17,12 @@ class HostTool:
     package: str  # the Debian/Ubuntu package providing it
 
 
-def cross_tools(triplet: str) -> list[HostTool]:
-    """What a Debian-style cross build for `triplet` needs on the host."""
+def cross_tools(triplet: str, qemu: str) -> list[HostTool]:
+    """What a Debian-style cross build for `triplet` (run under `qemu`) needs on the host."""
     return [
         HostTool(f"{triplet}-gcc", f"gcc-{triplet}"),
         HostTool(f"{triplet}-g++", f"g++-{triplet}"),
-        HostTool("qemu-arm", "qemu-user"),
+        HostTool(qemu, "qemu-user"),
         HostTool("dpkg-deb", "dpkg"),
         HostTool("apt-get", "apt"),
     ]

@@ -121,8 +121,7 @@ class Ledger:
                 raise
             db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"ledger {self.path}: {exc}; if the file is damaged, move it away "
-                              "(a new one starts empty)") from None
+            raise _ledger_error(self.path, exc) from None
         finally:
             db.close()
 
@@ -219,6 +218,25 @@ class Ledger:
                 """SELECT * FROM builds WHERE package = ? AND target = ? AND cache_key = ?
                    AND status = 'passed' ORDER BY id DESC LIMIT 1""", (package, target, cache_key)).fetchone()
             return dict(row) if row else None
+
+
+def _ledger_error(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """One line for a failed ledger transaction: "damaged" only when SQLite says so."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if code is not None else None
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in str(exc) or ("disk I/O error" in str(exc) and _full(path)):
+        return LedgerError(f"disk full at {path.parent}: the ledger {path} is intact, but this "
+                           "transaction was not recorded; free space there (or use --ledger) and run again")
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return LedgerError(f"ledger {path} is damaged ({exc}); move it away (a new one starts empty)")
+    return LedgerError(f"ledger {path}: {exc}")
+
+
+def _full(path: Path) -> bool:
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:

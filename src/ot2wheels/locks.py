@@ -61,3 +61,30 @@ def locked(path: Path, what: str = "", say: Callable[[str], None] | None = None)
 def cache_lock(cache: Path, name: str, say: Callable[[str], None] | None = None):
     """`locked()` on the named lock under the cache directory."""
     return locked(lock_path(cache, name), name, say)
+
+
+def hold(path: Path) -> int:
+    """Lock the existing file or directory `path` itself; the lock lasts until the returned
+    descriptor is closed (or the process dies)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def is_free(path: Path) -> bool:
+    """True when nobody (no live process, no other thread) holds a lock on `path` now."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # releases the probe's lock

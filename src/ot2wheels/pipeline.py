@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import locks, records
+from . import locks, records, stale
 from .build import BuildResult, build_one, record_lock_name
-from .errors import ConfigError
+from .errors import ConfigError, RecordError
 from .ledger import Ledger
 from .paths import Layout
-from .recipes import Recipe, load_all
+from .recipes import ClosureRecipe, Recipe, load_each
 from .smoke import SmokeResult, smoke_test
 from .targets import Target, TargetSet, load_targets
 from .toolchains import get_toolchain
@@ -34,14 +34,23 @@ class Project:
     layout: Layout
     targets: TargetSet
     recipes: dict[str, Recipe]
+    closures: dict[str, ClosureRecipe] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # recipe folder -> why it does not load
 
     @classmethod
-    def load(cls, layout: Layout | None = None) -> "Project":
+    def load(cls, layout: Layout | None = None, strict: bool = True) -> "Project":
+        """The checkout's targets and recipes; with `strict=False` a broken recipe is kept in
+        `broken` (its builds fail with the error) instead of failing the whole load."""
         layout = layout or Layout.discover()
         targets = load_targets(layout.targets_file)
-        return cls(layout, targets, load_all(layout.packages, set(targets.targets)))
+        found = load_each(layout.packages, set(targets.targets))
+        if strict:
+            found.strict()
+        return cls(layout, targets, found.recipes, found.closures, found.errors)
 
     def recipe(self, name: str) -> Recipe:
+        if name in self.broken:
+            raise ConfigError(self.broken[name])
         try:
             return self.recipes[name]
         except KeyError:
@@ -50,6 +59,8 @@ class Project:
 
     def targets_for_python(self, python: str | None, names: list[str] | None = None) -> list[Target]:
         chosen = self.targets.select(names)
+        for t in chosen:
+            t.require_buildable()  # before anything is written for it
         return [t for t in chosen if python is None or t.python == python]
 
     def matrix(self, recipes: list[str] | None = None, targets: list[str] | None = None,
@@ -64,10 +75,12 @@ class Project:
 class RunSummary:
     builds: list[BuildResult] = field(default_factory=list)
     smokes: list[tuple[Recipe, SmokeResult]] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # recipes that did not load
 
     @property
     def failures(self) -> list[str]:
-        out = [f"build {b.label}: {(b.record.error or '').splitlines()[0]} (log: {b.record_path.with_suffix('.log')})"
+        out = [f"recipe {message}" for message in self.broken]
+        out += [f"build {b.label}: {(b.record.error or '').splitlines()[0]} (log: {b.record_path.with_suffix('.log')})"
                for b in self.builds if not b.ok]
         out += [f"smoke {s.wheel} on {s.target}" for _r, s in self.smokes if not s.passed]
         return out
@@ -111,6 +124,7 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
     jobs = max(1, jobs or default_jobs())
     make_jobs = make_jobs_per_build(jobs, len(pairs))
     out = serialized(say)
+    stale.sweep(project.layout.cache, time.time(), out)  # what killed runs left behind
     if jobs > 1 and len(pairs) > 1:
         out(f"building {len(pairs)} wheels, {min(jobs, len(pairs))} at a time, "
             f"{make_jobs} compile job(s) each")
@@ -155,7 +169,11 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
     for recipe, target in pairs:
         record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
             records.stem(recipe.name, recipe.version, target.cp) + ".json")
-        rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        try:
+            rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
+        except RecordError as exc:
+            say(f"[{target.name}] {recipe.name}: {exc}")
+            rec = None
         if rec is None or not rec.wheel or rec.result == "failed":
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
             missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
@@ -167,7 +185,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         wheel = record_path.parent / rec.wheel
         toolchain = get_toolchain(target, project.layout, recipe.target_libs)
         toolchain.ensure()
-        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under qemu-arm")
+        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under {target.architecture.qemu}")
         result = smoke_test(recipe, wheel, toolchain)
         say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
             f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
@@ -183,3 +201,37 @@ def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> Non
         rec = records.BuildRecord.from_file(record_path)
         rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
         records.write_atomic(record_path, rec.to_json())
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One per-recipe nox session: build-<name>[-X.Y], or a closure's build-<name>."""
+
+    name: str
+    doc: str
+    recipe: str
+    python: str | None = None
+    closure: bool = False
+    error: str | None = None  # the recipe (or targets.toml) does not load: the session fails so
+
+
+def recipe_sessions(layout: Layout | None = None) -> list[SessionSpec]:
+    """The per-recipe sessions. A broken recipe keeps its session (it fails with the error) and
+    the others stay; a broken targets.toml keeps one failing session per recipe folder."""
+    layout = layout or Layout.discover()
+    try:
+        project = Project.load(layout, strict=False)
+    except ConfigError as exc:
+        return [SessionSpec(f"build-{p.parent.name}", f"cannot load {layout.targets_file}: run it for the error",
+                            p.parent.name, error=str(exc))
+                for p in sorted(layout.packages.glob("*/recipe.toml"))]
+    out = []
+    for name, recipe in sorted(project.recipes.items()):
+        out.append(SessionSpec(f"build-{name}", f"Build {name} {recipe.version} for every selected target.", name))
+        out += [SessionSpec(f"build-{name}-{py}", f"Build {name} {recipe.version} for the CPython {py} target(s).",
+                            name, py) for py in sorted({t.python for _r, t in project.matrix([name])})]
+    out += [SessionSpec(f"build-{name}", "Plan the closure per target, build its must-build wheels, rehearse "
+                        "the install under qemu.", name, closure=True) for name in sorted(project.closures)]
+    out += [SessionSpec(f"build-{name}", f"BROKEN recipe: {error.splitlines()[0]}", name, error=error)
+            for name, error in sorted(project.broken.items())]
+    return out

@@ -18,7 +18,6 @@ pick. A constraints file (``NAME==VERSION`` lines) or a date cut-off makes it re
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, Normali
 from packaging.version import Version
 
 from .errors import ConfigError, PlanError
+from .fsutil import atomic_write
 from .pypi import IndexClient, IndexFile, sdist_members
 from .targets import Target
 
@@ -393,11 +393,7 @@ def plan(requirement: str, target: Target, constraints: Path | None = None, cuto
 
 # -- outputs --------------------------------------------------------------------------------
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+_write_atomic = atomic_write  # plan.json and constraints files
 
 
 def write_json(p: Plan, path: Path) -> None:

@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 
 from .download import ssl_context
 from .errors import DownloadError, SourceError
+from .fsutil import atomic_write
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 _CHUNK = 64 * 1024
@@ -232,12 +233,9 @@ class IndexClient:
 
     def _cache_put(self, kind: str, url: str, body: bytes) -> None:
         path = self._cache_path(kind, url)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"url": url, "sha256": hashlib.sha256(body).hexdigest(), "fetched": time.time()}
         for target, data in ((path, body), (path.with_suffix(".json"), json.dumps(meta).encode())):
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)  # body first, then the record that vouches for it
+            atomic_write(target, data)  # body first, then the record that vouches for it
 
     # -- API ------------------------------------------------------------------------------
     def project_url(self, name: str) -> str:

@@ -10,8 +10,6 @@ From the sdist (downloaded and checked against the index's sha256) it reads:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -23,11 +21,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .errors import ConfigError, PlanError, SourceError
+from .fsutil import atomic_write
 from .paths import Layout
 from .plan import Plan, _filename_version, _specifier
 from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
 from .recipes import parse_recipe
 from .rust import DEBIAN_STD_PACKAGE, RUST_BACKENDS
+from .tomlfile import toml_str as _toml_str
 
 # Header a C source includes -> the Debian -dev package that provides it in the sysroot.
 INCLUDE_LIBS = {
@@ -208,10 +208,6 @@ def target_libs(data: bytes, filename: str) -> list[str]:
     return sorted(libs)
 
 
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
 def _toml_list(values: Iterable[str]) -> str:
     return "[" + ", ".join(_toml_str(v) for v in values) + "]"
 
@@ -302,10 +298,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
                          sdist.requires_python, summary)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".recipe.toml.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
     return path
 
 

@@ -271,14 +271,8 @@ def load_recipe(path: Path, known_targets: set[str] | None = None) -> Recipe:
 
 def load_all(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, Recipe]:
     """Every buildable packages/*/recipe.toml, by canonical name (closure recipes are skipped:
-    see load_closures). One bad recipe stops the load."""
-    out = {}
-    for p in sorted(packages_dir.glob("*/recipe.toml")):
-        data = read_toml(p)
-        if "closure" not in data:
-            r = parse_recipe(data, p, known_targets)
-            out[r.name] = r
-    return out
+    see load_closures). One bad recipe stops the load (see load_each for the lenient load)."""
+    return load_each(packages_dir, known_targets).strict().recipes
 
 
 # -- closure recipes ------------------------------------------------------------------------
@@ -351,10 +345,38 @@ def load_closure(path: Path, known_targets: set[str] | None = None) -> ClosureRe
 
 def load_closures(packages_dir: Path, known_targets: set[str] | None = None) -> dict[str, ClosureRecipe]:
     """Every packages/*/recipe.toml that holds a [closure] table, by canonical name."""
-    out = {}
+    return load_each(packages_dir, known_targets).strict().closures
+
+
+@dataclass(frozen=True)
+class RecipeSet:
+    """packages/*/recipe.toml loaded one by one: the good ones, and the error of each bad one."""
+
+    recipes: dict[str, Recipe]
+    closures: dict[str, ClosureRecipe]
+    errors: dict[str, str]  # recipe folder name -> why its recipe.toml does not load
+
+    def strict(self) -> RecipeSet:
+        """This set, or ConfigError with the first bad recipe's message."""
+        for message in self.errors.values():
+            raise ConfigError(message)
+        return self
+
+
+def load_each(packages_dir: Path, known_targets: set[str] | None = None) -> RecipeSet:
+    """Every packages/*/recipe.toml on its own: one bad recipe does not hide the others."""
+    recipes: dict[str, Recipe] = {}
+    closures: dict[str, ClosureRecipe] = {}
+    errors: dict[str, str] = {}
     for p in sorted(packages_dir.glob("*/recipe.toml")):
-        data = read_toml(p)
-        if "closure" in data:
-            c = parse_closure(data, p, known_targets)
-            out[c.name] = c
-    return out
+        try:
+            data = read_toml(p)
+            if "closure" in data:
+                c = parse_closure(data, p, known_targets)
+                closures[c.name] = c
+            else:
+                r = parse_recipe(data, p, known_targets)
+                recipes[r.name] = r
+        except ConfigError as exc:
+            errors[p.parent.name] = str(exc)
+    return RecipeSet(recipes, closures, errors)

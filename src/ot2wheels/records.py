@@ -6,6 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from .errors import RecordError
 from .fsutil import atomic_write
 
 
@@ -34,7 +38,17 @@ class BuildRecord:
 
     @classmethod
     def from_file(cls, path: Path) -> "BuildRecord":
-        return cls(**json.loads(path.read_text()))
+        """The record in `path`; RecordError naming the file if it is truncated, damaged or
+        has fields this version does not know (such a build counts as not reusable)."""
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return cls(**data)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            why = str(exc).split("\n")[0]
+            raise RecordError(f"{path}: not a valid build record ({why}); the next build "
+                              "replaces it (or delete it)") from None
 
 
 def project_dir(dist: Path, target: str, project: str) -> Path:
@@ -53,6 +67,27 @@ def records(dist: Path, target: str | None = None) -> list[tuple[Path, BuildReco
     """Every build record under dist/ (optionally one target's), sorted by path."""
     base = dist / target if target else dist
     return [(p, BuildRecord.from_file(p)) for p in sorted(base.glob("**/*.json") if base.is_dir() else [])]
+
+
+def remove_stale_wheels(pdir: Path, project: str, version: str, keep: str | None) -> list[Path]:
+    """Delete wheels of `project` `version` in `pdir` other than `keep`; returns them.
+
+    A target's project directory holds one build per version (one CPython per target), so
+    these are earlier outputs of the very build whose record now names `keep` (or no wheel).
+    """
+    out = []
+    for wheel in sorted(pdir.glob("*.whl")):
+        if wheel.name == keep:
+            continue
+        try:
+            name, ver, _build, _tags = parse_wheel_filename(wheel.name)
+            same = name == canonicalize_name(project) and ver == Version(version)
+        except (InvalidWheelFilename, InvalidVersion):
+            continue
+        if same:
+            wheel.unlink(missing_ok=True)
+            out.append(wheel)
+    return out
 
 
 def passing_wheels(dist: Path, target: str) -> list[Path]:

@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from .errors import SmokeError
+from .fsutil import atomic_write
 from .smoke import target_pip_install
 from .download import ca_bundle
 from .pypi import IndexClient
@@ -70,11 +71,7 @@ def pip_wheel(client: IndexClient, target: Target, cache: Path) -> Path:
         raise SmokeError(f"no pip wheel on {client.index_url} runs on CPython {target.python}")
     dest = cache / "rehearse" / best[1].filename
     if not dest.is_file():
-        data = client.download(best[1])  # verified against the index's sha256
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+        atomic_write(dest, client.download(best[1]))  # verified against the index's sha256
     return dest
 
 
@@ -148,7 +145,7 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
         cert = ca_bundle()
         options = ["--only-binary=:all:", "--find-links", str(house), "--report", str(report),
                    *(["--constraint", str(cons)] if cons else []), *(["--cert", cert] if cert else [])]
-        say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under qemu-arm "
+        say(f"[{target.name}] rehearsal: pip install --only-binary=:all: {requirement} under {target.architecture.qemu} "
             f"({len(wheels)} wheels of ours)")
         started = time.monotonic()
         try:  # the target CPython itself runs pip, as the device would (smoke.target_pip_install)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import BuildError, ToolchainError
+from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .recipes import Recipe
@@ -122,10 +123,7 @@ def cargo_home(cache: Path, registry: Path = DEFAULT_REGISTRY) -> Path:
     )
     path = home / "config.toml"
     if not path.is_file() or path.read_text() != config:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f".config.toml.{os.getpid()}"
-        tmp.write_text(config)
-        tmp.replace(path)
+        atomic_write(path, config)
     return home
 
 

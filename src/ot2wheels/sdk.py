@@ -1,5 +1,11 @@
 """The Buildroot SDK in the cache: pinned in `toolchain/sdk.toml`, pulled, verified, relocated.
 
+Pinning, strongest first: `--sha256` on the command line; `sha256` in `toolchain/sdk.toml`;
+`toolchain/sdk.lock`, written by the first pull of an SDK that had no hash pinned (trust on
+first use: the download is hashed and recorded, loudly, and every later pull must match it;
+commit the lock file). A lock entry belongs to one url + filename: changing either in
+sdk.toml makes the stale entry an error, not a silent re-trust.
+
 Cache layout, per SDK name (e.g. `ot2`):
 
     <cache>/sdk/<name>/downloads/<filename>     the verified tarball
@@ -24,21 +30,42 @@ import secrets
 import shutil
 import subprocess
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .archive import extract
-from .download import check_sha256_pin, download, verify_file
+from .download import check_sha256_pin, download, sha256_file, verify_file
 from .errors import ConfigError, DownloadError, ToolchainError
+from .fsutil import atomic_write
 from .paths import Layout
+from .tomlfile import read_toml, toml_str
 
 MANIFEST = "ot2wheels-sdk.json"
 LOCATION_FILE = Path("share/buildroot/sdk-location")
 _PIN_KEYS = {"description", "version", "filename", "url", "sha256", "size", "python", "triplet"}
+_LOCK_KEYS = {"url", "filename", "sha256", "size", "trusted_at"}
+
+
+class PinStatus(Enum):
+    PINNED = "pinned"  # sha256 in sdk.toml
+    TRUSTED_ON_FIRST_USE = "trusted-on-first-use"  # sha256 recorded in sdk.lock by a first pull
+    UNPINNED = "unpinned"  # nothing yet: the next pull trusts what it gets and records it
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One [sdk.NAME] of sdk.lock: what the first pull got, to hold every later pull to."""
+
+    name: str
+    url: str
+    filename: str
+    sha256: str
+    size: int
+    trusted_at: str
 
 
 @dataclass(frozen=True)
@@ -53,47 +80,124 @@ class SdkPin:
     version: str = ""
     description: str = ""
     source: Path | None = None
+    status: PinStatus = PinStatus.UNPINNED
+    lock: LockEntry | None = None  # the sdk.lock entry the sha256 came from, if it did
 
     @property
     def pinned(self) -> bool:
         return bool(self.sha256)
 
+    @property
+    def lock_file(self) -> Path | None:
+        return lock_file_for(self.source) if self.source else None
 
-def load_pins(path: Path) -> dict[str, SdkPin]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    tables = data.get("sdk")
-    if not isinstance(tables, dict) or not tables:
-        raise ConfigError(f"{path}: needs at least one [sdk.NAME] table")
-    pins = {}
+
+def lock_file_for(pins_file: Path) -> Path:
+    """toolchain/sdk.toml -> toolchain/sdk.lock (beside it, committed with it)."""
+    return pins_file.with_suffix(".lock")
+
+
+def _sdk_tables(path: Path, tables: Any, allowed: set[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, where, table) of each [sdk.NAME] of `path`, with unknown fields refused."""
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: expected [sdk.NAME] tables")
     for name, t in tables.items():
         where = f"{path}: sdk.{name}"
         if not isinstance(t, dict):
             raise ConfigError(f"{where}: expected a table")
-        unknown = set(t) - _PIN_KEYS
+        unknown = set(t) - allowed
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_PIN_KEYS)}")
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        yield name, where, t
+
+
+def _sha256_field(value: Any, where: str) -> str:
+    try:
+        return check_sha256_pin(str(value), f"{where}.sha256")
+    except DownloadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _size_field(value: Any, where: str) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}.size: expected a positive number of bytes, got {value!r}")
+    return value
+
+
+def load_lock(path: Path) -> dict[str, LockEntry]:
+    """The entries of an sdk.lock (none if the file does not exist), validated."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for name, where, t in _sdk_tables(path, read_toml(path).get("sdk", {}), _LOCK_KEYS):
+        missing = sorted(_LOCK_KEYS - set(t))
+        if missing:
+            raise ConfigError(f"{where}: missing field(s) {missing}; delete the entry to trust the "
+                              "next download again")
+        out[name] = LockEntry(name=name, url=str(t["url"]), filename=str(t["filename"]),
+                              sha256=_sha256_field(t["sha256"], where), size=_size_field(t["size"], where),
+                              trusted_at=str(t["trusted_at"]))
+    return out
+
+
+def render_lock(entries: dict[str, LockEntry]) -> str:
+    lines = [
+        "# Written by `invoke sdk.pull` (trust on first use): the sha256 and size of the SDK",
+        "# tarball the first pull downloaded while toolchain/sdk.toml pinned no sha256.",
+        "# Commit this file: every later pull, here or elsewhere, is verified against it.",
+        "# To trust a different file, delete its entry (or pin sha256 in sdk.toml) and pull again.",
+    ]
+    for e in sorted(entries.values(), key=lambda e: e.name):
+        lines += ["", f"[sdk.{e.name}]", f"url = {toml_str(e.url)}", f"filename = {toml_str(e.filename)}",
+                  f"sha256 = {toml_str(e.sha256)}", f"size = {e.size}", f"trusted_at = {toml_str(e.trusted_at)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _record_lock(pin: SdkPin, sha256: str, size: int) -> LockEntry:
+    path = pin.lock_file
+    assert path is not None
+    entries = load_lock(path)
+    entry = LockEntry(name=pin.name, url=pin.url, filename=pin.filename, sha256=sha256, size=size,
+                      trusted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    entries[pin.name] = entry
+    atomic_write(path, render_lock(entries))
+    return entry
+
+
+def _with_lock(pin: SdkPin, entries: dict[str, LockEntry]) -> SdkPin:
+    """`pin` completed from its sdk.lock entry (when sdk.toml pins no sha256 itself)."""
+    if pin.sha256:
+        return replace(pin, status=PinStatus.PINNED)
+    entry = entries.get(pin.name)
+    if entry is None:
+        return pin
+    if (entry.url, entry.filename) != (pin.url, pin.filename):
+        raise ConfigError(
+            f"{pin.lock_file}: [sdk.{pin.name}] was trusted for {entry.filename} from {entry.url or '(a file)'}, "
+            f"but {pin.source} now names {pin.filename} from {pin.url or '(no url)'}; delete that "
+            "entry to trust the new download on first use, or pin its sha256 in sdk.toml"
+        )
+    return replace(pin, sha256=entry.sha256, size=pin.size or entry.size,
+                   status=PinStatus.TRUSTED_ON_FIRST_USE, lock=entry)
+
+
+def load_pins(path: Path) -> dict[str, SdkPin]:
+    tables = read_toml(path).get("sdk")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: needs at least one [sdk.NAME] table")
+    pins = {}
+    for name, where, t in _sdk_tables(path, tables, _PIN_KEYS):
         for key in ("filename", "python", "triplet"):
             if not isinstance(t.get(key), str) or not t[key]:
                 raise ConfigError(f"{where}: missing field {key!r}")
-        sha = t.get("sha256", "")
-        if sha:
-            try:
-                sha = check_sha256_pin(sha, f"{where}.sha256")
-            except DownloadError as exc:
-                raise ConfigError(str(exc)) from None
-        size = t.get("size")
-        if size is not None and (not isinstance(size, int) or size <= 0):
-            raise ConfigError(f"{where}.size: expected a positive number of bytes, got {size!r}")
+        sha = _sha256_field(t["sha256"], where) if t.get("sha256") else ""
+        size = _size_field(t["size"], where) if t.get("size") is not None else None
         pins[name] = SdkPin(name=name, filename=t["filename"], python=t["python"],
                             triplet=t["triplet"], url=t.get("url", ""), sha256=sha, size=size,
                             version=t.get("version", ""), description=t.get("description", ""),
                             source=path)
-    return pins
+    locked = load_lock(lock_file_for(path))
+    return {name: _with_lock(pin, locked) for name, pin in pins.items()}
 
 
 def sdk_file(layout: Layout) -> Path:
@@ -159,7 +263,18 @@ def require_installed(layout: Layout, name: str = "ot2") -> InstalledSdk:
             f"no {name!r} SDK installed in {sdk_dir(layout, name)}; run `invoke sdk.pull` "
             "(or `invoke sdk.pull --file PATH --sha256 HASH` with a tarball you already have)"
         )
+    if not _in_place(sdk, sdk_dir(layout, name)):
+        # relocate-sdk.sh wrote the install path into the SDK's files: it cannot just move
+        raise ToolchainError(
+            f"the {name!r} SDK in {sdk_dir(layout, name)} was relocated to {sdk.root} when installed: "
+            "the cache was moved or copied since. Run `invoke sdk.pull` again to install it here"
+        )
     return sdk
+
+
+def _in_place(sdk: InstalledSdk, base: Path) -> bool:
+    """The SDK was relocated where `current` points now (not at a cache's earlier path)."""
+    return sdk.root.is_relative_to((base / "current").resolve())
 
 
 @contextmanager
@@ -220,9 +335,7 @@ def _check_layout(root: Path, triplet: str, python: str, archive: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _point_current(base: Path, install_id: str) -> None:
@@ -253,12 +366,10 @@ def pull(
     """Download (or take `file`), verify, unpack safely, relocate, publish atomically."""
     pin = load_pin(layout, name, pins_file)
     where = f"{pin.source}: [sdk.{name}]"
-    sha = check_sha256_pin(sha256, "--sha256") if sha256 else pin.sha256
-    if not sha:
-        raise ToolchainError(
-            f"{where} has no sha256 pinned yet, so nothing could be verified. Pass --sha256 HASH "
-            "(sha256sum of the SDK tarball you trust) or fill in sha256 (and url, size) there."
-        )
+    sha: str | None = check_sha256_pin(sha256, "--sha256") if sha256 else (pin.sha256 or None)
+    verified_by = ("--sha256" if sha256 else
+                   {PinStatus.PINNED: str(pin.source), PinStatus.TRUSTED_ON_FIRST_USE: str(pin.lock_file),
+                    PinStatus.UNPINNED: "nothing (trusted on first use)"}[pin.status])
     # The pinned size belongs to the pinned hash; an overriding hash brings its own (or none).
     size = size if size is not None else (pin.size if sha == pin.sha256 else None)
     base = sdk_dir(layout, name)
@@ -268,7 +379,8 @@ def pull(
             if not archive.is_file():
                 raise ToolchainError(f"--file {archive}: no such file")
             log(f"verifying {archive} ...")
-            verify_file(archive, sha, size)
+            if sha is not None:
+                verify_file(archive, sha, size)
         else:
             src = url or pin.url
             if not src:
@@ -277,9 +389,17 @@ def pull(
                     f"{pin.filename}) or --file PATH (a copy you already have)"
                 )
             archive = download(src, base / "downloads" / pin.filename, sha, size, progress=progress)
+        trusted_now = sha is None
+        if sha is None:
+            sha = sha256_file(archive)
+            origin = str(archive) if file is not None else (url or pin.url)
+            _warn_trust_on_first_use(pin, archive, sha, origin, log)
         current = installed(layout, name)
-        if current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file():
+        if (current is not None and current.sha256 == sha and (current.root / LOCATION_FILE).is_file()
+                and _in_place(current, base)):
             log(f"{name} SDK {sha[:12]} already installed at {current.root}")
+            if trusted_now:
+                _record_trust(pin, sha, archive, log)
             return current
         install_id = f"{sha[:12]}-{secrets.token_hex(3)}"
         target_dir = base / install_id
@@ -306,6 +426,7 @@ def pull(
                 "source": str(archive) if file is not None else (url or pin.url),
                 "filename": pin.filename,
                 "version": pin.version if sha == pin.sha256 else "",
+                "verified_by": verified_by,
                 "python": pin.python,
                 "triplet": pin.triplet,
                 "path": str(root),
@@ -320,7 +441,31 @@ def pull(
         sdk = installed(layout, name)
         assert sdk is not None
         log(f"{name} SDK ready: {sdk.root}")
+        if trusted_now:
+            _record_trust(pin, sha, archive, log)
         return sdk
+
+
+def _warn_trust_on_first_use(pin: SdkPin, archive: Path, sha: str, origin: str, log) -> None:
+    bar = "!" * 78
+    log("\n".join([
+        bar,
+        f"WARNING: TRUST ON FIRST USE. {pin.source} pins no sha256 for [sdk.{pin.name}] and",
+        f"{pin.lock_file} has no entry for it, so {pin.filename} from",
+        f"  {origin}",
+        "was NOT verified against anything. It is used as it is, and its hash is recorded:",
+        f"  sha256 {sha}",
+        f"  size   {archive.stat().st_size} bytes",
+        "If you can, compare that hash with a copy obtained another way. Once the SDK is",
+        f"installed, commit {pin.lock_file}: every later pull is verified against it.",
+        bar,
+    ]))
+
+
+def _record_trust(pin: SdkPin, sha: str, archive: Path, log) -> None:
+    """After a successful install of an unpinned SDK (only then): record it in sdk.lock."""
+    _record_lock(pin, sha, archive.stat().st_size)
+    log(f"recorded sha256 {sha} ({archive.stat().st_size} bytes) in {pin.lock_file}: commit it")
 
 
 @dataclass(frozen=True)
@@ -338,19 +483,27 @@ class SdkInfo:
     def lines(self) -> list[str]:
         p = self.pin
         out = [f"SDK {p.name}: {p.description}".rstrip(": ")]
-        out.append(f"  pin ({p.source}): " + (
-            f"sha256 {p.sha256}" + (f", {p.size} bytes" if p.size else "") + (f", {p.url}" if p.url else "")
-            if p.pinned else "NOT PINNED (sha256 to be filled in)"))
+        what = f"sha256 {p.sha256}" + (f", {p.size} bytes" if p.size else "") + (f", {p.url}" if p.url else "")
+        if p.status is PinStatus.PINNED:
+            out.append(f"  pin: pinned in {p.source}: {what}")
+        elif p.status is PinStatus.TRUSTED_ON_FIRST_USE:
+            assert p.lock is not None
+            out.append(f"  pin: trusted-on-first-use, recorded in {p.lock_file} at {p.lock.trusted_at}: {what}")
+        else:
+            out.append(f"  pin: unpinned: no sha256 in {p.source} or {p.lock_file}; the next "
+                       "`invoke sdk.pull` trusts what it downloads and records it there")
         if self.sdk is None:
             out.append("  installed: nothing (run `invoke sdk.pull`)")
             return out
         m = self.sdk.manifest
         out.append(f"  installed: {self.sdk.root}")
         out.append(f"    sha256 {m['sha256']}, from {m['source']}, at {m['installed_at']}")
+        if m.get("verified_by"):
+            out.append(f"    checked at install against: {m['verified_by']}")
         out.append(f"    sysroot {self.sdk.sysroot}, python {m['python']}, {m['triplet']}-gcc")
         verdict = {True: "yes", False: "NO: run `invoke sdk.pull` to install the pinned SDK",
                    None: "unknown (no pin to compare with)"}[self.matches_pin]
-        out.append(f"  matches the pin: {verdict}")
+        out.append(f"  verified (matches the pin): {verdict}")
         return out
 
 

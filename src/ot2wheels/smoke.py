@@ -1,4 +1,4 @@
-"""Smoke tests: install a wheel into a fresh target directory and exercise it under qemu-arm."""
+"""Smoke tests: install a wheel into a fresh target directory and exercise it under qemu-user."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def install_for_target(target: Target, dest: Path, requirements: list[str],
 
 
 def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float = 300) -> tuple[bool, str]:
-    """Run the recipe's smoke test in the target CPython under qemu-arm, with `site` on its path."""
+    """Run the recipe's smoke test in the target CPython under qemu-user, with `site` on its path."""
     spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
             "mark": OK_MARK}
     try:
@@ -99,7 +99,7 @@ def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float =
         )
         output, code = run.stdout + run.stderr, run.returncode
     except subprocess.TimeoutExpired:
-        output, code = f"timed out after {timeout}s under qemu-arm", -1
+        output, code = f"timed out after {timeout}s under {toolchain.target.architecture.qemu}", -1
     return code == 0 and OK_MARK in output, output
 
 
@@ -115,12 +115,12 @@ def smoke_test(recipe: Recipe, wheel: Path, toolchain: Toolchain, timeout: float
         passed, output = run_smoke(recipe, toolchain, site, timeout)
     return SmokeResult(wheel.name, toolchain.target.name, passed, round(time.monotonic() - started, 2),
                        f"$ pip install --target ... {wheel.name}\n{pip_out[-1500:]}\n"
-                       f"$ qemu-arm {toolchain.target_python.name} <smoke test>\n{output}")
+                       f"$ {toolchain.target.architecture.qemu} {toolchain.target_python.name} <smoke test>\n{output}")
 
 
 def target_pip_install(toolchain: Toolchain, pip_wheel: Path, index_url: str, requirements: list[str],
                        site: Path, timeout: float = 900) -> str:
-    """Install with the target's own CPython running `pip_wheel` under qemu-arm, as the device would.
+    """Install with the target's own CPython running `pip_wheel` under qemu-user, as the device would.
 
     The host's pip configuration is hidden (a robot has none) and only `index_url` is used.
     """
@@ -128,12 +128,13 @@ def target_pip_install(toolchain: Toolchain, pip_wheel: Path, index_url: str, re
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     argv = [str(toolchain.target_python), f"{pip_wheel}/pip", "install", "--no-input", "--no-compile",
             "--index-url", index_url, "--target", str(site), *requirements]
+    qemu = toolchain.target.architecture.qemu
     try:
         run = subprocess.run([*toolchain.qemu_command(), *argv], env=env, capture_output=True, text=True,
                              timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise SmokeError(f"{pip_wheel.name} under qemu-arm timed out after {timeout}s") from None
+        raise SmokeError(f"{pip_wheel.name} under {qemu} timed out after {timeout}s") from None
     if run.returncode != 0:
-        raise SmokeError(f"{pip_wheel.name} under qemu-arm could not install {' '.join(requirements)} "
+        raise SmokeError(f"{pip_wheel.name} under {qemu} could not install {' '.join(requirements)} "
                          f"from {index_url}:\n{(run.stdout + run.stderr)[-2500:]}")
     return run.stdout

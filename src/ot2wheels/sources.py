@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from .archive import extract as safe_extract
 from .download import download, sha256_file, ssl_context
 from .pypi import configured_index_url
 from .errors import DownloadError, SourceError, UnsafeArchiveError
+from .fsutil import atomic_move
 from .recipes import Recipe
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -98,9 +98,8 @@ def _git_archive(recipe: Recipe, store: Path, what: str) -> Path:
         if got != src.sha256:
             raise SourceError(f"{what}: sha256 mismatch for `git archive` of {src.git}@{src.tag}\n"
                               f"  expected {src.sha256}\n  got      {got}")
-        store.mkdir(parents=True, exist_ok=True)
         dest = store / tarball.name
-        shutil.move(str(tarball), dest)
+        atomic_move(tarball, dest)  # /tmp may be another file system than the cache
         return dest
 
 

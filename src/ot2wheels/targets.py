@@ -10,18 +10,45 @@ from packaging import tags
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .errors import ConfigError
+from .errors import ConfigError, ToolchainError
 from .tomlfile import read_toml
 
-PROVIDERS = ("debian", "buildroot-sdk")
+# "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
+PROVIDERS = ("debian", "buildroot-sdk", "none")
 _TARGET_KEYS = {"description", "python", "platform", "glibc", "triplet", "provider", "site",
-                "debian", "sdk", "device"}
+                "debian", "sdk", "arch", "device"}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What follows from a CPU architecture, in one place (targets name it with `arch`)."""
+
+    debian: str  # Debian's name: the .debs of the sysroot
+    machine: str  # uname -m: wheel platform tags linux_<machine>, manylinux_*_<machine>
+    qemu: str  # qemu-user binary that runs its programs
+    elf_machine: str  # e_machine every ELF file in a wheel must have
+    elf_class: int  # 32 or 64
+    multiarch: str  # Debian multiarch tuple: lib dirs, _sysconfigdata__linux_<multiarch>
+    armhf_abi: bool = False  # 32-bit ARM: EABI5 and the hard-float flag are checked too
+
+    @property
+    def elf_summary(self) -> str:
+        """What the gate checks, in words."""
+        return "ARM EABI5 hard-float" if self.armhf_abi else f"{self.elf_machine.removeprefix('EM_')} ELF{self.elf_class}"
+
+
+ARCHES: dict[str, Arch] = {
+    a.debian: a for a in (
+        Arch("armhf", "armv7l", "qemu-arm", "EM_ARM", 32, "arm-linux-gnueabihf", armhf_abi=True),
+        Arch("arm64", "aarch64", "qemu-aarch64", "EM_AARCH64", 64, "aarch64-linux-gnu"),
+    )
+}
 _DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror"}
 
 
 @dataclass(frozen=True)
 class DebianSource:
-    """How to assemble a sysroot from a Debian suite's armhf packages."""
+    """How to assemble a sysroot from a Debian suite's packages (of the target's arch)."""
 
     suites: tuple[str, ...]
     keyring: str
@@ -42,6 +69,7 @@ class Target:
     site: str = ""
     debian: DebianSource | None = None
     sdk: dict[str, Any] = field(default_factory=dict)
+    architecture: Arch = ARCHES["armhf"]
     # What the device already has in its system site-packages (canonical name -> version):
     # builds against a target-side dependency never use a newer one (ABI floor).
     device: tuple[tuple[str, str], ...] = ()
@@ -62,8 +90,21 @@ class Target:
 
     @property
     def arch(self) -> str:
-        """armv7l, from the platform tag linux_armv7l."""
+        """armv7l / aarch64: the machine of the platform tag (linux_armv7l); on load it must
+        match `architecture.machine`."""
         return self.platform.split("_", 1)[1]
+
+    @property
+    def buildable(self) -> bool:
+        """False for planning targets (provider "none"): nothing can be built for them."""
+        return self.provider != "none"
+
+    def require_buildable(self) -> None:
+        if not self.buildable:
+            raise ToolchainError(
+                f"target {self.name} is a planning target (provider = \"none\" in toolchain/targets.toml): "
+                "use it with `invoke plan`; to build, pick a target with a toolchain (`invoke toolchain.info`)"
+            )
 
     @property
     def glibc_str(self) -> str:
@@ -176,9 +217,14 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     sdk = table.get("sdk", {})
     if provider == "buildroot-sdk" and not isinstance(sdk, dict):
         raise ConfigError(f"{where}.sdk: expected a table")
+    arch_name = table.get("arch", "armhf")
+    if arch_name not in ARCHES:
+        raise ConfigError(f"{where}.arch: {arch_name!r} is not one of {sorted(ARCHES)}")
+    architecture = ARCHES[arch_name]
     platform = _need(table, "platform", where)
-    if not platform.startswith("linux_"):
-        raise ConfigError(f"{where}.platform: expected a tag like 'linux_armv7l', got {platform!r}")
+    if platform != f"linux_{architecture.machine}":
+        raise ConfigError(f"{where}.platform: {platform!r} does not match arch = {arch_name!r}; "
+                          f"expected 'linux_{architecture.machine}'")
     return Target(
         device=_device(table.get("device", {}), f"{where}.device"),
         name=name,
@@ -191,6 +237,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
         site=table.get("site", ""),
         debian=debian,
         sdk=sdk,
+        architecture=architecture,
     )
 
 
@@ -216,4 +263,7 @@ def load_targets(path: Path) -> TargetSet:
     for name in default:
         if name not in targets:
             raise ConfigError(f"{path}: default names unknown target {name!r}")
+        if not targets[name].buildable:
+            raise ConfigError(f"{path}: default names {name!r}, a planning target (provider = "
+                              "\"none\"): only buildable targets can be built by default")
     return TargetSet(targets=targets, default=default, source=path)

@@ -14,9 +14,10 @@ def get_toolchain(target: Target, layout: Layout, extra_packages: tuple[str, ...
 
         return DebianToolchain(target, layout.cache, extra_packages)
     if target.provider == "buildroot-sdk":
-        from .buildroot import BuildrootToolchain  # type: ignore[import-not-found]
+        from .buildroot import BuildrootToolchain
 
         return BuildrootToolchain(target, layout, extra_packages)
+    target.require_buildable()
     raise ValueError(f"unknown provider {target.provider!r}")  # targets.py validates this
 
 

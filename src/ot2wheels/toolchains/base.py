@@ -44,7 +44,7 @@ class Toolchain(ABC):
     @property
     def library_dirs(self) -> list[Path]:
         """Directories of the sysroot the dynamic linker searches, most specific first."""
-        t = self.target.triplet
+        t = self.target.architecture.multiarch  # Debian's lib/<multiarch>, not the compiler's triplet
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
 
     @abstractmethod
@@ -64,7 +64,7 @@ class Toolchain(ABC):
         return self.sysroot / ".ot2wheels" / "sysconfig"
 
     def qemu_command(self) -> list[str]:
-        return ["qemu-arm", "-L", str(self.sysroot)]
+        return [self.target.architecture.qemu, "-L", str(self.sysroot)]
 
     def run_target(
         self,
@@ -73,7 +73,7 @@ class Toolchain(ABC):
         cwd: Path | None = None,
         timeout: float | None = 600,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-arm."""
+        """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-user."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
         return subprocess.run(
             [*self.qemu_command(), *argv],

@@ -182,7 +182,7 @@ class BuildrootToolchain(Toolchain):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".sysconfig.", dir=dest.parent))
         try:
-            crossenv.write_sysconfigdata(self.sysroot, self.target.python, tmp)
+            crossenv.write_sysconfigdata(self.sysroot, self.target.python, tmp, self.target.architecture.multiarch)
             try:
                 tmp.rename(dest)
             except OSError:

@@ -1,4 +1,4 @@
-"""Debian armhf toolchain: Debian's cross gcc + a sysroot unpacked from the suite's .debs.
+"""Debian toolchain: Debian's cross gcc + a sysroot unpacked from the suite's .debs (armhf, arm64).
 
 apt does the downloading and verifies every .deb against the suite's signed Release file;
 we run it with a private state directory so the host's own apt configuration is untouched.
@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import aptsource, crossenv, hostpython, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
+from ..fsutil import atomic_write
 from ..targets import DebianSource, Target
 from .base import Toolchain
 
@@ -40,15 +41,20 @@ class Deb:
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
-        raise ToolchainError(f"{what} failed (exit {result.returncode}): {' '.join(argv[:3])} ...\n"
-                             + (result.stderr or result.stdout)[-3000:])
+        output = result.stderr or result.stdout
+        # the first line is all a build's console shows: put the reason there
+        errors = [line for line in output.splitlines() if line.startswith("E: ")]
+        why = f"disk full at {cwd or 'the cache'}: " if "No space left on device" in output else ""
+        raise ToolchainError(f"{why}{what} failed (exit {result.returncode})"
+                             + (f": {errors[-1]}" if errors else "") + f"\n$ {' '.join(argv[:3])} ...\n"
+                             + output[-3000:])
     return result.stdout
 
 
 class PrivateApt:
-    """apt-get/apt-cache with their own state dir, sources and architecture (armhf)."""
+    """apt-get/apt-cache with their own state dir, sources and (Debian) architecture."""
 
-    def __init__(self, state: Path, source: DebianSource, arch: str = "armhf") -> None:
+    def __init__(self, state: Path, source: DebianSource, arch: str) -> None:
         self.state = state
         self.source = source
         self.arch = arch
@@ -78,7 +84,7 @@ class PrivateApt:
         sources = s / "sources.list"
         text = "\n".join(lines) + "\n"
         if not sources.exists() or sources.read_text() != text:
-            sources.write_text(text)
+            atomic_write(sources, text)
             (s / "lists" / ".updated").unlink(missing_ok=True)
 
     def update(self, force: bool = False) -> None:
@@ -88,7 +94,7 @@ class PrivateApt:
         if not Path(self.source.keyring).is_file():
             raise ToolchainError(f"keyring {self.source.keyring} not found; "
                                  "install it with: apt-get install debian-archive-keyring")
-        _run(["apt-get", *self.options(), "update"], "apt-get update (private armhf state)")
+        _run(["apt-get", *self.options(), "update"], f"apt-get update (private {self.arch} state)")
         stamp.touch()
 
     def closure(self, packages: list[str], exclude: tuple[str, ...]) -> list[str]:
@@ -119,8 +125,14 @@ class PrivateApt:
 
     def download(self, packages: list[str], dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        # apt-get download writes into its working directory (never os.chdir: builds run in threads)
-        _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        before = set(dest.iterdir())
+        try:
+            # apt-get download writes into its working directory (never os.chdir: builds run in threads)
+            _run(["apt-get", *self.options(), "download", *packages], "apt-get download", cwd=dest)
+        except ToolchainError:
+            for p in set(dest.iterdir()) - before:  # apt writes under the final name: no half .deb stays
+                p.unlink(missing_ok=True)
+            raise
 
 
 class DebianToolchain(Toolchain):
@@ -130,7 +142,7 @@ class DebianToolchain(Toolchain):
         self.target = target
         self.cache = cache
         self.extra_packages = tuple(sorted(set(extra_packages)))
-        self.apt = PrivateApt(cache / "apt" / target.name, target.debian)
+        self.apt = PrivateApt(cache / "apt" / target.name, target.debian, target.architecture.debian)
         self._sysroot: Path | None = None
         self._manifest: dict | None = None
 
@@ -173,7 +185,7 @@ class DebianToolchain(Toolchain):
     # -- setup ----------------------------------------------------------------------------
     def plan(self) -> list[Deb]:
         """The exact .debs (versions, hashes) the sysroot is made of, from the signed indexes."""
-        hosttools.ensure(hosttools.cross_tools(self.target.triplet))
+        hosttools.ensure(hosttools.cross_tools(self.target.triplet, self.target.architecture.qemu))
         self.apt.prepare()
         self.apt.update()
         src = self.target.debian
@@ -190,10 +202,7 @@ class DebianToolchain(Toolchain):
         if memo.is_file():
             return [Deb(**d) for d in json.loads(memo.read_text())]
         debs = self._resolve(src)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps([d.__dict__ for d in debs]))
-        tmp.replace(memo)
+        atomic_write(memo, json.dumps([d.__dict__ for d in debs]))
         return debs
 
     def _resolve(self, src: DebianSource) -> list[Deb]:
@@ -229,10 +238,15 @@ class DebianToolchain(Toolchain):
         with locks.cache_lock(self.cache, f"sysroot-{root.name}", log):
             if not (root / ".ot2wheels" / "manifest.json").is_file():
                 self._assemble(debs, root, key, log)
+            elif crossenv.sysconfigdata_moved(root, root / ".ot2wheels" / "sysconfig"):
+                crossenv.write_sysconfigdata(root, self.target.python, root / ".ot2wheels" / "sysconfig",
+                                             self.target.architecture.multiarch)
+                log(f"{root}: its sysconfigdata named another location (the cache was moved or "
+                    "copied); rewrote it for this one")
         self._sysroot = root
 
     def _assemble(self, debs: list[Deb], root: Path, key: str, log) -> None:
-        log(f"assembling {self.target.name} sysroot from {len(debs)} armhf packages "
+        log(f"assembling {self.target.name} sysroot from {len(debs)} {self.apt.arch} packages "
             f"({sum(d.size for d in debs) / 1e6:.1f} MB) ...")
         debdir = self.cache / "debs" / self.target.name
         need = [d for d in debs if not _deb_ok(debdir / d.filename, d.sha256)]
@@ -256,7 +270,8 @@ class DebianToolchain(Toolchain):
                 packages.append({"package": d.package, "version": d.version, "filename": d.filename,
                                  "sha256": d.sha256, "extra": d.extra, "sonames": sonames})
             _relativize_symlinks(tmp)
-            name = crossenv.write_sysconfigdata(tmp, self.target.python, tmp / ".ot2wheels" / "sysconfig")
+            name = crossenv.write_sysconfigdata(tmp, self.target.python, tmp / ".ot2wheels" / "sysconfig",
+                                                self.target.architecture.multiarch)
             _precompile_stdlib(tmp, self.target.python, self.build_python())
             manifest = {
                 "target": self.target.name,
