@@ -206,19 +206,18 @@ def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
 
 
 def sdist_from_dir(src: Path, dest_dir: Path, name: str, version: str,
-                   rename: dict[str, str] | None = None) -> Path:
-    """`<name>-<version>.tar.gz` in `dest_dir` of every file under `src` (`rename`: src rel -> sdist rel)."""
+                   rename: dict[str, str] | None = None, extra: dict[str, Path] | None = None) -> Path:
+    """`<name>-<version>.tar.gz` in `dest_dir` of every file under `src` (`rename`: src rel -> sdist
+    rel) plus `extra` (sdist rel -> file)."""
     rename = rename or {}
+    files = {rename.get(f.relative_to(src).as_posix(), f.relative_to(src).as_posix()): f.read_bytes()
+             for f in sorted(p for p in src.rglob("*") if p.is_file())}
+    files.update({rel: f.read_bytes() for rel, f in (extra or {}).items()})
+    files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     path = dest_dir / f"{name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for f in sorted(p for p in src.rglob("*") if p.is_file()):
-            rel = f.relative_to(src).as_posix()
-            data = f.read_bytes()
-            info = tarfile.TarInfo(f"{name}-{version}/{rename.get(rel, rel)}")
+        for rel, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
             info.size, info.mtime = len(data), 315532800
             tf.addfile(info, io.BytesIO(data))
-        pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-        info = tarfile.TarInfo(f"{name}-{version}/PKG-INFO")
-        info.size, info.mtime = len(pkg_info), 315532800
-        tf.addfile(info, io.BytesIO(pkg_info))
     return path

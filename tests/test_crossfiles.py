@@ -85,7 +85,7 @@ def _build_demo(kind: str, name: str, backend: str, requires: str, tmp_path: Pat
     (root / "toolchain" / "targets.toml").write_text((ROOT / "toolchain" / "targets.toml").read_text())
     serve = tmp_path / "serve"
     serve.mkdir()
-    sdist = sdist_from_dir(DEMOS / kind, serve, name, "0.1.0")
+    sdist = sdist_from_dir(DEMOS / kind, serve, name, "0.1.0", extra={"src/_demo.c": DEMOS / "_demo.c"})
     layout = Layout(root=root, cache=cache_dir, dist=root / "dist")
     with serve_directory(serve) as url:
         d = root / "packages" / name

@@ -137,7 +137,10 @@ def meson_cross_file(toolchain: "Toolchain", dest: Path, pkg_config: Path, launc
         f"cpp_link_args = {_qlist(link)}",
         "",
     ]
-    path = dest / "cross.ini"
+    return _write(dest / "cross.ini", lines)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines))
     return path
 
@@ -182,9 +185,7 @@ def cmake_toolchain_file(toolchain: "Toolchain", dest: Path, pkg_config: Path, l
         *(f"set({p}_SOABI {_cmake_str(soabi(toolchain))} CACHE STRING \"\" FORCE)" for p in ("Python", "Python3")),
         "",
     ]
-    path = dest / "toolchain.cmake"
-    path.write_text("\n".join(lines))
-    return path
+    return _write(dest / "toolchain.cmake", lines)
 
 
 def soabi(toolchain: "Toolchain") -> str:
