@@ -66,7 +66,8 @@ def test_files_from_the_debian_toolchain(repo_project: Project, tmp_path: Path) 
     assert "cpu_family = 'arm'" in cross and "longdouble_format = 'IEEE_DOUBLE_LE'" in cross
     assert f"exe_wrapper = ['qemu-arm', '-L', '{toolchain.sysroot}']" in cross
     assert not {"CC", "CXX", "LDFLAGS", "CPPFLAGS"} & set(setup.env)  # Meson would give them to the build machine
-    assert setup.config_settings == (f"setup-args=--cross-file={tmp_path / 'm' / 'cross.ini'}", "compile-args=-j1")
+    assert setup.config_settings == (f"setup-args=--cross-file={tmp_path / 'm' / 'cross.ini'}", "compile-args=-j1",
+                                     "compile-args=-v")
     # the pkg-config wrapper answers from the sysroot only
     import subprocess
     out = subprocess.run([setup.env["PKG_CONFIG"], "--cflags", "python-3.11"], capture_output=True, text=True)

@@ -224,9 +224,12 @@ def backend_setup(backend: str, toolchain: "Toolchain", cross: dict[str, str], d
     env["PKG_CONFIG"] = str(pkg_config)
     if backend in MESON_BACKENDS:
         path = meson_cross_file(toolchain, dest, pkg_config, launcher)
-        # ninja ignores MAKEFLAGS: cap the compile jobs through meson-python.
-        return BackendSetup(env, (f"setup-args=--cross-file={path}", f"compile-args=-j{make_jobs}"),
+        # ninja ignores MAKEFLAGS: cap the compile jobs through meson-python. -v: the compile
+        # lines go to the build log (the target-prefix check of targetdeps reads them).
+        return BackendSetup(env, (f"setup-args=--cross-file={path}", f"compile-args=-j{make_jobs}",
+                                  "compile-args=-v"),
                             (path, pkg_config), alt)
     path = cmake_toolchain_file(toolchain, dest, pkg_config, launcher)
     env["CMAKE_TOOLCHAIN_FILE"] = str(path)
-    return BackendSetup(env, (f"cmake.define.CMAKE_TOOLCHAIN_FILE={path}",), (path, pkg_config), alt)
+    return BackendSetup(env, (f"cmake.define.CMAKE_TOOLCHAIN_FILE={path}", "build.verbose=true"),
+                        (path, pkg_config), alt)
