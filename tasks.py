@@ -91,6 +91,10 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     tgt = load_targets(layout.targets_file).get(target)
     p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
     planner.render(p)
+    from ot2wheels.targetdeps import device_notes
+
+    for line in device_notes([(e.name, e.version) for e in p.entries], tgt):
+        print(line)
     out = layout.root / "build" / "plan" / tgt.name
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"

@@ -68,6 +68,16 @@ def test_device_packages_cap_the_target_dependency(tmp_path: Path) -> None:
         load_targets(tmp_path / "targets.toml")
 
 
+def test_plan_notes_what_the_device_already_has() -> None:
+    ot2 = load_targets(ROOT / "toolchain" / "targets.toml").get("ot2")
+    notes = targetdeps.device_notes([("numpy", "1.26.4"), ("pandas", "1.0.5"), ("pyyaml", "6.0.3")], ot2)
+    assert notes == [
+        "numpy 1.26.4: the device has 1.21.6 in its system site-packages; extensions built against numpy "
+        "for ot2 use 1.21.6 or older (target-requires cap)",
+        "pandas 1.0.5: the device already has it (ot2 device facts)",
+    ]
+
+
 def test_the_shipped_pandas_recipe_builds_against_target_numpy() -> None:
     pandas = load_recipe(ROOT / "packages" / "pandas")
     assert pandas.target_requires == ("numpy>=1.21.6",)

@@ -360,6 +360,18 @@ def requires_dist(wheel: Path) -> list[str]:
     return msg.get_all("Requires-Dist") or []
 
 
-def floor_ok(built_against: str, available: str) -> bool:
-    """ABI direction: an extension built against `built_against` runs with `available` >= it."""
-    return Version(available) >= Version(built_against)
+def device_notes(entries: list[tuple[str, str]], target: Target) -> list[str]:
+    """For `invoke plan`: planned (name, version) pairs the device already has in its system
+    site-packages, and which way the versions differ (a user install shadows the system copy)."""
+    have = target.device_packages
+    out = []
+    for name, version in entries:
+        dev = have.get(canonicalize_name(name))
+        if dev is None:
+            continue
+        if Version(version) == Version(dev):
+            out.append(f"{name} {version}: the device already has it ({target.name} device facts)")
+        else:
+            out.append(f"{name} {version}: the device has {dev} in its system site-packages; extensions "
+                       f"built against {name} for {target.name} use {dev} or older (target-requires cap)")
+    return out
