@@ -85,11 +85,13 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.recipes import load_all
     from ot2wheels.targets import load_targets
 
     layout = Layout.discover(ROOT)
     tgt = load_targets(layout.targets_file).get(target)
     p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
+    p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
     from ot2wheels.targetdeps import device_notes
 

@@ -8,7 +8,7 @@
 (b) cross build vs native x86-64 build of the same sdists
 (c) cold build of the recipe set (empty dist/, empty compiler cache) vs warm rebuild (all reused)
     vs forced rebuild with a warm compiler cache
-(d) test-arm (smoke test under qemu-arm) per wheel, cold (empty pip cache) and warm
+(d) test-arm (smoke test under qemu-arm) per wheel, cold (empty pip and smoke caches) and warm
 
 Toolchains, sources and build environments come from the normal cache (they are one-time
 setup, not what is compared); part (c) uses its own dist/ and ccache store in a temp dir.
@@ -149,8 +149,8 @@ def part_d(project: pipeline.Project, wheels: list, tmp: Path) -> dict:
         for recipe, target, wheel in wheels:
             tc = get_toolchain(target, project.layout, recipe.target_libs)
             tc.ensure()
-            cold = smoke_test(recipe, wheel, tc)
-            warm = smoke_test(recipe, wheel, tc)
+            cold = smoke_test(recipe, wheel, tc, cache=tmp / "smoke-cache")  # empty: deps, install, compile
+            warm = smoke_test(recipe, wheel, tc, cache=tmp / "smoke-cache")
             rows[wheel.name] = {"cold_s": cold.duration_s, "warm_s": warm.duration_s,
                                 "passed": cold.passed and warm.passed}
             print(f"  {wheel.name}: cold {cold.duration_s:.1f}s, warm {warm.duration_s:.1f}s, "

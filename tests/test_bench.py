@@ -97,3 +97,18 @@ def test_markdown_without_the_emulated_side() -> None:
     md = run.markdown(results)
     assert "| markupsafe | 2.0 s | - | 1.0 s | - | 2.0x |" in md
     assert "emulated/cross" not in md and "cross/native **2.0x**" in md
+
+
+def test_smoke_bench_table_shows_each_wheel_beside_the_bare_start() -> None:
+    import smoke_bench
+
+    results = {"date": "2026-01-01 00:00 UTC", "rounds": 3, "cpus": 2, "load": [1.0, 2.0],
+               "rows": [{"target": "bookworm-armhf", "wheel": "m-1-cp311-cp311-linux_armv7l.whl", "bare_start_s": 0.3,
+                         "earlier_s": 2.5, "cold_s": 0.9, "warm_s": 0.4, "passed": True},
+                        {"target": "bookworm-armhf", "wheel": "(all 1 in one run)", "bare_start_s": 0.3,
+                         "earlier_s": 2.5, "cold_s": 0.9, "warm_s": 0.4, "passed": None}],
+               "per_wheel": {"earlier_s": 2.5, "cold_s": 0.9, "warm_s": 0.4}}
+    md = smoke_bench.markdown(results)
+    assert md.startswith(smoke_bench.START) and md.endswith(smoke_bench.END)
+    assert "| bookworm-armhf | m-1-cp311-cp311-linux_armv7l.whl | 0.30 s | 2.50 s | 0.90 s | 0.40 s |" in md
+    assert "load average of 1.0 (start) / 2.0 (end)" in md and "warm **0.4 s**" in md

@@ -222,3 +222,26 @@ PyMODINIT_FUNC PyInit_ra(void) { return PyModule_Create(&d); }
     at_225 = gate.check(wheel, dataclasses.replace(toolchain.target, glibc=(2, 25)), libs)
     assert not at_225.passed
     assert any("needs GLIBC_2.26" in r and "glibc 2.25" in r for r in at_225.reasons), at_225.summary()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_rust_extension_through_the_sdk_uses_the_host_release_std(pulled, toolchain, tmp_path):
+    """A Buildroot SDK has no Rust std: the host rustc's Debian std for the arch is used, the
+    cdylib links the SDK sysroot's libc (gate: the stand-in's glibc floor) and imports under qemu."""
+    from test_rust import demo_recipe, demo_sdist
+
+    from ot2wheels.recipes import load_recipe
+    from ot2wheels.smoke import smoke_test
+
+    recipe_dir = demo_recipe(pulled.layout.root, demo_sdist(tmp_path, "maturin"), "maturin", target_libs=())
+    recipe = load_recipe(recipe_dir)
+    result = build.build_one(recipe, toolchain.target, pulled.layout, force=True, say=lambda s: None, make_jobs=1)
+    log = result.record_path.with_suffix(".log").read_text()
+    assert result.ok, (result.record.error or "") + log[-3000:]
+    assert f"({STANDIN_TARGET}'s sysroot has no std)" in log or "# rust: rustup toolchain" in log
+    assert f"{TRIPLET}-gcc" in log  # the SDK's compiler linked it
+    floor = [tuple(map(int, e["max_glibc"].split("."))) for e in result.record.gate["elves"]]
+    assert floor and max(floor) <= toolchain.target.glibc
+    smoke = smoke_test(recipe, result.wheel, toolchain)
+    assert smoke.passed, smoke.output

@@ -19,7 +19,7 @@ def test_disk_full_during_deb_download_says_so(fresh_project: Project, small_dis
     "disk full at" the download directory, not just "apt-get download failed"."""
     disk = small_disk(200)
     cache = fresh_project.layout.cache
-    tc = DebianToolchain(fresh_project.targets.get("bookworm-armhf"), cache)
+    tc = DebianToolchain(fresh_project.targets.get("bookworm-armhf"), fresh_project.layout)
     with locks.cache_lock(cache, "apt-bookworm-armhf"):
         tc.apt.prepare()
         tc.apt.update()

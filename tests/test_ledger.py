@@ -102,8 +102,12 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
 
 def test_rejects_an_unknown_status(tmp_path: Path, fresh_project: Project) -> None:
     led = Ledger(tmp_path / "l.sqlite")
+    with pytest.raises(ValueError, match="'maybe' is not a valid Outcome"):
+        _result(fresh_project, tmp_path, "maybe")  # a record holds an Outcome
+    res = _result(fresh_project, tmp_path, "passed")
+    res.record.result = "maybe"  # type: ignore[assignment]  # what a foreign writer could send
     with pytest.raises(LedgerError, match="CHECK constraint"):
-        led.record_build(_result(fresh_project, tmp_path, "maybe"), 1.0)
+        led.record_build(res, 1.0)
 
 
 def test_default_path_is_in_dist_unless_overridden(fresh_project: Project, monkeypatch, tmp_path: Path) -> None:

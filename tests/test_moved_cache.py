@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -44,14 +45,14 @@ def test_moved_cache_sysroot_builds_use_the_new_path(fresh_project: Project, tmp
     says it rewrote the sysconfigdata, and the cross environment reads the new path."""
     shared = fresh_project.layout.cache
     target = fresh_project.targets.get("bookworm-armhf")
-    DebianToolchain(target, shared).ensure(log=lambda s: None)  # the sysroot exists in the shared cache
+    DebianToolchain(target, fresh_project.layout).ensure(log=lambda s: None)  # the sysroot exists in the shared cache
     cache = tmp_path / "moved"
     cache.mkdir()
     with locks.cache_lock(shared, f"apt-{target.name}"):
         subprocess.run(["cp", "-a", str(shared / "apt"), str(cache / "apt")], check=True)
-    tc = DebianToolchain(target, cache)
+    tc = DebianToolchain(target, dataclasses.replace(fresh_project.layout, cache=cache))
     debs = tc.plan()
-    old = DebianToolchain(target, shared)
+    old = DebianToolchain(target, fresh_project.layout)
     old.ensure(log=lambda s: None)
     (cache / "sysroots").mkdir()
     subprocess.run(["cp", "-al", str(old.sysroot), str(cache / "sysroots" / old.sysroot.name)], check=True)

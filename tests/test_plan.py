@@ -106,6 +106,46 @@ def test_restart_when_a_later_requirement_rules_out_a_pick(index: FakeIndex, tmp
     assert p.get("purelib").version == "1.0"
 
 
+def test_backtracks_to_an_older_release_when_the_newest_conflicts(index: FakeIndex, tmp_path: Path) -> None:
+    """a 3.0 and 2.0 need c<1 while b needs c>=1: only a 1.0 (no c requirement) fits."""
+    index.wheel("app", "1.0", requires=["a", "b"])
+    index.wheel("a", "1.0", requires=["purelib"])
+    index.wheel("a", "2.0", requires=["c<1"])
+    index.wheel("a", "3.0", requires=["c<0.5"])
+    index.wheel("b", "1.0", requires=["c>=1"])
+    for v in ("0.4", "0.9", "1.0", "1.1"):
+        index.wheel("c", v)
+    p = plan("app", OT2_SHAPED, client=client(index, tmp_path))
+    assert {e.name: e.version for e in p.entries} == {"app": "1.0", "a": "1.0", "b": "1.0", "c": "1.1",
+                                                      "purelib": "2.0"}
+    assert p.get("c").required_by == ("b==1.0",)  # a 2.0's edge went with the pick it belonged to
+    assert p.get("purelib").required_by == ("a==1.0",)
+
+
+def test_backtracking_respects_target_facts(index: FakeIndex, tmp_path: Path) -> None:
+    """The release it backtracks to must still fit the target: tags up to its glibc, its Python."""
+    index.wheel("app", "1.0", requires=["x", "y"])
+    index.wheel("x", "3.0", requires=["z<1"])
+    index.wheel("x", "2.0", tag="cp310-cp310-manylinux_2_31_armv7l")  # too new a glibc for the OT-2 ...
+    index.wheel("x", "1.5", requires_python=">=3.11")                  # ... too new a Python ...
+    index.wheel("x", "1.0")                                            # ... this one fits
+    index.wheel("y", "1.0", requires=["z>=1"])
+    index.wheel("z", "0.5")
+    index.wheel("z", "1.0")
+    assert plan("app", OT2_SHAPED, client=client(index, tmp_path)).get("x").version == "1.0"
+    assert plan("app", BOOKWORM, client=client(index, tmp_path)).get("x").version == "1.5"
+
+
+def test_unresolvable_conflict_names_both_sides(index: FakeIndex, tmp_path: Path) -> None:
+    index.wheel("app", "1.0", requires=["a", "b"])
+    index.wheel("a", "1.0", requires=["c<1"])
+    index.wheel("b", "1.0", requires=["c>=1"])
+    index.wheel("c", "0.5")
+    index.wheel("c", "1.0")
+    with pytest.raises(PlanError, match=r"no release of c matches .*a==1\.0 requires c<1; b==1\.0 requires c>=1"):
+        plan("app", OT2_SHAPED, client=client(index, tmp_path))
+
+
 def test_cutoff_uses_upload_times(index: FakeIndex, tmp_path: Path) -> None:
     index.wheel("dated", "1.0", upload_time="2024-01-01T00:00:00Z")
     index.wheel("dated", "2.0", upload_time="2025-06-01T00:00:00Z")
@@ -134,6 +174,22 @@ def test_outputs(index: FakeIndex, tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     render(p, console)
     assert "must build: clidep==0.5, fast==1.0" in console.export_text()
+
+
+def test_must_builds_are_marked_with_their_recipes(index: FakeIndex, tmp_path: Path) -> None:
+    p = plan("top==1.0", OT2_SHAPED, client=client(index, tmp_path)).with_recipes({"fast": "1.0", "clidep": "0.4"})
+    assert p.get("fast").recipe_status == "recipe"
+    assert p.get("clidep").recipe_status == "recipe 0.4 (planned 0.5)"
+    assert p.get("top").recipe is None and p.get("top").recipe_status == ""
+    write_json(p, tmp_path / "plan.json")
+    entries = {e["name"]: e for e in json.loads((tmp_path / "plan.json").read_text())["entries"]}
+    assert entries["fast"]["recipe"] == "1.0" and entries["fast"]["recipe_matches"] is True
+    assert entries["clidep"]["recipe_matches"] is False and "recipe_matches" not in entries["top"]
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    render(p.with_recipes({}), console)
+    text = console.export_text()
+    assert "no recipe" in text and "recipes: 0 of 2 must-builds have one at the planned version" in text
 
 
 def test_bad_constraints_file(tmp_path: Path) -> None:

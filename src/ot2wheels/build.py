@@ -20,7 +20,7 @@ from .errors import BuildError, GateError, Ot2WheelsError, RecordError
 from .fsutil import atomic_move, disk_error
 from .paths import Layout
 from .recipes import Recipe
-from .records import BuildRecord
+from .records import BuildRecord, Outcome
 from .targets import Target
 from .toolchains import Toolchain, get_toolchain
 
@@ -40,7 +40,7 @@ class BuildResult:
 
     @property
     def ok(self) -> bool:
-        return self.record.result in ("passed", "reused")
+        return self.record.result.ok
 
     @property
     def label(self) -> str:
@@ -63,7 +63,7 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
         rec = BuildRecord.from_file(path)
     except RecordError:  # truncated, or written by another version: build again
         return None
-    if rec.cache_key != key or rec.result not in ("passed", "reused") or not rec.wheel:
+    if rec.cache_key != key or not rec.result.ok or not rec.wheel:
         return None
     wheel = path.parent / rec.wheel
     if not wheel.is_file() or sha256_file(wheel) != rec.wheel_sha256:
@@ -149,7 +149,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         key = cache_key(recipe, target, toolchain, deps.digest)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
-            rec.result = "reused"
+            rec.result = Outcome.REUSED
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
         log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
@@ -171,8 +171,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):
-            say(f"{label}: resolve crates offline")
-            rust.preflight(tree, env)
+            say(f"{label}: resolve crates")
+            env = {**env, **rust.prepare_crates(tree, env, layout.cache, log).env}
         raw = pep517_wheel(tree, python, env, work / "out", log, (*setup.config_settings, *recipe.config_settings))
         raw = targetdeps.finish(raw, deps, log, work / "pinned")
         say(f"{label}: gate {raw.name}")
@@ -193,7 +193,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
             os.close(work_lock)
     rec = BuildRecord(
         target=target.name, python=target.python, project=recipe.name, version=recipe.version,
-        result="failed" if error else "passed", cache_key=key, recipe_digest=recipe.digest,
+        result=Outcome.FAILED if error else Outcome.PASSED, cache_key=key, recipe_digest=recipe.digest,
         toolchain_digest=toolchain.digest if key else "", duration_s=round(time.monotonic() - started, 2),
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,
@@ -208,7 +208,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
     try:
         records.write_atomic(record_path, rec.to_json())
     except Ot2WheelsError as exc:  # the record cannot be written: no stale one may vouch for old state
-        rec.result, rec.error, rec.wheel, rec.wheel_sha256, rec.wheel_size = "failed", str(exc), None, None, None
+        rec.result, rec.error, rec.wheel, rec.wheel_sha256, rec.wheel_size = Outcome.FAILED, str(exc), None, None, None
         record_path.unlink(missing_ok=True)
         error, wheel = rec.error, None
     # dist/ holds this build's current output only: a wheel of the same build that the record

@@ -14,13 +14,28 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import ToolchainError
 from .fsutil import atomic_write
+from .targets import Target
 
-if TYPE_CHECKING:
-    from .toolchains.base import Toolchain
+
+class CrossToolchain(Protocol):
+    """What the cross environment needs of a toolchain (`toolchains.base.Toolchain` has it all);
+    a protocol here, so that this module does not import the toolchains that import it."""
+
+    target: Target
+
+    @property
+    def sysroot(self) -> Path: ...
+
+    @property
+    def library_dirs(self) -> list[Path]: ...
+
+    def compilers(self) -> dict[str, str]: ...
+
+    def sysconfig_dir(self) -> Path: ...
 
 # Absolute /usr/include and /usr/lib paths in sysconfigdata, as values or after -I/-L.
 _ABS_PATH = re.compile(r"(?P<lead>^|[\s'\"=]|-I|-L)(?P<path>/usr/(?:include|lib|local/include|local/lib))")
@@ -64,14 +79,14 @@ def sysconfigdata_moved(sysroot: Path, dest: Path) -> bool:
     return not any(here.search(f.read_text()) for f in dest.glob("_sysconfigdata_*.py"))
 
 
-def sysconfigdata_name(toolchain: "Toolchain") -> str:
+def sysconfigdata_name(toolchain: CrossToolchain) -> str:
     found = sorted(toolchain.sysconfig_dir().glob("_sysconfigdata_*.py"))
     if not found:
         raise ToolchainError(f"{toolchain.sysconfig_dir()}: no sysconfigdata; run toolchain setup again")
     return found[0].stem
 
 
-def cross_environment(toolchain: "Toolchain") -> dict[str, str]:
+def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
     target = toolchain.target
     sysroot = toolchain.sysroot
     tools = toolchain.compilers()

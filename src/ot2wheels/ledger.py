@@ -173,7 +173,7 @@ class Ledger:
                 """INSERT INTO smokes (finished_at, package, version, target, python, wheel, status,
                    duration_s, output, run_id) VALUES (?,?,?,?,?,?,?,?,?,?)""",
                 (time.time(), recipe.name, recipe.version, target.name, target.python, result.wheel,
-                 "passed" if result.passed else "failed", result.duration_s, result.output[-4000:], run_id),
+                 result.outcome, result.duration_s, result.output[-4000:], run_id),
             )
             return int(cur.lastrowid or 0)
 

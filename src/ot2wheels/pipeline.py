@@ -20,7 +20,8 @@ from .errors import ConfigError, RecordError
 from .ledger import Ledger
 from .paths import Layout
 from .recipes import ClosureRecipe, Recipe, load_each
-from .smoke import SmokeResult, smoke_test
+from .records import Outcome
+from .smoke import SmokeResult, smoke_many
 from .targets import Target, TargetSet, load_targets
 from .toolchains import get_toolchain
 
@@ -153,8 +154,8 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
 
 def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
     """One paragraph: how many builds ran, how many were reused (and which), how long it took."""
-    reused = [b for b in results if b.record.result == "reused"]
-    built = [b for b in results if b.record.result == "passed"]
+    reused = [b for b in results if b.record.result is Outcome.REUSED]
+    built = [b for b in results if b.record.result is Outcome.PASSED]
     failed = [b for b in results if not b.ok]
     lines = [f"{len(results)} build(s) in {elapsed_s:.1f}s: {len(built)} built, {len(reused)} reused "
              f"from the cache, {len(failed)} failed"]
@@ -164,9 +165,12 @@ def reuse_summary(results: list[BuildResult], elapsed_s: float) -> str:
 
 def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = print,
               ledger: Ledger | None = None, run_id: int | None = None) -> list[tuple[Recipe, SmokeResult]]:
-    """Smoke-test the built wheel of each pair (pairs without a passing build are failures)."""
-    out = []
-    for recipe, target in pairs:
+    """Smoke-test the built wheel of each pair (pairs without a passing build are failures).
+
+    The wheels of one target and sysroot are checked in one qemu-arm run (see `smoke.smoke_many`)."""
+    results: dict[int, SmokeResult] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Recipe, Target, Path, Path]]] = {}
+    for i, (recipe, target) in enumerate(pairs):
         record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
             records.stem(recipe.name, recipe.version, target.cp) + ".json")
         try:
@@ -174,26 +178,32 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
         except RecordError as exc:
             say(f"[{target.name}] {recipe.name}: {exc}")
             rec = None
-        if rec is None or not rec.wheel or rec.result == "failed":
+        if rec is None or not rec.wheel or rec.result is Outcome.FAILED:
             say(f"[{target.name}] {recipe.name}: no passing wheel to smoke-test (build it first)")
             missing = SmokeResult(f"{recipe.name}-{recipe.version} ({target.cp})", target.name, False, 0.0,
                                   "no wheel")
             if ledger is not None:
                 ledger.record_smoke(recipe, target, missing, run_id)
-            out.append((recipe, missing))
+            results[i] = missing
             continue
-        wheel = record_path.parent / rec.wheel
-        toolchain = get_toolchain(target, project.layout, recipe.target_libs)
+        groups.setdefault((target.name, recipe.target_libs), []).append(
+            (i, recipe, target, record_path, record_path.parent / rec.wheel))
+    for group in groups.values():
+        target, libs = group[0][2], group[0][1].target_libs
+        toolchain = get_toolchain(target, project.layout, libs)
         toolchain.ensure()
-        say(f"[{target.name}] {recipe.name}: smoke test {wheel.name} under {target.architecture.qemu}")
-        result = smoke_test(recipe, wheel, toolchain)
-        say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
-            f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
-        _attach_smoke(project.layout, record_path, result)
-        if ledger is not None:
-            ledger.record_smoke(recipe, target, result, run_id)
-        out.append((recipe, result))
-    return out
+        say(f"[{target.name}] smoke test under {target.architecture.qemu}: "
+            f"{', '.join(w.name for *_x, w in group)}")
+        batch = smoke_many([(recipe, wheel) for _i, recipe, _t, _p, wheel in group], toolchain,
+                           cache=project.layout.cache)
+        for (i, recipe, _t, record_path, _w), result in zip(group, batch, strict=True):
+            say(f"[{target.name}] {recipe.name}: smoke {'PASSED' if result.passed else 'FAILED'} "
+                f"({result.duration_s:.1f}s)" + ("" if result.passed else "\n" + result.output[-2500:]))
+            _attach_smoke(project.layout, record_path, result)
+            if ledger is not None:
+                ledger.record_smoke(recipe, target, result, run_id)
+            results[i] = result
+    return [(recipe, results[i]) for i, (recipe, _t) in enumerate(pairs)]
 
 
 def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:

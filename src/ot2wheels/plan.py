@@ -10,28 +10,37 @@ distribution lands in one bucket:
                      wheel (optional speedups): pip installs that one
 - ``must-build``     no wheel the target can install: we build it (or pip needs an sdist)
 
-The resolver is deliberately simple: breadth-first, newest version allowed by every specifier
-seen so far, restarting with the extra specifier when a later requirement rules out an earlier
-pick. A constraints file (``NAME==VERSION`` lines) or a date cut-off makes it reproducible.
+The search is pip's own resolver library, resolvelib (newest release first, backtracking on a
+conflict); what is target-specific lives in its provider here. A constraints file
+(``NAME==VERSION`` lines) or a date cut-off makes the result reproducible.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
+import threading
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, NormalizedName, canonicalize_name,
-                             parse_sdist_filename, parse_wheel_filename)
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
+from resolvelib import AbstractProvider, BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
+from resolvelib.structs import RequirementInformation
 
 from .errors import ConfigError, PlanError
 from .fsutil import atomic_write
@@ -54,6 +63,16 @@ class PlanEntry:
     sdist_sha256: str | None = None
     required_by: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
+    recipe: str | None = None  # must-builds: the version of packages/<name>/recipe.toml (None: no recipe)
+
+    @property
+    def recipe_status(self) -> str:
+        """For a must-build: "no recipe", "recipe" (same version) or "recipe X (planned Y)"."""
+        if self.bucket != BUILD:
+            return ""
+        if self.recipe is None:
+            return "no recipe"
+        return "recipe" if self.recipe == self.version else f"recipe {self.recipe} (planned {self.version})"
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ class Plan:
     cutoff: str | None
     constraints: str | None
     entries: tuple[PlanEntry, ...]
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def bucket(self, name: str) -> list[PlanEntry]:
         return [e for e in self.entries if e.bucket == name]
@@ -86,7 +105,15 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["counts"] = {b: len(self.bucket(b)) for b in BUCKETS}
+        for entry, e in zip(data["entries"], self.entries, strict=True):
+            if e.bucket == BUILD:  # whether packages/ can build it, and at the planned version
+                entry["recipe_matches"] = e.recipe == e.version
         return data
+
+    def with_recipes(self, recipes: dict[str, str]) -> Plan:
+        """The plan with each must-build marked by its recipe's version (`recipes`: name -> version)."""
+        entries = tuple(replace(e, recipe=recipes.get(e.name)) if e.bucket == BUILD else e for e in self.entries)
+        return replace(self, entries=entries)
 
     def constraints_text(self) -> str:
         head = (f"# {self.requirement} for target {self.target} (CPython {self.python}, {self.platform}, "
@@ -125,12 +152,12 @@ def parse_cutoff(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"cut-off {value!r} is not an ISO date like 2025-04-11 or 2025-04-11T00:30:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # -- file facts -----------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _filename_version(filename: str) -> Version | None:
     try:
         if filename.endswith(".whl"):
@@ -144,7 +171,7 @@ def _file_version(f: IndexFile) -> Version | None:
     return _filename_version(f.filename) if f.is_wheel or f.is_sdist else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tags_of(filename: str) -> frozenset[Tag]:
     return parse_wheel_filename(filename)[3]
 
@@ -153,7 +180,7 @@ def _wheel_tags(f: IndexFile) -> frozenset[Tag]:
     return _tags_of(f.filename)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _specifier(text: str) -> SpecifierSet | None:
     try:
         return SpecifierSet(text)
@@ -166,24 +193,48 @@ def _is_pure(f: IndexFile) -> bool:
 
 
 class _Index:
-    """Per-target view of the index: versions, compatible files, metadata."""
+    """Per-target view of the index: versions, compatible files, dependencies.
 
-    def __init__(self, client: IndexClient, target: Target, cutoff: datetime | None) -> None:
-        self.client, self.target, self.cutoff = client, target, cutoff
+    Project pages and metadata are fetched on a thread pool: when a release's dependencies are
+    known, their pages (and the newest matching release's metadata) are requested ahead, so the
+    one-at-a-time resolver rarely waits on the network. Workers never wait on each other.
+    """
+
+    def __init__(self, client: IndexClient, target: Target, cutoff: datetime | None, pool: ThreadPoolExecutor) -> None:
+        self.client, self.target, self.cutoff, self.pool = client, target, cutoff, pool
         self.rank = {tag: i for i, tag in enumerate(target.supported_tags())}
         self.py = Version(target.marker_environment()["python_full_version"])
-        self._files: dict[str, dict[Version, list[IndexFile]]] = {}
+        self._lock = threading.Lock()
+        self._pages: dict[NormalizedName, Future[dict[Version, list[IndexFile]]]] = {}
+        self._requires: dict[tuple[NormalizedName, Version], Future[list[Requirement]]] = {}
 
-    def releases(self, name: str) -> dict[Version, list[IndexFile]]:
-        if name not in self._files:
-            by_version: dict[Version, list[IndexFile]] = {}
-            for f in self.client.files(name):
-                v = _file_version(f)
-                if v is None:
-                    continue
+    def _load_page(self, name: NormalizedName) -> dict[Version, list[IndexFile]]:
+        by_version: dict[Version, list[IndexFile]] = {}
+        for f in self.client.files(name):
+            v = _file_version(f)
+            if v is not None:
                 by_version.setdefault(v, []).append(f)
-            self._files[name] = by_version
-        return self._files[name]
+        return by_version
+
+    def _page(self, name: NormalizedName) -> Future[dict[Version, list[IndexFile]]]:
+        with self._lock:
+            if name not in self._pages:
+                self._pages[name] = self.pool.submit(self._load_page, name)
+            return self._pages[name]
+
+    def releases(self, name: NormalizedName) -> dict[Version, list[IndexFile]]:
+        return self._page(name).result()
+
+    def prefetch(self, name: NormalizedName, spec: SpecifierSet) -> None:
+        """Start fetching `name`'s page, then the metadata of its newest release within `spec`."""
+        def ahead(page: Future[dict[Version, list[IndexFile]]]) -> None:
+            if page.exception() is not None:
+                return  # the resolver meets the same error when (if) it needs this page
+            versions = [v for v, files in page.result().items() if self.choosable(files)]
+            newest = max(spec.filter(versions), default=None)
+            if newest is not None:
+                self._requires_future(name, newest, page.result()[newest])
+        self._page(name).add_done_callback(ahead)
 
     def usable(self, f: IndexFile) -> bool:
         """Whether the target's pip may pick this file at all (Requires-Python, cut-off)."""
@@ -205,127 +256,200 @@ class _Index:
     def installable(self, files: list[IndexFile]) -> bool:
         return any(f.is_sdist for f in files) or self.best_wheel(files) is not None
 
+    def choosable(self, files: list[IndexFile]) -> list[IndexFile]:
+        """The files of a release pip may pick on the target ([] when none: not yanked, usable, installable)."""
+        ok = [f for f in files if not f.yanked and self.usable(f)]
+        return ok if ok and self.installable(ok) else []
 
-# -- resolution -----------------------------------------------------------------------------
-
-@dataclass
-class _Node:
-    name: NormalizedName
-    version: Version
-    files: list[IndexFile]
-    requires: list[Requirement]
-    extras: set[str] = field(default_factory=set)
-    required_by: set[str] = field(default_factory=set)
-
-
-class _Restart(Exception):
-    def __init__(self, name: NormalizedName, spec: SpecifierSet, why: str) -> None:
-        super().__init__(why)
-        self.name, self.spec, self.why = name, spec, why
-
-
-class _Resolver:
-    def __init__(self, index: _Index, pins: dict[NormalizedName, Version], workers: int = 16) -> None:
-        self.index, self.pins, self.workers = index, pins, workers
-        self.env = index.target.marker_environment()
-        self.learned: dict[NormalizedName, SpecifierSet] = {}
-
-    def _choose(self, name: NormalizedName, spec: SpecifierSet, parent: str) -> tuple[Version, list[IndexFile]]:
-        releases = self.index.releases(name)
-        if name in self.pins:
-            v = self.pins[name]
-            if v not in spec:
-                raise PlanError(f"the constraints pin {name}=={v}, but {parent} requires {name}{spec}; "
-                                "fix the constraints file")
-            files = [f for f in releases.get(v, []) if self.index.usable(f)]  # yanked is fine when pinned
-            if not files:
-                why = "no file on the index" if v not in releases else (
-                    f"no file for CPython {self.index.target.python} (Requires-Python "
-                    f"{releases[v][0].requires_python})")
-                raise PlanError(f"{name}=={v} (pinned by the constraints) has {why}; "
-                                f"the constraints do not fit target {self.index.target.name}")
-            return v, files
-        # Final releases first; pre-releases only when the specifier names one or nothing else fits (as pip).
-        for pre in (bool(spec.prereleases), True):
-            for v in sorted(releases, reverse=True):
-                if not spec.contains(v, prereleases=pre):
-                    continue
-                files = [f for f in releases[v] if not f.yanked and self.index.usable(f)]
-                if files and self.index.installable(files):
-                    return v, files
-        cut = f" uploaded before {self.index.cutoff:%Y-%m-%d}" if self.index.cutoff else ""
-        raise PlanError(f"no release of {name} matches {spec or 'any version'}{cut} for CPython "
-                        f"{self.index.target.python} on {self.index.target.name} (required by {parent})")
-
-    def _requires(self, node_files: list[IndexFile], name: str, version: Version) -> list[Requirement]:
-        files = sorted(node_files, key=lambda f: (self.index.best_wheel([f]) is None, not f.is_wheel))
-        meta = self.index.client.metadata(files[0])
+    def _read_requires(self, name: NormalizedName, version: Version, files: list[IndexFile]) -> list[Requirement]:
+        # the file the target would install says it best; any wheel next; the sdist last
+        first = sorted(files, key=lambda f: (self.best_wheel([f]) is None, not f.is_wheel))[0]
         out = []
-        for line in meta.get_all("Requires-Dist") or []:
+        for line in self.client.metadata(first).requires_dist:
             try:
                 out.append(Requirement(line))
             except InvalidRequirement as exc:
                 raise PlanError(f"{name}=={version}: bad Requires-Dist {line!r} in its metadata: {exc}") from None
         return out
 
-    def _active(self, req: Requirement, extras: set[str]) -> bool:
-        if req.marker is None:
-            return True
-        return any(req.marker.evaluate({**self.env, "extra": e}) for e in ({""} | extras))
+    def _requires_future(self, name: NormalizedName, version: Version,
+                         files: list[IndexFile]) -> Future[list[Requirement]]:
+        with self._lock:
+            key = (name, version)
+            if key not in self._requires:
+                self._requires[key] = self.pool.submit(self._read_requires, name, version, files)
+            return self._requires[key]
 
-    def resolve(self, roots: list[Requirement]) -> dict[NormalizedName, _Node]:
-        for _ in range(50):
-            try:
-                return self._attempt(roots)
-            except _Restart as r:
-                self.learned[r.name] = self.learned.get(r.name, SpecifierSet()) & r.spec
-        raise PlanError("the resolver gave up after 50 restarts; pass a constraints file (--constraints)")
+    def requires(self, name: NormalizedName, version: Version, files: list[IndexFile]) -> list[Requirement]:
+        """Requires-Dist of one release (from the metadata of the file the target would install)."""
+        return self._requires_future(name, version, files).result()
 
-    def _attempt(self, roots: list[Requirement]) -> dict[NormalizedName, _Node]:
-        nodes: dict[NormalizedName, _Node] = {}
-        specs: dict[NormalizedName, SpecifierSet] = dict(self.learned)
-        wave: list[tuple[Requirement, str]] = [(r, "<root>") for r in roots]
-        pending_extras: dict[NormalizedName, set[str]] = {}
-        pending_parents: dict[NormalizedName, set[str]] = {}
-        with ThreadPoolExecutor(self.workers) as pool:
-            while wave:
-                new: dict[NormalizedName, str] = {}
-                grown: list[_Node] = []
-                for req, parent in wave:
-                    name = canonicalize_name(req.name)
-                    specs[name] = specs.get(name, SpecifierSet()) & req.specifier
-                    extras = {canonicalize_name(e) for e in req.extras}
-                    if name in nodes:
-                        node = nodes[name]
-                        node.required_by.add(parent)
-                        if node.version not in specs[name]:
-                            if name in self.pins:
-                                raise PlanError(f"the constraints pin {name}=={node.version}, but {parent} "
-                                                f"requires {req}; fix the constraints file")
-                            raise _Restart(name, req.specifier, f"{parent} requires {req}")
-                        if extras - node.extras:
-                            node.extras |= extras
-                            grown.append(node)
-                    else:
-                        new.setdefault(name, parent)
-                        pending_extras.setdefault(name, set()).update(extras)
-                        pending_parents.setdefault(name, set()).add(parent)
-                names = list(new)
-                picks = list(pool.map(self._choose, names, [specs[n] for n in names], [new[n] for n in names]))
-                chosen = dict(zip(names, picks, strict=True))
-                metas = list(pool.map(self._requires, [p[1] for p in picks], names, [p[0] for p in picks]))
-                reqs = dict(zip(names, metas, strict=True))
-                wave = []
-                for name in new:
-                    version, files = chosen[name]
-                    node = _Node(name, version, files, reqs[name], extras=pending_extras.pop(name),
-                                 required_by=pending_parents.pop(name))
-                    nodes[name] = node
-                    grown.append(node)
-                for node in grown:
-                    label = f"{node.name}=={node.version}"
-                    wave += [(r, label) for r in node.requires if self._active(r, node.extras)]
-        return nodes
+
+# -- resolution -----------------------------------------------------------------------------
+#
+# resolvelib (pip's resolver) does the search, with backtracking; the provider below brings the
+# target: which releases exist for it (tags up to its glibc, its Requires-Python, the cut-off,
+# the constraints' pins) and which dependencies are active (markers with its Python). Extras are
+# resolved as pip does: `name[extra]` is its own identifier that pins `name` to the same version.
+
+def _key(name: NormalizedName, extras: frozenset[str]) -> str:
+    return f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+
+@dataclass(frozen=True)
+class _Req:
+    """One dependency edge as the resolver sees it."""
+
+    name: NormalizedName
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    text: str  # as written, for messages
+
+    @classmethod
+    def of(cls, req: Requirement) -> _Req:
+        return cls(canonicalize_name(req.name), frozenset(canonicalize_name(e) for e in req.extras),
+                   req.specifier, str(req))
+
+
+@dataclass(frozen=True, eq=False)  # identity: resolvelib maps parents back to pins by identity
+class _Candidate:
+    name: NormalizedName
+    version: Version
+    files: tuple[IndexFile, ...]
+    extras: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass
+class _Node:
+    name: NormalizedName
+    version: Version
+    files: list[IndexFile]
+    extras: set[str] = field(default_factory=set)
+    required_by: set[str] = field(default_factory=set)
+
+
+class _Provider(AbstractProvider[_Req, _Candidate, str]):
+    def __init__(self, index: _Index, pins: dict[NormalizedName, Version]) -> None:
+        self.index, self.pins = index, pins
+        self.env = index.target.marker_environment()
+        self.no_release: dict[NormalizedName, str] = {}  # why a project had no candidate at all
+        self._candidates: dict[str, list[_Candidate]] = {}
+
+    def identify(self, requirement_or_candidate: _Req | _Candidate) -> str:
+        return _key(requirement_or_candidate.name, requirement_or_candidate.extras)
+
+    def get_preference(self, identifier: str, resolutions: Mapping[str, _Candidate],
+                       candidates: Mapping[str, Iterator[_Candidate]],
+                       information: Mapping[str, Iterator[RequirementInformation[_Req, _Candidate]]],
+                       backtrack_causes: Sequence[RequirementInformation[_Req, _Candidate]]) -> Any:
+        infos = list(information[identifier])
+        name = infos[0].requirement.name if infos else identifier
+        caused = any(c.requirement.name == name for c in backtrack_causes)
+        pinned = name in self.pins or any(s.operator in ("==", "===") for i in infos for s in i.requirement.specifier)
+        root = any(i.parent is None for i in infos)
+        # conflicts first (so backtracking moves the right pick), then what can only be one release
+        return (not caused, not pinned, not root, identifier)
+
+    def _all(self, req: _Req) -> list[_Candidate]:
+        """Every release pip could install on the target, newest first (pins: only the pinned one)."""
+        key = _key(req.name, req.extras)
+        if key in self._candidates:
+            return self._candidates[key]
+        releases = self.index.releases(req.name)
+        out: list[_Candidate] = []
+        if req.name in self.pins:
+            v = self.pins[req.name]
+            files = [f for f in releases.get(v, []) if self.index.usable(f)]  # yanked is fine when pinned
+            if files:
+                out.append(_Candidate(req.name, v, tuple(files), req.extras))
+            else:
+                why = "no file on the index" if v not in releases else (
+                    f"no file for CPython {self.index.target.python} (Requires-Python "
+                    f"{releases[v][0].requires_python})")
+                self.no_release[req.name] = (f"{req.name}=={v} (pinned by the constraints) has {why}; "
+                                             f"the constraints do not fit target {self.index.target.name}")
+        else:
+            for v in sorted(releases, reverse=True):
+                files = self.index.choosable(releases[v])
+                if files:
+                    out.append(_Candidate(req.name, v, tuple(files), req.extras))
+        self._candidates[key] = out
+        return out
+
+    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[_Req]],
+                     incompatibilities: Mapping[str, Iterator[_Candidate]]) -> list[_Candidate]:
+        reqs = list(requirements[identifier])
+        spec = SpecifierSet()
+        for r in reqs:
+            spec &= r.specifier
+        everything = self._all(reqs[0])
+        # pre-releases only when a specifier names one or no final release fits (as pip)
+        allowed = set(spec.filter([c.version for c in everything]))
+        bad = {c.version for c in incompatibilities[identifier]}
+        return [c for c in everything if c.version in allowed and c.version not in bad]
+
+    def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def _active(self, req: Requirement, extras: frozenset[str]) -> bool:
+        if extras:  # the extra's own additions; the plain ones come with the base release
+            return req.marker is not None and any(req.marker.evaluate({**self.env, "extra": e}) for e in extras)
+        return req.marker is None or req.marker.evaluate({**self.env, "extra": ""})
+
+    def get_dependencies(self, candidate: _Candidate) -> list[_Req]:
+        deps = [_Req.of(r) for r in self.index.requires(candidate.name, candidate.version, list(candidate.files))
+                if self._active(r, candidate.extras)]
+        if candidate.extras:
+            deps.append(_Req(candidate.name, frozenset(), SpecifierSet(f"=={candidate.version}"), str(candidate)))
+        for d in deps:
+            self.index.prefetch(d.name, d.specifier)
+        return deps
+
+    def explain(self, causes: Collection[RequirementInformation[_Req, _Candidate]]) -> str:
+        """One line for a resolution that cannot succeed: which requirements meet, and why."""
+        by_name: dict[NormalizedName, list[RequirementInformation[_Req, _Candidate]]] = {}
+        for c in causes:
+            by_name.setdefault(c.requirement.name, []).append(c)
+        target = self.index.target
+        cut = f" uploaded before {self.index.cutoff:%Y-%m-%d}" if self.index.cutoff else ""
+        parts = []
+        for name, infos in by_name.items():
+            edges = "; ".join(sorted({f"{i.parent or '<root>'} requires {i.requirement.text}" for i in infos}))
+            spec = SpecifierSet()
+            for i in infos:
+                spec &= i.requirement.specifier
+            if name in self.no_release:
+                parts.append(f"{self.no_release[name]} ({edges})")
+            elif name in self.pins:
+                parts.append(f"the constraints pin {name}=={self.pins[name]}, but {edges}; fix the constraints file")
+            else:
+                parts.append(f"no release of {name} matches {spec or 'any version'}{cut} for CPython "
+                             f"{target.python} on {target.name} ({edges})")
+        return "; ".join(parts)
+
+
+def _resolve(index: _Index, pins: dict[NormalizedName, Version], root: Requirement,
+             max_rounds: int = 20000) -> dict[NormalizedName, _Node]:
+    provider = _Provider(index, pins)
+    try:
+        result = Resolver(provider, BaseReporter()).resolve([_Req.of(root)], max_rounds=max_rounds)
+    except ResolutionImpossible as exc:
+        raise PlanError(provider.explain(exc.causes)) from None
+    except ResolutionTooDeep:
+        raise PlanError(f"{root}: no resolution for {index.target.name} after {max_rounds} resolver rounds; "
+                        "pass a constraints file (--constraints) or a cut-off (--cutoff)") from None
+    nodes: dict[NormalizedName, _Node] = {}
+    for key, cand in sorted(result.mapping.items(), key=lambda kv: bool(kv[1].extras)):  # base releases first
+        node = nodes.setdefault(cand.name, _Node(cand.name, cand.version, list(cand.files)))
+        node.extras |= cand.extras
+        for parent in result.graph.iter_parents(key):
+            label = "<root>" if parent is None else str(result.mapping[parent])
+            if parent is None or result.mapping[parent].name != cand.name:  # not the extra's own edge
+                node.required_by.add(label)
+    return nodes
 
 
 def _classify(node: _Node, index: _Index) -> PlanEntry:
@@ -378,11 +502,15 @@ def plan(requirement: str, target: Target, constraints: Path | None = None, cuto
         client = IndexClient(cache_dir or default_cache_dir())
     when = cutoff if isinstance(cutoff, datetime) or cutoff is None else parse_cutoff(cutoff)
     if isinstance(when, datetime) and when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     pins = read_constraints(constraints) if constraints else {}
-    index = _Index(client, target, when)
-    nodes = _Resolver(index, pins).resolve([root])
-    entries = sorted((_classify(n, index) for n in nodes.values()), key=lambda e: e.name)
+    with ThreadPoolExecutor(16) as pool:
+        index = _Index(client, target, when, pool)
+        try:
+            nodes = _resolve(index, pins, root)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # fetches made ahead and never needed
+        entries = sorted((_classify(n, index) for n in nodes.values()), key=lambda e: e.name)
     return Plan(
         requirement=str(root), target=target.name, python=target.python, platform=target.platform,
         glibc=target.glibc_str, index_url=client.index_url,
@@ -393,15 +521,12 @@ def plan(requirement: str, target: Target, constraints: Path | None = None, cuto
 
 # -- outputs --------------------------------------------------------------------------------
 
-_write_atomic = atomic_write  # plan.json and constraints files
-
-
 def write_json(p: Plan, path: Path) -> None:
-    _write_atomic(path, json.dumps(p.to_dict(), indent=2) + "\n")
+    atomic_write(path, json.dumps(p.to_dict(), indent=2) + "\n")
 
 
 def write_constraints(p: Plan, path: Path) -> None:
-    _write_atomic(path, p.constraints_text())
+    atomic_write(path, p.constraints_text())
 
 
 STYLE = {PURE: "green", BINARY: "cyan", FALLBACK: "yellow", BUILD: "bold red"}
@@ -414,13 +539,17 @@ def render(p: Plan, console: Any = None) -> None:
 
     console = console or Console()
     table = Table(title=f"{p.requirement} on {p.target} (CPython {p.python}, {p.platform}, glibc {p.glibc})")
-    for col in ("distribution", "version", "bucket", "file / reason"):
+    for col in ("distribution", "version", "bucket", "recipe", "file / reason"):
         table.add_column(col)
     order = {b: i for i, b in enumerate((BUILD, FALLBACK, BINARY, PURE))}
     for e in sorted(p.entries, key=lambda e: (order[e.bucket], e.name)):
         detail = e.reason if e.bucket == BUILD else (e.wheel or e.reason)
-        table.add_row(e.name, e.version, f"[{STYLE[e.bucket]}]{e.bucket}[/]", detail)
+        table.add_row(e.name, e.version, f"[{STYLE[e.bucket]}]{e.bucket}[/]", e.recipe_status, detail)
     console.print(table)
     counts = ", ".join(f"{len(p.bucket(b))} {b}" for b in BUCKETS)
     console.print(f"{len(p.entries)} distributions: {counts}")
     console.print("must build: " + (", ".join(f"{e.name}=={e.version}" for e in p.must_build) or "nothing"))
+    if p.must_build:
+        ready = [e for e in p.must_build if e.recipe == e.version]
+        console.print(f"recipes: {len(ready)} of {len(p.must_build)} must-builds have one at the planned version"
+                      + "".join(f"; {e.name}: {e.recipe_status}" for e in p.must_build if e.recipe != e.version))

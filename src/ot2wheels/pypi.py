@@ -13,7 +13,6 @@ not match.
 
 from __future__ import annotations
 
-import email.parser
 import hashlib
 import io
 import json
@@ -31,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 
 from .download import ssl_context
@@ -89,6 +89,24 @@ class IndexFile:
     @property
     def is_sdist(self) -> bool:
         return self.filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz"))
+
+
+@dataclass(frozen=True)
+class CoreMetadata:
+    """The core metadata fields we use, read leniently with `packaging.metadata` (as pip reads them:
+    a field it cannot parse is left out, not fatal; Requires-Dist lines are parsed by the caller)."""
+
+    name: str | None
+    version: str | None
+    summary: str
+    requires_python: str | None
+    requires_dist: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, data: bytes) -> "CoreMetadata":
+        raw, _unparsed = parse_email(data)
+        return cls(name=raw.get("name"), version=raw.get("version"), summary=(raw.get("summary") or "").strip(),
+                   requires_python=raw.get("requires_python"), requires_dist=tuple(raw.get("requires_dist", ())))
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -255,13 +273,13 @@ class IndexClient:
             self._cache_put("pages", url, body)
         return parse_simple_json(json.loads(body), url)
 
-    def metadata(self, f: IndexFile) -> email.message.Message:
+    def metadata(self, f: IndexFile) -> CoreMetadata:
         """Core metadata (METADATA / PKG-INFO) of one release file."""
         body = self._cache_get("metadata", f.url, None)
         if body is None:
             body = self._fetch_metadata(f)
             self._cache_put("metadata", f.url, body)
-        return email.parser.BytesParser().parsebytes(body)
+        return CoreMetadata.parse(body)
 
     def _fetch_metadata(self, f: IndexFile) -> bytes:
         if f.is_wheel and f.metadata_sha256 is not None:

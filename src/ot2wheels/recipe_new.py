@@ -285,8 +285,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     pythons = pythons or target_pythons(layout, sdist.requires_python)
     requires = pin_build_requirements(list(raw_requires), pythons, client)
     try:
-        meta = client.metadata(sdist)
-        summary = (meta.get("Summary") or "").strip()
+        summary = client.metadata(sdist).summary
     except Exception:  # noqa: BLE001 - a summary is cosmetic
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -13,13 +14,25 @@ from .errors import RecordError
 from .fsutil import atomic_write
 
 
+class Outcome(StrEnum):
+    """How a build or a smoke test ended (a str: records and the ledger keep the plain word)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    REUSED = "reused"  # builds only: the cached wheel of an identical build
+
+    @property
+    def ok(self) -> bool:
+        return self is not Outcome.FAILED
+
+
 @dataclass
 class BuildRecord:
     target: str
     python: str
     project: str
     version: str
-    result: str  # passed | failed | reused
+    result: Outcome
     cache_key: str
     recipe_digest: str
     toolchain_digest: str
@@ -32,6 +45,9 @@ class BuildRecord:
     error: str | None = None
     tool_version: str = ""
     smoke: dict = field(default_factory=dict)  # filled by the smoke test: passed, duration_s
+
+    def __post_init__(self) -> None:
+        self.result = Outcome(self.result)  # records on disk hold the plain word
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -94,7 +110,7 @@ def passing_wheels(dist: Path, target: str) -> list[Path]:
     """Wheels of `target` whose latest build record passed the gate."""
     out = []
     for path, rec in records(dist, target):
-        if rec.result in ("passed", "reused") and rec.wheel:
+        if rec.result.ok and rec.wheel:
             wheel = path.parent / rec.wheel
             if wheel.is_file():
                 out.append(wheel)

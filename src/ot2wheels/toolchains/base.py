@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .. import crossenv
+from ..paths import Layout
 from ..targets import Target
 
 
@@ -15,6 +16,10 @@ class Toolchain(ABC):
     """A cross compiler, a target sysroot with the target's CPython, and a way to run it."""
 
     target: Target
+
+    @abstractmethod
+    def __init__(self, target: Target, layout: Layout, extra_packages: tuple[str, ...] = ()) -> None:
+        """Every provider is made the same way (see `toolchains.PROVIDERS`); nothing is fetched yet."""
 
     @abstractmethod
     def ensure(self, refresh: bool = False) -> None:
@@ -46,6 +51,10 @@ class Toolchain(ABC):
         """Directories of the sysroot the dynamic linker searches, most specific first."""
         t = self.target.architecture.multiarch  # Debian's lib/<multiarch>, not the compiler's triplet
         return [self.sysroot / d for d in (f"lib/{t}", f"usr/lib/{t}", "lib", "usr/lib")]
+
+    def package_version(self, name: str) -> str | None:
+        """The version of package `name` in the sysroot, when the provider knows it (else None)."""
+        return None
 
     @abstractmethod
     def system_libs(self) -> set[str]:

@@ -21,6 +21,7 @@ from .. import aptsource, crossenv, hostpython, hosttools, locks
 from ..download import sha256_file
 from ..errors import ToolchainError
 from ..fsutil import atomic_write
+from ..paths import Layout
 from ..targets import DebianSource, Target
 from .base import Toolchain
 
@@ -136,11 +137,11 @@ class PrivateApt:
 
 
 class DebianToolchain(Toolchain):
-    def __init__(self, target: Target, cache: Path, extra_packages: tuple[str, ...] = ()) -> None:
+    def __init__(self, target: Target, layout: Layout, extra_packages: tuple[str, ...] = ()) -> None:
         if target.debian is None:
             raise ToolchainError(f"target {target.name} has no [debian] table")
         self.target = target
-        self.cache = cache
+        self.cache = cache = layout.cache
         self.extra_packages = tuple(sorted(set(extra_packages)))
         self.apt = PrivateApt(cache / "apt" / target.name, target.debian, target.architecture.debian)
         self._sysroot: Path | None = None
@@ -163,6 +164,13 @@ class DebianToolchain(Toolchain):
     @property
     def digest(self) -> str:
         return self.manifest["digest"]
+
+    def package_version(self, name: str) -> str | None:
+        """The Debian version of `name` in the sysroot (None when it is not there)."""
+        for pkg in self.manifest["packages"]:
+            if pkg.get("package") == name:
+                return str(pkg["version"])
+        return None
 
     def build_python(self) -> Path:
         return hostpython.find_python(self.target.python)
