@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -50,11 +50,12 @@ from .smoke import pip_target_args
 from .targets import Target
 
 if TYPE_CHECKING:
-    from .build import BuildResult
     from .toolchains.base import Toolchain
 
 Say = Callable[[str], None]
-BuildOne = Callable[..., "BuildResult"]
+# build.build_one, passed in by build.py (importing it here would make an import cycle):
+# returns a BuildResult (.ok, .wheel, .record_path).
+BuildOne = Callable[..., Any]
 
 # The code asking a package for its C include folder, and the config header that holds the
 # type sizes it was configured with (the trap: host headers say 8 where armhf says 4).
