@@ -214,6 +214,11 @@ def sdist_from_dir(src: Path, dest_dir: Path, name: str, version: str,
              for f in sorted(p for p in src.rglob("*") if p.is_file())}
     files.update({rel: f.read_bytes() for rel, f in (extra or {}).items()})
     files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    return write_sdist(dest_dir, name, version, files)
+
+
+def write_sdist(dest_dir: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """`<name>-<version>.tar.gz` in `dest_dir` holding `files` (sdist rel -> bytes), reproducibly."""
     path = dest_dir / f"{name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
         for rel, data in sorted(files.items()):
@@ -221,3 +226,16 @@ def sdist_from_dir(src: Path, dest_dir: Path, name: str, version: str,
             info.size, info.mtime = len(data), 315532800
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+# The head of a recipe for an sdist served on loopback (format with name, version, url, sha256).
+URL_RECIPE_HEAD = """
+[package]
+name = "{name}"
+version = "{version}"
+
+[source]
+kind = "url"
+url = "{url}"
+sha256 = "{sha256}"
+"""

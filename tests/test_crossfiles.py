@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sdist_from_dir, serve_directory, sha
+from conftest import URL_RECIPE_HEAD, sdist_from_dir, serve_directory, sha
 from ot2wheels import crossfiles
 from ot2wheels.build import build_one
 from ot2wheels.errors import ToolchainError
@@ -20,16 +20,7 @@ from ot2wheels.toolchains import get_toolchain
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "tests" / "data" / "native_demos"
 
-RECIPE = """
-[package]
-name = "{name}"
-version = "0.1.0"
-
-[source]
-kind = "url"
-url = "{url}"
-sha256 = "{sha256}"
-
+RECIPE = URL_RECIPE_HEAD + """
 [build]
 backend = "{backend}"
 requires = {requires}
@@ -91,7 +82,7 @@ def _build_demo(kind: str, name: str, backend: str, requires: str, tmp_path: Pat
     with serve_directory(serve) as url:
         d = root / "packages" / name
         d.mkdir(parents=True)
-        (d / "recipe.toml").write_text(RECIPE.format(name=name, url=f"{url}/{sdist.name}", sha256=sha(sdist),
+        (d / "recipe.toml").write_text(RECIPE.format(name=name, version="0.1.0", url=f"{url}/{sdist.name}", sha256=sha(sdist),
                                                      backend=backend, requires=requires))
         project = Project.load(layout)
         result = build_one(project.recipe(name), project.targets.get(target), layout, say=lambda s: None,

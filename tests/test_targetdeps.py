@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from conftest import serve_directory, sha
+from conftest import URL_RECIPE_HEAD, serve_directory, sha
 from ot2wheels import targetdeps
 from ot2wheels.build import cache_key
 from ot2wheels.errors import ConfigError
@@ -145,16 +145,7 @@ def test_a_missing_target_dependency_fails_with_one_line(tmp_path: Path, cache_d
 # -- the trap, end to end: a numpy C extension built against the target numpy, and one that
 #    takes the host's numpy headers (slow: builds numpy for bookworm-armhf first, ~5 min) ------------
 
-NPDEMO_RECIPE = """
-[package]
-name = "npdemo"
-version = "0.1.0"
-
-[source]
-kind = "url"
-url = "{url}"
-sha256 = "{sha256}"
-
+NPDEMO_RECIPE = URL_RECIPE_HEAD + """
 [build]
 requires = ["setuptools==75.3.0"]
 target-requires = ["numpy==1.26.4"]
@@ -195,7 +186,7 @@ def _build_npdemo(root: Path, cache_dir: Path, tmp_path: Path, trap: bool):
     with serve_directory(serve) as url:
         d = root / "packages" / "npdemo"
         d.mkdir(parents=True, exist_ok=True)
-        (d / "recipe.toml").write_text(NPDEMO_RECIPE.format(url=f"{url}/{sdist.name}", sha256=sha(sdist)))
+        (d / "recipe.toml").write_text(NPDEMO_RECIPE.format(name="npdemo", version="0.1.0", url=f"{url}/{sdist.name}", sha256=sha(sdist)))
         project = Project.load(layout)
         result = build_one(project.recipe("npdemo"), project.targets.get("bookworm-armhf"), layout,
                            say=lambda s: None, force=True)
