@@ -17,6 +17,7 @@ from invoke import Collection, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from this checkout whether installed or not
 
+from ot2wheels import options  # noqa: E402
 from ot2wheels.errors import Ot2WheelsError  # noqa: E402
 
 
@@ -85,19 +86,24 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.progress import status
     from ot2wheels.recipes import load_all
     from ot2wheels.targets import load_targets
 
     layout = Layout.discover(ROOT)
     tgt = load_targets(layout.targets_file).get(target)
-    p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff, cache_dir=layout.cache)
+    with status("invoke plan") as step:  # a live line with the elapsed time while resolving
+        step(f"resolving {requirement} for {tgt.name}")
+        p = planner.plan(requirement, tgt, Path(constraints) if constraints else None, cutoff,
+                         cache_dir=layout.cache)
+        step(f"resolved {requirement} for {tgt.name}")
     p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
     from ot2wheels.targetdeps import device_notes
 
     for line in device_notes([(e.name, e.version) for e in p.entries], tgt):
         print(line)
-    out = layout.root / "build" / "plan" / tgt.name
+    out = layout.plan_dir(tgt.name)
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"
     planner.write_json(p, json_path)
@@ -132,39 +138,32 @@ ns.add_collection(recipe)
 
 
 # --- build -------------------------------------------------------------------------------
-@task(iterable=["recipe", "target"],
-      help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
-            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-user",
-            "docker": "run the build inside the builder image (invoke docker.build makes it)",
-            "jobs": "builds at once (default: core count)"})
+# the options and their help come from ot2wheels.options.RunOptions (shared with the nox sessions);
+# invoke needs them as parameters too, and refuses help for a parameter the signature lacks
+@task(iterable=["recipe", *options.invoke_iterable()],
+      help={"recipe": "recipe name (repeatable; default: all)", **options.invoke_help()})
 @friendly
-def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, jobs=None):
+def build(c, recipe=None, target=None, force=False, jobs=None, ccache=True, ledger=None, smoke=False, docker=False):
     """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
-    if docker:
+    from ot2wheels import pipeline
+
+    opts = options.from_args(locals())
+    if opts.docker:
         from ot2wheels import docker_images
         from ot2wheels.paths import Layout
 
-        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
-                *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
-                *(["--smoke"] if smoke else []), *([f"--jobs={jobs}"] if jobs else [])]
+        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts.replace(docker=False))]
         code, _ = docker_images.run_in_image(Layout.discover(), argv)
         if code:
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
-    from ot2wheels import pipeline
-
-    from ot2wheels.ledger import Ledger, default_path
-
-    jobs = int(jobs) if jobs else None
     project = pipeline.Project.load()
-    pairs = project.matrix(recipe or None, target or None)
-    ledger = Ledger(default_path(project.layout))
-    run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
-    summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
-                                                            ledger=ledger, run_id=run_id))
-    if smoke:
-        summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
-                                            ledger=ledger, run_id=run_id)
+    from ot2wheels.progress import status
+
+    command = "invoke build " + " ".join([*[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts)])
+    with status("invoke build") as step:  # the newest step and the elapsed time stay in view
+        summary = pipeline.run(project, pipeline.select(project, recipe or None, opts.target), opts, say=step,
+                               command=command.strip())
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
@@ -269,13 +268,13 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
 
     layout = Layout.discover(Path(root) if root else None, dist=Path(dist) if dist else None)
     index_dir = Path(index) if index else layout.index
-    yanked_file = Path(yanked) if yanked else layout.root / "toolchain" / "yanked.toml"
+    yanked_file = Path(yanked) if yanked else layout.yanked_file
     return layout, index_dir, yanked_file
 
 
 def _print_index_result(r) -> None:
     for line in r.skipped:
-        print(f"skipped {line}")
+        print(f"not published: {line}")
     for rule in r.unused_yanks:
         print(f"warning: {rule} matches no published wheel")
     for name in r.added:
@@ -292,15 +291,17 @@ def _print_index_result(r) -> None:
     "dist": "wheels to publish (default: dist/)",
     "index": "index directory (default: index/)",
     "yanked": "yank list (default: toolchain/yanked.toml)",
+    "full": "recompute every page and swap the whole tree (default: publish only what changed)",
 })
 @friendly
-def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None):
+def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None, full=False):
     """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
     from ot2wheels.index import build_index
     from ot2wheels.targets import load_targets
 
     layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file))
+    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file),
+                         full=full)
     _print_index_result(result)
 
 
@@ -380,9 +381,8 @@ def report(c, ledger=None, out=None, factor=None):
     """Render the build status page (HTML + JSON) from the ledger into index/report/."""
     from ot2wheels import ledger as ledger_mod
     from ot2wheels import report as report_mod
-    from ot2wheels.paths import Layout
-
     from ot2wheels.index import swap
+    from ot2wheels.paths import Layout
 
     layout = Layout.discover()
     led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))
@@ -394,6 +394,24 @@ def report(c, ledger=None, out=None, factor=None):
           f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
     print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
           f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+@task(name="merge", iterable=["source"], help={
+    "source": "a ledger to merge in (repeat; e.g. one per CI matrix job)",
+    "out": "the merged ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite; its rows are kept)"})
+@friendly
+def ledger_merge(c, source, out=None):
+    """Merge ledgers into one, newest rows last, duplicates once (CI: one ledger per matrix job)."""
+    from ot2wheels import ledger as ledger_mod
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover()
+    dest = Path(out) if out else ledger_mod.default_path(layout)
+    builds, smokes = ledger_mod.merge([Path(s) for s in source], dest, dist=layout.dist)
+    print(f"{dest}: {builds} builds and {smokes} smoke tests from {len(source)} ledger(s)")
+
+
+ns.add_collection(Collection("ledger", ledger_merge))
 
 
 # --- bench -------------------------------------------------------------------------------

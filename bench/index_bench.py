@@ -32,9 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ot2wheels.index.synth import write_wheel  # noqa: E402
+from ot2wheels.index.synth import write_record, write_wheel  # noqa: E402
 
-TARGET = "bench-armhf"
+TARGETS = ROOT / "toolchain" / "targets.toml"
+TARGET = "bookworm-armhf"  # a target of toolchain/targets.toml: the index publishes no other
 
 
 def make_wheels(dist: Path, count: int, per_project: int) -> list[Path]:
@@ -42,8 +43,10 @@ def make_wheels(dist: Path, count: int, per_project: int) -> list[Path]:
     for i in range(count):
         project, version = f"bench-project-{i // per_project:05d}", f"1.{i % per_project}"
         tag = "cp311-cp311-linux_armv7l" if i % 2 else "py3-none-any"
-        wheels.append(write_wheel(dist / TARGET / project, project, version, tag=tag,
-                                  requires_python=">=3.9", module_code="X = 1\n" * 20))
+        wheel = write_wheel(dist / TARGET / project, project, version, tag=tag,
+                            requires_python=">=3.9", module_code="X = 1\n" * 20)
+        write_record(wheel, TARGET)  # the passing build record the index requires
+        wheels.append(wheel)
     return wheels
 
 
@@ -58,7 +61,8 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
 
 def ours(dist: Path, out: Path) -> list[str]:
     code = ("import sys; from pathlib import Path; from ot2wheels.index import build_index; "
-            "build_index(Path(sys.argv[1]), Path(sys.argv[2]), None)")
+            "from ot2wheels.targets import load_targets; "
+            f"build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, targets=load_targets(Path({str(TARGETS)!r})))")
     return [sys.executable, "-c", code, str(dist), str(out)]
 
 
@@ -85,7 +89,9 @@ def main() -> None:
     extra_project = "bench-project-extra"
 
     def add_one(version: str) -> Path:
-        return write_wheel(dist / TARGET / extra_project, extra_project, version, requires_python=">=3.9")
+        wheel = write_wheel(dist / TARGET / extra_project, extra_project, version, requires_python=">=3.9")
+        write_record(wheel, TARGET)
+        return wheel
 
     tools: dict[str, Callable[[Path, Path | None], list[list[str]]]] = {"ours": lambda out, _old: [ours(dist, out)]}
     simple503 = shutil.which("simple503")

@@ -134,3 +134,26 @@ def test_workflow_runs_the_planned_sessions():
     assert 'nox -s test-arm -- --target "${{ matrix.target }}" "${{ matrix.recipe }}"' in text
     assert 'invoke toolchain.setup --target "${{ matrix.target }}"' in text
     assert "invoke index.build" in text and "actions/upload-artifact" in text and "actions/download-artifact" in text
+
+
+def test_workflow_deploys_the_index_with_report_and_merged_ledgers():
+    """Issue 12 item 5: a dedicated deploy job (GitHub Pages), --base-url from the deployment, the
+    matrix jobs' ledgers merged (each job writes its own), the report built, a refreshing cache
+    key, and a job running the unit tests. (Structure checked on the text; actionlint checks syntax.)"""
+    import re
+
+    text = WORKFLOW.read_text()
+    jobs = dict(re.findall(r"^  ([a-z]+):\n(.*?)(?=^  [a-z]+:\n|\Z)", text, re.S | re.M))
+    assert {"plan", "build", "tests", "index", "deploy"} <= set(jobs)
+    assert "needs: index" in jobs["deploy"] and "uses: actions/deploy-pages@v4" in jobs["deploy"]
+    assert "pages: write" in jobs["deploy"] and "id-token: write" in jobs["deploy"]
+    assert "uses: actions/configure-pages@v5" in jobs["index"]
+    assert "BASE_URL: ${{ steps.pages.outputs.base_url }}" in jobs["index"]
+    assert 'invoke index.build --base-url "$BASE_URL"' in jobs["index"]
+    assert "invoke ledger.merge $args --out dist/ledger.sqlite" in jobs["index"]
+    assert "invoke report --ledger dist/ledger.sqlite" in jobs["index"]
+    assert "uses: actions/upload-pages-artifact@v3" in jobs["index"]
+    assert jobs["build"].count("OT2WHEELS_LEDGER: ${{ github.workspace }}/dist/ledgers/"
+                               "${{ matrix.recipe }}-${{ matrix.target }}.sqlite") == 2
+    assert "-${{ github.run_id }}" in jobs["build"] and "restore-keys:" in jobs["build"]
+    assert "nox -s tests" in jobs["tests"]

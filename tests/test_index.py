@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,16 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from ot2wheels.errors import ConfigError, IndexBuildError
+from ot2wheels.errors import ConfigError, DiskError, IndexBuildError
 from ot2wheels.index import build_index, remove_wheels, serve_index
 from ot2wheels.index.serve import negotiate
-from ot2wheels.index.synth import write_wheel
+from ot2wheels.index.synth import write_record, write_wheel
 from ot2wheels.targets import load_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = "bookworm-armhf"  # a target of toolchain/targets.toml: CPython 3.11, linux_armv7l
 ARM_TAG = "cp311-cp311-linux_armv7l"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+TARGETS = load_targets(ROOT / "toolchain" / "targets.toml")
 
 
 # --- real wheels, built once per session with `build` (and retagged with `wheel tags`) ------------
@@ -74,14 +76,24 @@ def real_wheels(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _put(dist: Path, wheel: Path, target: str = TARGET) -> Path:
+def _put(dist: Path, wheel: Path, target: str = TARGET, record: bool = True) -> Path:
+    """Copy a wheel into dist/<target>/<project>/ with the passing build record the index needs."""
     from packaging.utils import parse_wheel_filename
 
     project = parse_wheel_filename(wheel.name)[0]
     dest = dist / target / project / wheel.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(wheel, dest)
+    if record:
+        write_record(dest, target)
     return dest
+
+
+def _synth(out_dir: Path, name: str, version: str, **kw) -> Path:
+    """A synthetic wheel in dist with its passing build record."""
+    wheel = write_wheel(out_dir, name, version, **kw)
+    write_record(wheel, out_dir.parent.name)
+    return wheel
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -136,22 +148,24 @@ def test_pages_carry_hashes_metadata_and_escaped_requires_python(tmp_path, dist,
     root = (index / TARGET / "simple" / "index.html").read_text()
     assert 'href="tinyarm/"' in root and 'href="tinypure/"' in root
     landing = (index / "index.html").read_text()
-    assert f"--extra-index-url BASE_URL/{TARGET}/simple/" in landing and "extra-index-url = " in landing
+    assert f"--only-binary=:all: --extra-index-url BASE_URL/{TARGET}/simple/" in landing
+    assert "set global.extra-index-url" in landing
     assert "CPython 3.11, linux_armv7l, glibc 2.36" in landing
-    assert "--platform linux_armv7l --python-version 3.11" in landing
+    assert "--python-version 3.11 --implementation cp --abi cp311" in landing
+    assert "--platform manylinux_2_36_armv7l" in landing and "--platform linux_armv7l " in landing
     assert (index / TARGET / "constraints.txt").read_text().splitlines()[1:] == ["tinyarm==1.0", "tinypure==1.0"]
 
 
 def test_absolute_base_url(tmp_path, dist):
     index = tmp_path / "index"
-    build_index(dist, index, None, base_url="https://example.invalid/wheels/")
+    build_index(dist, index, None, base_url="https://example.invalid/wheels/", targets=TARGETS)
     html = (index / TARGET / "simple" / "tinypure" / "index.html").read_text()
     assert 'href="https://example.invalid/wheels/bookworm-armhf/files/tinypure/tinypure-1.0-py3-none-any.whl#sha256=' in html
     data = json.loads((index / TARGET / "simple" / "tinypure" / "index.json").read_text())
     assert data["files"][0]["url"].startswith("https://example.invalid/wheels/bookworm-armhf/files/")
     assert "--extra-index-url https://example.invalid/wheels/bookworm-armhf/simple/" in (index / "index.html").read_text()
     with pytest.raises(IndexBuildError, match="must be absolute"):
-        build_index(dist, tmp_path / "other", None, base_url="wheels/")
+        build_index(dist, tmp_path / "other", None, base_url="wheels/", targets=TARGETS)
 
 
 def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
@@ -166,8 +180,9 @@ def test_broken_wheel_is_refused(tmp_path):
     bad = tmp_path / "dist" / TARGET / "bad" / "bad-1.0-py3-none-any.whl"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a zip")
-    with pytest.raises(IndexBuildError, match="not a valid wheel"):
-        build_index(tmp_path / "dist", tmp_path / "index", None)
+    write_record(bad, TARGET)
+    result = build_index(tmp_path / "dist", tmp_path / "index", None, targets=TARGETS)
+    assert result.wheels == 0 and "not a valid wheel" in result.skipped[0]
 
 
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
@@ -182,57 +197,64 @@ def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
             if info.filename.endswith(".dist-info/METADATA"):
                 data = data.replace(b"Requires-Python: >=3.8", b"Requires-Python: >=3.7")
             zout.writestr(info, data)
-    with pytest.raises(IndexBuildError, match="does not match the hash in RECORD"):
-        build_index(tmp_path / "dist", tmp_path / "index", None)
+    write_record(bad, TARGET)
+
+    def skipped() -> str:
+        result = build_index(tmp_path / "dist", tmp_path / "index", None, targets=TARGETS)
+        assert result.wheels == 0
+        return "\n".join(result.skipped)
+
+    assert "does not match the hash in RECORD" in skipped()
     bad.unlink()
     liar = write_wheel(tmp_path / "x", "tinypure", "1.0")
     shutil.copyfile(liar, bad.with_name("tinypure-1.1-py3-none-any.whl"))  # filename says 1.1
-    with pytest.raises(IndexBuildError, match="METADATA says tinypure 1.0 but the filename says tinypure 1.1"):
-        build_index(tmp_path / "dist", tmp_path / "index", None)
+    write_record(bad.with_name("tinypure-1.1-py3-none-any.whl"), TARGET)
+    assert "METADATA says tinypure 1.0 but the filename says tinypure 1.1" in skipped()
 
 
-def test_build_records_decide_what_is_published(tmp_path, dist, real_wheels):
+def test_build_records_decide_what_is_published(tmp_path, real_wheels):
     """Records as ot2wheels.records writes them: <project>-<version>-<cp>.json naming the wheel."""
     import hashlib
 
-    w2 = _put(dist, real_wheels["tinypure-2.0"])
-    arm = next((dist / TARGET / "tinyarm").glob("*.whl"))
-    pure1 = next((dist / TARGET / "tinypure").glob("tinypure-1.0-*.whl"))
+    dist = tmp_path / "dist"
+    w2 = _put(dist, real_wheels["tinypure-2.0"], record=False)
+    arm = _put(dist, real_wheels["tinyarm-1.0"], record=False)
+    pure1 = _put(dist, real_wheels["tinypure-1.0"], record=False)
 
     def record(path: Path, **fields) -> None:
-        data = {"result": "passed", "wheel": path.name, "wheel_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        data = {"result": "passed", "wheel": path.name, "wheel_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "smoke": {"passed": True, "duration_s": 1.0}}
         (path.parent / f"{path.name.split('-')[0]}-{path.name.split('-')[1]}-cp311.json").write_text(
             json.dumps({**data, **fields}))
 
     record(w2, smoke={"passed": False, "duration_s": 1.0})
-    record(arm, result="reused", smoke={"passed": True, "duration_s": 1.0})
+    record(arm, result="reused")
     record(pure1, wheel_sha256="0" * 64)
     (dist / TARGET / "tinypure" / "tinypure-3.0-cp311.json").write_text(json.dumps({"result": "failed", "wheel": None}))
-    result = build_index(dist, tmp_path / "index", None)
+    result = build_index(dist, tmp_path / "index", None, targets=TARGETS)
     assert result.added == (f"{TARGET}/{arm.name}",)
     assert any(w2.name in s and "smoke test" in s for s in result.skipped)
     assert any(pure1.name in s and "changed since its build record" in s for s in result.skipped)
 
 
-# --- determinism and incrementality -------------------------------------------------------------------
 def test_two_builds_are_byte_identical(tmp_path, dist, real_wheels):
     _put(dist, real_wheels["tinypure-2.0"])
     a, b = tmp_path / "a", tmp_path / "b"
-    build_index(dist, a, None)
-    build_index(dist, b, None)
+    build_index(dist, a, None, targets=TARGETS)
+    build_index(dist, b, None, targets=TARGETS)
     assert _tree(a) == _tree(b)
     before = _inodes(a)
-    again = build_index(dist, a, None)
+    again = build_index(dist, a, None, targets=TARGETS)
     assert not again.changed and again.added == ()
     assert _inodes(a) == before  # nothing rewritten, nothing swapped
 
 
 def test_incremental_rewrites_only_the_changed_project(tmp_path, dist, real_wheels):
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     before = _inodes(index)
     _put(dist, real_wheels["tinypure-2.0"])
-    result = build_index(dist, index, None)
+    result = build_index(dist, index, None, targets=TARGETS)
     assert result.added == (f"{TARGET}/tinypure-2.0-py3-none-any.whl",)
     after = _inodes(index)
     # The untouched project's pages and files are the very same files (hard links of the old tree).
@@ -243,24 +265,25 @@ def test_incremental_rewrites_only_the_changed_project(tmp_path, dist, real_whee
     assert set(result.rewritten) == {
         f"{TARGET}/simple/tinypure/index.html", f"{TARGET}/simple/tinypure/index.json",
         f"{TARGET}/files/tinypure/tinypure-2.0-py3-none-any.whl.metadata",
-        f"{TARGET}/constraints.txt", "index.html"}
+        f"{TARGET}/constraints.txt", "index.html", ".ot2wheels-index.json", "project/tinypure/index.html"}
     # And the result equals a from-scratch build of the same inputs.
     fresh = tmp_path / "fresh"
-    build_index(dist, fresh, None)
+    build_index(dist, fresh, None, targets=TARGETS)
     assert _tree(fresh) == _tree(index)
 
 
 # --- published wheels: immutable, never dropped -----------------------------------------------------
 def test_same_filename_different_bytes_is_refused(tmp_path, dist):
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     published = _tree(index)
     wheel = next((dist / TARGET / "tinypure").glob("*.whl"))
     changed = tmp_path / "other" / wheel.name
     write_wheel(changed.parent, "tinypure", "1.0")  # a valid wheel, same filename, other bytes
     shutil.copyfile(changed, wheel)
+    write_record(wheel, TARGET)  # as a passing rebuild would
     with pytest.raises(IndexBuildError) as exc:
-        build_index(dist, index, None)
+        build_index(dist, index, None, targets=TARGETS)
     msg = str(exc.value)
     assert str(wheel) in msg and str(index / TARGET / "files" / "tinypure" / wheel.name) in msg
     assert "immutable" in msg
@@ -269,19 +292,19 @@ def test_same_filename_different_bytes_is_refused(tmp_path, dist):
 
 def test_published_wheels_are_never_dropped_unless_removed(tmp_path, dist, real_wheels):
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     shutil.rmtree(dist / TARGET / "tinyarm")  # gone from dist ...
     _put(dist, real_wheels["tinypure-2.0"])
-    result = build_index(dist, index, None)
+    result = build_index(dist, index, None, targets=TARGETS)
     arm = f"{TARGET}/files/tinyarm/tinyarm-1.0-{ARM_TAG}.whl"
     assert (index / arm).is_file() and result.wheels == 3  # ... still published
     assert "tinyarm-1.0" in (index / TARGET / "simple" / "tinyarm" / "index.html").read_text()
 
     with pytest.raises(IndexBuildError, match="delete it from dist first"):
-        remove_wheels(dist, index, None, [(TARGET, "tinypure-1.0-py3-none-any.whl")])
+        remove_wheels(dist, index, None, [(TARGET, "tinypure-1.0-py3-none-any.whl")], targets=TARGETS)
     with pytest.raises(IndexBuildError, match="not published"):
-        remove_wheels(dist, index, None, [(TARGET, "nope-1.0-py3-none-any.whl")])
-    result = remove_wheels(dist, index, None, [(TARGET, f"tinyarm-1.0-{ARM_TAG}.whl")])
+        remove_wheels(dist, index, None, [(TARGET, "nope-1.0-py3-none-any.whl")], targets=TARGETS)
+    result = remove_wheels(dist, index, None, [(TARGET, f"tinyarm-1.0-{ARM_TAG}.whl")], targets=TARGETS)
     assert result.removed == (f"{TARGET}/tinyarm-1.0-{ARM_TAG}.whl",)
     assert not (index / arm).exists() and not (index / TARGET / "simple" / "tinyarm").exists()
     assert "tinyarm" not in (index / TARGET / "simple" / "index.html").read_text()
@@ -306,7 +329,7 @@ def test_yank_list(tmp_path, dist, real_wheels):
         version = "1"
         """))
     index = tmp_path / "index"
-    result = build_index(dist, index, yanks)
+    result = build_index(dist, index, yanks, targets=TARGETS)
     assert result.unused_yanks == (f"{yanks}: yank[2]",)
     html = (index / TARGET / "simple" / "tinypure" / "index.html").read_text()
     line2 = next(line for line in html.splitlines() if "tinypure-2.0" in line)
@@ -323,7 +346,7 @@ def test_yank_list(tmp_path, dist, real_wheels):
 
     yanks.write_text('[[yank]]\nproject = "x"\n')
     with pytest.raises(ConfigError, match="yank\\[0\\]"):
-        build_index(dist, index, yanks)
+        build_index(dist, index, yanks, targets=TARGETS)
 
 
 # --- crash safety of the swap -----------------------------------------------------------------------
@@ -331,27 +354,30 @@ _KILLER = """
 import os, signal, sys
 from pathlib import Path
 from ot2wheels.index import build_index
+from ot2wheels.targets import load_targets
 pages = []
 def progress(rel):
     pages.append(rel)
     if len(pages) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # die in the middle of writing the new tree
-build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, progress=progress)
+build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, progress=progress,
+            targets=load_targets(Path(sys.argv[3])), full=sys.argv[4] == "full")
 """
 
 
 @pytest.mark.parametrize("mode", ["fresh tree", "spare tree"])
 def test_killed_build_leaves_old_index_intact(tmp_path, dist, real_wheels, mode):
+    """A full build (--full, or a change of yank list, targets, base URL) swaps whole trees."""
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     if mode == "spare tree":  # a second build leaves the previous tree as the spare to update
         _put(dist, real_wheels["tinypure-2.0"])
-        build_index(dist, index, None)
+        build_index(dist, index, None, targets=TARGETS, full=True)
         assert (tmp_path / ".index.spare").is_dir()
     old = _tree(index)
     for i in range(5):
-        write_wheel(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index)],
+        _synth(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(dist), str(index), str(TARGETS.source), "full"],
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     if mode == "fresh tree":
@@ -359,38 +385,83 @@ def test_killed_build_leaves_old_index_intact(tmp_path, dist, real_wheels, mode)
     else:
         assert (tmp_path / ".index.spare" / TARGET / "simple" / "extra0").is_dir()  # died mid-update
     assert _tree(index) == old  # readers still see the complete previous index
-    result = build_index(dist, index, None)  # the next build cleans up and completes
+    result = build_index(dist, index, None, targets=TARGETS)  # the next build cleans up and completes
     assert not list(tmp_path.glob(".index.building-*"))
     assert result.wheels == len(list(dist.rglob("*.whl"))) >= 7
     assert (index / TARGET / "simple" / "extra4" / "index.html").is_file()
     fresh = tmp_path / "fresh"
-    build_index(dist, fresh, None)
+    build_index(dist, fresh, None, targets=TARGETS)
     assert _tree(fresh) == _tree(index) and _dirs(fresh) == _dirs(index)
 
 
 def test_exception_mid_build_leaves_old_index_intact(tmp_path, dist, real_wheels):
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     old = _tree(index)
     _put(dist, real_wheels["tinypure-2.0"])
 
     def boom(rel: str) -> None:
         raise OSError(28, "No space left on device (injected)")
 
-    with pytest.raises(OSError, match="injected"):
-        build_index(dist, index, None, progress=boom)
+    with pytest.raises(DiskError, match=f"disk full at {index} while building the index"):
+        build_index(dist, index, None, progress=boom, targets=TARGETS, full=True)
     assert _tree(index) == old
     assert not list(tmp_path.glob(".index.*-*"))
+
+
+def _consistent(index: Path) -> int:
+    """Every link of every page resolves to a file with the stated sha256 and a .metadata; the root
+    pages link only to project pages that exist. Returns the number of file links checked."""
+    import hashlib
+
+    checked = 0
+    for target in [d for d in index.iterdir() if d.is_dir() and (d / "simple").is_dir()]:
+        root = (target / "simple" / "index.html").read_text()
+        for name in re.findall(r'href="([^"/]+)/"', root):
+            assert (target / "simple" / name / "index.json").is_file(), name
+        for page in (target / "simple").glob("*/index.html"):
+            for href, sha in re.findall(r'href="\.\./\.\./([^"#]+)#sha256=([0-9a-f]+)"', page.read_text()):
+                wheel = target / urllib.parse.unquote(href)
+                assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha, wheel
+                assert wheel.with_name(wheel.name + ".metadata").is_file()
+                checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("after_pages", [1, 2, 3])
+def test_killed_incremental_build_keeps_every_page_consistent(tmp_path, dist, real_wheels, after_pages):
+    """An incremental build updates the live tree in place, file by file in dependency order:
+    killed at any point, every page still links only to complete files with the stated hashes,
+    nothing published before is gone, and the next build completes to what a fresh build gives."""
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    before = _tree(index)
+    _put(dist, real_wheels["tinypure-2.0"])
+    for i in range(2):
+        _synth(dist / TARGET / f"extra{i}", f"extra{i}", "1.0")
+    killer = _KILLER.replace("len(pages) == 2", f"len(pages) == {after_pages}")
+    proc = subprocess.run([sys.executable, "-c", killer, str(dist), str(index), str(TARGETS.source), "incremental"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _consistent(index) >= 2
+    after = _tree(index)
+    assert all(rel in after for rel in before if "/files/" in rel)  # published stays published
+    assert _tree(index) != before  # it did die in the middle of an in-place update
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert _consistent(index) == 5
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert _tree(index) == _tree(fresh), result
 
 
 def test_crash_between_the_two_fallback_renames_is_repaired(tmp_path, dist):
     # Where renameat2 cannot exchange, the swap is two renames; a crash between them leaves
     # the old tree under .index.old-<pid> and no index/. The next build must put it back first.
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     old = _tree(index)
     os.rename(index, tmp_path / ".index.old-12345")
-    result = build_index(dist, index, None)
+    result = build_index(dist, index, None, targets=TARGETS)
     assert not result.changed and _tree(index) == old
     assert not (tmp_path / ".index.old-12345").exists()
 
@@ -405,21 +476,22 @@ _FILE_SCHEMA = {
         "hashes": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]+$"}},
         "requires-python": {"type": "string"},
         "core-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
-        "dist-info-metadata": {"oneOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
+        # no "dist-info-metadata": pip 23.0 (bookworm's) crashes on it in JSON (PEP 714)
         "gpg-sig": {"type": "boolean"},
         "yanked": {"oneOf": [{"type": "boolean"}, {"type": "string"}]},
         "size": {"type": "integer", "minimum": 0},
-        "upload-time": {"type": "string"},
+        "upload-time": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"},  # PEP 700
     },
     "additionalProperties": False,
 }
 _META = {"type": "object", "required": ["api-version"],
          "properties": {"api-version": {"type": "string", "pattern": "^1\\.[0-9]+$"}}}
-PROJECT_SCHEMA = {  # PEP 691 + PEP 700 (api-version 1.1: versions and size are required)
+PROJECT_SCHEMA = {  # PEP 691 + PEP 700 (api-version 1.1: versions, size and upload-time on every file)
     "type": "object",
     "required": ["meta", "name", "files", "versions"],
     "properties": {"meta": _META, "name": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
-                   "files": {"type": "array", "items": {**_FILE_SCHEMA, "required": ["filename", "url", "hashes", "size"]}},
+                   "files": {"type": "array", "items": {**_FILE_SCHEMA, "required": ["filename", "url", "hashes", "size",
+                                                                                "upload-time", "core-metadata"]}},
                    "versions": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
     "additionalProperties": False,
 }
@@ -437,7 +509,7 @@ def test_pep691_json_pages_validate_and_agree_with_html(tmp_path, dist, real_whe
     pypi_simple = pytest.importorskip("pypi_simple", reason="pip install pypi-simple (test extra)")
     _put(dist, real_wheels["tinypure-2.0"])
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     jsonschema.validate(json.loads((index / TARGET / "simple" / "index.json").read_text()), ROOT_SCHEMA)
     for project in ("tinypure", "tinyarm"):
         page = index / TARGET / "simple" / project
@@ -466,7 +538,7 @@ def test_negotiate():
 
 def test_server_content_types(tmp_path, dist):
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
 
     def get(url: str, accept: str | None = None):
         req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
@@ -498,7 +570,7 @@ def test_server_content_types(tmp_path, dist):
 def test_host_pip_download_and_install_for_armv7l(tmp_path, dist, real_wheels):
     _put(dist, real_wheels["tinypure-2.0"])
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     seen: list[tuple[str, str]] = []
     cross = ["--platform", "linux_armv7l", "--python-version", "3.11", "--only-binary=:all:"]
     with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
@@ -533,7 +605,7 @@ def test_pip_skips_yanked_release(tmp_path, dist, real_wheels):
     yanks = tmp_path / "yanked.toml"
     yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\nreason = "bad"\n')
     index = tmp_path / "index"
-    build_index(dist, index, yanks)
+    build_index(dist, index, yanks, targets=TARGETS)
     with serve_index(index) as url:
         dl = tmp_path / "dl"
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--index-url",
@@ -544,7 +616,8 @@ def test_pip_skips_yanked_release(tmp_path, dist, real_wheels):
 
 
 def _uv() -> str:
-    uv = shutil.which("uv")
+    # The test extra installs uv beside this interpreter (a venv's bin/ need not be on PATH).
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
     if uv is None:
         pytest.skip("uv is not installed (pip install uv, a test extra)")
     return uv
@@ -554,7 +627,7 @@ def test_uv_resolves_and_installs_from_the_index(tmp_path, dist, real_wheels):
     uv = _uv()
     _put(dist, real_wheels["tinypure-2.0"])
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     seen: list[tuple[str, str]] = []
     with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
         simple = f"{url}/{TARGET}/simple/"
@@ -591,7 +664,7 @@ def test_old_pip_reads_the_html_pages(tmp_path, dist, real_wheels):
     yanks = tmp_path / "yanked.toml"
     yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\n')
     index = tmp_path / "index"
-    build_index(dist, index, yanks)
+    build_index(dist, index, yanks, targets=TARGETS)
     seen: list[tuple[str, str]] = []
     with serve_index(index, on_request=lambda path, ctype: seen.append((path, ctype))) as url:
         dl = tmp_path / "dl"
@@ -633,6 +706,7 @@ def test_invoke_index_tasks(tmp_path, real_wheels):
     assert f"added   {TARGET}/{wheel.name}" in proc.stdout
     assert 'data-yanked=""' in (tmp_path / "index" / TARGET / "simple" / "tinypure" / "index.html").read_text()
     shutil.copyfile(write_wheel(tmp_path / "other", "tinypure", "1.0"), wheel)
+    write_record(wheel, TARGET)
     proc = invoke("index.build")
     assert proc.returncode == 1 and "error:" in proc.stderr and "immutable" in proc.stderr
     wheel.unlink()
@@ -660,7 +734,7 @@ def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
     import threading
 
     index = tmp_path / "index"
-    build_index(dist, index, None)
+    build_index(dist, index, None, targets=TARGETS)
     errors: list[str] = []
     checked = [0]
     stop = threading.Event()
@@ -685,8 +759,8 @@ def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
         thread.start()
         try:
             for i in range(8):
-                write_wheel(dist / TARGET / f"more{i}", f"more{i}", "1.0")
-                assert build_index(dist, index, None).changed
+                _synth(dist / TARGET / f"more{i}", f"more{i}", "1.0")
+                assert build_index(dist, index, None, targets=TARGETS).changed
         finally:
             stop.set()
             thread.join()
@@ -707,17 +781,51 @@ def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monke
         lambda: None,
         lambda: _put(dist, real_wheels["tinypure-2.0"]),
         lambda: yanks.write_text('[[yank]]\nproject = "tinypure"\nversion = "2.0"\n'),
-        lambda: write_wheel(dist / TARGET / "newproj", "newproj", "0.1"),
+        lambda: _synth(dist / TARGET / "newproj", "newproj", "0.1"),
         lambda: (shutil.rmtree(dist / TARGET / "newproj"),
-                 remove_wheels(dist, index, yanks, [(TARGET, "newproj-0.1-py3-none-any.whl")])),
+                 remove_wheels(dist, index, yanks, [(TARGET, "newproj-0.1-py3-none-any.whl")], targets=TARGETS)),
         lambda: yanks.unlink(),
     ]
     for i, step in enumerate(steps):
         step()
-        build_index(dist, index, yanks if yanks.exists() else None)
+        build_index(dist, index, yanks if yanks.exists() else None, targets=TARGETS)
         fresh = tmp_path / f"fresh{i}"
-        build_index(dist, fresh, yanks if yanks.exists() else None)
+        build_index(dist, fresh, yanks if yanks.exists() else None, targets=TARGETS)
         assert _tree(fresh) == _tree(index), f"step {i}"
         assert _dirs(fresh) == _dirs(index), f"step {i}"
     assert not (index / TARGET / "simple" / "newproj").exists()
     assert not list(tmp_path.glob(".index.old-*")) and not list(tmp_path.glob(".index.building-*"))
+
+
+def test_upload_time_is_first_publication_and_uv_exclude_newer_honours_it(tmp_path, dist, real_wheels):
+    """PEP 700 upload-time: the dist wheel's mtime when first published, kept by later builds (even
+    after the dist file is touched or deleted); uv --exclude-newer resolves by it."""
+    uv = _uv()
+    pure1 = next((dist / TARGET / "tinypure").glob("tinypure-1.0-*.whl"))
+    os.utime(pure1, ns=(1_700_000_000_123_456_789,) * 2)  # 2023-11-14T22:13:20.123456Z
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    pure2 = _put(dist, real_wheels["tinypure-2.0"])
+    os.utime(pure2, ns=(1_800_000_000_000_000_000,) * 2)  # 2027-01-15T08:00:00Z
+    build_index(dist, index, None, targets=TARGETS)
+
+    def times() -> dict[str, str]:
+        page = json.loads((index / TARGET / "simple" / "tinypure" / "index.json").read_text())
+        return {f["filename"]: f["upload-time"] for f in page["files"]}
+
+    assert times() == {pure1.name: "2023-11-14T22:13:20.123456Z", pure2.name: "2027-01-15T08:00:00.000000Z"}
+    os.utime(pure1)  # touched (a rebuilt, identical wheel) and then gone from dist: nothing moves
+    build_index(dist, index, None, targets=TARGETS)
+    pure1.unlink()
+    (dist / TARGET / "tinypure" / "tinypure-1.0-py3.json").unlink()
+    build_index(dist, index, None, targets=TARGETS)
+    assert times()[pure1.name] == "2023-11-14T22:13:20.123456Z"
+    with serve_index(index) as url:
+        req = tmp_path / "req.in"
+        req.write_text("tinypure\n")
+        for cutoff, expected in (("2025-01-01T00:00:00Z", "tinypure==1.0"), ("2028-01-01T00:00:00Z", "tinypure==2.0")):
+            proc = subprocess.run([uv, "pip", "compile", "--index-url", f"{url}/{TARGET}/simple/", "--python-version",
+                                   "3.11", "--no-header", "--exclude-newer", cutoff, str(req)],
+                                  env=_client_env(tmp_path), capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            assert expected in proc.stdout, (cutoff, proc.stdout)

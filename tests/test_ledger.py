@@ -9,6 +9,7 @@ import pytest
 from ot2wheels import ledger as ledger_mod
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
@@ -24,7 +25,7 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
                       wheel=None if status == "failed" else "markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl",
                       wheel_sha256=None if status == "failed" else "ab" * 32,
                       wheel_size=None if status == "failed" else 12345,
-                      gate={} if status == "failed" else {"passed": True, "reasons": ["1 ELF file(s) ok"]},
+                      gate=None if status == "failed" else GateReport("w.whl", True, ["1 ELF file(s) ok"], []),
                       error="build failed (exit 1)" if status == "failed" else None)
     record_path = tmp_path / "dist" / target.name / recipe.name / "markupsafe-3.0.4-cp311.json"
     return BuildResult(recipe, target, rec, record_path, None)
@@ -32,11 +33,11 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
 
 def test_fresh_ledger_has_current_schema(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
-    assert led.version() == ledger_mod.SCHEMA_VERSION == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION == 3
     db = sqlite3.connect(tmp_path / "l.sqlite")
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "builds", "smokes", "runs"} <= tables
-    assert Ledger(tmp_path / "l.sqlite").version() == 2  # reopening does not re-run migrations
+    assert Ledger(tmp_path / "l.sqlite").version() == ledger_mod.SCHEMA_VERSION  # reopening does not re-run migrations
 
 
 def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
     db.execute("COMMIT")
     db.close()
     led = Ledger(path)
-    assert led.version() == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION
     rows = led.builds()
     assert [(r["package"], r["status"], r["run_id"]) for r in rows] == [("old", "passed", None)]
     assert led.runs() == []
@@ -115,6 +116,46 @@ def test_default_path_is_in_dist_unless_overridden(fresh_project: Project, monke
     assert ledger_mod.default_path(fresh_project.layout) == fresh_project.layout.dist / "ledger.sqlite"
     monkeypatch.setenv("OT2WHEELS_LEDGER", str(tmp_path / "x.sqlite"))
     assert ledger_mod.default_path(fresh_project.layout) == tmp_path / "x.sqlite"
+
+
+def test_merge_keeps_every_matrix_jobs_rows_in_time_order(fresh_project: Project, tmp_path: Path) -> None:
+    """Issue 12 item 5: one ledger per CI matrix job, merged (not overwritten) into one. The newest
+    row still wins per (package, target), a ledger merged twice counts once, logs are found in the
+    merged dist/, and the CLI does it."""
+    import subprocess
+    import sys
+    import time
+
+    job_a, job_b = Ledger(tmp_path / "a.sqlite"), Ledger(tmp_path / "b.sqlite")
+    run_a = job_a.start_run("nox -s build-markupsafe")
+    job_a.record_build(_result(fresh_project, tmp_path, "passed", 3.0), 3.0, run_a)
+    time.sleep(0.01)
+    run_b = job_b.start_run("nox -s build-markupsafe")
+    job_b.record_build(_result(fresh_project, tmp_path, "failed", 1.0), 1.0, run_b)  # newer: it wins
+    job_b.record_smoke(fresh_project.recipe("markupsafe"), fresh_project.targets.get("bookworm-armhf"),
+                       SmokeResult("markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl", "bookworm-armhf", True, 2.0, "ok"),
+                       run_b)
+    dist = tmp_path / "merged-dist"
+    log = dist / "bookworm-armhf" / "markupsafe" / "markupsafe-3.0.4-cp311.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("# build log\n")
+    out = tmp_path / "merged.sqlite"
+    assert ledger_mod.merge([job_b.path, job_a.path, job_b.path], out, dist=dist) == (2, 1)
+    merged = Ledger(out)
+    assert [b["status"] for b in merged.builds()] == ["passed", "failed"]  # time order, not argument order
+    (latest,) = merged.latest_builds()
+    assert latest["status"] == "failed" and latest["log_path"] == str(log)
+    assert len(merged.runs()) == 2 and len(merged.smokes()) == 1
+    assert ledger_mod.merge([job_a.path], out) == (2, 1)  # merging again adds nothing
+    with pytest.raises(LedgerError, match="nope.sqlite: no such ledger"):
+        ledger_mod.merge([tmp_path / "nope.sqlite"], out)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(root), "ledger.merge",
+                           "--source", str(job_a.path), "--source", str(job_b.path), "--out", str(tmp_path / "cli.sqlite")],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 builds and 1 smoke tests from 2 ledger(s)" in proc.stdout
+    assert [b["status"] for b in Ledger(tmp_path / "cli.sqlite").builds()] == ["passed", "failed"]
 
 
 def test_full_disk_says_disk_full_not_damaged(small_disk) -> None:

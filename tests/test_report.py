@@ -9,6 +9,7 @@ import pytest
 from ot2wheels import report
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
@@ -50,7 +51,7 @@ class Cells(HTMLParser):
 
 
 def _build(fresh_project: Project, dist: Path, pkg: str, target: str, status: str, seconds: float,
-           size: int | None, error: str | None = None, gate: dict | None = None) -> BuildResult:
+           size: int | None, error: str | None = None, gate: GateReport | None = None) -> BuildResult:
     recipe = fresh_project.recipe(pkg)
     tgt = fresh_project.targets.select([target])[0]
     stem = f"{pkg}-{recipe.version}-{tgt.cp}"
@@ -61,7 +62,7 @@ def _build(fresh_project: Project, dist: Path, pkg: str, target: str, status: st
     rec = BuildRecord(target=target, python=tgt.python, project=pkg, version=recipe.version, result=status,
                       cache_key="k", recipe_digest=recipe.digest, toolchain_digest="t", duration_s=seconds,
                       log=log.name, wheel=wheel, wheel_sha256=None if wheel is None else "cd" * 32,
-                      wheel_size=size, gate=gate if gate is not None else ({} if wheel is None else {"passed": True}),
+                      wheel_size=size, gate=gate if gate is not None else (None if wheel is None else GateReport(wheel, True, [], [])),
                       error=error)
     return BuildResult(recipe, tgt, rec, log.with_suffix(".json"), None)
 
@@ -76,7 +77,7 @@ def filled(fresh_project: Project, tmp_path: Path) -> Ledger:
     led.record_build(_build(fresh_project, dist, "markupsafe", "bookworm-armhf", "passed", 3.0, 20480), 3.1, run)
     led.record_build(_build(fresh_project, dist, "markupsafe", "bullseye-armhf", "reused", 4.0, 30720), 0.02, run)
     led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 2.0, None,
-                            error="gate failed", gate={"passed": False, "reasons": ["needs GLIBC_2.34 > 2.31"]}),
+                            error="gate failed", gate=GateReport("msgpack.whl", False, ["needs GLIBC_2.34 > 2.31"], [])),
                      2.0, run)
     led.record_build(_build(fresh_project, dist, "msgpack", "bullseye-armhf", "passed", 12.0, 102400), 12.0, run)
     bullseye = fresh_project.targets.select(["bullseye-armhf"])[0]
@@ -105,9 +106,13 @@ def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, fresh_project
     assert "undefined symbol" in by[("msgpack", "bullseye-armhf")]["reason"]
     assert data["totals"]["ledger_builds"] == 5 and data["totals"]["ledger_reused"] == 1
 
-    ts = data["time_saved"]  # passing cells: markupsafe x2 (3.0 + 4.0 s); smoke-failed msgpack excluded
-    assert ts["factor"] == report.DEFAULT_FACTOR and ts["cross_build_s"] == 7.0
-    assert ts["robot_build_s_per_install_of_all"] == 70.0
+    # passing cells: markupsafe on bookworm (3.0 s) and on bullseye (4.0 s); smoke-failed msgpack
+    # excluded. A robot runs one target: the headline is one target's sum, not both (7.0 s).
+    ts = data["time_saved"]
+    assert ts["factor"] == report.DEFAULT_FACTOR and ts["cross_build_s"] == 4.0 and ts["target"] == "bullseye-armhf"
+    assert ts["robot_build_s_per_install_of_all"] == 40.0
+    assert {t: v["robot_build_s"] for t, v in ts["per_target"].items()} == {"bookworm-armhf": 30.0,
+                                                                             "bullseye-armhf": 40.0}
 
     page = Cells()
     page.feed(rep.html)
@@ -118,7 +123,7 @@ def test_report_matches_the_ledger(filled: Ledger, tmp_path: Path, fresh_project
     assert "reused in 0.0 s" in matrix["markupsafe"][1][1]
     assert "needs GLIBC_2.34" in matrix["msgpack"][0][1]
     assert "100 KiB" in matrix["msgpack"][1][1] and "smoke failed (2.5 s)" in matrix["msgpack"][1][1]
-    assert "<b>70.0 s</b>" in rep.html  # the time saved, as computed
+    assert "<b>40.0 s</b>" in rep.html  # the time saved, as computed
     assert "assumption" in rep.html.lower() and "10x" in rep.html
     for href in page.links:  # every log link resolves to a copy next to the page
         assert (out / href).is_file() and (out / href).read_text().startswith("# build log of")
@@ -132,7 +137,7 @@ def test_factor_comes_from_the_benchmark_when_present(filled: Ledger, tmp_path: 
                                  "machine": {"cpu": "AMD EPYC"}}))
     rep = report.build_report(filled, tmp_path / "r", tmp_path)
     assert rep.data["time_saved"]["factor"] == 6.25
-    assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 43.8
+    assert rep.data["time_saved"]["robot_build_s_per_install_of_all"] == 25.0
     assert "measured by bench/run.py" in rep.data["time_saved"]["factor_source"]
     again = report.build_report(filled, tmp_path / "r", tmp_path, factor=3)  # replaces the old page
     assert again.data["time_saved"]["factor"] == 3
@@ -142,7 +147,7 @@ def test_factor_comes_from_the_benchmark_when_present(filled: Ledger, tmp_path: 
 def test_no_ledger_is_an_error_naming_it(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     led.path.unlink()
-    with pytest.raises(LedgerError, match="l.sqlite"):
+    with pytest.raises(LedgerError, match=r"l\.sqlite"):
         report.build_report(led, tmp_path / "r", tmp_path)
 
 
@@ -181,3 +186,31 @@ def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh
     build_index(fresh_project.layout.dist, index_dir, None, targets=fresh_project.targets)
     assert (index_dir / "report" / "index.html").read_text() == rep.html
     assert (index_dir / "index.html").is_file()
+
+
+def test_a_failed_newer_build_shows_the_compiler_error_and_what_is_still_served(fresh_project: Project,
+                                                                                tmp_path: Path) -> None:
+    """Newest build failed after a passing, smoke-tested one: the cell says failed with the
+    compiler's error line (not a log path), names the version still served, and shows no smoke
+    result (the last smoke test was of the older wheel)."""
+    dist = tmp_path / "dist"
+    led = Ledger(dist / "ledger.sqlite")
+    old = _build(fresh_project, dist, "msgpack", "bookworm-armhf", "passed", 3.0, 1000)
+    led.record_build(old, 3.0)
+    led.record_smoke(old.recipe, old.target, SmokeResult(old.record.wheel, "bookworm-armhf", True, 2.0, "ok"))
+    new = _build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 1.0, None,
+                 error=f"build failed (exit 1); full log: {dist}/x.log")
+    new.record.version = "9.9"
+    log = dist / "bookworm-armhf" / "msgpack" / new.record.log
+    log.write_text("# build log\ngcc -c msgpack/_cmsgpack.c\n"
+                   "msgpack/_cmsgpack.c:12:5: error: implicit declaration of function 'foo'\n"
+                   "error: command '/usr/bin/arm-linux-gnueabihf-gcc' failed with exit code 1\n")
+    led.record_build(new, 1.0)
+    rep = report.build_report(led, tmp_path / "r", tmp_path, factor=10)
+    (cell,) = rep.data["cells"]
+    assert cell["status"] == "failed" and cell["smoke"] is None
+    assert cell["reason"] == "msgpack/_cmsgpack.c:12:5: error: implicit declaration of function 'foo'"
+    assert cell["still_served"] == old.record.version
+    assert "implicit declaration" in rep.html and f"still served: {old.record.version}" in rep.html
+    assert "smoke passed" not in rep.html
+    assert 'href="../project/msgpack/"' in rep.html  # the project's page in the index, which links back

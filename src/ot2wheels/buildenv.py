@@ -9,21 +9,20 @@ a lock (their scripts name their path) and marked complete last. One made at ano
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from . import locks
 from .errors import BuildError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, scrubbed_env
 
 # The PEP 517 frontend run inside each build environment (supports CPython 3.8+).
 FRONTEND = "build==1.2.2.post1"
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
+    return scrubbed_env()
 
 
 def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: Path | None = None) -> Path:

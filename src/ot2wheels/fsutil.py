@@ -10,6 +10,7 @@ An `OSError` while writing becomes a `DiskError` with one line naming the path (
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -30,6 +31,11 @@ def scrubbed_env(drop: Iterable[str] = PYTHON_VARS, base: Mapping[str, str] | No
     prefixes = tuple(drop)
     src = os.environ if base is None else base
     return {**{k: v for k, v in src.items() if not k.startswith(prefixes)}, **extra}
+
+
+def sha256_file(path: Path) -> str:
+    with Path(path).open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def disk_error(exc: OSError, path: Path | str, doing: str = "writing") -> DiskError:

@@ -90,7 +90,15 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """When each run finished and how many failures it reported (NULL: still running, or killed)."""
+    _script(db, """
+        ALTER TABLE runs ADD COLUMN finished_at REAL;
+        ALTER TABLE runs ADD COLUMN failures INTEGER;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -150,10 +158,14 @@ class Ledger:
                              (time.time(), command, jobs, platform.node()))
             return int(cur.lastrowid or 0)
 
-    def record_build(self, result: "BuildResult", duration_s: float, run_id: int | None = None) -> int:
+    def finish_run(self, run_id: int, failures: int) -> None:
+        with self.connect() as db:
+            db.execute("UPDATE runs SET finished_at = ?, failures = ? WHERE id = ?", (time.time(), failures, run_id))
+
+    def record_build(self, result: BuildResult, duration_s: float, run_id: int | None = None) -> int:
         rec = result.record
         log = result.record_path.parent / rec.log
-        gate_passed = None if not rec.gate else int(bool(rec.gate.get("passed")))
+        gate_passed = None if rec.gate is None else int(rec.gate.passed)
         with self.connect() as db:
             cur = db.execute(
                 """INSERT INTO builds (finished_at, package, version, target, python, status, duration_s,
@@ -161,12 +173,12 @@ class Ledger:
                    gate_json, error, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (time.time(), rec.project, rec.version, rec.target, rec.python, rec.result,
                  round(duration_s, 3), rec.duration_s, rec.wheel, rec.wheel_sha256, rec.wheel_size,
-                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate, sort_keys=True), rec.error,
+                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate.to_dict() if rec.gate else {}, sort_keys=True), rec.error,
                  run_id),
             )
             return int(cur.lastrowid or 0)
 
-    def record_smoke(self, recipe: "Recipe", target: "Target", result: "SmokeResult",
+    def record_smoke(self, recipe: Recipe, target: Target, result: SmokeResult,
                      run_id: int | None = None) -> int:
         with self.connect() as db:
             cur = db.execute(
@@ -252,3 +264,63 @@ def _version(db: sqlite3.Connection) -> int:
     except sqlite3.OperationalError:
         return 0
     return int(row[0] or 0)
+
+
+def merge(sources: list[Path], dest: Path, dist: Path | None = None) -> tuple[int, int]:
+    """Merge ledgers (e.g. one per CI matrix job) into a new ledger at `dest`; returns (builds, smokes).
+
+    Rows of every source (and of `dest`, if it exists) are put in time order, so "the newest row
+    of each (package, target)" still means the newest build; rows present in several sources (the
+    same ledger merged twice) are kept once; runs keep their rows. A log path that does not exist
+    here is pointed at `dist/<target>/<package>/<log file name>` when that exists (the matrix jobs'
+    dist/ folders are merged there). The new ledger replaces `dest` in one rename.
+    """
+    inputs = [Path(p) for p in sources]
+    if dest.is_file():
+        inputs.insert(0, dest)
+    for p in inputs:
+        if not p.is_file():
+            raise LedgerError(f"{p}: no such ledger to merge")
+    runs: dict[tuple, dict] = {}
+    rows: dict[str, dict[tuple, dict]] = {"builds": {}, "smokes": {}}
+    for path in inputs:
+        src = Ledger(path)  # migrates an older schema first
+        with src.connect() as db:
+            run_key = {r["id"]: (r["started_at"], r["command"], r["host"]) for r in db.execute("SELECT * FROM runs")}
+            for r in db.execute("SELECT * FROM runs"):
+                runs.setdefault(run_key[r["id"]], dict(r))
+            for table in rows:
+                for r in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed table names
+                    row = dict(r)
+                    row["run_key"] = run_key.get(row.pop("run_id"))
+                    row.pop("id")
+                    key = tuple(sorted((k, v) for k, v in row.items() if k != "log_path"))
+                    rows[table].setdefault(key, row)
+    tmp = dest.with_name(f".{dest.name}.merge-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        out = Ledger(tmp)
+        with out.connect() as db:
+            run_id = {}
+            for key, r in sorted(runs.items(), key=lambda kv: kv[1]["started_at"]):
+                cur = db.execute("INSERT INTO runs (started_at, command, jobs, host) VALUES (?, ?, ?, ?)",
+                                 (r["started_at"], r["command"], r["jobs"], r["host"]))
+                run_id[key] = cur.lastrowid
+            for table, items in rows.items():
+                for r in sorted(items.values(), key=lambda r: r["finished_at"]):
+                    r = dict(r)
+                    r["run_id"] = run_id.get(r.pop("run_key"))
+                    if table == "builds" and dist is not None and r["log_path"] and not Path(r["log_path"]).is_file():
+                        moved = dist / r["target"] / r["package"] / Path(r["log_path"]).name
+                        if moved.is_file():
+                            r["log_path"] = str(moved)
+                    cols = ", ".join(r)
+                    db.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(r))})",  # noqa: S608
+                               tuple(r.values()))
+        for suffix in ("-wal", "-shm"):  # a closed WAL database is whole in its main file
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(rows["builds"]), len(rows["smokes"])

@@ -72,7 +72,7 @@ def backend_name(build_backend: str, requires: Iterable[str]) -> str:
 
 def _build_environment(python: str) -> dict[str, str]:
     """Markers of the build Python: this host, but the target's CPython X.Y."""
-    env = dict(default_environment())
+    env = {k: str(v) for k, v in default_environment().items()}
     env.update(python_version=python, python_full_version=f"{python}.0")
     return env
 
@@ -127,7 +127,7 @@ def import_names(members: list[str], data: bytes, filename: str, pyproject: dict
     tops = [m for m in members if m.count("/") in (1, 2) and m.endswith(".egg-info/top_level.txt")]
     if tops:
         member = min(tops, key=lambda m: m.count("/")).split("/", 1)[1]
-        names = [n for n in read_sdist_member_path(data, filename, member).decode().split() if n.isidentifier()]
+        names = [n for n in read_sdist_member(data, filename, member).decode().split() if n.isidentifier()]
         if names:
             return sorted(set(names))
     module = pyproject.get("tool", {}).get("maturin", {}).get("module-name")
@@ -152,27 +152,6 @@ def extension_modules(data: bytes, filename: str) -> list[str]:
         return []
     names = set(_EXTENSION.findall(setup_py))
     return sorted(n for n in names if not {p.lower() for p in n.split(".")} & _NOT_MODULES)
-
-
-def read_sdist_member_path(data: bytes, filename: str, member: str) -> bytes:
-    """A file at `member` below the sdist's top folder (may be nested, unlike read_sdist_member)."""
-    import io
-    import tarfile
-    import zipfile
-
-    if filename.endswith(".zip"):
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for name in zf.namelist():
-                if name.split("/", 1)[-1] == member:
-                    return zf.read(name)
-    else:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            for info in tf.getmembers():
-                if info.isfile() and info.name.split("/", 1)[-1] == member:
-                    fh = tf.extractfile(info)
-                    assert fh is not None
-                    return fh.read()
-    raise SourceError(f"{filename}: no {member}")
 
 
 def target_libs(data: bytes, filename: str) -> list[str]:
@@ -286,7 +265,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     requires = pin_build_requirements(list(raw_requires), pythons, client)
     try:
         summary = client.metadata(sdist).summary
-    except Exception:  # noqa: BLE001 - a summary is cosmetic
+    except Exception:
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]

@@ -23,11 +23,11 @@ from typing import Callable
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from .errors import SmokeError
-from .fsutil import atomic_write
-from .smoke import target_pip_install
 from .download import ca_bundle
+from .errors import SmokeError
+from .fsutil import PIP_VARS, PYTHON_VARS, atomic_write, scrubbed_env
 from .pypi import IndexClient
+from .smoke import target_pip_install
 from .targets import Target
 
 Say = Callable[[str], None]
@@ -86,8 +86,7 @@ def _fits(spec: str, version: Version) -> bool:
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     """The host environment without anything that configures pip or Python, plus `extra`."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
-    return {**keep, "PIP_CONFIG_FILE": os.devnull, "PYTHONNOUSERSITE": "1", **extra}
+    return {**scrubbed_env((*PIP_VARS, *PYTHON_VARS), PIP_CONFIG_FILE=os.devnull, PYTHONNOUSERSITE="1"), **extra}
 
 
 def derived_constraints(constraints: Path | None, ours: list[Path], dest: Path) -> Path | None:
@@ -184,7 +183,8 @@ def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
         data = json.loads(report.read_text())
     except (OSError, ValueError):
         return {}, []
-    installed, ours = {}, []
+    installed: dict[str, str] = {}
+    ours: list[str] = []
     for item in data.get("install", []):
         meta = item.get("metadata", {})
         installed[canonicalize_name(meta.get("name", "?"))] = meta.get("version", "?")
@@ -192,3 +192,60 @@ def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
         if url.startswith("file:") and f"/{house.name}/" in url:
             ours.append(url.rsplit("/", 1)[-1])
     return installed, sorted(ours)
+
+
+# --- the landing page's instructions, run as printed -------------------------------------------------
+PIP_VAR = "OT2WHEELS_REHEARSE_PIP"  # a pip wheel the `python3` below runs pip from, when set
+
+
+@dataclass(frozen=True)
+class Device:
+    """A stand-in for the device's shell: `python3` on PATH is the target's CPython under qemu-arm.
+
+    `root/bin/python3` is a script running the sysroot's CPython with qemu-arm's `-0 "$0"`, so
+    sys.executable is the script and the interpreter finds its stdlib through `root/lib`, a link
+    to the sysroot's /usr/lib (no PYTHONHOME, which would switch off venv detection). Virtual
+    environments made from it work like the device's. When $OT2WHEELS_REHEARSE_PIP names a pip
+    wheel, `python3 -m pip` runs that pip (old or current) instead of the environment's own.
+    """
+
+    root: Path
+    home: Path
+    env: dict[str, str]
+
+    def run(self, script: str, cwd: Path, *, pip: Path | None = None, timeout: float = 900) -> tuple[int, str]:
+        """Run `script` with `sh -e` as the device's user would type it; (exit code, output)."""
+        env = {**self.env, **({PIP_VAR: str(pip)} if pip else {})}
+        try:
+            proc = subprocess.run(["sh", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return -1, f"timed out after {timeout}s"
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+def make_device(toolchain, work: Path, *, index_url: str, config_dirs: Path | None = None) -> Device:
+    """A device shell under `work`: its own HOME, no pip configuration of this host.
+
+    `index_url` stands in for pip's default index (PyPI); `config_dirs` holds `pip/pip.conf` files
+    read as the system-wide configuration (XDG_CONFIG_DIRS), like the device's /etc/pip.conf.
+    """
+    root, home = work / "device", work / "home"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    lib = root / "lib"
+    if not lib.is_symlink():
+        lib.symlink_to(toolchain.sysroot / "usr" / "lib")
+    qemu = " ".join(shlex.quote(a) for a in toolchain.qemu_command())
+    script = root / "bin" / "python3"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ -n "${PIP_VAR}" ]; then PYTHONPATH="${PIP_VAR}"; export PYTHONPATH; fi\n'
+        f'exec {qemu} -0 "$0" {shlex.quote(str(toolchain.target_python))} "$@"\n')
+    script.chmod(0o755)
+    env = scrubbed_env((*PYTHON_VARS, *PIP_VARS, "UV_", "XDG_"),
+                       PATH=f"{root / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}", HOME=str(home),
+                       XDG_CONFIG_DIRS=str(config_dirs or work / "no-system-config"),
+                       PIP_INDEX_URL=index_url, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
+                       PIP_NO_CACHE_DIR="1")
+    return Device(root, home, env)

@@ -18,16 +18,22 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
 
 from .errors import LedgerError
 from .ledger import Ledger
 
 DEFAULT_FACTOR = 10.0
+# gcc/clang "file.c:3:1: error: ...", "fatal error:", "error: command 'gcc' failed", rustc "error[E0425]:"
+ERROR_RE = re.compile(r"\b(fatal )?error(\[\w+\])?:", re.IGNORECASE)
 
 STATUS_COLOURS = {
     "passed": "#2e9d4b",        # built and gated here
@@ -81,9 +87,32 @@ def _cell_status(build: dict | None, smoke: dict | None) -> str:
         return "missing"
     if build["status"] == "failed":
         return "failed"
-    if smoke is not None and smoke["status"] == "failed" and smoke["wheel"] == build["wheel"]:
+    if smoke is not None and smoke["status"] == "failed":
         return "smoke-failed"
     return build["status"]
+
+
+def _current_smoke(build: dict | None, smoke: dict | None) -> dict | None:
+    """The newest smoke test, only if it tested the wheel of the newest build: a smoke result of an
+    older wheel says nothing about what the newest build produced."""
+    if smoke is None or (build is not None and (build["status"] == "failed" or smoke["wheel"] != build["wheel"])):
+        return None
+    return smoke
+
+
+def error_line(log: str | None, fallback: str | None) -> str:
+    """The compiler's (or tool's) first `error:` line of a build log, else the first line of
+    `fallback` (the record's error): what a reader needs, not a path."""
+    if log:
+        try:
+            with open(log, errors="replace") as fh:
+                for line in fh:
+                    if ERROR_RE.search(line):
+                        return line.strip()[:500]
+        except OSError:
+            pass
+    lines = [ln for ln in (fallback or "").splitlines() if ln.strip()]
+    return (lines[0] if lines else "failed")[:500]
 
 
 def _reason(build: dict | None, smoke: dict | None, status: str) -> str:
@@ -91,8 +120,7 @@ def _reason(build: dict | None, smoke: dict | None, status: str) -> str:
         gate = json.loads(build.get("gate_json") or "{}")
         if gate and not gate.get("passed", True):
             return "; ".join(gate.get("reasons", []))[:500]
-        lines = [ln for ln in (build.get("error") or "").splitlines() if ln.strip()]
-        return (lines[0] if lines else "failed")[:500]
+        return error_line(build.get("log_path"), build.get("error"))
     if status == "smoke-failed" and smoke:
         tail = [ln for ln in smoke["output"].splitlines() if ln.strip()]
         return ("smoke test: " + (tail[-1] if tail else "failed"))[:500]
@@ -103,6 +131,12 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
     """The report's data: one cell per (package, target) from the newest rows, plus totals."""
     builds = {(b["package"], b["target"]): b for b in ledger.latest_builds()}
     smokes = {(s["package"], s["target"]): s for s in ledger.latest_smokes()}
+    # The newest passing build of each (package, target): what the index still serves when a
+    # newer build failed (published wheels stay published).
+    served: dict[tuple[str, str], dict] = {}
+    for b in ledger.builds():
+        if b["status"] in ("passed", "reused") and b["wheel"]:
+            served[(b["package"], b["target"])] = b
     packages = sorted({p for p, _t in builds} | {p for p, _t in smokes})
     targets = sorted({t for _p, t in builds} | {t for _p, t in smokes})
     cells = []
@@ -111,7 +145,9 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
             b, s = builds.get((pkg, tgt)), smokes.get((pkg, tgt))
             if b is None and s is None:
                 continue
+            s = _current_smoke(b, s) if b is not None else s
             status = _cell_status(b, s)
+            still = served.get((pkg, tgt)) if status == "failed" else None
             cells.append({
                 "package": pkg, "target": tgt,
                 "version": (b or s or {}).get("version"), "python": (b or s or {}).get("python"),
@@ -127,6 +163,7 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
                 "log_path": b["log_path"] if b else None,
                 "log": None,  # relative link, filled in when the log is copied next to the page
                 "reason": _reason(b, s, status),
+                "still_served": still["version"] if still else None,
                 "finished_at": b["finished_at"] if b else s["finished_at"],  # type: ignore[index]
             })
     ok = [c for c in cells if c["status"] in ("passed", "reused")]
@@ -136,7 +173,17 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
     for c in cells:
         c["from_scratch_s"] = max(c["build_duration_s"] or 0.0,
                                   slowest.get((c["package"], c["target"], c["version"]), 0.0)) or None
-    cross_s = sum(c["from_scratch_s"] or 0.0 for c in ok)
+    # A robot runs one target: it is spared the builds of its own target's wheels, not the sum
+    # over every target.
+    per_target: dict[str, dict] = {}
+    for c in ok:
+        t = per_target.setdefault(c["target"], {"wheels": 0, "cross_build_s": 0.0})
+        t["wheels"] += 1
+        t["cross_build_s"] += c["from_scratch_s"] or 0.0
+    for t in per_target.values():
+        t["cross_build_s"] = round(t["cross_build_s"], 2)
+        t["robot_build_s"] = round(t["cross_build_s"] * factor.value, 1)
+    best = max(per_target.items(), key=lambda kv: kv[1]["robot_build_s"], default=(None, None))
     all_builds = ledger.builds()
     counts = {k: sum(1 for c in cells if c["status"] == k) for k in STATUS_COLOURS}
     return {
@@ -160,9 +207,12 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
             "assumption": (f"a native build on the robot (Raspberry Pi 3 class CPU) takes {factor.value:g}x "
                            "our measured cross build time (per wheel, the slowest recorded cross build: "
                            "the one least helped by the compiler cache)"),
-            "cross_build_s": round(cross_s, 2),
-            "robot_build_s_per_install_of_all": round(cross_s * factor.value, 1),
-            "wheels": len(ok),
+            "per_target": per_target,
+            # the headline: one robot, the target that saves it the most
+            "target": best[0],
+            "cross_build_s": best[1]["cross_build_s"] if best[1] else 0.0,
+            "robot_build_s_per_install_of_all": best[1]["robot_build_s"] if best[1] else 0.0,
+            "wheels": best[1]["wheels"] if best[1] else 0,
         },
     }
 
@@ -205,8 +255,12 @@ def render_html(data: dict) -> str:
                 bits.append(f'<a href="{e(c["log"])}">log</a>')
             if c["reason"]:
                 bits.append(f'<span class="reason">{e(c["reason"])}</span>')
+            if c["still_served"]:
+                bits.append(f'<b>still served: {e(c["still_served"])}</b> (the newest build failed)')
             tds.append(f'<td class="st-{e(c["status"])}">' + "<br>".join(bits) + "</td>")
-        rows.append(f"<tr><th>{e(pkg)}</th>{''.join(tds)}</tr>")
+        # the project's page in the index (index/project/<name>/), which links back here
+        rows.append(f'<tr><th><a href="../project/{e(quote(canonicalize_name(pkg), safe=""))}/">{e(pkg)}</a></th>'
+                    f"{''.join(tds)}</tr>")
     ts, tot = data["time_saved"], data["totals"]
     legend = " ".join(f'<span class="st-{k} key">{k}</span>' for k in STATUS_COLOURS)
     styles = "\n".join(f".st-{k} {{ background: {v}; }}" for k, v in STATUS_COLOURS.items())
@@ -232,9 +286,11 @@ smoke tests in {tot["runs"]} runs. Newest result per package and target:
 {chr(10).join(rows)}
 </table>
 <h2>Robot build time saved</h2>
-<p id="time-saved">Installing these {ts["wheels"]} wheels on a robot instead of compiling them there saves about
+<p id="time-saved">A robot runs one target. Installing the {ts["wheels"]} wheels of {e(ts["target"] or "-")}
+on such a robot instead of compiling them there saves about
 <b>{_fmt_s(ts["robot_build_s_per_install_of_all"])}</b> of robot build time per robot
-(cross builds here: {_fmt_s(ts["cross_build_s"])}).</p>
+(cross builds here: {_fmt_s(ts["cross_build_s"])}). Per target:
+{", ".join(f'{e(t)}: {_fmt_s(v["robot_build_s"])} ({v["wheels"]} wheels)' for t, v in sorted(ts["per_target"].items()))}.</p>
 <p>Assumption: {e(ts["assumption"])}. K = {ts["factor"]:g}: {e(ts["factor_source"])}.</p>
 <p><a href="report.json">report.json</a> holds the same data.</p>
 </body></html>

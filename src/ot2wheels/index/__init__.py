@@ -1,8 +1,19 @@
 """The static package index: PEP 503 HTML, PEP 691 JSON and PEP 658 metadata, as plain files."""
 
-from .build import IndexResult, build_index, inspect_wheel, remove_wheels
-from .model import WheelEntry, YankList, load_yanks
-from .serve import serve_index
+from __future__ import annotations
 
-__all__ = ["IndexResult", "WheelEntry", "YankList", "build_index", "inspect_wheel", "load_yanks",
-           "remove_wheels", "serve_index"]
+from importlib import import_module
+from typing import Any
+
+# Loaded on first use: `invoke index.build` should not pay for the HTTP server's imports.
+_EXPORTS = {
+    "IndexResult": "build", "build_index": "build", "inspect_wheel": "build", "remove_wheels": "build",
+    "WheelEntry": "model", "YankList": "model", "load_yanks": "model", "serve_index": "serve",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

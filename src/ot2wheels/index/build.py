@@ -26,17 +26,18 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ..download import sha256_file
 from ..errors import IndexBuildError
-from ..targets import TargetSet
-from . import render, swap
-from .model import WheelEntry, YankList, load_yanks
+from ..fsutil import disk_error, sha256_file
+from ..targets import Target, TargetSet
+from . import incremental, render, swap
+from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
 
 # Where one output file of the new tree comes from, when it is not new bytes:
 # ("copy", path in dist) or ("link", path in the previous tree).
@@ -135,15 +136,17 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = headers.get("requires-python")
+    stat = path.stat()
     entry = WheelEntry(
         target=target,
         project=name,
         filename=path.name,
         version=str(version),
         sha256=sha256 or sha256_file(path),
-        size=path.stat().st_size,
+        size=stat.st_size,
         requires_python=requires_python or None,
         metadata_sha256=hashlib.sha256(metadata).hexdigest(),
+        upload_time=upload_time(stat.st_mtime_ns),
     )
     return entry, metadata
 
@@ -183,6 +186,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                         sha256=info["hashes"]["sha256"], size=size,
                         requires_python=info.get("requires-python"),
                         metadata_sha256=info["core-metadata"]["sha256"],
+                        upload_time=info.get("upload-time") or upload_time(wheel.stat().st_mtime_ns),
                     )
                     out[entry.key] = _Published(entry, wheel, meta)
                 else:  # not described by a page (or changed size): read the wheel itself
@@ -198,70 +202,213 @@ class _Candidate:
     expected_sha256: str | None  # from its build record, if it has one
 
 
-def _records_by_wheel(project_dir: Path) -> dict[str, tuple[Path, dict]]:
-    """Build records (`*.json` beside the wheels, see ot2wheels.records) by the wheel they name."""
-    out: dict[str, tuple[Path, dict]] = {}
+@dataclass(frozen=True)
+class _Records:
+    by_wheel: dict[str, tuple[Path, dict]]  # wheel filename -> its record
+    failure: Failure | None  # the newest build of the folder, when it failed
+    unreadable: list[str]  # records that cannot be read, with why
+
+
+def _read_records(project_dir: Path) -> _Records:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records): by the wheel they name,
+    and whether the newest one (by modification time) is a failed build."""
+    by_wheel: dict[str, tuple[Path, dict]] = {}
+    unreadable: list[str] = []
+    newest: tuple[int, str, dict, Path] | None = None
     for path in sorted(project_dir.glob("*.json")):
         if path.name.startswith("."):
             continue
         try:
             data = json.loads(path.read_text())
-        except ValueError as exc:
-            raise IndexBuildError(f"{path}: unreadable build record ({exc}); fix or delete it") from None
-        if isinstance(data, dict) and isinstance(data.get("wheel"), str):
-            out[data["wheel"]] = (path, data)
-    return out
+            mtime = path.stat().st_mtime_ns
+        except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
+            unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
+            continue
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("wheel"), str):
+            by_wheel[data["wheel"]] = (path, data)
+        if newest is None or (mtime, path.name) > newest[:2]:
+            newest = (mtime, path.name, data, path)
+    failure = None
+    if newest is not None and newest[2].get("result") == "failed":
+        from ..report import error_line  # the same extraction as the status page
+
+        data, path = newest[2], newest[3]
+        log = path.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
+        failure = Failure(version=str(data.get("version", "?")),
+                          error=error_line(str(log) if log else None, data.get("error")),
+                          log=log.name if log else "")
+    return _Records(by_wheel, failure, unreadable)
 
 
 def _record_verdict(record: dict) -> str | None:
-    """Why a wheel must not be published according to its build record, or None."""
-    result = record.get("result", "passed")
+    """Why a wheel must not be published according to its current build record, or None.
+
+    Published: the build passed (or reused a passing one), the gate passed and the smoke test
+    under qemu passed. Every recipe has a [smoke] section (the recipe schema requires it), so a
+    wheel whose smoke test has not run yet is not published either.
+    """
+    result = record.get("result")
     if result not in ("passed", "reused"):
-        return f"build record says result={result!r}"
+        return f"its build record says result={result!r}"
+    gate = record.get("gate") or {}
+    if isinstance(gate, dict) and gate.get("passed") is False:
+        return "its build record says the gate failed"
     smoke = record.get("smoke") or {}
-    if smoke.get("passed") is False:
+    if not isinstance(smoke, dict) or "passed" not in smoke:
+        return "its smoke test has not run yet (invoke test-arm / nox -s build-*)"
+    if smoke.get("passed") is not True:
         return "its smoke test under qemu failed"
     return None
 
 
-def scan_dist(dist_dir: Path) -> tuple[list[_Candidate], list[str]]:
-    """Every wheel in dist/<target>/<project>/ that may be published, and the skipped ones (with why).
+def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[_Candidate], list[str], Failure | None]:
+    """The wheels of one dist folder ("<target>/<project>") that may be published, the others (why),
+    and the newest build's failure if it failed.
 
-    A wheel named by a build record is published only if the record says the build passed
-    (or was reused) and its smoke test, if run, passed. A wheel without a record is published.
+    A wheel is published only from a folder named after a target of `targets`, and only if a
+    build record beside it (its current one: a later build of the same version rewrites the
+    record) names it and says it passed (see _record_verdict). Everything else is reported,
+    never published.
     """
+    target = folder.split("/", 1)[0]
+    pdir = dist_dir / folder
+    known = target in targets.targets
     found, skipped = [], []
-    for tdir in _visible_dirs(dist_dir):
-        for pdir in _visible_dirs(tdir):
-            recs = _records_by_wheel(pdir)
-            for wheel in sorted(pdir.glob("*.whl")):
-                record_path, record = recs.get(wheel.name, (None, {}))
-                why = _record_verdict(record)
-                if why:
-                    skipped.append(f"{tdir.name}/{wheel.name}: {why} ({record_path})")
-                    continue
-                found.append(_Candidate(tdir.name, wheel, record.get("wheel_sha256")))
+    recs = _read_records(pdir) if known else _Records({}, None, [])
+    skipped += recs.unreadable
+    for wheel in sorted(pdir.glob("*.whl")):
+        where = f"{folder}/{wheel.name}"
+        if not known:
+            skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
+                           "move the wheel under dist/<target>/ or add the target")
+            continue
+        if wheel.name not in recs.by_wheel:
+            skipped.append(f"{where}: no build record names it (left by an earlier build or put "
+                           "there by hand); rebuild it to publish it")
+            continue
+        record_path, record = recs.by_wheel[wheel.name]
+        why = _record_verdict(record)
+        if why:
+            skipped.append(f"{where}: {why} ({record_path.name})")
+            continue
+        found.append(_Candidate(target, wheel, record.get("wheel_sha256")))
+    return found, skipped, recs.failure
+
+
+def dist_folders(dist_dir: Path) -> dict[str, int]:
+    """Every dist/<target>/<project>/ folder ("<target>/<project>") with its mtime in ns.
+
+    A folder's mtime changes whenever a file is created, renamed into it or deleted, which is
+    how ot2wheels writes wheels and records (atomically, by rename): an incremental index build
+    rescans only folders whose mtime moved.
+    """
+    out: dict[str, int] = {}
+    try:
+        tops = [e for e in os.scandir(dist_dir) if e.is_dir() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return out
+    for top in sorted(tops, key=lambda e: e.name):
+        for entry in os.scandir(top.path):
+            if entry.is_dir() and not entry.name.startswith("."):
+                out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+    return dict(sorted(out.items()))
+
+
+def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
+    """scan_project over every dist folder."""
+    found, skipped = [], []
+    for folder in dist_folders(dist_dir):
+        f, sk, _failure = scan_project(dist_dir, folder, targets)
+        found += f
+        skipped += sk
     return found, skipped
 
 
-def _check_tags(entry: WheelEntry, path: Path, targets: TargetSet | None) -> None:
-    if targets is None or entry.target not in targets.targets:
-        return
-    t = targets.targets[entry.target]
+class _TagCheck:
+    """Whether a wheel's tags fit its target; each target's tag set is computed once per build."""
+
+    def __init__(self, targets: TargetSet) -> None:
+        self.targets = targets
+        self.tags: dict[str, frozenset] = {}
+
+    def __call__(self, entry: WheelEntry, path: Path) -> None:
+        t = self.targets.targets[entry.target]
+        if t.name not in self.tags:
+            self.tags[t.name] = frozenset(t.supported_tags())
+        _check_tags(entry, path, t, self.tags[t.name])
+
+
+def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not wheel_tags & set(t.supported_tags()):
+    if not wheel_tags & supported:
         raise IndexBuildError(
             f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
             "dist/<target>/ folder or delete it")
 
 
+def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[str, Path | str]],
+           check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
+    """The candidates that are new to the index (checked); `published` maps each published
+    (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
+    error (published wheels are immutable); a broken wheel is skipped with the reason."""
+    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
+        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads."""
+        old = published.get((cand.target, cand.path.name))
+        if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
+            return None
+        sha = sha256_file(cand.path)
+        if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
+            return sha, None
+        try:
+            return sha, inspect_wheel(cand.path, cand.target, sha)
+        except IndexBuildError as exc:
+            return sha, exc
+
+    # Hashing and unzipping wait on the disk more than on the interpreter: overlap them.
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates)) or 1) as pool:
+        results = list(pool.map(read, candidates))
+    new: dict[tuple[str, str], _New] = {}
+    for cand, result in zip(candidates, results):  # decisions in input order: deterministic
+        if result is None:
+            continue
+        target, path = cand.target, cand.path
+        key = (target, path.name)
+        old = published.get(key)
+        sha, described = result
+        if cand.expected_sha256 and sha != cand.expected_sha256:
+            skipped.append(f"{target}/{path.name}: changed since its build record was written "
+                           f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
+            continue
+        if old is not None:
+            if sha != old[0]:
+                raise IndexBuildError(
+                    f"{path} (sha256 {sha}) has the same filename as the published "
+                    f"{old[1]} (sha256 {old[0]}) but different content. Published "
+                    "wheels are immutable: bump the version or add a build tag "
+                    "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
+            continue
+        if isinstance(described, IndexBuildError):  # one broken wheel must not stop every other project
+            skipped.append(f"{target}/{path.parent.name}/{path.name}: {described}")
+            continue
+        assert described is not None
+        entry, metadata = described
+        check_tags(entry, path)
+        new[key] = _New(entry, path, metadata)
+    return new
+
+
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    from ..smoke import pip_target_args  # only when the landing page is written
+
     t = targets.targets.get(name) if targets else None
     if t is None:
         return render.TargetInfo(name=name)
     return render.TargetInfo(name=name, description=t.description, python=t.python,
-                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider)
+                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider,
+                             pip_target_args=tuple(pip_target_args(t)))
 
 
 def _old_files(index_dir: Path) -> set[str]:
@@ -291,25 +438,52 @@ def build_index(
     yanked_file: Path | None,
     base_url: str | None = None,
     *,
-    targets: TargetSet | None = None,
+    targets: TargetSet,
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
-    of each project page as it is written into the new tree.
+    of each project page as it is written. `full` skips the incremental path (incremental.py):
+    every page is recomputed and the whole tree swapped in at once.
     """
+    try:
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full)
+    except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
+        raise disk_error(exc, exc.filename or index_dir, "building the index") from None
+
+
+def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
+                 targets: TargetSet, remove: Iterable[tuple[str, str]],
+                 progress: Callable[[str], None] | None, full: bool) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
         raise IndexBuildError(f"base URL {base_url!r} must be absolute (http://, https:// or file://)")
     yanks = load_yanks(yanked_file)
+    remove = list(remove)
     with swap.locked(index_dir):
         swap.recover(index_dir)
+        fp = _fingerprint(dist_dir, yanked_file, base_url, targets)
+        if not remove and not full:
+            quick = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start)
+            if quick is not None:
+                return quick
         published = read_published(index_dir)
-        candidates, skipped = scan_dist(dist_dir)
+        scanned_at = incremental.now_ns()
+        folders = dist_folders(dist_dir)
+        candidates, skipped, skipped_by_folder = [], [], {}
+        failures: render.Failures = {}
+        for folder in folders:
+            found, sk, failure = scan_project(dist_dir, folder, targets)
+            candidates += found
+            skipped_by_folder[folder] = sk
+            skipped += sk
+            if failure is not None and folder.split("/")[0] in targets.targets:
+                failures[_folder_key(folder)] = failure
 
         removed = []
         dist_keys = {(c.target, c.path.name): c.path for c in candidates}
@@ -323,32 +497,11 @@ def build_index(
             del published[key]
             removed.append(f"{target}/{filename}")
 
-        new: dict[tuple[str, str], _New] = {}
-        for cand in candidates:
-            target, path = cand.target, cand.path
-            key = (target, path.name)
-            old = published.get(key)
-            if old is not None and os.path.samefile(old.wheel, path):
-                continue
-            sha = sha256_file(path)
-            if cand.expected_sha256 and sha != cand.expected_sha256:
-                skipped.append(f"{target}/{path.name}: changed since its build record was written "
-                               f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
-                continue
-            if old is not None:
-                if sha != old.entry.sha256:
-                    raise IndexBuildError(
-                        f"{path} (sha256 {sha}) has the same filename as the published "
-                        f"{old.wheel} (sha256 {old.entry.sha256}) but different content. Published "
-                        "wheels are immutable: bump the version or add a build tag "
-                        "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
-                continue
-            entry, metadata = inspect_wheel(path, target, sha)
-            _check_tags(entry, path, targets)
-            new[key] = _New(entry, path, metadata)
+        new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
+                     _TagCheck(targets), skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets)
+        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
@@ -356,6 +509,11 @@ def build_index(
         rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
         if changed:
             _write_tree(index_dir, plan, progress)
+        state = plan[incremental.STATE_NAME]
+        tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
+        # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
+            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()}))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -372,13 +530,139 @@ def build_index(
         )
 
 
+def _folder_key(folder: str) -> tuple[str, str]:
+    target, _, project = folder.partition("/")
+    return target, canonicalize_name(project)
+
+
+def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
+    """What the pages depend on besides the wheels: a change means a full build."""
+    def read(path: Path | None) -> bytes:
+        try:
+            return path.read_bytes() if path else b""
+        except FileNotFoundError:
+            return b""
+
+    code = b"".join(read(Path(__file__).with_name(n)) for n in ("render.py", "instructions.py", "model.py",
+                                                                  "build.py", "incremental.py"))
+    return incremental.fingerprint(str(dist_dir), read(yanked_file), base_url, read(targets.source),
+                                   hashlib.sha256(code).hexdigest())
+
+
+def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float) -> IndexResult | None:
+    """Publish what is new in changed dist folders, touching only what that changes; None when a
+    full build is needed (see incremental.py)."""
+    cache = incremental.read_scan_cache(index_dir)
+    if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
+        return None
+    raw = incremental.read_state_bytes(index_dir)
+    if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
+        return None
+    scanned_at = incremental.now_ns()
+    folders = dist_folders(dist_dir)
+    changed = [f for f, m in folders.items()
+               if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
+    if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
+        return _result(index_dir, None, raw, (), cache.folders, yanks, False, [], start)
+    state = incremental.parse_state(raw)
+    if state is None:
+        return None
+    entries, failures, _ = state
+    top = str(index_dir)
+    published = {e.key: (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}") for e in entries}
+    check_tags = _TagCheck(targets)
+    new: dict[tuple[str, str], _New] = {}
+    remembered = {f: v for f, v in cache.folders.items() if f in folders}
+    new_failures = dict(failures)
+    for folder in changed:
+        mtime = folders[folder]
+        found, skipped, failure = scan_project(dist_dir, folder, targets)
+        new.update(_admit(found, published, check_tags, skipped))
+        remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
+        if folder.split("/")[0] in targets.targets:
+            key = _folder_key(folder)
+            if failure is None:
+                new_failures.pop(key, None)
+            else:
+                new_failures[key] = failure
+    written: list[str] = []
+    tree = cache.tree
+    dirty = {(n.entry.target, n.entry.project) for n in new.values()}
+    dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
+    if dirty:
+        all_entries = entries + [n.entry for n in new.values()]
+        for n in new.values():  # 1. the files, not linked from anywhere yet
+            rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+            incremental.publish_file(index_dir, rel, n.wheel)
+            incremental.write_if_changed(index_dir, rel + ".metadata", n.metadata_bytes, written)
+            written.append(rel)
+        by_target: dict[str, dict[str, list[WheelEntry]]] = {}
+        for e in all_entries:
+            by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+        links = render.Links(base_url)
+        for t, p in sorted({(n.entry.target, n.entry.project) for n in new.values()}):  # 2. their project pages
+            for rel, data in ((f"{t}/simple/{p}/index.html", render.project_html(p, by_target[t][p], yanks, links)),
+                              (f"{t}/simple/{p}/index.json", render.project_json(p, by_target[t][p], yanks, links))):
+                incremental.write_if_changed(index_dir, rel, data, written)
+                if progress and rel.endswith(".html"):
+                    progress(rel)
+        for t in sorted({n.entry.target for n in new.values()}):  # 3. root pages and constraints
+            names = sorted(by_target[t])
+            incremental.write_if_changed(index_dir, f"{t}/simple/index.html", render.root_html(names, t, links), written)
+            incremental.write_if_changed(index_dir, f"{t}/simple/index.json", render.root_json(names), written)
+            flat = [e for es in by_target[t].values() for e in es]
+            incremental.write_if_changed(index_dir, f"{t}/constraints.txt", render.constraints_txt(t, flat, yanks),
+                                         written)
+        for p in sorted({p for _t, p in dirty}):  # 4. the pages for people
+            mine = [e for es in by_target.values() for e in es.get(p, [])]
+            incremental.write_if_changed(index_dir, f"project/{p}/index.html",
+                                         render.project_page(p, mine, new_failures, yanks, base_url), written)
+        infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in new_failures})]
+        incremental.write_if_changed(index_dir, "index.html",
+                                     render.landing_html(infos, all_entries, yanks, base_url, new_failures), written)
+        state_data = incremental.state_bytes(all_entries, new_failures)  # 5. the state, last
+        incremental.write_if_changed(index_dir, incremental.STATE_NAME, state_data, written)
+        tree = hashlib.sha256(state_data).hexdigest()
+        entries = all_entries
+    if new or remembered != cache.folders:
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered))
+    return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
+                   bool(dirty), written, start)
+
+
+def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes, added: tuple[str, ...],
+            folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
+            start: float) -> IndexResult:
+    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes."""
+    if entries is None:  # counts straight from the rows: no WheelEntry objects unless yanks need them
+        rows = json.loads(raw)["entries"]
+        keys = [(r[0], r[1]) for r in rows]
+        entries = [WheelEntry(*r) for r in rows] if yanks.rules else []
+    else:
+        keys = [(e.target, e.project) for e in entries]
+    return IndexResult(
+        index_dir=index_dir,
+        targets=tuple(sorted({t for t, _p in keys})),
+        projects=len(set(keys)),
+        wheels=len(keys),
+        added=added,
+        removed=(),
+        skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
+        rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
+        unused_yanks=tuple(yanks.unused(entries)),
+        changed=changed,
+        seconds=time.monotonic() - start,
+    )
+
+
 # Subtrees of the index written by other tools, carried over into every new tree.
 KEPT_DIRS = ("report",)
 
 
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None) -> dict[str, bytes | _Copy]:
+          targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
     """Every file of the new tree: its bytes, or where to copy/link it from."""
     links = render.Links(base_url)
     plan: dict[str, bytes | _Copy] = {}
@@ -411,8 +695,12 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
         flat = [e for es in projects.values() for e in es]
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
-    infos = [_target_info(t, targets) for t in by_target]
-    page("index.html", render.landing_html(infos, entries, yanks, base_url))
+    for name in sorted({e.project for e in entries} | {p for _t, p in failures}):
+        page(f"project/{name}/index.html", render.project_page(
+            name, [e for e in entries if e.project == name], failures, yanks, base_url))
+    infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
+    page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
+    page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
@@ -428,6 +716,13 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
 
 def _put(dest: str, src: bytes | _Copy) -> None:
     """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
+    try:
+        _put_unnamed(dest, src)
+    except OSError as exc:  # name the file being written, not the copy's source or nothing
+        raise OSError(exc.errno, exc.strerror, dest) from exc
+
+
+def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
     if isinstance(src, bytes):
         with open(dest, "wb") as fh:
             fh.write(src)
@@ -437,7 +732,7 @@ def _put(dest: str, src: bytes | _Copy) -> None:
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
     else:
-        shutil.copyfile(src[1], dest)
+        shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
 def _is_current(dest: str, src: bytes | _Copy) -> bool:
@@ -460,21 +755,28 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
     for rel in sorted(existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     made: set[str] = {""}
-    for rel in sorted(plan):
-        dest = f"{top}/{rel}"
-        src = plan[rel]
-        if rel in existing:
-            if _is_current(dest, src):
+    copies: list[tuple[str, _Copy]] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
+        for rel in sorted(plan):
+            dest = f"{top}/{rel}"
+            src = plan[rel]
+            if rel in existing:
+                if _is_current(dest, src):
+                    continue
+                os.unlink(dest)
+            else:
+                folder = rel.rpartition("/")[0]
+                if folder not in made:
+                    os.makedirs(f"{top}/{folder}", exist_ok=True)
+                    made.add(folder)
+            if not isinstance(src, bytes) and src[0] == "copy":
+                copies.append((dest, src))
                 continue
-            os.unlink(dest)
-        else:
-            folder = rel.rpartition("/")[0]
-            if folder not in made:
-                os.makedirs(f"{top}/{folder}", exist_ok=True)
-                made.add(folder)
-        _put(dest, src)
-        if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
-            progress(rel)
+            _put(dest, src)
+            if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
+                progress(rel)
+        for done in [pool.submit(_put, dest, src) for dest, src in copies]:
+            done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
@@ -508,7 +810,7 @@ def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Calla
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
-                  base_url: str | None = None, *, targets: TargetSet | None = None) -> IndexResult:
+                  base_url: str | None = None, *, targets: TargetSet) -> IndexResult:
     """Take published wheels out of the index on purpose: (target, wheel filename) pairs.
 
     Refused for a wheel still in dist (the next build would publish it again). Prefer yanking

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ConfigError
 
 _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
+
+
+def upload_time(mtime_ns: int) -> str:
+    """A file modification time as a PEP 700 upload-time string (UTC, microseconds, Z)."""
+    stamp = datetime.fromtimestamp(mtime_ns // 10**9, tz=timezone.utc).replace(microsecond=mtime_ns // 1000 % 10**6)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,10 @@ class WheelEntry:
     size: int
     requires_python: str | None  # Requires-Python from the wheel's METADATA, verbatim
     metadata_sha256: str  # sha256 of the .metadata file (the wheel's METADATA bytes)
+    # PEP 700 upload-time (UTC, "2026-01-02T03:04:05.678901Z"): when the file entered the index.
+    # Taken from the dist wheel's mtime (when the passing build wrote it) at first publication,
+    # then carried over from the published page by every later build: stable and deterministic.
+    upload_time: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -35,6 +46,31 @@ class WheelEntry:
     @property
     def sort_key(self) -> tuple[Version, str]:
         return (Version(self.version), self.filename)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The newest build of a project on a target failed: what the pages say next to what is served."""
+
+    version: str
+    error: str  # the compiler's first `error:` line (see ot2wheels.report.error_line)
+    log: str  # the build log's file name (copied to report/logs/<target>/ by `invoke report`)
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the landing page says about a target (from toolchain/targets.toml when known)."""
+
+    name: str
+    description: str = ""
+    python: str = ""
+    platform: str = ""
+    glibc: str = ""
+    site: str = ""
+    provider: str = ""
+    # pip options that select exactly the wheels this target accepts (interpreter, ABIs and every
+    # platform tag, as the smoke test computes them: ot2wheels.smoke.pip_target_args)
+    pip_target_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .render import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
@@ -58,6 +58,19 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
+def query_format(query: str) -> str | None:
+    """The `format` parameter of a query string, percent-decoded but with `+` kept as `+`.
+
+    Form decoding (parse_qs) turns `+` into a space, which would make the documented
+    `?format=application/vnd.pypi.simple.v1+json` unknown; a media type never holds a space.
+    """
+    for pair in query.split("&"):
+        key, sep, value = pair.partition("=")
+        if sep and unquote(key) == "format":
+            return unquote(value)
+    return None
+
+
 class IndexRequestHandler(SimpleHTTPRequestHandler):
     extensions_map = {  # noqa: RUF012 - the base class declares it this way
         **SimpleHTTPRequestHandler.extensions_map,
@@ -83,7 +96,7 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         parts = urlsplit(self.path)
         local = Path(self.translate_path(self.path))
         if parts.path.endswith("/") and (local / "index.json").is_file() and (local / "index.html").is_file():
-            wanted = parse_qs(parts.query).get("format", [None])[0]
+            wanted = query_format(parts.query)
             ctype = negotiate(wanted or self.headers.get("Accept"))
             if ctype is None:
                 self.send_error(HTTPStatus.NOT_ACCEPTABLE,

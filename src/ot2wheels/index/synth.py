@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from wheel.wheelfile import WheelFile
 
 
@@ -46,4 +46,24 @@ def write_wheel(
         wf.writestr(f"{dist}.py", f"VERSION = {version!r}\n{module_code}")
         wf.writestr(f"{info}/METADATA", "\n".join(meta) + "\n\n")
         wf.writestr(f"{info}/WHEEL", "\n".join(wheel_lines) + "\n")
+    return path
+
+
+def write_record(wheel: Path, target: str, *, result: str = "passed", smoke_passed: bool | None = True) -> Path:
+    """Write the build record `ot2wheels.records` would leave beside `wheel` after a passing build
+    and smoke test (the index publishes only wheels such a record names); returns its path."""
+    import hashlib
+
+    from ..gate import GateReport
+    from ..records import BuildRecord, Outcome, SmokeSummary, write_atomic
+
+    name, version, _b, tags = parse_wheel_filename(wheel.name)
+    cp = next(iter(tags)).interpreter
+    rec = BuildRecord(target=target, python="", project=str(name), version=str(version), result=Outcome(result),
+                      cache_key="", recipe_digest="", toolchain_digest="", duration_s=0.0, log="",
+                      wheel=wheel.name, wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                      wheel_size=wheel.stat().st_size, gate=GateReport(wheel.name, True, [], []),
+                      smoke=None if smoke_passed is None else SmokeSummary(smoke_passed, 0.0))
+    path = wheel.with_name(f"{name}-{version}-{cp}.json")
+    write_atomic(path, rec.to_json())
     return path

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .. import crossenv
+from ..fsutil import scrubbed_env
 from ..paths import Layout
 from ..targets import Target
 
@@ -83,10 +83,9 @@ class Toolchain(ABC):
         timeout: float | None = 600,
     ) -> subprocess.CompletedProcess[str]:
         """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-user."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
         return subprocess.run(
             [*self.qemu_command(), *argv],
-            env={**base, **(env or {})},
+            env={**scrubbed_env(("PYTHON", "_PYTHON")), **(env or {})},
             cwd=cwd,
             capture_output=True,
             text=True,

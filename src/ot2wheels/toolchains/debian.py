@@ -77,7 +77,7 @@ class PrivateApt:
         for d in ("lists/partial", "archives/partial", "cache", "sources.list.d", "preferences.d"):
             (s / d).mkdir(parents=True, exist_ok=True)
         (s / "status").touch()
-        mirror = self.source.mirror or aptsource.debian_mirror()
+        mirror = self.source.mirror or aptsource.debian_mirror(suite=self.source.suites[0].split("-")[0])
         lines = [
             f"deb [arch={self.arch} signed-by={self.source.keyring}] {mirror} {suite} main"
             for suite in self.source.suites
@@ -220,7 +220,7 @@ class DebianToolchain(Toolchain):
             wanted |= set(self.apt.closure([*src.packages, *self.extra_packages], src.exclude))
         rows = self.apt.uris(sorted(wanted))
         debs = []
-        for url, filename, size, sha in rows:
+        for _url, filename, size, sha in rows:
             package, version = filename.split("_")[0], filename.split("_")[1]
             version = version.replace("%3a", ":")
             debs.append(Deb(package, version, filename, size, sha, extra=package not in base))

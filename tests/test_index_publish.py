@@ -1,0 +1,205 @@
+"""Issue 9's index items: only passed wheels from known targets are published (the rest is
+reported), names are URL-quoted and escaped in attributes, `?format=` keeps its `+`, and an
+OSError while building the index is one line naming the path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from ot2wheels.errors import DiskError
+from ot2wheels.index import build_index, serve_index
+from ot2wheels.index import render
+from ot2wheels.index.synth import write_record, write_wheel
+from ot2wheels.records import BuildRecord, write_atomic
+from ot2wheels.targets import load_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = load_targets(ROOT / "toolchain" / "targets.toml")
+TARGET = "bookworm-armhf"
+ARM = "cp311-cp311-linux_armv7l"
+
+
+def _published(index: Path) -> set[str]:
+    return {p.name for p in index.rglob("*.whl")}
+
+
+def test_rejected_then_failed_rebuild_is_not_published(tmp_path):
+    """Smoke test failed -> skipped; a later failed rebuild rewrites the record with wheel=null and
+    leaves the old .whl in dist: it must still not be published (it was published before the fix)."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    wheel = write_wheel(dist / TARGET / "victim", "victim", "1.0", tag=ARM)
+    record = write_record(wheel, TARGET, smoke_passed=False)
+    r1 = build_index(dist, index, None, targets=TARGETS)
+    assert r1.wheels == 0 and "smoke test under qemu failed" in r1.skipped[0]
+    rec = BuildRecord.from_file(record)
+    rec.result, rec.wheel, rec.wheel_sha256, rec.smoke, rec.error = "failed", None, None, {}, "build failed"
+    write_atomic(record, rec.to_json())  # the failed rebuild, as records.py writes it
+    r2 = build_index(dist, index, None, targets=TARGETS)
+    assert r2.wheels == 0 and _published(index) == set()
+    assert r2.skipped == (f"{TARGET}/victim/{wheel.name}: no build record names it (left by an earlier build "
+                          "or put there by hand); rebuild it to publish it",)
+
+
+@pytest.mark.parametrize("smoke, why", [
+    (None, "its smoke test has not run yet"),
+    (False, "its smoke test under qemu failed"),
+], ids=["smoke-not-run", "smoke-failed"])
+def test_wheel_is_published_only_after_its_smoke_test_passed(tmp_path, smoke, why):
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    wheel = write_wheel(dist / TARGET / "smoky", "smoky", "1.0", tag=ARM)
+    write_record(wheel, TARGET, smoke_passed=smoke)
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.wheels == 0 and why in result.skipped[0]
+    write_record(wheel, TARGET, smoke_passed=True)
+    assert build_index(dist, index, None, targets=TARGETS).added == (f"{TARGET}/{wheel.name}",)
+
+
+def test_wheel_without_a_record_is_not_published(tmp_path):
+    dist = tmp_path / "dist"
+    wheel = write_wheel(dist / TARGET / "stray", "stray", "1.0")
+    result = build_index(dist, tmp_path / "index", None, targets=TARGETS)
+    assert result.wheels == 0 and result.skipped[0].startswith(f"{TARGET}/stray/{wheel.name}: no build record")
+
+
+def test_javascript_target_directory_is_not_published(tmp_path):
+    """dist/javascript:alert(3)/ is not a target: its wheel is reported, never published or linked."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    evil = write_wheel(dist / "javascript:alert(3)" / "x", "x", "1.0")
+    write_record(evil, "javascript:alert(3)")
+    good = write_wheel(dist / TARGET / "good", "good", "1.0")
+    write_record(good, TARGET)
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.added == (f"{TARGET}/{good.name}",)
+    assert result.skipped == (f"javascript:alert(3)/x/{evil.name}: 'javascript:alert(3)' is not a target of "
+                              f"{TARGETS.source}; move the wheel under dist/<target>/ or add the target",)
+    assert not (index / "javascript:alert(3)").exists()
+    assert "javascript" not in (index / "index.html").read_text()
+
+
+class _Attrs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.values += [(k, v or "") for k, v in attrs]
+
+
+def test_names_are_url_quoted_and_escaped_in_every_attribute():
+    """Whatever a name holds, every href/id the pages write is a relative path with no scheme and
+    no markup: quoted (the colon becomes %3A) and escaped."""
+    from ot2wheels.index.model import WheelEntry, YankList
+
+    name = 'javascript:alert(3)"><script>'
+    entry = WheelEntry(target=name, project=name, filename="x-1.0-py3-none-any.whl", version="1.0",
+                       sha256="0" * 64, size=1, requires_python=None, metadata_sha256="0" * 64)
+    pages = [
+        render.landing_html([render.TargetInfo(name=name)], [entry], YankList(), None),
+        render.root_html([name], name, render.Links()),
+        render.project_html(name, [entry], YankList(), render.Links()),
+    ]
+    for page in pages:
+        parser = _Attrs()
+        parser.feed(page.decode())
+        links = [v for k, v in parser.values if k in ("href", "id")]
+        assert links
+        for value in links:
+            assert ":" not in value.split("#")[0] and "<" not in value and '"' not in value, value
+        assert b"<script>" not in page
+    assert 'href="javascript%3Aalert%283%29%22%3E%3Cscript%3E/simple/"' in pages[0].decode()
+
+
+def test_unencoded_format_query_answers_json(tmp_path):
+    """`?format=application/vnd.pypi.simple.v1+json` as documented, the `+` not percent-encoded."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    write_record(write_wheel(dist / TARGET / "fmt", "fmt", "1.0"), TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    with serve_index(index) as url:
+        req = urllib.request.Request(f"{url}/{TARGET}/simple/fmt/?format=application/vnd.pypi.simple.v1+json",
+                                     headers={"Accept": "text/html"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["Content-Type"] == render.JSON_CONTENT_TYPE
+            assert json.loads(r.read())["name"] == "fmt"
+
+
+def test_index_build_disk_full_is_one_line(tmp_path, small_disk):
+    """A real ENOSPC (a 256 KiB tmpfs holds the index): one line naming the path, exit 1, old index kept."""
+    disk = small_disk(256)
+    dist, index = tmp_path / "dist", disk / "index"
+    write_record(write_wheel(dist / TARGET / "small", "small", "1.0"), TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    before = {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    big = write_wheel(dist / TARGET / "big", "big", "1.0", module_code="X = " + repr(os.urandom(400_000)))  # incompressible
+    write_record(big, TARGET)
+    with pytest.raises(DiskError, match=f"^disk full at {disk}/index/.*; free space there"):
+        build_index(dist, index, None, targets=TARGETS)
+    assert {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
+    # The CLI: exit 1, the message on one line, no traceback.
+    (tmp_path / "toolchain").mkdir()
+    (tmp_path / "toolchain" / "targets.toml").write_bytes((ROOT / "toolchain" / "targets.toml").read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "index.build", "--root",
+                           str(tmp_path), "--dist", str(dist), "--index", str(index)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"not published: {TARGET}/" not in proc.stdout  # both wheels passed: nothing to report
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "disk full at" in proc.stderr
+
+
+def test_failed_newer_build_shows_next_to_what_is_served(tmp_path):
+    """Issue 12 item 4: 1.0 passed and is published; the newer 1.1 build failed. The landing page
+    and the project's page say so with the compiler's error line and name the version pip gets;
+    a later passing build clears it (incrementally, like a fresh build)."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    folder = dist / TARGET / "crashy"
+    good = write_wheel(folder, "crashy", "1.0", tag=ARM)
+    write_record(good, TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    failed = BuildRecord(target=TARGET, python="3.11", project="crashy", version="1.1", result="failed",
+                         cache_key="", recipe_digest="", toolchain_digest="", duration_s=1.0,
+                         log="crashy-1.1-cp311.log", error=f"build failed (exit 1); full log: {folder}/x.log")
+    (folder / failed.log).write_text("running build_ext\ncrashy.c: In function 'f':\n"
+                                     "crashy.c:3:5: error: 'PyFoo' undeclared (first use in this function)\n"
+                                     "error: command 'arm-linux-gnueabihf-gcc' failed with exit code 1\n")
+    write_atomic(folder / "crashy-1.1-cp311.json", failed.to_json())
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.changed and result.wheels == 1
+    line = "crashy.c:3:5: error: &#x27;PyFoo&#x27; undeclared (first use in this function)"
+    landing = (index / "index.html").read_text()
+    assert f"newest build failed: 1.1: {line} (pip installs 1.0, the newest version published here)" in landing
+    assert 'href="project/crashy/"' in landing
+    page = (index / "project" / "crashy" / "index.html").read_text()
+    assert line in page and "pip installs 1.0" in page and "crashy-1.0-cp311-cp311-linux_armv7l.whl" in page
+    assert 'href="../../index.html"' in page and 'href="../../report/"' in page  # linked back
+    assert f'href="../../report/logs/{TARGET}/crashy-1.1-cp311.log"' in page
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert (fresh / "index.html").read_text() == landing  # the incremental result is the full one
+    newer = write_wheel(folder, "crashy", "1.2", tag=ARM)  # fixed: the newest build passes again
+    write_record(newer, TARGET)
+    build_index(dist, index, None, targets=TARGETS)
+    landing = (index / "index.html").read_text()
+    assert "newest build failed" not in landing and "1.2, 1.0" in landing
+    assert "newest build failed" not in (index / "project" / "crashy" / "index.html").read_text()
+
+
+def test_invoke_index_build_reports_what_it_does_not_publish(tmp_path):
+    """The CLI names every wheel it leaves out, with why ("not published: <wheel>: why")."""
+    (tmp_path / "toolchain").mkdir()
+    (tmp_path / "toolchain" / "targets.toml").write_bytes((ROOT / "toolchain" / "targets.toml").read_bytes())
+    dist = tmp_path / "dist"
+    stray = write_wheel(dist / TARGET / "stray", "stray", "1.0")
+    evil = write_wheel(dist / "javascript:alert(3)" / "x", "x", "1.0")
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "index.build", "--root",
+                           str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"not published: {TARGET}/stray/{stray.name}: no build record names it" in proc.stdout
+    assert f"not published: javascript:alert(3)/x/{evil.name}: 'javascript:alert(3)' is not a target" in proc.stdout
