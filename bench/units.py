@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import sides  # noqa: E402
+
 from ot2wheels import archive, sources  # noqa: E402
 from ot2wheels.pipeline import Project  # noqa: E402
 from ot2wheels.toolchains import get_toolchain  # noqa: E402
-
-import sides  # noqa: E402
 
 # (recipe, path in the sdist, extra include dirs relative to the sdist's file, flags)
 UNITS = [

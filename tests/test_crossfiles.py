@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import URL_RECIPE_HEAD, sdist_from_dir, serve_directory, sha
+
 from ot2wheels import crossfiles
 from ot2wheels.build import build_one
 from ot2wheels.errors import ToolchainError

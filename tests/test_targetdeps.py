@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 import hashlib
-import io
 import os
 import shutil
-import tarfile
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import URL_RECIPE_HEAD, serve_directory, sha
 from packaging.requirements import Requirement
 
-from conftest import URL_RECIPE_HEAD, serve_directory, sha
 from ot2wheels import targetdeps
 from ot2wheels.build import cache_key
 from ot2wheels.errors import ConfigError
@@ -176,6 +174,7 @@ def numpy_project(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _build_npdemo(root: Path, cache_dir: Path, tmp_path: Path, trap: bool):
     from conftest import sdist_from_dir
+
     from ot2wheels.build import build_one
 
     serve = tmp_path / "serve"

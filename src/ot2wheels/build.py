@@ -13,8 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import (__version__, buildenv, ccache, crossfiles, gate, locks, procgroup, records, rust, sources, stale,
-               targetdeps)
+from . import (
+    __version__,
+    buildenv,
+    ccache,
+    crossfiles,
+    gate,
+    locks,
+    procgroup,
+    records,
+    rust,
+    sources,
+    stale,
+    targetdeps,
+)
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
 from .fsutil import atomic_move, disk_error, scrubbed_env

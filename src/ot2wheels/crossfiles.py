@@ -64,7 +64,7 @@ def _qlist(values: list[str]) -> str:
     return "[" + ", ".join(_q(v) for v in values) + "]"
 
 
-def link_args(toolchain: "Toolchain") -> list[str]:
+def link_args(toolchain: Toolchain) -> list[str]:
     """The sysroot's library directories first: Debian's cross gcc would find its own glibc first."""
     out = []
     for d in toolchain.library_dirs:
@@ -73,7 +73,7 @@ def link_args(toolchain: "Toolchain") -> list[str]:
     return out
 
 
-def alternative_lib_dirs(toolchain: "Toolchain") -> tuple[Path, ...]:
+def alternative_lib_dirs(toolchain: Toolchain) -> tuple[Path, ...]:
     """Library folders below the multiarch libdir that carry their own pkgconfig folder.
 
     Debian installs BLAS/LAPACK implementations there (`openblas-pthread/`) and reaches them
@@ -86,7 +86,7 @@ def alternative_lib_dirs(toolchain: "Toolchain") -> tuple[Path, ...]:
     return tuple(out)
 
 
-def pkg_config_wrapper(toolchain: "Toolchain", dest: Path, extra_dirs: tuple[Path, ...] = ()) -> Path:
+def pkg_config_wrapper(toolchain: Toolchain, dest: Path, extra_dirs: tuple[Path, ...] = ()) -> Path:
     """A `pkg-config` that only sees the sysroot's .pc files (plus `extra_dirs`), paths prefixed with it."""
     sysroot = toolchain.sysroot
     dirs = [*extra_dirs, *(d / "pkgconfig" for d in toolchain.library_dirs),
@@ -104,7 +104,7 @@ def pkg_config_wrapper(toolchain: "Toolchain", dest: Path, extra_dirs: tuple[Pat
     return script
 
 
-def meson_cross_file(toolchain: "Toolchain", dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
+def meson_cross_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
     """Write `<dest>/cross.ini` for the toolchain's target and return its path."""
     tools = toolchain.compilers()
     cpu = cpu_of(toolchain.target.arch)
@@ -149,7 +149,7 @@ def _cmake_str(value: str | Path) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cmake_toolchain_file(toolchain: "Toolchain", dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
+def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
     """Write `<dest>/toolchain.cmake` for the toolchain's target and return its path."""
     tools = toolchain.compilers()
     cc, cxx = shlex.split(tools["CC"]), shlex.split(tools["CXX"])
@@ -188,7 +188,7 @@ def cmake_toolchain_file(toolchain: "Toolchain", dest: Path, pkg_config: Path, l
     return _write(dest / "toolchain.cmake", lines)
 
 
-def soabi(toolchain: "Toolchain") -> str:
+def soabi(toolchain: Toolchain) -> str:
     """The target's SOABI (cpython-311-arm-linux-gnueabihf), read from its sysconfigdata copy."""
     from .crossenv import sysconfigdata_name
 
@@ -210,7 +210,7 @@ class BackendSetup:
     ld_paths: tuple[Path, ...] = ()  # extra sysroot library folders for `auditwheel repair`
 
 
-def backend_setup(backend: str, toolchain: "Toolchain", cross: dict[str, str], dest: Path,
+def backend_setup(backend: str, toolchain: Toolchain, cross: dict[str, str], dest: Path,
                   make_jobs: int = 1, extra_pkgconfig: tuple[Path, ...] = ()) -> BackendSetup:
     """Cross file / toolchain file for `backend`; for setuptools backends only the ld paths."""
     alt = alternative_lib_dirs(toolchain)

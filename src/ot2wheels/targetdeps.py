@@ -226,7 +226,7 @@ def _from_system(name: str, spec: SpecifierSet, target: Target, layout: Layout, 
     return None
 
 
-def _target_sizes(toolchain: "Toolchain") -> dict[str, int]:
+def _target_sizes(toolchain: Toolchain) -> dict[str, int]:
     """SIZEOF_LONG and SIZEOF_VOID_P from the target's sysconfigdata (what the target's C compiler says)."""
     from .crossenv import sysconfigdata_name
 
@@ -239,7 +239,7 @@ def _target_sizes(toolchain: "Toolchain") -> dict[str, int]:
     return out
 
 
-def check_numpy_headers(include: Path, toolchain: "Toolchain") -> None:
+def check_numpy_headers(include: Path, toolchain: Toolchain) -> None:
     """Refuse numpy headers configured for another machine (host x86-64: long and intptr 8 bytes)."""
     config = include / "numpy" / "_numpyconfig.h"
     if not config.is_file():
@@ -253,7 +253,7 @@ def check_numpy_headers(include: Path, toolchain: "Toolchain") -> None:
                              "these are another machine's numpy headers (the host's?)")
 
 
-def prepare(deps: TargetDeps, toolchain: "Toolchain", python: Path, env: dict[str, str], dest: Path,
+def prepare(deps: TargetDeps, toolchain: Toolchain, python: Path, env: dict[str, str], dest: Path,
             log: Path) -> dict[str, str]:
     """Install the dependencies into a target prefix under `dest`; the variables the build needs."""
     if not deps.deps:
@@ -281,7 +281,7 @@ def prepare(deps: TargetDeps, toolchain: "Toolchain", python: Path, env: dict[st
         if probe is None:
             continue
         run = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
-                             env=fsutil.scrubbed_env(**{**env, **extra}))
+                             env={**fsutil.scrubbed_env(), **env, **extra})
         include = Path(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 and run.stdout.strip() else None
         with log.open("a") as f:
             f.write(f"# {dep.name} include folder for the build: {include}\n{run.stderr[-1500:]}")
