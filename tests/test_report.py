@@ -188,6 +188,15 @@ def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh
     assert (index_dir / "index.html").is_file()
 
 
+def test_links_the_survey_coverage_page_when_there_is_one(filled: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "index" / "report"
+    assert 'id="coverage"' not in report.build_report(filled, out, tmp_path).html
+    (tmp_path / "index" / "coverage").mkdir()
+    (tmp_path / "index" / "coverage" / "index.html").write_text("<p>coverage</p>")
+    rep = report.build_report(filled, out, tmp_path)
+    assert '<a href="../coverage/index.html">' in rep.html and rep.data["coverage"] == "../coverage/index.html"
+
+
 def test_a_failed_newer_build_shows_the_compiler_error_and_what_is_still_served(fresh_project: Project,
                                                                                 tmp_path: Path) -> None:
     """Newest build failed after a passing, smoke-tested one: the cell says failed with the

@@ -19,6 +19,7 @@ from . import (
     ccache,
     crossfiles,
     gate,
+    hostguard,
     locks,
     procgroup,
     records,
@@ -161,12 +162,15 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
             rec.result = Outcome.REUSED
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
-        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
+        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n"
+                       f"# build python: {toolchain.build_python_info().describe()}\n")
         say(f"{label}: fetch and verify source")
         archive = sources.fetch_source(recipe, layout.cache)
         tree = sources.extract(archive, work / "src")
         sources.apply_patches(recipe, tree)
-        say(f"{label}: build environment (python{target.python}: {', '.join(recipe.requires) or 'no pins'})")
+        bp = toolchain.build_python_info()
+        say(f"{label}: build environment (CPython {bp.version} from {bp.origin.value}: "
+            f"{', '.join((*recipe.requires, *deps.host_requires)) or 'no pins'})")
         python = buildenv.ensure_build_env(toolchain.build_python(), (*recipe.requires, *deps.host_requires),
                                            layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
@@ -177,6 +181,9 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
+        # outermost, so host paths are rewritten before ccache hashes the command
+        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
+        # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):

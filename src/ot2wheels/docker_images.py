@@ -256,7 +256,9 @@ def _fetch_wheels(root: Path, dest: Path, log: Log) -> None:
     """ot2wheels and its dependencies as wheels, with the host's pip and pip configuration."""
     from .hostpython import find_python
 
-    python = find_python(BASE_PYTHON)
+    # our own interpreter when it is the image's X.Y: it has pip (a system python3.11 may not)
+    here = "{}.{}".format(*sys.version_info[:2])
+    python = Path(sys.executable) if here == BASE_PYTHON else find_python(BASE_PYTHON)
     log(f"collecting ot2wheels and its dependencies as wheels ({python}) ...")
     result = subprocess.run([str(python), "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(root)],
                             capture_output=True, text=True, timeout=1200)
