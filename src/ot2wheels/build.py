@@ -249,10 +249,10 @@ def _work_root(layout: Layout) -> Path:
 def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path,
           ld_paths: tuple[Path, ...] = ()) -> tuple[Path, gate.GateReport]:
     system = toolchain.system_libs()
-    report = gate.check(raw, toolchain.target, system)
+    report = gate.check(raw, toolchain.target, system, toolchain.library_dirs)
     if report.only_needs_vendoring:
         repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths], log)
-        report = gate.check(repaired, toolchain.target, system)
+        report = gate.check(repaired, toolchain.target, system, toolchain.library_dirs)
         report.repaired = True
         raw = repaired
     with log.open("a") as f:

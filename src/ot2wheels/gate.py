@@ -5,7 +5,12 @@ Checks, each with a reason a person can act on:
   a `py3-none-any` wheel from a recipe with native code means the compile silently failed;
 - every ELF file is of the target's architecture (class and machine; 32-bit ARM also EABI5
   and hard float, aarch64 has no float-ABI flags to check);
-- no ELF needs a GLIBC_x.y newer than the target's glibc;
+- no ELF needs a GLIBC_x.y newer than the target's glibc (a floor that holds even when a
+  sysroot is incomplete);
+- every versioned symbol requirement (GLIBCXX_*, CXXABI_*, GCC_*, GLIBC_*, ...) is defined by
+  the library that provides it: vendored in the wheel, or in the target's sysroot. A C++
+  extension built with a newer g++ than the target's needs a newer libstdc++ (GLIBCXX_3.4.29
+  on bullseye's 3.4.28), which only fails at import otherwise;
 - every DT_NEEDED library is on the target or vendored inside the wheel.
 When libraries are missing from the target but present in the sysroot (a recipe's
 target-libs), `auditwheel repair` vendors them and the gate runs again on the result.
@@ -21,6 +26,7 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from auditwheel.elfutils import elf_find_versioned_symbols, elf_read_dt_needed
 from elftools.elf.elffile import ELFFile
@@ -28,6 +34,7 @@ from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
+from . import elfversions
 from .errors import GateError
 from .targets import Target
 
@@ -108,6 +115,50 @@ def inspect_elf(path: Path, display: str, target: Target) -> ElfReport:
     return ElfReport(display, needed, max_glibc, problems)
 
 
+class _Providers:
+    """Where a needed library comes from: the wheel's own copy, else the target's library
+    directories (first match, like the dynamic linker); its version definitions, read once."""
+
+    def __init__(self, vendored: dict[str, Path], library_dirs: Sequence[Path]) -> None:
+        self.vendored = vendored
+        self.library_dirs = list(library_dirs)
+        self._defined: dict[str, tuple[str, frozenset[str]] | None] = {}
+
+    def find(self, lib: str) -> tuple[str, frozenset[str]] | None:
+        """(how to name it, its version names), or None when neither has it."""
+        if lib not in self._defined:
+            where: tuple[str, Path] | None = None
+            if lib in self.vendored:
+                where = (f"the wheel's {lib}", self.vendored[lib])
+            else:
+                hit = next((d / lib for d in self.library_dirs if (d / lib).is_file()), None)
+                where = (f"the target's {lib}", hit) if hit else None
+            self._defined[lib] = (where[0], elfversions.defined(where[1])) if where else None
+        return self._defined[lib]
+
+
+def version_problems(path: Path, display: str, target: Target, providers: _Providers) -> list[str]:
+    """One line per needed symbol version its providing library does not define."""
+    problems = []
+    with path.open("rb") as fh:
+        needs = elfversions.needed(fh)
+    floor = Version(target.glibc_str)
+    for lib, versions in sorted(needs.items()):
+        found = providers.find(lib)
+        if found is None:
+            continue  # not on the target nor vendored: the DT_NEEDED check says so
+        name, defined = found
+        for version in sorted(versions - defined):
+            parsed = elfversions.split(version)
+            if parsed and parsed[0] == "GLIBC" and parsed[1] > floor:
+                continue  # the glibc floor check already names it
+            family = parsed[0] if parsed else None
+            top = elfversions.highest(defined, family) if family else None
+            has = f"has up to {top}" if top else "does not define it"
+            problems.append(f"{display} needs {version}; {name} {has}")
+    return problems
+
+
 def _python_fits(tag: Tag, target: Target) -> bool:
     """cpXY-cpXY of the target's own CPython, or the stable ABI of any CPython 3 up to it:
     a cp36-abi3 wheel loads on 3.11 (PEP 384), a cp312-abi3 one does not."""
@@ -117,8 +168,11 @@ def _python_fits(tag: Tag, target: Target) -> bool:
     return tag.abi == "abi3" and m is not None and (3, int(m.group(1))) <= target.python_tuple
 
 
-def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
-    """Inspect a wheel against a target. `system_libs`: sonames the target itself provides."""
+def check(wheel: Path, target: Target, system_libs: set[str],
+          library_dirs: Sequence[Path] = ()) -> GateReport:
+    """Inspect a wheel against a target. `system_libs`: sonames the target itself provides;
+    `library_dirs`: the target's sysroot library directories (toolchain.library_dirs), where
+    the symbol versions of those libraries are read (none given: only the glibc floor)."""
     reasons: list[str] = []
     _name, _ver, _build, tags = parse_wheel_filename(wheel.name)
     accepted_platforms = set(target.platform_tags())
@@ -135,12 +189,16 @@ def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
     elves: list[ElfReport] = []
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
         vendored = {Path(n).name for n in zf.namelist()}
+        extracted: dict[str, Path] = {}
         for member in zf.namelist():
             with zf.open(member) as fh:
                 if not _is_elf(fh.read(4)):
                     continue
-            path = Path(zf.extract(member, tmp))
-            elves.append(inspect_elf(path, member, target))
+            extracted[member] = Path(zf.extract(member, tmp))
+            elves.append(inspect_elf(extracted[member], member, target))
+        providers = _Providers({Path(m).name: p for m, p in extracted.items()}, library_dirs)
+        for elf in elves:
+            elf.problems += version_problems(extracted[elf.path], elf.path, target, providers)
     if not elves:
         reasons.append("no ELF files in the wheel: nothing native was built")
     problems = [p for e in elves for p in e.problems]
@@ -151,7 +209,8 @@ def check(wheel: Path, target: Target, system_libs: set[str]) -> GateReport:
     if passed:
         glibc = max((Version(e.max_glibc) for e in elves if e.max_glibc), default=None)
         reasons.append(f"{len(elves)} ELF file(s): {target.architecture.elf_summary}; highest glibc symbol "
-                       f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored")
+                       f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored"
+                       + ("; every needed symbol version defined by its library" if library_dirs else ""))
     return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
 
 
