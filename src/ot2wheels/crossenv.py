@@ -111,11 +111,14 @@ def needs_static_libstdcxx(libdirs: list[Path], cxx: str) -> bool:
     """True when the target's libstdc++ (first in `libdirs`) defines an older GLIBCXX than
     the compiler's own: then C++ code would need versions the target cannot give it."""
     target = next((d / LIBSTDCXX for d in libdirs if (d / LIBSTDCXX).is_file()), None)
-    own = compiler_libstdcxx(cxx)
-    if target is None or own is None or target.resolve() == own:
+    if target is None:
         return False
-    newest = [elfversions.split(elfversions.highest(elfversions.defined(p), "GLIBCXX") or "") for p in (target, own)]
-    return bool(newest[0] and newest[1] and newest[0][1] < newest[1][1])
+    own = compiler_libstdcxx(cxx)
+    if own is None or target.resolve() == own:
+        return False
+    target_top, own_top = (elfversions.split(elfversions.highest(elfversions.defined(p), "GLIBCXX") or "")
+                    for p in (target, own))
+    return bool(target_top and own_top and target_top[1] < own_top[1])
 
 
 def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
