@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from synthetic_elf import wheel
 
-from ot2wheels import crossenv, elfversions, gate
+from ot2wheels import crossenv, crossfiles, elfversions, gate
 from ot2wheels.toolchains import get_toolchain
 
 pytestmark = pytest.mark.integration
@@ -73,3 +73,15 @@ def test_bullseye_cross_environment_links_libstdcxx_statically(repo_project, tmp
     report = _check(bullseye, lib, tmp_path / "bullseye")
     assert report.passed, report.reasons
     assert "libstdc++.so.6" not in report.elves[0].needed
+
+
+def test_meson_and_cmake_files_carry_the_static_libstdcxx(repo_project, tmp_path: Path) -> None:
+    """Meson and CMake builds drop LDFLAGS: their cross files say it instead (bullseye only)."""
+    for name, static in (("bullseye-armhf", True), ("bookworm-armhf", False)):
+        tc = _toolchain(repo_project, name)
+        (tmp_path / name).mkdir()
+        pc = tmp_path / name / "pkg-config"
+        cross = crossfiles.meson_cross_file(tc, tmp_path / name, pc).read_text()
+        cmake = crossfiles.cmake_toolchain_file(tc, tmp_path / name, pc).read_text()
+        assert ("'-static-libstdc++'" in cross.split("cpp_link_args = ")[1].splitlines()[0]) is static
+        assert ("-static-libstdc++" in cmake) is static

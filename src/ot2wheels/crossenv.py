@@ -6,7 +6,8 @@ A host CPython X.Y becomes a cross build for the target when:
 - `_PYTHON_HOST_PLATFORM` makes the platform tag `linux_armv7l` (`linux_aarch64`);
 - CC/CXX/LDSHARED call the cross compiler with `--sysroot`, and the sysroot's library
   directories come first (Debian's cross gcc otherwise finds its own, newer glibc first);
-- C++ links take libstdc++ statically (`-static-libstdc++` in LDFLAGS and LDCXXSHARED) when
+- C++ links take libstdc++ statically (`-static-libstdc++` in LDFLAGS and LDCXXSHARED, and in
+  crossfiles' Meson/CMake link arguments) when
   the target's libstdc++ is older than the cross compiler's: the compiler's headers make code
   need GLIBCXX versions (bullseye's g++ 10 libstdc++ has up to 3.4.28, Debian 12's cross g++ 12
   emits 3.4.29) that the target's library does not define.
@@ -121,13 +122,21 @@ def needs_static_libstdcxx(libdirs: list[Path], cxx: str) -> bool:
     return bool(target_top and own_top and target_top[1] < own_top[1])
 
 
+def libstdcxx_link_args(toolchain: CrossToolchain) -> list[str]:
+    """`["-static-libstdc++"]` when the target's libstdc++ is older than the compiler's, else [];
+    for every link of a C++ build (LDFLAGS here, the Meson and CMake files in crossfiles)."""
+    cxx = toolchain.compilers().get("CXX")
+    libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
+    return ["-static-libstdc++"] if cxx and needs_static_libstdcxx(libdirs, cxx) else []
+
+
 def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
     target = toolchain.target
     sysroot = toolchain.sysroot
     tools = toolchain.compilers()
     libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
     link = " ".join(f"-L{d} -Wl,-rpath-link,{d}" for d in libdirs)
-    static_cxx = " -static-libstdc++" if "CXX" in tools and needs_static_libstdcxx(libdirs, tools["CXX"]) else ""
+    static_cxx = "".join(f" {a}" for a in libstdcxx_link_args(toolchain))
     py_include = sysroot / "usr" / "include" / f"python{target.python}"
     env = {
         **tools,
