@@ -5,25 +5,17 @@ A host CPython X.Y becomes a cross build for the target when:
   which gives EXT_SUFFIX, SOABI and the compiler settings of the target;
 - `_PYTHON_HOST_PLATFORM` makes the platform tag `linux_armv7l` (`linux_aarch64`);
 - CC/CXX/LDSHARED call the cross compiler with `--sysroot`, and the sysroot's library
-  directories come first (Debian's cross gcc otherwise finds its own, newer glibc first);
-- C++ links take libstdc++ statically (`-static-libstdc++` in LDFLAGS and LDCXXSHARED, and in
-  crossfiles' Meson/CMake link arguments) when
-  the target's libstdc++ is older than the cross compiler's: the compiler's headers make code
-  need GLIBCXX versions (bullseye's g++ 10 libstdc++ has up to 3.4.28, Debian 12's cross g++ 12
-  emits 3.4.29) that the target's library does not define.
+  directories come first (Debian's cross gcc otherwise finds its own, newer glibc first).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Protocol
 
-from . import elfversions
 from .errors import ToolchainError
 from .fsutil import atomic_write
 from .targets import Target
@@ -94,49 +86,12 @@ def sysconfigdata_name(toolchain: CrossToolchain) -> str:
     return found[0].stem
 
 
-LIBSTDCXX = "libstdc++.so.6"
-
-
-def compiler_libstdcxx(cxx: str) -> Path | None:
-    """The libstdc++ the C++ compiler `cxx` (a command line) links against, or None."""
-    try:
-        out = subprocess.run([*shlex.split(cxx), f"-print-file-name={LIBSTDCXX}"], capture_output=True,
-                             text=True, timeout=60).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    # An unknown file is printed back as its bare name.
-    return Path(out).resolve() if os.path.isabs(out) and Path(out).is_file() else None
-
-
-def needs_static_libstdcxx(libdirs: list[Path], cxx: str) -> bool:
-    """True when the target's libstdc++ (first in `libdirs`) defines an older GLIBCXX than
-    the compiler's own: then C++ code would need versions the target cannot give it."""
-    target = next((d / LIBSTDCXX for d in libdirs if (d / LIBSTDCXX).is_file()), None)
-    if target is None:
-        return False
-    own = compiler_libstdcxx(cxx)
-    if own is None or target.resolve() == own:
-        return False
-    target_top, own_top = (elfversions.split(elfversions.highest(elfversions.defined(p), "GLIBCXX") or "")
-                    for p in (target, own))
-    return bool(target_top and own_top and target_top[1] < own_top[1])
-
-
-def libstdcxx_link_args(toolchain: CrossToolchain) -> list[str]:
-    """`["-static-libstdc++"]` when the target's libstdc++ is older than the compiler's, else [];
-    for every link of a C++ build (LDFLAGS here, the Meson and CMake files in crossfiles)."""
-    cxx = toolchain.compilers().get("CXX")
-    libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
-    return ["-static-libstdc++"] if cxx and needs_static_libstdcxx(libdirs, cxx) else []
-
-
 def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
     target = toolchain.target
     sysroot = toolchain.sysroot
     tools = toolchain.compilers()
     libdirs = [d for d in toolchain.library_dirs if d.is_dir()]
     link = " ".join(f"-L{d} -Wl,-rpath-link,{d}" for d in libdirs)
-    static_cxx = "".join(f" {a}" for a in libstdcxx_link_args(toolchain))
     py_include = sysroot / "usr" / "include" / f"python{target.python}"
     env = {
         **tools,
@@ -144,10 +99,10 @@ def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
         "_PYTHON_SYSCONFIGDATA_NAME": sysconfigdata_name(toolchain),
         "_PYTHON_HOST_PLATFORM": target.platform.replace("_", "-", 1),
         "LDSHARED": f"{tools['CC']} -shared",
-        "LDCXXSHARED": f"{tools['CXX']} -shared{static_cxx}",
+        "LDCXXSHARED": f"{tools['CXX']} -shared",
         # CPPFLAGS, not CFLAGS: CFLAGS would replace the target's -O2 -DNDEBUG.
         "CPPFLAGS": f"-I{py_include}",
-        "LDFLAGS": link + static_cxx,
+        "LDFLAGS": link,
         "PKG_CONFIG_SYSROOT_DIR": str(sysroot),
         "PKG_CONFIG_LIBDIR": ":".join(
             str(d / "pkgconfig") for d in (*libdirs, sysroot / "usr" / "share")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import crossenv
 from .errors import ToolchainError
 
 if TYPE_CHECKING:
@@ -66,13 +65,12 @@ def _qlist(values: list[str]) -> str:
 
 
 def link_args(toolchain: Toolchain) -> list[str]:
-    """The sysroot's library directories first: Debian's cross gcc would find its own glibc first.
-    Plus a static libstdc++ where the target's is older than the compiler's (crossenv)."""
+    """The sysroot's library directories first: Debian's cross gcc would find its own glibc first."""
     out = []
     for d in toolchain.library_dirs:
         if d.is_dir():
             out += [f"-L{d}", f"-Wl,-rpath-link,{d}"]
-    return out + crossenv.libstdcxx_link_args(toolchain)
+    return out
 
 
 def alternative_lib_dirs(toolchain: Toolchain) -> tuple[Path, ...]:
