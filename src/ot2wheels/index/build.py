@@ -17,27 +17,27 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
-import base64
-import csv
 import hashlib
 import json
 import os
 import shutil
 import time
-import zipfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..fsutil import disk_error, sha256_file
-from ..targets import Target, TargetSet
-from . import incremental, render, swap
+from ..targets import Target, TargetSet, pip_target_args
+from . import incremental, swap
 from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
+
+if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
+    from . import render
 
 # Where one output file of the new tree comes from, when it is not new bytes:
 # ("copy", path in dist) or ("link", path in the previous tree).
@@ -74,27 +74,13 @@ class _New:
     metadata_bytes: bytes
 
 
-def _headers(metadata: bytes) -> dict[str, str]:
-    """The first value of each header of a core metadata file (RFC 822 style, folded lines joined)."""
-    out: dict[str, str] = {}
-    key = None
-    for line in metadata.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            break  # the body (long description) starts here
-        if line[0] in " \t" and key is not None:
-            out[key] += " " + line.strip()
-            continue
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in out:
-            key = None  # keep the first value of repeated headers (Requires-Dist etc. are not needed)
-            continue
-        out[key] = value.strip()
-    return out
-
-
 def _read_metadata(path: Path) -> bytes:
-    """METADATA of a wheel, checked against the hash its RECORD gives for it."""
+    """METADATA of a wheel, checked against the hash its RECORD gives for it. zipfile reads the
+    central directory and only these two members, not the whole wheel."""
+    import base64
+    import csv
+    import zipfile
+
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
@@ -121,13 +107,20 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         name, version, _build, _tags = parse_wheel_filename(path.name)
     except InvalidWheelFilename as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
+    import csv
+    import zipfile
+
+    # packaging.metadata directly, as ot2wheels.pypi.CoreMetadata does: importing ot2wheels.pypi
+    # (rich, ssl) would cost ~0.1 s on every incremental publish.
+    from packaging.metadata import parse_email
+
     try:
         metadata = _read_metadata(path)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
-    headers = _headers(metadata)
-    meta_name, meta_version = headers.get("name", ""), headers.get("version", "")
+    raw, _unparsed = parse_email(metadata)  # lenient like pip: an unparsable field is left out
+    meta_name, meta_version = str(raw.get("name") or ""), str(raw.get("version") or "")
     try:
         same_version = Version(meta_version) == version
     except InvalidVersion:
@@ -135,7 +128,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     if canonicalize_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
-    requires_python = headers.get("requires-python")
+    requires_python = raw.get("requires_python")
     stat = path.stat()
     entry = WheelEntry(
         target=target,
@@ -367,9 +360,13 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
         except IndexBuildError as exc:
             return sha, exc
 
-    # Hashing and unzipping wait on the disk more than on the interpreter: overlap them.
-    with ThreadPoolExecutor(max_workers=min(8, len(candidates)) or 1) as pool:
-        results = list(pool.map(read, candidates))
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
+        results = [read(c) for c in candidates]
+    else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
+        with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+            results = list(pool.map(read, candidates))
     new: dict[tuple[str, str], _New] = {}
     for cand, result in zip(candidates, results):  # decisions in input order: deterministic
         if result is None:
@@ -401,14 +398,15 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
 
 
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
-    from ..smoke import pip_target_args  # only when the landing page is written
+    from . import render
 
     t = targets.targets.get(name) if targets else None
     if t is None:
         return render.TargetInfo(name=name)
     return render.TargetInfo(name=name, description=t.description, python=t.python,
                              platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider,
-                             pip_target_args=tuple(pip_target_args(t)))
+                             pip_target_args=tuple(pip_target_args(t)), machine=t.arch,
+                             arch=t.architecture.label)
 
 
 def _old_files(index_dir: Path) -> set[str]:
@@ -513,7 +511,8 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()}))
+            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
+            incremental.summary(entries)))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -564,7 +563,8 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     changed = [f for f, m in folders.items()
                if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
-        return _result(index_dir, None, raw, (), cache.folders, yanks, False, [], start)
+        return _result(index_dir, None, raw if yanks.rules else cache.summary, (), cache.folders, yanks,
+                       False, [], start)
     state = incremental.parse_state(raw)
     if state is None:
         return None
@@ -591,6 +591,8 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     dirty = {(n.entry.target, n.entry.project) for n in new.values()}
     dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
     if dirty:
+        from . import render
+
         all_entries = entries + [n.entry for n in new.values()]
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
@@ -626,26 +628,28 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         tree = hashlib.sha256(state_data).hexdigest()
         entries = all_entries
     if new or remembered != cache.folders:
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered))
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered,
+                                                                      incremental.summary(entries)))
     return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
                    bool(dirty), written, start)
 
 
-def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes, added: tuple[str, ...],
+def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list, added: tuple[str, ...],
             folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
             start: float) -> IndexResult:
-    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes."""
-    if entries is None:  # counts straight from the rows: no WheelEntry objects unless yanks need them
-        rows = json.loads(raw)["entries"]
-        keys = [(r[0], r[1]) for r in rows]
-        entries = [WheelEntry(*r) for r in rows] if yanks.rules else []
+    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes
+    (when yank rules need the entries) or from the scan cache's summary of it (`raw` a list)."""
+    if entries is None and isinstance(raw, list):
+        (targets, projects, wheels), entries = raw, []
     else:
-        keys = [(e.target, e.project) for e in entries]
+        if entries is None:
+            entries = [WheelEntry(*r) for r in json.loads(raw)["entries"]]
+        targets, projects, wheels = incremental.summary(entries)
     return IndexResult(
         index_dir=index_dir,
-        targets=tuple(sorted({t for t, _p in keys})),
-        projects=len(set(keys)),
-        wheels=len(keys),
+        targets=tuple(targets),
+        projects=projects,
+        wheels=wheels,
         added=added,
         removed=(),
         skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
@@ -664,6 +668,8 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
     """Every file of the new tree: its bytes, or where to copy/link it from."""
+    from . import render
+
     links = render.Links(base_url)
     plan: dict[str, bytes | _Copy] = {}
 
@@ -695,9 +701,11 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
         flat = [e for es in projects.values() for e in es]
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
-    for name in sorted({e.project for e in entries} | {p for _t, p in failures}):
-        page(f"project/{name}/index.html", render.project_page(
-            name, [e for e in entries if e.project == name], failures, yanks, base_url))
+    by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
+    for e in entries:
+        by_project.setdefault(e.project, []).append(e)
+    for name in sorted(by_project):
+        page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
     page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
     page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
@@ -731,7 +739,7 @@ def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
-    else:
+    else:  # from dist: a copy, never a link (see incremental.publish_file)
         shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
@@ -756,6 +764,8 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
         os.unlink(f"{top}/{rel}")
     made: set[str] = {""}
     copies: list[tuple[str, _Copy]] = []
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
         for rel in sorted(plan):
             dest = f"{top}/{rel}"

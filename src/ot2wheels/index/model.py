@@ -68,8 +68,10 @@ class TargetInfo:
     glibc: str = ""
     site: str = ""
     provider: str = ""
+    machine: str = ""  # uname -m of the device: armv7l, aarch64
+    arch: str = ""  # the architecture for people: "32-bit ARM"
     # pip options that select exactly the wheels this target accepts (interpreter, ABIs and every
-    # platform tag, as the smoke test computes them: ot2wheels.smoke.pip_target_args)
+    # platform tag, as the smoke test computes them: ot2wheels.targets.pip_target_args)
     pip_target_args: tuple[str, ...] = ()
 
 
