@@ -202,15 +202,17 @@ class _Records:
     unreadable: list[str]  # records that cannot be read, with why
 
 
-def _read_records(project_dir: Path) -> _Records:
-    """Build records (`*.json` beside the wheels, see ot2wheels.records): by the wheel they name,
-    and whether the newest one (by modification time) is a failed build."""
+def _read_records(project_dir: Path, names: list[str]) -> _Records:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records; `names` lists the
+    folder): by the wheel they name, and whether the newest one (by modification time) is a
+    failed build."""
     by_wheel: dict[str, tuple[Path, dict]] = {}
     unreadable: list[str] = []
     newest: tuple[int, str, dict, Path] | None = None
-    for path in sorted(project_dir.glob("*.json")):
-        if path.name.startswith("."):
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
             continue
+        path = project_dir / name
         try:
             data = json.loads(path.read_text())
             mtime = path.stat().st_mtime_ns
@@ -269,9 +271,13 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
     pdir = dist_dir / folder
     known = target in targets.targets
     found, skipped = [], []
-    recs = _read_records(pdir) if known else _Records({}, None, [])
+    try:
+        names = sorted(os.listdir(pdir))  # one listing for records and wheels
+    except (FileNotFoundError, NotADirectoryError):  # removed since dist_folders listed it
+        names = []
+    recs = _read_records(pdir, names) if known else _Records({}, None, [])
     skipped += recs.unreadable
-    for wheel in sorted(pdir.glob("*.whl")):
+    for wheel in (pdir / n for n in names if n.endswith(".whl")):
         where = f"{folder}/{wheel.name}"
         if not known:
             skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
