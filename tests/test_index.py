@@ -794,7 +794,7 @@ def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monke
     from ot2wheels.index import swap
 
     if not exchange:
-        monkeypatch.setattr(swap, "_RENAMEAT2", None)  # as on a system without renameat2
+        monkeypatch.setattr(swap, "_libc_renameat2", lambda: None)  # as on a system without renameat2
     index, yanks = tmp_path / "index", tmp_path / "yanked.toml"
     steps = [
         lambda: None,
