@@ -8,16 +8,15 @@
     nox -s tests                     the fast unit tests (pytest -m 'not integration')
     nox -s integration               the integration tests (toolchains, qemu, dockerd)
 
-Options after `--`: --target NAME (repeatable), --force (rebuild cached builds),
---jobs N (concurrent builds; default: core count), --no-ccache.
+Options after `--` (declared once in ot2wheels.options.RunOptions; `nox -s build -- --help`):
+--target NAME (repeatable), --force (rebuild cached builds), --jobs N (concurrent builds;
+default: core count), --no-ccache, --ledger PATH, --smoke.
 The sessions are thin: the work is done by the ot2wheels library.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import nox
@@ -25,48 +24,35 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # the sessions run in nox's process, from this checkout
 
-from ot2wheels import ledger as ledger_mod  # noqa: E402
-from ot2wheels import pipeline  # noqa: E402
+from ot2wheels import options, pipeline  # noqa: E402
 from ot2wheels.errors import Ot2WheelsError  # noqa: E402
+from ot2wheels.options import RunOptions  # noqa: E402
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
 
 
-def _options(session: nox.Session) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"nox -s {session.name} --")
-    parser.add_argument("--target", action="append", help="target name (default: toolchain/targets.toml default)")
-    parser.add_argument("--force", action="store_true", help="rebuild even when a cached build matches")
-    parser.add_argument("--jobs", "-j", type=int, default=None,
-                        help="builds run at once (default: core count); compile jobs are split among them")
-    parser.add_argument("--no-ccache", action="store_true", help="do not wrap the compilers in ccache")
-    parser.add_argument("--ledger", type=Path, default=None,
-                        help="SQLite build ledger (default: $OT2WHEELS_LEDGER or dist/ledger.sqlite)")
+def _options(session: nox.Session) -> tuple[RunOptions, list[str]]:
+    """The run options (declared once, in ot2wheels.options) and the recipe names after `--`."""
+    parser = options.argparser(f"nox -s {session.name} --")
     parser.add_argument("recipes", nargs="*", help="recipe names (test-arm, build)")
-    return parser.parse_args(session.posargs)
+    ns = parser.parse_args(session.posargs)
+    return options.from_args(ns), ns.recipes
+
+
+def _command(session: nox.Session) -> str:
+    return f"nox -s {session.name} {' '.join(session.posargs)}".strip()
 
 
 def _run(session: nox.Session, recipes: list[str] | None, python: str | None, smoke: bool, build: bool) -> None:
-    opts = _options(session)
-    summary = pipeline.RunSummary()
+    opts, named = _options(session)
+    opts = opts.replace(smoke=opts.smoke or smoke, build=build)
     try:
         project = pipeline.Project.load(strict=False)  # a broken recipe fails its own builds only
-        pairs = project.matrix(recipes or opts.recipes or None, opts.target, python)
-        if not (recipes or opts.recipes):
-            summary.broken = list(project.broken.values())
-        if not pairs and not summary.broken:
+        selection = pipeline.select(project, recipes or named or None, opts.target, python)
+        if not selection:
             session.error(f"nothing to do: no recipe supports the selected targets{f' with Python {python}' if python else ''}")
-        ledger = ledger_mod.Ledger(opts.ledger or ledger_mod.default_path(project.layout))
-        run_id = ledger.start_run(f"nox -s {session.name} {' '.join(session.posargs)}".strip(), opts.jobs)
-        if build:
-            started = time.monotonic()
-            summary.builds = pipeline.build_all(project, pairs, force=opts.force, say=session.log,
-                                                jobs=opts.jobs, use_ccache=not opts.no_ccache,
-                                                ledger=ledger, run_id=run_id)
-            session.log(pipeline.reuse_summary(summary.builds, time.monotonic() - started))
-            pairs = [(b.recipe, b.target) for b in summary.builds if b.ok]
-        if smoke:
-            summary.smokes = pipeline.smoke_all(project, pairs, say=session.log, ledger=ledger, run_id=run_id)
+        summary = pipeline.run(project, selection, opts, say=session.log, command=_command(session))
     except Ot2WheelsError as exc:
         session.error(str(exc))
     for b in summary.builds:
@@ -80,11 +66,11 @@ def _closure(session: nox.Session, name: str) -> None:
     """Plan the closure per target, build its must-build wheels, rehearse the install under qemu."""
     from ot2wheels.closure import get_closure, run_closure
 
-    opts = _options(session)
+    opts, _named = _options(session)
     try:
         proj = pipeline.Project.load(strict=False)
-        runs = run_closure(proj, get_closure(proj, name), proj.targets.select(opts.target),
-                           force=opts.force, say=session.log)
+        runs = run_closure(proj, get_closure(proj, name), proj.targets.select(list(opts.target) or None), opts,
+                           say=session.log, command=_command(session))
     except Ot2WheelsError as exc:
         session.error(str(exc))
     failures = [f"[{r.target.name}] {f}" for r in runs for f in r.failures]

@@ -17,6 +17,7 @@ from invoke import Collection, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from this checkout whether installed or not
 
+from ot2wheels import options  # noqa: E402
 from ot2wheels.errors import Ot2WheelsError  # noqa: E402
 
 
@@ -46,19 +47,21 @@ def toolchain_setup(c, target=None, refresh=False):
     for t in project.targets.select(target or None):
         tc = get_toolchain(t, project.layout)
         tc.ensure(refresh=refresh)
-        print(f"{t.name}: sysroot {tc.sysroot}\n  digest {tc.digest}\n  build python {tc.build_python()}")
+        print(f"{t.name}: sysroot {tc.sysroot}\n  digest {tc.digest}\n  build python {tc.build_python_info().describe()}")
 
 
 @task(iterable=["target"])
 @friendly
 def toolchain_info(c, target=None):
-    """Show each target's settings and whether its toolchain is ready."""
+    """Show each target's settings and its build Python (which one, where it came from)."""
     from ot2wheels.pipeline import Project
+    from ot2wheels.toolchains import get_toolchain
 
     project = Project.load()
     for t in project.targets.select(target or list(project.targets.targets)):
         print(f"{t.name}: CPython {t.python} ({t.cp}), {t.architecture.debian} {t.platform}, glibc {t.glibc_str}, "
-              f"{t.triplet}, provider {t.provider}\n  {t.description}")
+              f"{t.triplet}, provider {t.provider}\n  {t.description}\n"
+              f"  build python: {get_toolchain(t, project.layout).build_python_status()}")
 
 
 toolchain = Collection("toolchain")
@@ -85,10 +88,9 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
     """Resolve a requirement's closure for a target and show what must be built."""
     from ot2wheels import plan as planner
     from ot2wheels.paths import Layout
+    from ot2wheels.progress import status
     from ot2wheels.recipes import load_all
     from ot2wheels.targets import load_targets
-
-    from ot2wheels.progress import status
 
     layout = Layout.discover(ROOT)
     tgt = load_targets(layout.targets_file).get(target)
@@ -99,7 +101,7 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
         step(f"resolved {requirement} for {tgt.name}")
     p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
-    out = layout.root / "build" / "plan" / tgt.name
+    out = layout.plan_dir(tgt.name)
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"
     planner.write_json(p, json_path)
@@ -115,61 +117,75 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
 @task(help={"spec": "NAME==VERSION of the sdist to make a recipe for",
             "force": "overwrite an existing recipe",
             "python": "target Python X.Y versions to pin the build requirements for, comma-separated "
-                      "(default: those of every target)"})
+                      "(default: those of every target)",
+            "no_hooks": "do not ask the backend's get_requires_for_build_wheel (no build env is made)",
+            "no_contents": "map headers with the hand map only (no Debian Contents index download)"})
 @friendly
-def recipe_new(c, spec, force=False, python=None):
+def recipe_new(c, spec, force=False, python=None, no_hooks=False, no_contents=False):
     """Write packages/NAME/recipe.toml from the sdist on the index (pinned, editable)."""
     from ot2wheels.paths import Layout
     from ot2wheels.recipe_new import new_recipe
 
     pythons = [p.strip() for p in python.split(",")] if python else None
-    print(f"wrote {new_recipe(spec, Layout.discover(ROOT), force=force, pythons=pythons)}")
+    layout = Layout.discover(ROOT)
+    headers = None
+    if not no_contents:
+        from ot2wheels.debcontents import header_map
+        from ot2wheels.targets import load_targets
+
+        headers = header_map(load_targets(layout.targets_file).select(None)[0], layout.cache)
+    print(f"wrote {new_recipe(spec, layout, force=force, pythons=pythons, headers=headers, hooks=not no_hooks)}")
+
+
+@task(help={"name": "the recipe in packages/ to refine",
+            "wheel": "the built wheel to read (default: the newest passed one in dist/ for any target)"})
+@friendly
+def recipe_refine(c, name, wheel=None):
+    """Replace a recipe's guessed [smoke] imports with what its built wheel ships."""
+    from ot2wheels.paths import Layout
+    from ot2wheels.recipe_new import built_wheel, refine_smoke_imports
+
+    layout = Layout.discover(ROOT)
+    path = layout.packages / name / "recipe.toml"
+    whl = Path(wheel) if wheel else built_wheel(layout, name)
+    print(f"{path}: [smoke] imports = {refine_smoke_imports(path, whl)} (from {whl.name})")
 
 
 ns.add_task(plan)
 recipe = Collection("recipe")
 recipe.add_task(recipe_new, "new")
+recipe.add_task(recipe_refine, "refine")
 ns.add_collection(recipe)
 # --- end plan ----------------------------------------------------------------------------
 
 
 # --- build -------------------------------------------------------------------------------
-@task(iterable=["recipe", "target"],
-      help={"recipe": "recipe name (repeatable; default: all)", "target": "target name (repeatable)",
-            "force": "rebuild even when a cached build matches", "smoke": "also smoke-test under qemu-user",
-            "docker": "run the build inside the builder image (invoke docker.build makes it)",
-            "jobs": "builds at once (default: core count)"})
+# the options and their help come from ot2wheels.options.RunOptions (shared with the nox sessions);
+# invoke needs them as parameters too, and refuses help for a parameter the signature lacks
+@task(iterable=["recipe", *options.invoke_iterable()],
+      help={"recipe": "recipe name (repeatable; default: all)", **options.invoke_help()})
 @friendly
-def build(c, recipe=None, target=None, force=False, smoke=False, docker=False, jobs=None):
+def build(c, recipe=None, target=None, force=False, jobs=None, ccache=True, ledger=None, smoke=False, docker=False):
     """Cross-build recipes (the same as `nox -s build`), on this machine or in the builder image."""
-    if docker:
+    from ot2wheels import pipeline
+
+    opts = options.from_args(locals())
+    if opts.docker:
         from ot2wheels import docker_images
         from ot2wheels.paths import Layout
 
-        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []],
-                *[f"--target={t}" for t in target or []], *(["--force"] if force else []),
-                *(["--smoke"] if smoke else []), *([f"--jobs={jobs}"] if jobs else [])]
+        argv = ["invoke", "build", *[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts.replace(docker=False))]
         code, _ = docker_images.run_in_image(Layout.discover(), argv)
         if code:
             raise Exit(f"error: the build exited with {code} in the container", code=code)
         return
-    from ot2wheels import pipeline
-
-    from ot2wheels.ledger import Ledger, default_path
-
-    jobs = int(jobs) if jobs else None
     project = pipeline.Project.load()
-    pairs = project.matrix(recipe or None, target or None)
     from ot2wheels.progress import status
 
-    ledger = Ledger(default_path(project.layout))
-    run_id = ledger.start_run("invoke build" + (" --force" if force else ""), jobs)
+    command = "invoke build " + " ".join([*[f"--recipe={r}" for r in recipe or []], *options.to_argv(opts)])
     with status("invoke build") as step:  # the newest step and the elapsed time stay in view
-        summary = pipeline.RunSummary(builds=pipeline.build_all(project, pairs, force=force, jobs=jobs,
-                                                                ledger=ledger, run_id=run_id, say=step))
-        if smoke:
-            summary.smokes = pipeline.smoke_all(project, [(b.recipe, b.target) for b in summary.builds if b.ok],
-                                                say=step, ledger=ledger, run_id=run_id)
+        summary = pipeline.run(project, pipeline.select(project, recipe or None, opts.target), opts, say=step,
+                               command=command.strip())
     if summary.failures:
         raise Exit("failed:\n  " + "\n  ".join(summary.failures), code=1)
 
@@ -274,7 +290,7 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
 
     layout = Layout.discover(Path(root) if root else None, dist=Path(dist) if dist else None)
     index_dir = Path(index) if index else layout.index
-    yanked_file = Path(yanked) if yanked else layout.root / "toolchain" / "yanked.toml"
+    yanked_file = Path(yanked) if yanked else layout.yanked_file
     return layout, index_dir, yanked_file
 
 
@@ -387,9 +403,8 @@ def report(c, ledger=None, out=None, factor=None):
     """Render the build status page (HTML + JSON) from the ledger into index/report/."""
     from ot2wheels import ledger as ledger_mod
     from ot2wheels import report as report_mod
-    from ot2wheels.paths import Layout
-
     from ot2wheels.index import swap
+    from ot2wheels.paths import Layout
 
     layout = Layout.discover()
     led = ledger_mod.Ledger(Path(ledger) if ledger else ledger_mod.default_path(layout))
@@ -401,6 +416,42 @@ def report(c, ledger=None, out=None, factor=None):
           f"({t['passed']} passed, {t['reused']} reused, {t['failed']} failed); also report.json")
     print(f"robot build time saved per install of all: {rep.data['time_saved']['robot_build_s_per_install_of_all']:.0f} s "
           f"(K = {rep.data['time_saved']['factor']:g})")
+
+
+# --- survey ------------------------------------------------------------------------------
+@task(iterable=["project", "target"], help={
+    "project": "project name (repeatable; default: the list's projects)",
+    "target": "target name (repeatable; default: the default targets)",
+    "limit": "only the first N projects of the list (after --skip)",
+    "skip": "skip projects with these parts, comma-separated (default: rust,fortran; '' for none)",
+    "jobs": "builds at once (default 1)",
+    "projects_file": "the project list (default: toolchain/survey-projects.toml)",
+    "promote": "copy this project's generated recipe into packages/ (it must have passed on every default target)",
+    "force": "with --promote: replace an existing packages/NAME/recipe.toml",
+})
+@friendly
+def survey(c, project=None, target=None, limit=None, skip="rust,fortran", jobs=1, projects_file=None,
+           promote=None, force=False):
+    """Generate recipes into build/survey/, build + smoke-test them, write index/coverage/."""
+    from ot2wheels import survey as sv
+    from ot2wheels.paths import Layout
+
+    layout = Layout.discover(ROOT)
+    out = layout.index / "coverage"
+    if promote:
+        print(f"promoted: {sv.promote(layout, promote, out / 'coverage.json', force=force)}")
+        return
+    plist = sv.load_project_list(Path(projects_file) if projects_file else layout.root / "toolchain" / "survey-projects.toml")
+    chosen = plist.select(project or None, tuple(p for p in skip.split(",") if p), int(limit) if limit else None)
+    cells = sv.run_survey(layout, chosen, target or None, jobs=int(jobs))
+    data = sv.write_page(cells, chosen, plist, out)
+    for t, s in data["summary"].items():
+        print(f"{t}: {s['projects']} projects, {s['built']} built, {s['smoke_passed']} smoke-passed; "
+              f"failures: {', '.join(f'{k} {v}' for k, v in s['by_class'].items() if v) or 'none'}")
+    print(f"wrote {out / 'index.html'} and coverage.json")
+
+
+ns.add_task(survey)
 
 
 @task(name="merge", iterable=["source"], help={

@@ -82,14 +82,14 @@ class FakeIndex:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/simple"
 
-    def start(self) -> "FakeIndex":
+    def start(self) -> FakeIndex:
         index = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 index.requests.append(self.path)
                 parts = [p for p in self.path.split("/") if p]
                 if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.projects:

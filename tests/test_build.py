@@ -4,11 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny, make_tiny_sdist, serve_directory, sha, write_tiny_recipe
 
 from ot2wheels.build import build_one
 from ot2wheels.pipeline import Project, build_all
-
-from conftest import build_tiny, sha, make_tiny_sdist, serve_directory, write_tiny_recipe
 
 pytestmark = pytest.mark.integration
 

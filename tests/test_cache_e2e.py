@@ -51,6 +51,19 @@ def test_second_build_reuses_everything_and_report_shows_it(tmp_path: Path, cach
     assert [r["command"] for r in ledger.runs()] == ["nox -s build --jobs 2"] * 2
     assert [r["jobs"] for r in ledger.runs()] == [2, 2]
     assert sorted(r["status"] for r in ledger.builds()) == ["passed", "passed", "reused", "reused"]
+    assert [r["failures"] for r in ledger.runs()] == [0, 0] and all(r["finished_at"] for r in ledger.runs())
+
+    # invoke build takes the same options (one declaration) and goes through the same run
+    other = tmp_path / "other-ledger.sqlite"
+    inv = subprocess.run([sys.executable, "-m", "invoke", "build", "--recipe", "tiny", "--target", "bookworm-armhf",
+                          "--jobs", "1", "--no-ccache", "--ledger", str(other)], cwd=root, capture_output=True,
+                         text=True, env=env)
+    assert inv.returncode == 0, inv.stderr[-3000:]
+    [run] = Ledger(other).runs()
+    assert run["command"] == (f"invoke build --recipe=tiny --target=bookworm-armhf --jobs=1 --no-ccache "
+                              f"--ledger={other}") and run["jobs"] == 1 and run["failures"] == 0
+    assert [(b["package"], b["target"], b["status"]) for b in Ledger(other).builds()] == [
+        ("tiny", "bookworm-armhf", "reused")]
 
     rep = subprocess.run([sys.executable, "-m", "invoke", "report"], cwd=root, capture_output=True, text=True,
                          env=env)

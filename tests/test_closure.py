@@ -60,3 +60,39 @@ def test_build_prefect_on_bookworm_installs_and_runs_a_flow_under_qemu() -> None
     assert run.rehearsal is not None and "flow result: 42" in run.rehearsal.output
     assert run.rehearsal.installed["prefect"] == "3.3.4"
     assert {"cffi", "greenlet", "asyncpg"} <= {f.split("-")[0] for f in run.rehearsal.from_wheelhouse}
+
+
+@pytest.mark.integration
+def test_closure_run_is_a_ledger_run(layout: Layout, tmp_path: Path) -> None:
+    """The closure path goes through `pipeline.run`: its build and smoke test are rows of one
+    ledger run, finished with the failure count (here a smoke test that fails, so no rehearsal)."""
+    from conftest import make_tiny_sdist, sha, write_tiny_recipe
+
+    from ot2wheels.ledger import Ledger
+    from ot2wheels.options import RunOptions
+
+    sdist = make_tiny_sdist(tmp_path)
+    idx = FakeIndex()
+    idx.wheel("app", "1.0", requires=["tiny==1.0"])
+    idx.add("tiny", sdist.name, sdist.read_bytes())  # an sdist only: tiny must be built
+    idx.start()
+    try:
+        recipe = write_tiny_recipe(layout.packages, f"{idx.url.removesuffix('/simple')}/files/{sdist.name}", sha(sdist))
+        recipe.write_text(recipe.read_text().replace("== 42", "== 43"))  # the smoke test fails
+        (layout.packages / "app").mkdir()
+        (layout.packages / "app" / "recipe.toml").write_text(
+            '[package]\nname = "app"\nversion = "1.0"\n\n[closure]\nrequirement = "app==1.0"\n')
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        [run] = run_closure(project, get_closure(project, "app"), [target], RunOptions(jobs=1),
+                            say=lambda s: None, command="nox -s build-app", client=IndexClient(tmp_path / "c", index_url=idx.url))
+    finally:
+        idx.stop()
+    assert run.plan is not None and [e.name for e in run.plan.must_build] == ["tiny"]
+    assert run.rehearsal is None and any(f.startswith("smoke tiny") for f in run.failures)
+    ledger = Ledger(layout.dist / "ledger.sqlite")
+    [lrun] = ledger.runs()
+    assert lrun["command"] == "nox -s build-app [bookworm-armhf]" and lrun["failures"] == 1
+    assert lrun["finished_at"] is not None
+    assert [(b["package"], b["status"], b["run_id"]) for b in ledger.builds()] == [("tiny", "passed", lrun["id"])]
+    assert [(s["package"], s["status"], s["run_id"]) for s in ledger.smokes()] == [("tiny", "failed", lrun["id"])]

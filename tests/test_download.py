@@ -83,7 +83,7 @@ def test_truncated_every_time_keeps_part_and_rerun_resumes(payload, tmp_path):
 
 
 def test_wrong_hash_leaves_nothing(payload, tmp_path):
-    root, data, _ = payload
+    root, _data, _ = payload
     dest = tmp_path / "blob.tar.gz"
     with serve(root) as srv:
         with pytest.raises(DownloadError, match="sha256 mismatch") as exc:
@@ -93,7 +93,7 @@ def test_wrong_hash_leaves_nothing(payload, tmp_path):
 
 
 def test_wrong_size_refused_before_download_completes(payload, tmp_path):
-    root, data, sha = payload
+    root, _data, sha = payload
     dest = tmp_path / "blob.tar.gz"
     with serve(root) as srv:
         with pytest.raises(DownloadError, match="server's file is 700000 bytes but the pin says 5"):
@@ -113,7 +113,7 @@ def test_unreachable_url(tmp_path):
 
 
 def test_404_is_final_and_transient_503_is_retried(payload, tmp_path):
-    root, data, sha = payload
+    root, _data, sha = payload
     with serve(root) as srv:
         with pytest.raises(DownloadError, match="HTTP 404"):
             download(srv.url("missing.tar.gz"), tmp_path / "m.tar.gz", sha, **FAST)
@@ -125,7 +125,7 @@ def test_404_is_final_and_transient_503_is_retried(payload, tmp_path):
 
 def test_disk_full_is_reported_and_cleaned_up(payload, tmp_path):
     """Writes go to /dev/full, which fails every write with a real ENOSPC from the kernel."""
-    root, data, sha = payload
+    root, _data, sha = payload
     dest = tmp_path / "blob.tar.gz"
     dest.with_name("blob.tar.gz.part").symlink_to("/dev/full")
     with serve(root) as srv:
@@ -153,7 +153,7 @@ def test_verify_file_reports_truncation(tmp_path):
 def test_unpinned_download_refetches_and_leaves_hashing_to_the_caller(payload, tmp_path):
     """sha256=None (trust on first use): a file already at dest has unknown origin, so it is
     fetched again; a cut connection still resumes; the result is the server's bytes."""
-    root, data, sha = payload
+    root, _data, sha = payload
     dest = tmp_path / "blob.tar.gz"
     dest.write_bytes(b"something else")
     with serve(root) as srv:

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny, make_tiny_sdist
 
 from ot2wheels import gate
 from ot2wheels.sources import extract
 from ot2wheels.toolchains import get_toolchain
-
-from conftest import build_tiny, make_tiny_sdist
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ import pytest
 from ot2wheels import ledger as ledger_mod
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
@@ -24,7 +25,7 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
                       wheel=None if status == "failed" else "markupsafe-3.0.4-cp311-cp311-linux_armv7l.whl",
                       wheel_sha256=None if status == "failed" else "ab" * 32,
                       wheel_size=None if status == "failed" else 12345,
-                      gate={} if status == "failed" else {"passed": True, "reasons": ["1 ELF file(s) ok"]},
+                      gate=None if status == "failed" else GateReport("w.whl", True, ["1 ELF file(s) ok"], []),
                       error="build failed (exit 1)" if status == "failed" else None)
     record_path = tmp_path / "dist" / target.name / recipe.name / "markupsafe-3.0.4-cp311.json"
     return BuildResult(recipe, target, rec, record_path, None)
@@ -32,11 +33,11 @@ def _result(fresh_project: Project, tmp_path: Path, status: str = "passed", dura
 
 def test_fresh_ledger_has_current_schema(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
-    assert led.version() == ledger_mod.SCHEMA_VERSION == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION == 3
     db = sqlite3.connect(tmp_path / "l.sqlite")
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "builds", "smokes", "runs"} <= tables
-    assert Ledger(tmp_path / "l.sqlite").version() == 2  # reopening does not re-run migrations
+    assert Ledger(tmp_path / "l.sqlite").version() == ledger_mod.SCHEMA_VERSION  # reopening does not re-run migrations
 
 
 def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_migrates_a_version_1_ledger_keeping_rows(tmp_path: Path) -> None:
     db.execute("COMMIT")
     db.close()
     led = Ledger(path)
-    assert led.version() == 2
+    assert led.version() == ledger_mod.SCHEMA_VERSION
     rows = led.builds()
     assert [(r["package"], r["status"], r["run_id"]) for r in rows] == [("old", "passed", None)]
     assert led.runs() == []

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, sha, make_tiny_sdist, serve_directory, write_tiny_recipe
+from conftest import REPO, make_tiny_sdist, serve_directory, sha, write_tiny_recipe
 
 
 def nox(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:

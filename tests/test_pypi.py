@@ -37,7 +37,8 @@ def test_wheel_metadata_read_by_range_not_whole_file(tmp_path: Path) -> None:
     idx = FakeIndex()
     fn, data = make_wheel("big", "1.0", requires=["dep>=2"])
     # pad the wheel so that reading it whole would take many 64 KiB blocks
-    import io, zipfile
+    import io
+    import zipfile
     buf = io.BytesIO(data)
     with zipfile.ZipFile(buf, "a", zipfile.ZIP_STORED) as zf:
         zf.writestr("big/blob.bin", os.urandom(1_000_000))

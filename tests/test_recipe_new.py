@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 from fakeindex import FakeIndex
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from ot2wheels.errors import ConfigError, SourceError
 from ot2wheels.paths import Layout, default_cache_dir
 from ot2wheels.plan import plan
-from ot2wheels.targets import load_targets
 from ot2wheels.pypi import IndexClient
 from ot2wheels.recipe_new import new_recipe, write_missing_recipes
 from ot2wheels.recipes import load_recipe
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from ot2wheels.targets import load_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 

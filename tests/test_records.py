@@ -47,8 +47,7 @@ def test_truncated_or_extended_record_is_not_reusable_and_names_the_file(tmp_pat
 def test_truncated_record_in_smoke_test_names_the_file(fresh_project: Project) -> None:
     recipe = fresh_project.recipe("markupsafe")
     target = fresh_project.targets.get("bookworm-armhf")
-    path = records.project_dir(fresh_project.layout.dist, target.name, recipe.name) / (
-        records.stem(recipe.name, recipe.version, target.cp) + ".json")
+    path = records.record_path(fresh_project.layout.dist, target.name, recipe.name, recipe.version, target.cp)
     path.parent.mkdir(parents=True)
     path.write_text('{"target": "bookworm-armhf", "res')
     said: list[str] = []
@@ -66,3 +65,30 @@ def test_stale_wheels_of_the_same_build_are_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
     records.remove_stale_wheels(tmp_path, "tiny", "1.0", keep=None)  # a failed build: none stays
     assert not (tmp_path / names[1]).exists() and (tmp_path / names[2]).exists()
+
+
+def test_gate_and_smoke_are_typed_and_the_json_format_is_unchanged(tmp_path: Path) -> None:
+    """A record as earlier versions wrote it (gate and smoke as JSON objects, {} for none) loads
+    into GateReport / SmokeSummary and is written back byte for byte."""
+    import json
+
+    from ot2wheels.gate import ElfReport, GateReport
+
+    on_disk = json.loads(_record().to_json())
+    assert on_disk["gate"] == {} and on_disk["smoke"] == {}  # none yet: empty objects, as before
+    on_disk["gate"] = {"wheel": "tiny.whl", "passed": True, "reasons": ["1 ELF file(s) ok"], "repaired": False,
+                       "unvendored": [], "elves": [{"path": "tiny/_tiny.so", "needed": ["libc.so.6"],
+                                                    "max_glibc": "2.4", "problems": []}]}
+    on_disk["smoke"] = {"passed": False, "duration_s": 1.5}
+    path = tmp_path / "tiny-1.0-cp311.json"
+    text = json.dumps(on_disk, indent=2, sort_keys=True) + "\n"
+    path.write_text(text)
+    rec = BuildRecord.from_file(path)
+    assert isinstance(rec.gate, GateReport) and rec.gate.passed and rec.gate.elves == [
+        ElfReport("tiny/_tiny.so", ["libc.so.6"], "2.4", [])]
+    assert rec.smoke == records.SmokeSummary(passed=False, duration_s=1.5)
+    assert rec.to_json() == text
+    on_disk["smoke"] = {"passed": True, "duration_s": 1.0, "extra": 1}  # a field this version does not know
+    path.write_text(json.dumps(on_disk))
+    with pytest.raises(RecordError, match="not a valid build record"):
+        BuildRecord.from_file(path)

@@ -9,6 +9,7 @@ import pytest
 from ot2wheels import report
 from ot2wheels.build import BuildResult
 from ot2wheels.errors import LedgerError
+from ot2wheels.gate import GateReport
 from ot2wheels.ledger import Ledger
 from ot2wheels.pipeline import Project
 from ot2wheels.records import BuildRecord
@@ -50,7 +51,7 @@ class Cells(HTMLParser):
 
 
 def _build(fresh_project: Project, dist: Path, pkg: str, target: str, status: str, seconds: float,
-           size: int | None, error: str | None = None, gate: dict | None = None) -> BuildResult:
+           size: int | None, error: str | None = None, gate: GateReport | None = None) -> BuildResult:
     recipe = fresh_project.recipe(pkg)
     tgt = fresh_project.targets.select([target])[0]
     stem = f"{pkg}-{recipe.version}-{tgt.cp}"
@@ -61,7 +62,7 @@ def _build(fresh_project: Project, dist: Path, pkg: str, target: str, status: st
     rec = BuildRecord(target=target, python=tgt.python, project=pkg, version=recipe.version, result=status,
                       cache_key="k", recipe_digest=recipe.digest, toolchain_digest="t", duration_s=seconds,
                       log=log.name, wheel=wheel, wheel_sha256=None if wheel is None else "cd" * 32,
-                      wheel_size=size, gate=gate if gate is not None else ({} if wheel is None else {"passed": True}),
+                      wheel_size=size, gate=gate if gate is not None else (None if wheel is None else GateReport(wheel, True, [], [])),
                       error=error)
     return BuildResult(recipe, tgt, rec, log.with_suffix(".json"), None)
 
@@ -76,7 +77,7 @@ def filled(fresh_project: Project, tmp_path: Path) -> Ledger:
     led.record_build(_build(fresh_project, dist, "markupsafe", "bookworm-armhf", "passed", 3.0, 20480), 3.1, run)
     led.record_build(_build(fresh_project, dist, "markupsafe", "bullseye-armhf", "reused", 4.0, 30720), 0.02, run)
     led.record_build(_build(fresh_project, dist, "msgpack", "bookworm-armhf", "failed", 2.0, None,
-                            error="gate failed", gate={"passed": False, "reasons": ["needs GLIBC_2.34 > 2.31"]}),
+                            error="gate failed", gate=GateReport("msgpack.whl", False, ["needs GLIBC_2.34 > 2.31"], [])),
                      2.0, run)
     led.record_build(_build(fresh_project, dist, "msgpack", "bullseye-armhf", "passed", 12.0, 102400), 12.0, run)
     bullseye = fresh_project.targets.select(["bullseye-armhf"])[0]
@@ -146,7 +147,7 @@ def test_factor_comes_from_the_benchmark_when_present(filled: Ledger, tmp_path: 
 def test_no_ledger_is_an_error_naming_it(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     led.path.unlink()
-    with pytest.raises(LedgerError, match="l.sqlite"):
+    with pytest.raises(LedgerError, match=r"l\.sqlite"):
         report.build_report(led, tmp_path / "r", tmp_path)
 
 
@@ -185,6 +186,15 @@ def test_an_index_rebuild_keeps_the_report(filled: Ledger, tmp_path: Path, fresh
     build_index(fresh_project.layout.dist, index_dir, None, targets=fresh_project.targets)
     assert (index_dir / "report" / "index.html").read_text() == rep.html
     assert (index_dir / "index.html").is_file()
+
+
+def test_links_the_survey_coverage_page_when_there_is_one(filled: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "index" / "report"
+    assert 'id="coverage"' not in report.build_report(filled, out, tmp_path).html
+    (tmp_path / "index" / "coverage").mkdir()
+    (tmp_path / "index" / "coverage" / "index.html").write_text("<p>coverage</p>")
+    rep = report.build_report(filled, out, tmp_path)
+    assert '<a href="../coverage/index.html">' in rep.html and rep.data["coverage"] == "../coverage/index.html"
 
 
 def test_a_failed_newer_build_shows_the_compiler_error_and_what_is_still_served(fresh_project: Project,

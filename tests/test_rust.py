@@ -195,7 +195,7 @@ def test_pyo3_demo_on_bullseye_stays_under_its_glibc_floor(tmp_path: Path) -> No
     assert result.ok, (result.record.error or "") + log[-3000:]
     assert result.wheel is not None and result.wheel.name.startswith("pyo3_demo-0.1.0-cp39-cp39-")
     assert "(bullseye-armhf's own std is 1.78" in log or "rustup toolchain" in log
-    floor = [e["max_glibc"] for e in result.record.gate["elves"]]
+    floor = [e.max_glibc for e in result.record.gate.elves]
     assert floor and all(tuple(map(int, v.split("."))) <= (2, 31) for v in floor), floor
     toolchain = get_toolchain(target, layout, recipe.target_libs)
     toolchain.ensure()

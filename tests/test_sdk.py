@@ -159,6 +159,7 @@ def test_unpinned_sdk_that_fails_to_install_is_not_trusted(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace('size = ', 'sise = '), r"sdk.lock: sdk.ot2: unknown field\(s\) \['sise'\]"),
     (lambda t: t.replace('sha256 = "', 'sha256 = "zz'), r"sdk.lock: sdk.ot2.sha256: .* is not a sha256"),
+    (lambda t: "version = 1\n" + t, r"sdk.lock: unknown key\(s\) \['version'\]; allowed: \['sdk'\]"),
     (lambda t: t.replace('url = ""', 'url = "https://old.invalid/sdk.tar.gz"'),
      r"sdk.lock: \[sdk.ot2\] was trusted for .* from https://old.invalid/sdk.tar.gz.*delete that entry"),
 ])

@@ -20,7 +20,7 @@ def test_recipe_builds_and_passes_its_smoke_test(repo_project, name: str, target
     assert result.ok, result.record.error
     assert f"-{t.cp}-{t.cp}-" in result.wheel.name and "armv7l" in result.wheel.name
     if name == "pyyaml":  # libyaml is not on a stock target: it must be vendored into the wheel
-        assert result.record.gate["repaired"]
+        assert result.record.gate.repaired
         assert any("libyaml" in n for n in zipfile.ZipFile(result.wheel).namelist())
     [(_, smoke)] = smoke_all(repo_project, [(recipe, t)], say=lambda s: None)
     assert smoke.passed, smoke.output

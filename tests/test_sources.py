@@ -4,14 +4,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import make_tiny_sdist, serve_directory, sha, write_tiny_recipe
+from hostile import symlink_chain_tarball
 
 from ot2wheels.errors import SourceError
 from ot2wheels.recipes import load_recipe
 from ot2wheels.sources import apply_patches, extract, fetch_source, fetch_url
-
-from conftest import sha, make_tiny_sdist, serve_directory, write_tiny_recipe
-from hostile import symlink_chain_tarball
-
 
 
 def test_fetch_verifies_and_caches(tmp_path: Path) -> None:
@@ -40,7 +38,7 @@ def test_tampered_sdist_is_refused_and_not_kept(tmp_path: Path) -> None:
 
 
 def test_unreachable_url_names_it(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="127.0.0.1:9/none.tar.gz"):
+    with pytest.raises(SourceError, match=r"127\.0\.0\.1:9/none\.tar\.gz"):
         fetch_url("http://127.0.0.1:9/none.tar.gz", tmp_path / "x.tar.gz", "0" * 64, "test")
 
 
@@ -95,7 +93,7 @@ def test_git_tag_source_is_verified(tmp_path: Path) -> None:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(tree)]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "v1"], ["tag", "v1.0"]):
         subprocess.run(git + args, check=True)
-    expected = subprocess.run(git + ["archive", "--format=tar", "--prefix=tiny-1.0/", "v1.0"],
+    expected = subprocess.run([*git, "archive", "--format=tar", "--prefix=tiny-1.0/", "v1.0"],
                               check=True, capture_output=True).stdout
     pinned = hashlib.sha256(expected).hexdigest()
     packages = tmp_path / "packages" / "tiny"
@@ -109,3 +107,30 @@ def test_git_tag_source_is_verified(tmp_path: Path) -> None:
     (packages / "recipe.toml").write_text(recipe_text.format(sha="b" * 64))
     with pytest.raises(SourceError, match="sha256 mismatch for `git archive`"):
         fetch_source(load_recipe(packages / "recipe.toml"), tmp_path / "cache2")
+
+
+def test_pypi_sdist_url_goes_through_the_index_client(tmp_path: Path) -> None:
+    """The sdist is found on the PEP 691 page through IndexClient (cached); a release newer than
+    the cached page is found by reading the page again; a missing one names the page."""
+    from fakeindex import FakeIndex
+
+    from ot2wheels.pypi import IndexClient
+    from ot2wheels.sources import pypi_sdist_url
+
+    idx = FakeIndex()
+    idx.sdist("Tiny_Pkg", "1.0")
+    idx.wheel("tiny-pkg", "1.0")
+    idx.start()
+    try:
+        client = IndexClient(tmp_path / "cache", index_url=idx.url)
+        url, filename = pypi_sdist_url("tiny.pkg", "1.0", client)
+        assert filename.endswith(".tar.gz") and url.startswith(idx.url.removesuffix("/simple"))
+        pages = len(idx.requests)
+        assert pypi_sdist_url("tiny-pkg", "1.0", client) == (url, filename)
+        assert len(idx.requests) == pages  # the client's page cache answered
+        idx.sdist("tiny-pkg", "1.1")  # released after the page was cached
+        assert pypi_sdist_url("tiny-pkg", "1.1", client)[1].endswith("1.1.tar.gz")
+        with pytest.raises(SourceError, match=r"/simple/tiny-pkg/: no sdist for tiny-pkg==9.9"):
+            pypi_sdist_url("tiny-pkg", "9.9", client)
+    finally:
+        idx.stop()

@@ -115,6 +115,23 @@ def test_building_for_a_planning_target_stops_before_writing(tmp_path: Path) -> 
 
 
 def test_a_planning_target_cannot_be_a_default(tmp_path: Path) -> None:
-    body = GOOD.replace('provider = "debian"', 'provider = "none"').replace("[targets.x.debian]", "[unused]")
+    body = GOOD.replace('provider = "debian"', 'provider = "none"')
     with pytest.raises(ConfigError, match="default names 'x', a planning target"):
         load_targets(_write(tmp_path, 'default = ["x"]\n' + body))
+
+
+def test_unknown_top_level_keys_are_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'defaults = ["x"]\n' + GOOD)  # a typo of `default`
+    with pytest.raises(ConfigError, match=r"targets.toml: unknown key\(s\) \['defaults'\]; allowed: \['default', 'targets'\]"):
+        load_targets(path)
+
+
+def test_sdk_table_of_a_buildroot_target_is_typed_and_checked(tmp_path: Path) -> None:
+    body = GOOD.replace('provider = "debian"', 'provider = "buildroot-sdk"')
+    assert load_targets(_write(tmp_path, body)).get("x").sdk.name == "ot2"  # the default pin
+    named = load_targets(_write(tmp_path, body + '\n[targets.x.sdk]\nname = "flex"\n'))
+    assert named.get("x").sdk.name == "flex"
+    with pytest.raises(ConfigError, match=r"targets.x.sdk: unknown field\(s\) \['nmae'\]; allowed: \['name'\]"):
+        load_targets(_write(tmp_path, body + '\n[targets.x.sdk]\nnmae = "flex"\n'))
+    with pytest.raises(ConfigError, match=r"targets.x.sdk.name: expected a string"):
+        load_targets(_write(tmp_path, body + '\n[targets.x.sdk]\nname = 2\n'))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, locks, procgroup, records, rust, sources, stale
+from . import __version__, buildenv, ccache, gate, hostguard, locks, procgroup, records, rust, sources, stale
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
-from .fsutil import atomic_move, disk_error
+from .fsutil import atomic_move, disk_error, scrubbed_env
 from .paths import Layout
 from .recipes import Recipe
 from .records import BuildRecord, Outcome
@@ -69,14 +69,13 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
 
 def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path) -> Path:
     """Run the build backend with `python -m build --no-isolation` in the cross environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
     cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(tree)]
     with log.open("a") as f:
         f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
         # its own process group, killed with us: a killed run leaves no compiler writing on
-        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+        result = procgroup.run(cmd, cwd=tree, env={**scrubbed_env(), **env}, stdout=f, stderr=subprocess.STDOUT)
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -108,10 +107,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
     `make_jobs` caps the compile processes of this build (default: all cores); `use_ccache`
     wraps CC/CXX in ccache with its store under the cache directory.
     """
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    pdir.mkdir(parents=True, exist_ok=True)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path = pdir / f"{stem}.json"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
     with locks.cache_lock(layout.cache, record_lock_name(record_path), say):
         return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache)
 
@@ -119,9 +116,8 @@ def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = F
 def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say: Say,
                make_jobs: int, use_ccache: bool) -> BuildResult:
     started = time.monotonic()
-    pdir = records.project_dir(layout.dist, target.name, recipe.name)
-    stem = records.stem(recipe.name, recipe.version, target.cp)
-    record_path, log = pdir / f"{stem}.json", pdir / f"{stem}.log"
+    record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
+    pdir, stem, log = record_path.parent, record_path.stem, record_path.with_suffix(".log")
     label = f"[{target.name}] {recipe.name} {recipe.version}"
 
     toolchain = get_toolchain(target, layout, recipe.target_libs)
@@ -143,12 +139,15 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
             rec.result = Outcome.REUSED
             say(f"{label}: reused {wheel.name} (same recipe, source and toolchain)")
             return BuildResult(recipe, target, rec, record_path, wheel)
-        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n")
+        log.write_text(f"# ot2wheels {__version__}: {recipe.name} {recipe.version} for {target.name}\n"
+                       f"# build python: {toolchain.build_python_info().describe()}\n")
         say(f"{label}: fetch and verify source")
         archive = sources.fetch_source(recipe, layout.cache)
         tree = sources.extract(archive, work / "src")
         sources.apply_patches(recipe, tree)
-        say(f"{label}: build environment (python{target.python}: {', '.join(recipe.requires) or 'no pins'})")
+        bp = toolchain.build_python_info()
+        say(f"{label}: build environment (CPython {bp.version} from {bp.origin.value}: "
+            f"{', '.join(recipe.requires) or 'no pins'})")
         python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
         cross = toolchain.env()
@@ -158,6 +157,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
+        # outermost, so host paths are rewritten before ccache hashes the command
+        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")
             env = {**env, **rust.prepare_crates(tree, env, layout.cache, log).env}
@@ -185,7 +186,7 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         log=log.name, wheel=wheel.name if wheel else None,
         wheel_sha256=sha256_file(wheel) if wheel else None,
         wheel_size=wheel.stat().st_size if wheel else None,
-        gate=report.to_dict() if report else {}, error=error, tool_version=__version__,
+        gate=report, error=error, tool_version=__version__,
     )
     try:
         with log.open("a") as f:

@@ -9,21 +9,21 @@ a lock (their scripts name their path) and marked complete last. One made at ano
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from . import locks
 from .errors import BuildError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, scrubbed_env
 
 # The PEP 517 frontend run inside each build environment (supports CPython 3.8+).
 FRONTEND = "build==1.2.2.post1"
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
+    return scrubbed_env()
 
 
 def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: Path | None = None) -> Path:
@@ -42,7 +42,7 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
                        "making it again here")
             shutil.rmtree(root)
         if not (root / ".complete").is_file():
-            _create(python, reqs, root, version, requires, log)
+            _create(python, reqs, root, version, requires, cache, log)
     return exe
 
 
@@ -65,15 +65,22 @@ def _note(log: Path | None, message: str) -> None:
 
 
 def _create(python: Path, reqs: list[str], root: Path, version: str, requires: tuple[str, ...],
-            log: Path | None) -> None:
+            cache: Path, log: Path | None) -> None:
     """Make the venv in place (under its lock), so its scripts name where it stays; `.complete`
     is written last, and readers use nothing without it."""
     root.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(root, ignore_errors=True)  # what an interrupted creation left
     try:
-        out = subprocess.run([str(python), "-m", "venv", str(root)], capture_output=True, text=True, env=_clean_env())
+        # virtualenv, run by our own interpreter, rather than `python -m venv`: Debian's CPythons
+        # (the system's without python3.X-venv, and those unpacked from a suite's .debs) have no
+        # ensurepip, and virtualenv seeds pip from wheels it embeds, without network. (`uv venv
+        # --seed` would fetch pip from the network and ignores pip's configured index.)
+        cmd = [sys.executable, "-m", "virtualenv", "--python", str(python), "--no-setuptools",
+               "--no-periodic-update", "--app-data", str(cache / "virtualenv"), str(root)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env())
         if out.returncode != 0:
-            raise BuildError(f"cannot create a venv with {python}: {out.stderr.strip()}")
+            raise BuildError(f"cannot create a virtualenv with {python}: "
+                             f"{(out.stderr or out.stdout).strip()[-1500:]}")
         cmd = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
                "--no-input", *reqs]
         out = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env())

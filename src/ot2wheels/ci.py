@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .recipes import Recipe, load_all
+from .recipes import Recipe, build_matrix, load_all
 from .targets import TargetSet
 
 # A change to one of these files can change every wheel: all recipes are rebuilt.
@@ -31,15 +31,8 @@ class Cell:
 def cells(recipes: dict[str, Recipe], targets: TargetSet, target_names: list[str] | None = None,
           only: set[str] | None = None) -> list[Cell]:
     """Every (recipe, target) a recipe supports, sorted; `only` limits to these recipe names."""
-    out = []
-    for name in sorted(recipes):
-        if only is not None and name not in only:
-            continue
-        recipe = recipes[name]
-        for target in targets.select(target_names):
-            if recipe.supports(target.name, target.python):
-                out.append(Cell.of(recipe, target.name, target.python))
-    return out
+    chosen = [recipes[name] for name in sorted(recipes) if only is None or name in only]
+    return [Cell.of(r, t.name, t.python) for r, t in build_matrix(chosen, targets.select(target_names))]
 
 
 def matrix(cell_list: list[Cell]) -> dict[str, list[dict[str, str]]]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import pipeline
 from .errors import ConfigError, PlanError
-from .pipeline import Project, build_all, smoke_all
+from .options import RunOptions
+from .pipeline import Project
 from .plan import BUILD, Plan, plan, write_constraints, write_json
-from .records import write_atomic
 from .pypi import IndexClient
 from .recipes import ClosureRecipe
+from .records import write_atomic
 from .rehearse import RehearsalResult, rehearse
 from .targets import Target
 from .toolchains import get_toolchain
@@ -57,10 +59,13 @@ def plan_closure(closure: ClosureRecipe, target: Target, client: IndexClient, sa
         return plan(closure.requirement, target, cutoff=cutoff, client=client)
 
 
-def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target], *, force: bool = False,
-                say: Say = print) -> list[ClosureRun]:
-    """Plan, build the must-build wheels (reusing cached builds), smoke-test them, rehearse the install."""
-    client = IndexClient(project.layout.cache)
+def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target], options: RunOptions | None = None,
+                *, say: Say = print, command: str | None = None,
+                client: IndexClient | None = None) -> list[ClosureRun]:
+    """Plan, build the must-build wheels and smoke-test them (`pipeline.run`: reusing cached
+    builds, one ledger run per target), rehearse the install."""
+    options = (options or RunOptions()).replace(build=True, smoke=True)
+    client = client or IndexClient(project.layout.cache)
     runs = []
     for target in targets:
         run = ClosureRun(closure, target)
@@ -68,7 +73,7 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         if closure.targets and target.name not in closure.targets:
             continue
         run.plan = p = plan_closure(closure, target, client, say)
-        out = project.layout.root / "build" / "plan" / target.name
+        out = project.layout.plan_dir(target.name)
         write_json(p, out / f"{closure.name}.json")
         write_constraints(p, out / f"{closure.name}-constraints.txt")
         must = [e.name for e in p.must_build]
@@ -85,13 +90,12 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
             pinned = p.get(recipe.name).version
             if pinned != recipe.version:
                 say(f"[{target.name}] note: the plan pins {recipe.name}=={pinned}; our recipe builds {recipe.version}")
-        builds = build_all(project, pairs, force=force, say=say)
-        run.failures += [f"build {b.label}: {(b.record.error or '').splitlines()[0]}" for b in builds if not b.ok]
-        smokes = smoke_all(project, [(b.recipe, b.target) for b in builds if b.ok], say=say)
-        run.failures += [f"smoke {s.wheel} on {s.target}" for _r, s in smokes if not s.passed]
+        summary = pipeline.run(project, pipeline.Selection(tuple(pairs)), options, say=say,
+                               command=f"{command or f'closure {closure.name}'} [{target.name}]")
+        run.failures += summary.failures
         if run.failures:
             continue
-        wheels = [b.wheel for b in builds if b.wheel is not None]
+        wheels = [b.wheel for b in summary.builds if b.wheel is not None]
         toolchain = get_toolchain(target, project.layout)
         toolchain.ensure()
         # pin what the plan resolved, except the must-build distributions: our wheels (or, for

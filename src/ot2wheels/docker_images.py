@@ -15,6 +15,7 @@ All engine access goes through the docker Python SDK.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -190,7 +191,7 @@ def _source_files(root: Path) -> Iterable[Path]:
 def builder_digest(layout: Layout, base: BaseSpec, apt_conf: str) -> str:
     """Digest of everything that goes into the builder image."""
     h = hashlib.sha256()
-    dockerfile = layout.root / "toolchain" / "Dockerfile"
+    dockerfile = layout.dockerfile
     for name, data in [("base", base.tag.encode()), ("Dockerfile", dockerfile.read_bytes()),
                        ("apt-host.conf", apt_conf.encode()),
                        *((str(p.relative_to(layout.root)), p.read_bytes()) for p in _source_files(layout.root))]:
@@ -228,7 +229,7 @@ def build_image(layout: Layout, c: Any | None = None, base: BaseSpec | None = No
     work.mkdir(parents=True, exist_ok=True)
     ctx = Path(tempfile.mkdtemp(prefix="context.", dir=work))
     try:
-        shutil.copy(layout.root / "toolchain" / "Dockerfile", ctx / "Dockerfile")
+        shutil.copy(layout.dockerfile, ctx / "Dockerfile")
         (ctx / "apt-host.conf").write_text(apt_conf)
         _fetch_wheels(layout.root, ctx / "wheels", log)
         log(f"docker build -> {tag}")
@@ -255,7 +256,9 @@ def _fetch_wheels(root: Path, dest: Path, log: Log) -> None:
     """ot2wheels and its dependencies as wheels, with the host's pip and pip configuration."""
     from .hostpython import find_python
 
-    python = find_python(BASE_PYTHON)
+    # our own interpreter when it is the image's X.Y: it has pip (a system python3.11 may not)
+    here = "{}.{}".format(*sys.version_info[:2])
+    python = Path(sys.executable) if here == BASE_PYTHON else find_python(BASE_PYTHON)
     log(f"collecting ot2wheels and its dependencies as wheels ({python}) ...")
     result = subprocess.run([str(python), "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(root)],
                             capture_output=True, text=True, timeout=1200)
@@ -341,10 +344,8 @@ def run_in_image(layout: Layout, argv: list[str], image: str | None = None, c: A
                 sys.stdout.flush()
         status = container.wait()
     finally:
-        try:
+        with contextlib.suppress(APIError):
             container.remove(force=True)
-        except APIError:
-            pass
     return int(status.get("StatusCode", 1)), "".join(chunks)
 
 

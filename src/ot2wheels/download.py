@@ -10,8 +10,6 @@ renames `dest.part` to `dest`. A file at `dest` is therefore always complete and
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -19,8 +17,6 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPResponse
 from pathlib import Path
@@ -35,8 +31,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .fsutil import sha256_file  # noqa: F401 - re-exported: callers import it from here
+from . import locks
 from .errors import DownloadError
+from .fsutil import sha256_file
 
 CHUNK = 1 << 16
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -111,18 +108,6 @@ def ssl_context() -> ssl.SSLContext:
     """Trust the CA bundle the machine's pip/requests use."""
     cafile = ca_bundle()
     return ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise concurrent downloads of the same file (two processes, one .part)."""
-    lock = path.with_name(path.name + ".lock")
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _fetch_once(url: str, part: Path, timeout: float, progress: Progress | None,
@@ -211,7 +196,8 @@ def download(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    with _locked(dest):
+    # one download of a file at a time (two processes, one .part)
+    with locks.locked(dest.with_name(dest.name + ".lock"), dest.name):
         if dest.exists():
             try:
                 if pin is None:

@@ -105,3 +105,14 @@ def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:
             raise disk_error(exc, dest, f"moving {src} to") from exc
     atomic_copy(src, dest, mode)
     Path(src).unlink(missing_ok=True)
+
+
+def rename_tree(tmp: Path, dest: Path, done: Path) -> None:
+    """Rename the finished temp tree `tmp` (beside `dest`) to `dest`. When another process
+    finished the same tree first (its `done` file exists), ours is dropped."""
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if not done.is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -62,6 +62,11 @@ class GateReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> GateReport:
+        """The report as a build record stores it (`to_dict`); TypeError for unknown fields."""
+        return cls(**{**data, "elves": [ElfReport(**e) for e in data.get("elves", [])]})
+
     def summary(self) -> str:
         head = f"gate {'PASS' if self.passed else 'FAIL'}: {self.wheel}"
         return "\n".join([head, *(f"  - {r}" for r in self.reasons)])

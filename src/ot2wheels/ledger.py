@@ -90,7 +90,15 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """When each run finished and how many failures it reported (NULL: still running, or killed)."""
+    _script(db, """
+        ALTER TABLE runs ADD COLUMN finished_at REAL;
+        ALTER TABLE runs ADD COLUMN failures INTEGER;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -150,10 +158,14 @@ class Ledger:
                              (time.time(), command, jobs, platform.node()))
             return int(cur.lastrowid or 0)
 
-    def record_build(self, result: "BuildResult", duration_s: float, run_id: int | None = None) -> int:
+    def finish_run(self, run_id: int, failures: int) -> None:
+        with self.connect() as db:
+            db.execute("UPDATE runs SET finished_at = ?, failures = ? WHERE id = ?", (time.time(), failures, run_id))
+
+    def record_build(self, result: BuildResult, duration_s: float, run_id: int | None = None) -> int:
         rec = result.record
         log = result.record_path.parent / rec.log
-        gate_passed = None if not rec.gate else int(bool(rec.gate.get("passed")))
+        gate_passed = None if rec.gate is None else int(rec.gate.passed)
         with self.connect() as db:
             cur = db.execute(
                 """INSERT INTO builds (finished_at, package, version, target, python, status, duration_s,
@@ -161,12 +173,12 @@ class Ledger:
                    gate_json, error, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (time.time(), rec.project, rec.version, rec.target, rec.python, rec.result,
                  round(duration_s, 3), rec.duration_s, rec.wheel, rec.wheel_sha256, rec.wheel_size,
-                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate, sort_keys=True), rec.error,
+                 str(log), rec.cache_key, gate_passed, json.dumps(rec.gate.to_dict() if rec.gate else {}, sort_keys=True), rec.error,
                  run_id),
             )
             return int(cur.lastrowid or 0)
 
-    def record_smoke(self, recipe: "Recipe", target: "Target", result: "SmokeResult",
+    def record_smoke(self, recipe: Recipe, target: Target, result: SmokeResult,
                      run_id: int | None = None) -> int:
         with self.connect() as db:
             cur = db.execute(

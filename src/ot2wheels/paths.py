@@ -37,7 +37,7 @@ class Layout:
     @classmethod
     def discover(
         cls, root: Path | None = None, cache: Path | None = None, dist: Path | None = None
-    ) -> "Layout":
+    ) -> Layout:
         r = find_project_root(root)
         return cls(root=r, cache=cache or default_cache_dir(), dist=dist or r / "dist")
 
@@ -48,6 +48,22 @@ class Layout:
     @property
     def targets_file(self) -> Path:
         return self.root / "toolchain" / "targets.toml"
+
+    @property
+    def sdk_file(self) -> Path:
+        return self.root / "toolchain" / "sdk.toml"
+
+    @property
+    def yanked_file(self) -> Path:
+        return self.root / "toolchain" / "yanked.toml"
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.root / "toolchain" / "Dockerfile"
+
+    def plan_dir(self, target: str) -> Path:
+        """Where `invoke plan` and closure builds write a target's plans and constraints."""
+        return self.root / "build" / "plan" / target
 
     @property
     def index(self) -> Path:

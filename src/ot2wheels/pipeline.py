@@ -17,9 +17,10 @@ from typing import Callable
 from . import locks, records, stale
 from .build import BuildResult, build_one, record_lock_name
 from .errors import ConfigError, RecordError
-from .ledger import Ledger
+from .ledger import Ledger, default_path
+from .options import RunOptions
 from .paths import Layout
-from .recipes import ClosureRecipe, Recipe, load_each
+from .recipes import ClosureRecipe, Recipe, build_matrix, load_each
 from .records import Outcome
 from .smoke import SmokeResult, smoke_many
 from .targets import Target, TargetSet, load_targets
@@ -39,7 +40,7 @@ class Project:
     broken: dict[str, str] = field(default_factory=dict)  # recipe folder -> why it does not load
 
     @classmethod
-    def load(cls, layout: Layout | None = None, strict: bool = True) -> "Project":
+    def load(cls, layout: Layout | None = None, strict: bool = True) -> Project:
         """The checkout's targets and recipes; with `strict=False` a broken recipe is kept in
         `broken` (its builds fail with the error) instead of failing the whole load."""
         layout = layout or Layout.discover()
@@ -68,8 +69,7 @@ class Project:
                python: str | None = None) -> list[tuple[Recipe, Target]]:
         """(recipe, target) pairs to build: every selected recipe on every target it supports."""
         chosen = [self.recipe(n) for n in recipes] if recipes else list(self.recipes.values())
-        return [(r, t) for r in chosen for t in self.targets_for_python(python, targets)
-                if r.supports(t.name, t.python)]
+        return build_matrix(chosen, self.targets_for_python(python, targets))
 
 
 @dataclass
@@ -85,6 +85,50 @@ class RunSummary:
                for b in self.builds if not b.ok]
         out += [f"smoke {s.wheel} on {s.target}" for _r, s in self.smokes if not s.passed]
         return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which builds a run makes: (recipe, target) pairs, and the recipes that did not load
+    (each one a failure of the run, so a broken recipe is never silently skipped)."""
+
+    pairs: tuple[tuple[Recipe, Target], ...]
+    broken: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.broken)
+
+
+def select(project: Project, recipes: list[str] | None = None, targets: list[str] | tuple[str, ...] | None = None,
+           python: str | None = None) -> Selection:
+    """The named recipes (default: all, and then the broken ones count too) on the selected targets."""
+    pairs = project.matrix(recipes or None, list(targets) if targets else None, python)
+    return Selection(tuple(pairs), () if recipes else tuple(project.broken.values()))
+
+
+def run(project: Project, selection: Selection, options: RunOptions, *, say: Say = print,
+        command: str = "ot2wheels") -> RunSummary:
+    """One build run, whichever front end asked: a ledger run (started, every build and smoke
+    test recorded as it completes, finished with its failure count), the builds in `build_all`
+    (dependency order, concurrency, cache reuse), smoke tests of what passed, and the summary.
+
+    `options.docker` is the front end's business (it re-runs the command inside the image)."""
+    summary = RunSummary(broken=list(selection.broken))
+    ledger = Ledger(options.ledger or default_path(project.layout))
+    run_id = ledger.start_run(command, options.jobs)
+    try:
+        pairs = list(selection.pairs)
+        if options.build:
+            started = time.monotonic()
+            summary.builds = build_all(project, pairs, force=options.force, say=say, jobs=options.jobs,
+                                       use_ccache=options.ccache, ledger=ledger, run_id=run_id)
+            say(reuse_summary(summary.builds, time.monotonic() - started))
+            pairs = [(b.recipe, b.target) for b in summary.builds if b.ok]
+        if options.smoke:
+            summary.smokes = smoke_all(project, pairs, say=say, ledger=ledger, run_id=run_id)
+    finally:  # an interrupted run is finished too, with what it got done
+        ledger.finish_run(run_id, len(summary.failures))
+    return summary
 
 
 def default_jobs() -> int:
@@ -171,8 +215,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
     results: dict[int, SmokeResult] = {}
     groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Recipe, Target, Path, Path]]] = {}
     for i, (recipe, target) in enumerate(pairs):
-        record_path = records.project_dir(project.layout.dist, target.name, recipe.name) / (
-            records.stem(recipe.name, recipe.version, target.cp) + ".json")
+        record_path = records.record_path(project.layout.dist, target.name, recipe.name, recipe.version, target.cp)
         try:
             rec = records.BuildRecord.from_file(record_path) if record_path.is_file() else None
         except RecordError as exc:
@@ -209,7 +252,7 @@ def smoke_all(project: Project, pairs: list[tuple[Recipe, Target]], say: Say = p
 def _attach_smoke(layout: Layout, record_path: Path, result: SmokeResult) -> None:
     with locks.cache_lock(layout.cache, record_lock_name(record_path)):  # read-modify-write
         rec = records.BuildRecord.from_file(record_path)
-        rec.smoke = {"passed": result.passed, "duration_s": result.duration_s}
+        rec.smoke = records.SmokeSummary(result.passed, result.duration_s)
         records.write_atomic(record_path, rec.to_json())
 
 

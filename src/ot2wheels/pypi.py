@@ -103,7 +103,7 @@ class CoreMetadata:
     requires_dist: tuple[str, ...]
 
     @classmethod
-    def parse(cls, data: bytes) -> "CoreMetadata":
+    def parse(cls, data: bytes) -> CoreMetadata:
         raw, _unparsed = parse_email(data)
         return cls(name=raw.get("name"), version=raw.get("version"), summary=(raw.get("summary") or "").strip(),
                    requires_python=raw.get("requires_python"), requires_dist=tuple(raw.get("requires_dist", ())))
@@ -144,7 +144,7 @@ def parse_simple_json(data: dict[str, Any], page_url: str) -> list[IndexFile]:
 class _RangeFile(io.RawIOBase):
     """A read-only, seekable view of a remote file, fetched in 64 KiB range requests."""
 
-    def __init__(self, client: "IndexClient", url: str, size: int) -> None:
+    def __init__(self, client: IndexClient, url: str, size: int) -> None:
         self._client, self._url, self._size, self._pos = client, url, size, 0
         self._blocks: dict[int, bytes] = {}
 
@@ -334,17 +334,23 @@ def sdist_members(data: bytes, filename: str) -> list[str]:
 
 
 def read_sdist_member(data: bytes, filename: str, member: str) -> bytes:
-    """A top-level file of an sdist (`NAME-VER/member`), e.g. PKG-INFO or pyproject.toml."""
+    """The file at `member` below an sdist's top folder (`NAME-VER/member`): PKG-INFO,
+    pyproject.toml, or a nested path like `src/pkg.egg-info/top_level.txt`."""
+
+    def wanted(name: str) -> bool:
+        top, sep, rest = name.partition("/")
+        return bool(top and sep) and rest == member
+
     if filename.endswith(".zip"):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for name in zf.namelist():
-                if name.count("/") == 1 and name.endswith("/" + member):
+                if wanted(name):
                     return zf.read(name)
     else:
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
             for info in tf.getmembers():
-                if info.isfile() and info.name.count("/") == 1 and info.name.endswith("/" + member):
+                if info.isfile() and wanted(info.name):
                     fh = tf.extractfile(info)
                     assert fh is not None
                     return fh.read()
-    raise SourceError(f"{filename}: no top-level {member}")
+    raise SourceError(f"{filename}: no {member} below its top folder")

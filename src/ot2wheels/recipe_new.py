@@ -5,14 +5,27 @@ From the sdist (downloaded and checked against the index's sha256) it reads:
   every target's build Python (the target's X.Y) can use, and the backend;
 - the top-level import names (`*.egg-info/top_level.txt`, else the package folders), which
   become the smoke test;
-- `#include` lines of its C/C++ sources, to suggest the sysroot libraries it links (target-libs).
+- `#include` lines of its C/C++ sources, to suggest the sysroot libraries it links (target-libs),
+  through a small hand map and, when given, the header -> package map of the target suite's
+  Debian `Contents` index (ot2wheels.debcontents);
+- dynamic build requirements, from the backend's own `get_requires_for_build_wheel` hook run in
+  a build environment of the static ones (`hooks=True`);
+- official cross-build switches of known projects (toolchain/cross-switches.toml) -> [build] env.
+
+The smoke imports are a first guess; after the first build `refine_smoke_imports` replaces them
+with what the built wheel really ships (`invoke recipe.refine`, and `invoke survey` does it).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import tempfile
 import tomllib
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from packaging.markers import default_environment
@@ -20,13 +33,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .errors import ConfigError, PlanError, SourceError
-from .fsutil import atomic_write
+from .errors import BuildError, ConfigError, PlanError, SourceError
+from .fsutil import atomic_write, scrubbed_env
 from .paths import Layout
 from .plan import Plan, _filename_version, _specifier
 from .pypi import IndexClient, IndexFile, read_sdist_member, sdist_members
 from .recipes import parse_recipe
 from .rust import DEBIAN_STD_PACKAGE, RUST_BACKENDS
+from .tomlfile import read_toml
 from .tomlfile import toml_str as _toml_str
 
 # Header a C source includes -> the Debian -dev package that provides it in the sysroot.
@@ -72,7 +86,7 @@ def backend_name(build_backend: str, requires: Iterable[str]) -> str:
 
 def _build_environment(python: str) -> dict[str, str]:
     """Markers of the build Python: this host, but the target's CPython X.Y."""
-    env = dict(default_environment())
+    env = {k: str(v) for k, v in default_environment().items()}
     env.update(python_version=python, python_full_version=f"{python}.0")
     return env
 
@@ -127,7 +141,7 @@ def import_names(members: list[str], data: bytes, filename: str, pyproject: dict
     tops = [m for m in members if m.count("/") in (1, 2) and m.endswith(".egg-info/top_level.txt")]
     if tops:
         member = min(tops, key=lambda m: m.count("/")).split("/", 1)[1]
-        names = [n for n in read_sdist_member_path(data, filename, member).decode().split() if n.isidentifier()]
+        names = [n for n in read_sdist_member(data, filename, member).decode().split() if n.isidentifier()]
         if names:
             return sorted(set(names))
     module = pyproject.get("tool", {}).get("maturin", {}).get("module-name")
@@ -154,29 +168,12 @@ def extension_modules(data: bytes, filename: str) -> list[str]:
     return sorted(n for n in names if not {p.lower() for p in n.split(".")} & _NOT_MODULES)
 
 
-def read_sdist_member_path(data: bytes, filename: str, member: str) -> bytes:
-    """A file at `member` below the sdist's top folder (may be nested, unlike read_sdist_member)."""
-    import io
-    import tarfile
-    import zipfile
+def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = None) -> list[str]:
+    """-dev packages whose headers the sdist's C/C++/Cython sources include.
 
-    if filename.endswith(".zip"):
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for name in zf.namelist():
-                if name.split("/", 1)[-1] == member:
-                    return zf.read(name)
-    else:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            for info in tf.getmembers():
-                if info.isfile() and info.name.split("/", 1)[-1] == member:
-                    fh = tf.extractfile(info)
-                    assert fh is not None
-                    return fh.read()
-    raise SourceError(f"{filename}: no {member}")
-
-
-def target_libs(data: bytes, filename: str) -> list[str]:
-    """-dev packages whose headers the sdist's C/C++/Cython sources include."""
+    The hand map INCLUDE_LIBS wins; `headers` (include path -> Debian package, from the
+    suite's Contents index, see ot2wheels.debcontents) covers the rest.
+    """
     import io
     import tarfile
     import zipfile
@@ -197,15 +194,178 @@ def target_libs(data: bytes, filename: str) -> list[str]:
                     fh = tf.extractfile(info)
                     if fh is not None:
                         found.update(_INCLUDE.findall(fh.read()))
-    headers = set()
+    included = set()
     for raw in found:
         h = raw.decode(errors="replace")
         if h.startswith('"') and PurePosixPath(h[1:-1]).name in own:
             continue  # "bundled.h": the sdist's own header
-        headers.add(h[1:-1])
-    libs = {lib for h in headers for key, lib in INCLUDE_LIBS.items()
-            if (h.startswith(key) if key.endswith("/") else h == key)}
+        included.add(h[1:-1])
+    libs = set()
+    for h in sorted(included):
+        hand = [lib for key, lib in INCLUDE_LIBS.items() if (h.startswith(key) if key.endswith("/") else h == key)]
+        if hand:
+            libs.update(hand)
+        elif headers is not None and (pkg := headers.get(h)):
+            libs.add(pkg)
     return sorted(libs)
+
+
+# --- smoke imports from the built wheel ------------------------------------------------------
+def wheel_imports(wheel: Path) -> list[str]:
+    """Import names a built wheel really ships: its top-level packages and modules, then every
+    extension module (dotted), leaving out test-only ones and vendored-library folders."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise SourceError(f"{wheel}: not a readable wheel: {exc}") from None
+    tops: set[str] = set()
+    extensions: set[str] = set()
+    for name in names:
+        parts = list(PurePosixPath(name).parts)
+        if not parts or parts[0].endswith(".dist-info"):
+            continue
+        if parts[0].endswith(".data"):  # NAME.data/platlib/pkg/... installs as pkg/...
+            if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                continue
+            parts = parts[2:]
+        leaf = parts[-1]
+        if leaf.endswith(".py"):
+            module = [*parts[:-1], leaf[:-3]]
+        elif leaf.endswith(".so") or ".so." in leaf:
+            module = [*parts[:-1], leaf.split(".", 1)[0]]  # _x.cpython-311-arm-linux-gnueabihf.so
+        else:
+            continue
+        if module[-1] == "__init__":
+            module = module[:-1]
+        if not module or not all(m.isidentifier() for m in module):
+            continue  # numpy.libs/, *.data scripts, ...
+        if {m.lower() for m in module} & _NOT_MODULES:
+            continue  # test-only modules: shipped or not, a smoke test must not depend on them
+        tops.add(module[0])
+        if not leaf.endswith(".py"):
+            extensions.add(".".join(module))
+    return sorted(tops) + sorted(extensions - tops)
+
+
+_SMOKE_HEADER = re.compile(r"^\[smoke\]\s*$", re.M)
+_IMPORTS_LINE = re.compile(r"^imports\s*=\s*\[[^\]]*\]", re.M)
+
+
+def refine_smoke_imports(recipe_path: Path, wheel: Path) -> list[str]:
+    """Replace `[smoke] imports` of the recipe with what `wheel` ships; returns the new list."""
+    imports = wheel_imports(wheel)
+    if not imports:
+        raise ConfigError(f"{wheel.name} ships no importable module; keep {recipe_path}'s [smoke] imports")
+    text = recipe_path.read_text()
+    header = _SMOKE_HEADER.search(text)
+    line = _IMPORTS_LINE.search(text, header.end()) if header else None
+    if line is None:
+        raise ConfigError(f"{recipe_path}: no `imports = [...]` line in [smoke] to replace")
+    new = (text[:line.start()] + f"# from the built wheel {wheel.name}\n"
+           + f"imports = {_toml_list(imports)}" + text[line.end():])
+    parse_recipe(tomllib.loads(new), recipe_path)  # still a valid recipe
+    atomic_write(recipe_path, new)
+    return imports
+
+
+# --- dynamic build requirements ----------------------------------------------------------------
+# Run in the build environment, whose `build` frontend calls the backend's hook in a subprocess.
+_HOOK = ("import json, sys\nfrom build import ProjectBuilder\n"
+         "print(json.dumps(sorted(ProjectBuilder(sys.argv[1]).get_requires_for_build('wheel'))))\n")
+
+
+@dataclass(frozen=True)
+class DynamicRequires:
+    requires: tuple[str, ...]  # beyond the static ones, as the hook gave them
+    note: str  # one line for the recipe: what was found, or why nothing could be asked
+
+
+def hook_requires(tree: Path, python: Path, env: Mapping[str, str] | None = None, timeout: float = 600) -> list[str]:
+    """What the backend's `get_requires_for_build_wheel` asks for, run with `python` (a build env)
+    and the recipe's [build] env (a backend's answer may depend on it)."""
+    try:
+        out = subprocess.run([str(python), "-c", _HOOK, str(tree)], cwd=tree, capture_output=True, text=True,
+                             env={**scrubbed_env(), **(env or {})}, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"get_requires_for_build_wheel of {tree.name} did not finish in {timeout:.0f}s") from None
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuildError(f"get_requires_for_build_wheel of {tree.name} failed: {last}")
+    return [str(r) for r in json.loads(lines[-1])]
+
+
+def dynamic_requires(data: bytes, filename: str, static: list[str], python: Path, cache: Path,
+                     env: Mapping[str, str] | None = None) -> DynamicRequires:
+    """The sdist's dynamic build requirements: the hook run in a venv of the (pinned) static ones.
+
+    A hook that fails is not fatal (the recipe still gets written): the note says why.
+    """
+    from . import buildenv, sources
+
+    have = {canonicalize_name(Requirement(r).name) for r in static}
+    with tempfile.TemporaryDirectory(prefix="recipe-new.") as tmp:
+        archive = Path(tmp) / filename
+        archive.write_bytes(data)
+        try:
+            tree = sources.extract(archive, Path(tmp) / "src")
+            env_python = buildenv.ensure_build_env(python, tuple(static), cache)
+            asked = hook_requires(tree, env_python, env)
+        except (BuildError, SourceError) as exc:
+            first = str(exc).splitlines()[0]
+            return DynamicRequires((), f"dynamic build requirements unknown (the hook could not run: {first})")
+    extra = tuple(r for r in asked if canonicalize_name(Requirement(r).name) not in have)
+    if not extra:
+        return DynamicRequires((), "get_requires_for_build_wheel asks for nothing beyond [build-system] requires")
+    return DynamicRequires(extra, f"get_requires_for_build_wheel also asks for: {', '.join(extra)} (pinned below)")
+
+
+# --- official cross-build switches, as data -----------------------------------------------------
+@dataclass(frozen=True)
+class CrossSwitch:
+    project: str
+    env: dict[str, str]
+    why: str
+
+
+def load_cross_switches(path: Path) -> dict[str, CrossSwitch]:
+    """toolchain/cross-switches.toml: `[projects.NAME] env = {...}, why = "..."`, validated."""
+    if not path.is_file():
+        return {}
+    data = read_toml(path)
+    unknown = set(data) - {"projects"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: ['projects']")
+    out: dict[str, CrossSwitch] = {}
+    for name, entry in data.get("projects", {}).items():
+        where = f"{path}: [projects.{name}]"
+        if not isinstance(entry, dict) or set(entry) - {"env", "why"}:
+            raise ConfigError(f"{where}: only `env` (a table of strings) and `why` (a string) are allowed")
+        env, why = entry.get("env", {}), entry.get("why", "")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, str)
+                                                for k, v in env.items()):
+            raise ConfigError(f"{where}: env must be a table of NAME = \"value\" strings")
+        if not isinstance(why, str) or not why.strip():
+            raise ConfigError(f"{where}: why must say where the switch is documented")
+        out[canonicalize_name(name)] = CrossSwitch(canonicalize_name(name), dict(env), why.strip())
+    return out
+
+
+def cross_switches_file(layout: Layout) -> Path:
+    return layout.root / "toolchain" / "cross-switches.toml"
+
+
+def _build_python(layout: Layout, python: str) -> Path:
+    """The build Python of the first target with CPython `python` (what builds will use)."""
+    from .targets import load_targets
+    from .toolchains import get_toolchain
+
+    targets = load_targets(layout.targets_file)
+    for t in [*targets.select(None), *targets.targets.values()]:
+        if t.python == python and t.provider != "none":
+            return get_toolchain(t, layout).build_python()
+    raise ConfigError(f"no target in {layout.targets_file} has CPython {python}")
 
 
 def _toml_list(values: Iterable[str]) -> str:
@@ -214,7 +374,8 @@ def _toml_list(values: Iterable[str]) -> str:
 
 def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str], backend: str,
                   backend_string: str, imports: list[str], libs: list[str], python: str | None,
-                  summary: str) -> str:
+                  summary: str, dynamic: DynamicRequires | None = None,
+                  switches: CrossSwitch | None = None) -> str:
     lines = [
         f"# Generated by `invoke recipe.new {name}=={version}` from {sdist.filename}. Edit freely.",
         "",
@@ -239,12 +400,18 @@ def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str]
         "# Debian -dev packages for headers its C sources include (check and extend)",
         f"target-libs = {_toml_list(libs)}",
     ]
+    if dynamic is not None:
+        lines.insert(-3, f"# {dynamic.note}")
+    if switches is not None and switches.env:
+        lines.append(f"# official cross-build switches (toolchain/cross-switches.toml): {switches.why}")
+        lines.append("env = {" + ", ".join(f"{k} = {_toml_str(v)}" for k, v in sorted(switches.env.items())) + "}")
     if python:
         lines.append(f"python = {_toml_str(python)}")
     lines += [
         "",
         "[smoke]",
-        "# every top-level module and literal setup.py Extension; add `code = ...` to exercise it",
+        "# a first guess from the sdist (top-level packages, literal setup.py Extensions);",
+        "# `invoke recipe.refine NAME` replaces it with what the built wheel ships. Add `code = ...`",
         f"imports = {_toml_list(imports)}",
         "",
     ]
@@ -252,11 +419,14 @@ def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str]
 
 
 def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClient | None = None,
-               pythons: list[str] | None = None) -> Path:
+               pythons: list[str] | None = None, headers: Mapping[str, str] | None = None,
+               hooks: bool = False) -> Path:
     """Write packages/NAME/recipe.toml for `NAME==VERSION`; returns its path.
 
     `pythons`: the target Python X.Y versions the build requirements must suit (default: those
-    of every target in targets.toml that the sdist supports).
+    of every target in targets.toml that the sdist supports). `headers`: include path -> Debian
+    package (ot2wheels.debcontents.header_map). `hooks`: also ask the backend's
+    get_requires_for_build_wheel (builds a build environment; needs the build Python).
     """
     try:
         req = Requirement(spec)
@@ -284,18 +454,25 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     backend_string = build_system.get("build-backend", "setuptools.build_meta:__legacy__")
     pythons = pythons or target_pythons(layout, sdist.requires_python)
     requires = pin_build_requirements(list(raw_requires), pythons, client)
+    switches = load_cross_switches(cross_switches_file(layout)).get(name)
+    dynamic = None
+    if hooks:
+        newest = max(pythons, key=Version)  # the static pins suit every target Python
+        dynamic = dynamic_requires(data, sdist.filename, requires, _build_python(layout, newest), layout.cache,
+                                   switches.env if switches else None)
+        requires += pin_build_requirements(list(dynamic.requires), pythons, client)
     try:
         summary = client.metadata(sdist).summary
-    except Exception:  # noqa: BLE001 - a summary is cosmetic
+    except Exception:
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
     backend = backend_name(backend_string, requires)
-    libs = target_libs(data, sdist.filename)
+    libs = target_libs(data, sdist.filename, headers)
     if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
         libs = sorted({*libs, DEBIAN_STD_PACKAGE})
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
-                         sdist.requires_python, summary)
+                         sdist.requires_python, summary, dynamic, switches)
     parse_recipe(tomllib.loads(text), path)  # what we write must load
     atomic_write(path, text)
     return path
@@ -310,3 +487,20 @@ def write_missing_recipes(plan: Plan, layout: Layout, client: IndexClient | None
             continue
         written.append(new_recipe(f"{entry.name}=={entry.version}", layout, client=client))
     return written
+
+
+def built_wheel(layout: Layout, name: str) -> Path:
+    """The newest wheel of `name` in dist/ whose build record says it passed (any target)."""
+    from .records import BuildRecord
+
+    found = []
+    for record in layout.dist.glob(f"*/{canonicalize_name(name)}/*.json"):
+        try:
+            rec = BuildRecord.from_file(record)
+        except Exception:  # a truncated record is no wheel to read
+            continue
+        if rec.result in ("passed", "reused") and rec.wheel and (record.parent / rec.wheel).is_file():
+            found.append(record.parent / rec.wheel)
+    if not found:
+        raise ConfigError(f"no passed wheel of {name} in {layout.dist}; build it first (invoke build --recipe {name})")
+    return max(found, key=lambda p: p.stat().st_mtime)

@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
-from .tomlfile import read_toml
+from .targets import Target
+from .tomlfile import check_keys, read_toml
 
 SOURCE_KINDS = ("pypi", "url", "git")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -92,6 +93,11 @@ class Recipe:
         return not self.python or Version(python) in SpecifierSet(self.python)
 
 
+def build_matrix(recipes: list[Recipe], targets: list[Target]) -> list[tuple[Recipe, Target]]:
+    """Every (recipe, target) pair in which the recipe supports the target: what gets built."""
+    return [(r, t) for r in recipes for t in targets if r.supports(t.name, t.python)]
+
+
 def _fail(path: Path, where: str, what: str) -> ConfigError:
     return ConfigError(f"{path}: [{where}] {what}" if where else f"{path}: {what}")
 
@@ -104,10 +110,7 @@ def _table(data: dict[str, Any], key: str, path: Path, required: bool = True) ->
     value = data[key]
     if not isinstance(value, dict):
         raise _fail(path, "", f"{key!r} must be a table, got {value!r}")
-    unknown = set(value) - _SCHEMA[key]
-    if unknown:
-        raise _fail(path, key, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_SCHEMA[key])}")
-    return value
+    return check_keys(value, _SCHEMA[key], f"{path}: [{key}]")
 
 
 def _str(table: dict[str, Any], key: str, path: Path, where: str, default: str | None = None) -> str:
@@ -145,9 +148,7 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
     if "closure" in data:
         raise _fail(path, "", "this is a [closure] recipe (a requirement to plan, not a wheel to build); "
                               "load it with load_closure")
-    unknown = set(data) - _SCHEMA[""]
-    if unknown:
-        raise _fail(path, "", f"unknown table(s) {sorted(unknown)}; allowed: {sorted(_SCHEMA[''])}")
+    check_keys(data, _SCHEMA[""], str(path), "table(s)")
     pkg = _table(data, "package", path)
     src = _table(data, "source", path)
     build = _table(data, "build", path, required=False)

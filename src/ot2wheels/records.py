@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from packaging.version import InvalidVersion, Version
 
 from .errors import RecordError
 from .fsutil import atomic_write
+from .gate import GateReport
 
 
 class Outcome(StrEnum):
@@ -24,6 +25,14 @@ class Outcome(StrEnum):
     @property
     def ok(self) -> bool:
         return self is not Outcome.FAILED
+
+
+@dataclass(frozen=True)
+class SmokeSummary:
+    """A build record's note of its wheel's latest smoke test (the output is in the ledger)."""
+
+    passed: bool
+    duration_s: float
 
 
 @dataclass
@@ -41,26 +50,35 @@ class BuildRecord:
     wheel: str | None = None
     wheel_sha256: str | None = None
     wheel_size: int | None = None
-    gate: dict = field(default_factory=dict)
+    gate: GateReport | None = None  # None: the build never reached the gate
     error: str | None = None
     tool_version: str = ""
-    smoke: dict = field(default_factory=dict)  # filled by the smoke test: passed, duration_s
+    smoke: SmokeSummary | None = None  # filled by the smoke test
 
     def __post_init__(self) -> None:
         self.result = Outcome(self.result)  # records on disk hold the plain word
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        data["gate"], data["smoke"] = data["gate"] or {}, data["smoke"] or {}  # on disk: {} for none
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_file(cls, path: Path) -> "BuildRecord":
+    def from_json(cls, data: dict) -> BuildRecord:
+        """The record from its JSON object; TypeError/ValueError when it is not one."""
+        gate, smoke = data.get("gate") or None, data.get("smoke") or None
+        return cls(**{**data, "gate": GateReport.from_dict(gate) if gate else None,
+                      "smoke": SmokeSummary(**smoke) if smoke else None})
+
+    @classmethod
+    def from_file(cls, path: Path) -> BuildRecord:
         """The record in `path`; RecordError naming the file if it is truncated, damaged or
         has fields this version does not know (such a build counts as not reusable)."""
         try:
             data = json.loads(path.read_text())
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return cls(**data)
+            return cls.from_json(data)
         except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
             why = str(exc).split("\n")[0]
             raise RecordError(f"{path}: not a valid build record ({why}); the next build "
@@ -74,6 +92,11 @@ def project_dir(dist: Path, target: str, project: str) -> Path:
 def stem(project: str, version: str, cp: str) -> str:
     """File stem for one build's log and record: markupsafe-3.0.4-cp311."""
     return f"{project}-{version}-{cp}"
+
+
+def record_path(dist: Path, target: str, project: str, version: str, cp: str) -> Path:
+    """Where one build's JSON record lives; its log is the same path with `.log`."""
+    return project_dir(dist, target, project) / f"{stem(project, version, cp)}.json"
 
 
 write_atomic = atomic_write  # records are plain files like the wheels beside them (0644)

@@ -23,11 +23,11 @@ from typing import Callable
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from .download import ca_bundle
 from .errors import SmokeError
 from .fsutil import PIP_VARS, PYTHON_VARS, atomic_write, scrubbed_env
-from .smoke import target_pip_install
-from .download import ca_bundle
 from .pypi import IndexClient
+from .smoke import target_pip_install
 from .targets import Target
 
 Say = Callable[[str], None]
@@ -86,8 +86,7 @@ def _fits(spec: str, version: Version) -> bool:
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     """The host environment without anything that configures pip or Python, plus `extra`."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "_PYTHON", "VIRTUAL_ENV"))}
-    return {**keep, "PIP_CONFIG_FILE": os.devnull, "PYTHONNOUSERSITE": "1", **extra}
+    return {**scrubbed_env((*PIP_VARS, *PYTHON_VARS), PIP_CONFIG_FILE=os.devnull, PYTHONNOUSERSITE="1"), **extra}
 
 
 def derived_constraints(constraints: Path | None, ours: list[Path], dest: Path) -> Path | None:
@@ -184,7 +183,8 @@ def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
         data = json.loads(report.read_text())
     except (OSError, ValueError):
         return {}, []
-    installed, ours = {}, []
+    installed: dict[str, str] = {}
+    ours: list[str] = []
     for item in data.get("install", []):
         meta = item.get("metadata", {})
         installed[canonicalize_name(meta.get("name", "?"))] = meta.get("version", "?")

@@ -293,6 +293,8 @@ on such a robot instead of compiling them there saves about
 {", ".join(f'{e(t)}: {_fmt_s(v["robot_build_s"])} ({v["wheels"]} wheels)' for t, v in sorted(ts["per_target"].items()))}.</p>
 <p>Assumption: {e(ts["assumption"])}. K = {ts["factor"]:g}: {e(ts["factor_source"])}.</p>
 <p><a href="report.json">report.json</a> holds the same data.</p>
+{f'<p id="coverage"><a href="{e(data["coverage"])}">Coverage of generated recipes</a> (invoke survey).</p>'
+ if data.get("coverage") else ""}
 </body></html>
 """
 
@@ -302,6 +304,8 @@ def build_report(ledger: Ledger, out_dir: Path, root: Path, factor: float | None
     if not ledger.path.is_file():
         raise LedgerError(f"no ledger at {ledger.path}; build something first (nox -s build)")
     data = collect(ledger, choose_factor(root, factor))
+    if (out_dir.parent / "coverage" / "index.html").is_file():  # written by `invoke survey`
+        data["coverage"] = "../coverage/index.html"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -182,7 +182,7 @@ def host_release_std(cache: Path, triple: str, arch: str, tools: RustTools, keyr
     versions: those are bound when the cdylib is linked, against the target sysroot's libc.
     """
     from .targets import DebianSource
-    from .toolchains.debian import PrivateApt, _run
+    from .toolchains.debapt import PrivateApt, run
 
     host = host_debian_rust()
     if host is None or not host[1].startswith(tools.release):
@@ -204,7 +204,7 @@ def host_release_std(cache: Path, triple: str, arch: str, tools: RustTools, keyr
         # apt-get download checks each .deb against the signed index's sha256
         apt.download([f"{DEBIAN_STD_PACKAGE}={version}", f"libstd-rust-web-{mm}={version}"], debs)
         for deb in sorted(debs.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"unpacking {deb.name}")
+            run(["dpkg-deb", "-x", str(deb), str(tmp)], f"unpacking {deb.name}")
         try:
             tmp.rename(root)
         except OSError:

@@ -23,7 +23,6 @@ at a half-installed SDK.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import secrets
@@ -31,18 +30,18 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from . import locks
 from .archive import extract
 from .download import check_sha256_pin, download, sha256_file, verify_file
 from .errors import ConfigError, DownloadError, ToolchainError
 from .fsutil import atomic_write
 from .paths import Layout
-from .tomlfile import read_toml, toml_str
+from .tomlfile import check_keys, read_table, toml_str
 
 MANIFEST = "ot2wheels-sdk.json"
 LOCATION_FILE = Path("share/buildroot/sdk-location")
@@ -103,12 +102,7 @@ def _sdk_tables(path: Path, tables: Any, allowed: set[str]) -> Iterator[tuple[st
         raise ConfigError(f"{path}: expected [sdk.NAME] tables")
     for name, t in tables.items():
         where = f"{path}: sdk.{name}"
-        if not isinstance(t, dict):
-            raise ConfigError(f"{where}: expected a table")
-        unknown = set(t) - allowed
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        yield name, where, t
+        yield name, where, check_keys(t, allowed, where)
 
 
 def _sha256_field(value: Any, where: str) -> str:
@@ -129,7 +123,7 @@ def load_lock(path: Path) -> dict[str, LockEntry]:
     if not path.is_file():
         return {}
     out = {}
-    for name, where, t in _sdk_tables(path, read_toml(path).get("sdk", {}), _LOCK_KEYS):
+    for name, where, t in _sdk_tables(path, read_table(path, {"sdk"}).get("sdk", {}), _LOCK_KEYS):
         missing = sorted(_LOCK_KEYS - set(t))
         if missing:
             raise ConfigError(f"{where}: missing field(s) {missing}; delete the entry to trust the "
@@ -182,7 +176,7 @@ def _with_lock(pin: SdkPin, entries: dict[str, LockEntry]) -> SdkPin:
 
 
 def load_pins(path: Path) -> dict[str, SdkPin]:
-    tables = read_toml(path).get("sdk")
+    tables = read_table(path, {"sdk"}).get("sdk")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{path}: needs at least one [sdk.NAME] table")
     pins = {}
@@ -201,7 +195,7 @@ def load_pins(path: Path) -> dict[str, SdkPin]:
 
 
 def sdk_file(layout: Layout) -> Path:
-    return layout.root / "toolchain" / "sdk.toml"
+    return layout.sdk_file
 
 
 def load_pin(layout: Layout, name: str = "ot2", path: Path | None = None) -> SdkPin:
@@ -275,17 +269,6 @@ def require_installed(layout: Layout, name: str = "ot2") -> InstalledSdk:
 def _in_place(sdk: InstalledSdk, base: Path) -> bool:
     """The SDK was relocated where `current` points now (not at a cache's earlier path)."""
     return sdk.root.is_relative_to((base / "current").resolve())
-
-
-@contextmanager
-def _lock(base: Path) -> Iterator[None]:
-    base.mkdir(parents=True, exist_ok=True)
-    with (base / ".lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sdk_root(unpacked: Path, archive: Path) -> Path:
@@ -373,7 +356,7 @@ def pull(
     # The pinned size belongs to the pinned hash; an overriding hash brings its own (or none).
     size = size if size is not None else (pin.size if sha == pin.sha256 else None)
     base = sdk_dir(layout, name)
-    with _lock(base):
+    with locks.locked(base / ".lock", f"the SDK at {base}"):
         if file is not None:
             archive = Path(file)
             if not archive.is_file():

@@ -35,6 +35,7 @@ from installer.sources import WheelFile
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
 
+from . import buildenv
 from .errors import SmokeError
 from .fsutil import PIP_VARS, PYTHON_VARS, atomic_write, scrubbed_env
 from .locks import cache_lock
@@ -157,7 +158,10 @@ def runtime_wheelhouse(toolchain: Toolchain, requirements: Sequence[str], find_l
             return house
         shutil.rmtree(house, ignore_errors=True)  # what an interrupted attempt left
         house.mkdir(parents=True)
-        cmd = [_pip_python(toolchain.build_python()), "-m", "pip", "download", "--disable-pip-version-check",
+        # pip of the build Python (it evaluates markers with its own X.Y): a build environment's,
+        # since a build Python unpacked from a suite's .debs has no pip of its own
+        pip_python = buildenv.ensure_build_env(toolchain.build_python(), (), cache)
+        cmd = [str(pip_python), "-m", "pip", "download", "--disable-pip-version-check",
                "--no-input", "--dest", str(house), *pip_target_args(target)]
         for d in find_links:
             cmd += ["--find-links", str(d)]

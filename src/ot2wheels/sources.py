@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -11,17 +10,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_sdist_filename
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 
 from . import locks
 from .archive import extract as safe_extract
-from .download import download, sha256_file, ssl_context
-from .pypi import configured_index_url
+from .download import download, sha256_file
 from .errors import DownloadError, SourceError, UnsafeArchiveError
 from .fsutil import atomic_move
+from .pypi import IndexClient
 from .recipes import Recipe
-
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 def fetch_url(url: str, dest: Path, sha256: str, what: str) -> Path:
@@ -35,28 +32,27 @@ def fetch_url(url: str, dest: Path, sha256: str, what: str) -> Path:
         ) from None
 
 
-def pypi_sdist_url(name: str, version: str, filename: str | None = None) -> tuple[str, str]:
-    """(url, filename) of the sdist of name==version on the configured index (PEP 691 JSON)."""
-    page = f"{configured_index_url()}/{canonicalize_name(name)}/"
-    req = urllib.request.Request(page, headers={"Accept": SIMPLE_JSON})
-    try:
-        with urllib.request.urlopen(req, context=ssl_context(), timeout=60) as resp:
-            data = json.load(resp)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise SourceError(f"cannot read the index page {page}: {exc}") from None
-    for f in data.get("files", []):
-        fn = f["filename"]
-        if filename and fn != filename:
-            continue
-        if not fn.endswith((".tar.gz", ".zip")):
-            continue
+def pypi_sdist_url(name: str, version: str, client: IndexClient, filename: str | None = None) -> tuple[str, str]:
+    """(url, filename) of the sdist of name==version on the configured index, read through the
+    index client (PEP 691, its page cache and retries); a cached page that predates the
+    release is read again once."""
+    for fresh in (False, True):
+        reader = IndexClient(client.cache_dir.parent, client.index_url, page_ttl=0) if fresh else client
         try:
-            sname, sver = parse_sdist_filename(fn)
-        except Exception:
-            continue
-        if canonicalize_name(sname) == canonicalize_name(name) and str(sver) == version:
-            return urllib.parse.urljoin(page, f["url"]), fn
-    raise SourceError(f"{page}: no sdist for {name}=={version}; check [package] version in the recipe")
+            files = reader.files(name)
+        except DownloadError as exc:
+            raise SourceError(f"cannot read the index page {client.project_url(name)}: {exc}") from None
+        for f in files:
+            if (filename and f.filename != filename) or not f.filename.endswith((".tar.gz", ".zip")):
+                continue
+            try:
+                sname, sver = parse_sdist_filename(f.filename)
+            except InvalidSdistFilename:
+                continue
+            if canonicalize_name(sname) == canonicalize_name(name) and str(sver) == version:
+                return f.url, f.filename
+    raise SourceError(f"{client.project_url(name)}: no sdist for {name}=={version}; "
+                      "check [package] version in the recipe")
 
 
 def fetch_source(recipe: Recipe, cache: Path) -> Path:
@@ -73,7 +69,7 @@ def _fetch_source(recipe: Recipe, cache: Path) -> Path:
         return existing[0]
     what = f"{recipe.path} [source]"
     if src.kind == "pypi":
-        url, filename = pypi_sdist_url(recipe.name, recipe.version, src.filename)
+        url, filename = pypi_sdist_url(recipe.name, recipe.version, IndexClient(cache), src.filename)
         return fetch_url(url, store / filename, src.sha256, what)
     if src.kind == "url":
         assert src.url

@@ -1,7 +1,8 @@
 """Leftovers of interrupted runs in the cache, removed by the next run.
 
 A run killed mid-build leaves its work dir under `<cache>/work/`, and one killed mid-assembly
-a hidden temporary tree (`.<final name>.<random>[.tmp]`) beside the sysroots or build envs.
+a hidden temporary tree (`.<final name>.<random>[.tmp]`) beside the sysroots, build Pythons
+or build envs.
 Each is removed only when it is older than the current run and no live process holds its
 lock: a build holds a lock on its own work dir, an assembler the named cache lock of the
 tree it makes, so concurrent runs never lose a tree in use.
@@ -21,7 +22,7 @@ LEGACY_AGE_S = 24 * 3600
 # mkdtemp(prefix=".<final>.") names: the final name, then 8 random characters
 _TMP_TREE = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}(?:\.tmp)?$")
 # the trees assembled under a named cache lock, by the lock's prefix
-_LOCKED_TREES = {"sysroots": "sysroot-", "buildenvs": "buildenv-"}
+_LOCKED_TREES = {"sysroots": "sysroot-", "buildenvs": "buildenv-", "pythons": "python-"}
 
 
 def sweep(cache: Path, before: float, say: Callable[[str], None] | None = None) -> list[Path]:

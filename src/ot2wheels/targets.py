@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ from packaging import tags
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError, ToolchainError
-from .tomlfile import read_toml
+from .tomlfile import check_keys, read_table
 
 # "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
 PROVIDERS = ("debian", "buildroot-sdk", "none")
@@ -59,6 +59,16 @@ class DebianSource:
 
 
 @dataclass(frozen=True)
+class TargetSdk:
+    """`[targets.NAME.sdk]` of a buildroot-sdk target: which `[sdk.NAME]` pin of toolchain/sdk.toml."""
+
+    name: str = "ot2"
+
+
+_SDK_KEYS = {"name"}
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     python: str  # "3.11"
@@ -69,7 +79,7 @@ class Target:
     description: str = ""
     site: str = ""
     debian: DebianSource | None = None
-    sdk: dict[str, Any] = field(default_factory=dict)
+    sdk: TargetSdk | None = None  # buildroot-sdk targets only
     architecture: Arch = ARCHES["armhf"]
 
     @property
@@ -176,9 +186,7 @@ def _string_list(value: Any, where: str) -> tuple[str, ...]:
 
 def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     where = f"{path}: targets.{name}"
-    unknown = set(table) - _TARGET_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TARGET_KEYS)}")
+    check_keys(table, _TARGET_KEYS, where)
     python = _need(table, "python", where)
     try:
         pv = Version(python)
@@ -198,9 +206,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
     if provider == "debian":
         dt = _need(table, "debian", where, dict)
         dwhere = f"{where}.debian"
-        unknown = set(dt) - _DEBIAN_KEYS
-        if unknown:
-            raise ConfigError(f"{dwhere}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_DEBIAN_KEYS)}")
+        check_keys(dt, _DEBIAN_KEYS, dwhere)
         debian = DebianSource(
             suites=_string_list(_need(dt, "suites", dwhere, list), f"{dwhere}.suites"),
             keyring=_need(dt, "keyring", dwhere),
@@ -208,9 +214,12 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
             exclude=_string_list(dt.get("exclude", []), f"{dwhere}.exclude"),
             mirror=dt.get("mirror"),
         )
-    sdk = table.get("sdk", {})
-    if provider == "buildroot-sdk" and not isinstance(sdk, dict):
-        raise ConfigError(f"{where}.sdk: expected a table")
+    sdk = None
+    if provider == "buildroot-sdk":
+        sdk_table = check_keys(table.get("sdk", {}), _SDK_KEYS, f"{where}.sdk")
+        if not isinstance(sdk_table.get("name", ""), str):
+            raise ConfigError(f"{where}.sdk.name: expected a string like \"ot2\" (an [sdk.NAME] of toolchain/sdk.toml)")
+        sdk = TargetSdk(**sdk_table)
     arch_name = table.get("arch", "armhf")
     if arch_name not in ARCHES:
         raise ConfigError(f"{where}.arch: {arch_name!r} is not one of {sorted(ARCHES)}")
@@ -235,7 +244,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
 
 
 def load_targets(path: Path) -> TargetSet:
-    data = read_toml(path)
+    data = read_table(path, {"targets", "default"})
     tables = _need(data, "targets", str(path), dict)
     targets = {name: _parse_target(name, t, path) for name, t in tables.items()}
     default = _string_list(data.get("default", list(targets)), f"{path}: default")

@@ -54,15 +54,16 @@ def write_record(wheel: Path, target: str, *, result: str = "passed", smoke_pass
     and smoke test (the index publishes only wheels such a record names); returns its path."""
     import hashlib
 
-    from ..records import BuildRecord, write_atomic
+    from ..gate import GateReport
+    from ..records import BuildRecord, Outcome, SmokeSummary, write_atomic
 
     name, version, _b, tags = parse_wheel_filename(wheel.name)
     cp = next(iter(tags)).interpreter
-    rec = BuildRecord(target=target, python="", project=str(name), version=str(version), result=result,
+    rec = BuildRecord(target=target, python="", project=str(name), version=str(version), result=Outcome(result),
                       cache_key="", recipe_digest="", toolchain_digest="", duration_s=0.0, log="",
                       wheel=wheel.name, wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                      wheel_size=wheel.stat().st_size, gate={"passed": True},
-                      smoke={} if smoke_passed is None else {"passed": smoke_passed, "duration_s": 0.0})
+                      wheel_size=wheel.stat().st_size, gate=GateReport(wheel.name, True, [], []),
+                      smoke=None if smoke_passed is None else SmokeSummary(smoke_passed, 0.0))
     path = wheel.with_name(f"{name}-{version}-{cp}.json")
     write_atomic(path, rec.to_json())
     return path

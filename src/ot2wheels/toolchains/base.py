@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import crossenv
+from .. import crossenv, hostpython
+from ..errors import Ot2WheelsError
+from ..fsutil import scrubbed_env
 from ..paths import Layout
 from ..targets import Target
+
+if TYPE_CHECKING:
+    from .buildpython import BuildPython
 
 
 class Toolchain(ABC):
@@ -40,6 +45,21 @@ class Toolchain(ABC):
     @abstractmethod
     def build_python(self) -> Path:
         """A host CPython of the target's major.minor, used to run the build backend."""
+
+    def build_python_info(self) -> BuildPython:
+        """The build Python and where it came from (a provider that acquires one says more)."""
+        from .buildpython import BuildPython, Origin
+
+        python = self.build_python()
+        return BuildPython(python, hostpython.full_version(python) or self.target.python, Origin.TOOLCHAIN,
+                           f"the {self.target.provider} toolchain's own")
+
+    def build_python_status(self) -> str:
+        """Which build Python is used and where it came from, without acquiring anything."""
+        try:
+            return self.build_python_info().describe()
+        except Ot2WheelsError as exc:
+            return f"not ready: {exc}"
 
     @property
     def target_python(self) -> Path:
@@ -83,10 +103,9 @@ class Toolchain(ABC):
         timeout: float | None = 600,
     ) -> subprocess.CompletedProcess[str]:
         """Run a target program (e.g. `[str(self.target_python), "-c", ...]`) under qemu-user."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "_PYTHON"))}
         return subprocess.run(
             [*self.qemu_command(), *argv],
-            env={**base, **(env or {})},
+            env={**scrubbed_env(("PYTHON", "_PYTHON")), **(env or {})},
             cwd=cwd,
             capture_output=True,
             text=True,

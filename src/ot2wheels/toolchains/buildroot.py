@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import crossenv, sdk
 from ..errors import ToolchainError
 from ..paths import Layout
-from ..targets import Target
+from ..targets import Target, TargetSdk
 from .base import Toolchain
 
 _SONAME = re.compile(r"^(lib[^/]*|ld-[^/]*)\.so(\.\d+)*$")
@@ -54,7 +54,7 @@ class BuildrootToolchain(Toolchain):
     def __init__(self, target: Target, layout: Layout, extra_packages: tuple[str, ...] = ()) -> None:
         self.target = target
         self.layout = layout
-        self.sdk_name = str(target.sdk.get("name", "ot2"))
+        self.sdk_name = (target.sdk or TargetSdk()).name
         # A Buildroot SDK's sysroot is fixed: recipe target-libs (Debian package names) cannot
         # be added to it. What the robot lacks, the wheel gate reports as a missing library.
         self.extra_packages = tuple(extra_packages)

@@ -1,0 +1,93 @@
+"""Keep the build machine's include and library directories out of a cross build.
+
+Some setup.py files add `/usr/include`, `/usr/lib/x86_64-linux-gnu` and the like on their own
+(probing the machine they run on). Handed to the cross compiler, those host directories give
+x86-64 headers to an ARM compile and x86-64 `.so` files to an ARM link ("file in wrong
+format", or worse: a wrong-ABI header that compiles). Every build runs its compilers through a
+small wrapper that rewrites such arguments to the same paths inside the sysroot (and drops
+/usr/local ones, which a sysroot does not have), writing one note per rewrite to the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from .errors import ToolchainError
+from .fsutil import atomic_write
+
+# One wrapper per compiler, named like it (ccache and distutils guess the compiler's kind and
+# find linker parameters by the name and position of that word). argv[1:] are its arguments.
+_WRAPPER = r"""#!{python} -IS
+# ot2wheels host guard for {real} (sha256 {digest}): host include/library paths -> the sysroot's
+import os, re, sys
+REAL = {real!r}
+SYSROOT = {sysroot!r}
+MULTIARCH = {multiarch!r}
+TUPLE = re.compile(r"^(/usr/lib|/lib|/usr/include)/[a-z0-9_]+-linux-gnu[a-z0-9_]*(?=/|$)")
+
+def moved(path):
+    if path.startswith(SYSROOT) or not path.startswith(("/usr/", "/lib/", "/lib")):
+        return path
+    if path.startswith("/usr/local/"):
+        return None
+    m = TUPLE.match(path)
+    if m:
+        path = m.group(1) + "/" + MULTIARCH + path[m.end():]
+    if path.startswith(("/usr/include", "/usr/lib", "/lib/")) or path == "/lib":
+        return SYSROOT + path
+    return path
+
+out = []
+for arg in sys.argv[1:]:
+    new = arg
+    for flag in ("-I", "-L", "-isystem"):
+        if arg.startswith(flag + "/"):
+            p = moved(arg[len(flag):])
+            new = None if p is None else flag + p
+            break
+    else:
+        if arg.startswith("/") and re.search(r"\.(so(\.[0-9.]+)?|a)$", arg):
+            new = moved(arg)
+    if new != arg:
+        sys.stderr.write("ot2wheels-hostguard: host path %s -> %s\n" % (arg, new or "(dropped)"))
+    if new is not None:
+        out.append(new)
+os.execv(REAL, [REAL, *out])
+"""
+
+WRAPPED = ("CC", "CXX", "LDSHARED", "LDCXXSHARED")
+_LAUNCHERS = {"ccache", "env"}
+
+
+def write_wrapper(dest: Path, real: str, sysroot: Path, multiarch: str) -> Path:
+    """The wrapper script at `dest` (executable) for the compiler `real` (a path)."""
+    digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()  # a new compiler is a new wrapper (ccache)
+    atomic_write(dest, _WRAPPER.format(python=sys.executable, real=real, digest=digest, sysroot=str(sysroot),
+                                       multiarch=multiarch), mode=0o755)
+    return dest
+
+
+def environment(env: dict[str, str], sysroot: Path, multiarch: str, work: Path) -> dict[str, str]:
+    """`env` with the compiler word of CC, CXX, LDSHARED, LDCXXSHARED replaced by a guard of it
+    (written into `work/hostguard/`); launchers (ccache) and flags stay where they were."""
+    out = dict(env)
+    wrappers: dict[str, Path] = {}
+    for var in WRAPPED:
+        if not env.get(var):
+            continue
+        words = shlex.split(env[var])
+        i = next((n for n, w in enumerate(words) if Path(w).name not in _LAUNCHERS and "=" not in w), None)
+        if i is None:
+            continue
+        real = shutil.which(words[i])
+        if real is None:
+            raise ToolchainError(f"{var}: compiler {words[i]!r} not found on PATH")
+        if real not in wrappers:
+            wrappers[real] = write_wrapper(work / "hostguard" / Path(real).name, real, sysroot, multiarch)
+        words[i] = str(wrappers[real])
+        out[var] = shlex.join(words)
+    return out

@@ -1,0 +1,407 @@
+"""`invoke survey`: generated recipes for many projects, built and smoke-tested, as a coverage page.
+
+For every project of a list it writes a recipe with `recipe.new` (newest release with an sdist)
+into a scratch checkout (build/survey/: never packages/), builds it for each target with the
+normal pipeline (cache, ledger in build/survey/dist/, one log per build), replaces the guessed
+smoke imports with what the built wheel ships, smoke-tests it, and writes index/coverage/
+(index.html + coverage.json): project x target -> the stage reached, the error line and a
+failure class. `promote` copies a recipe that passed on every default target into packages/.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from packaging.utils import canonicalize_name
+
+from .errors import ConfigError, Ot2WheelsError
+from .fsutil import atomic_copy, atomic_write
+from .paths import Layout
+from .tomlfile import read_toml
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
+    from .targets import Target
+
+Say = Callable[[str], None]
+PARTS = ("c", "c++", "cython", "mypyc", "rust", "fortran")
+
+
+class Stage(StrEnum):
+    UNSUPPORTED = "unsupported"  # the newest release's Requires-Python excludes the target's CPython
+    RECIPE = "recipe"  # recipe.new failed
+    BUILD = "build"  # the build or the gate failed
+    SMOKE = "smoke"  # built, but the smoke test failed
+    PASSED = "passed"
+
+
+class FailureClass(StrEnum):
+    SMOKE_IMPORTS = "smoke-imports"  # the smoke test imports what the wheel does not ship
+    DYNAMIC_REQUIRES = "dynamic-requires"  # a build requirement asked for by the backend's hook
+    ABI3 = "abi3"  # the gate refused a limited-API wheel
+    TARGET_LIBS = "target-libs"  # a header or library of the target is missing
+    HOST_LEAKAGE = "host-leakage"  # build-machine headers/libraries in the ARM build
+    RUST = "rust"
+    FORTRAN = "fortran"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class SurveyProject:
+    name: str
+    rank: int
+    parts: tuple[str, ...]  # what its native code is written in (c, c++, cython, mypyc, rust, fortran)
+
+
+@dataclass(frozen=True)
+class ProjectList:
+    source: str
+    date: str
+    projects: tuple[SurveyProject, ...]
+
+    def select(self, names: list[str] | None = None, skip_parts: tuple[str, ...] = (),
+               limit: int | None = None) -> list[SurveyProject]:
+        if names:
+            known = {p.name: p for p in self.projects}
+            wanted = [canonicalize_name(n) for n in names]
+            return [known.get(n, SurveyProject(n, 0, ())) for n in wanted]
+        chosen = [p for p in self.projects if not set(p.parts) & set(skip_parts)]
+        return chosen[:limit] if limit else chosen
+
+
+def load_project_list(path: Path) -> ProjectList:
+    """toolchain/survey-projects.toml, validated (unknown keys are errors naming the field)."""
+    data = read_toml(path)
+    if set(data) - {"ranking", "projects"}:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(set(data) - {'ranking', 'projects'})}")
+    ranking = data.get("ranking", {})
+    if not isinstance(ranking, dict) or set(ranking) - {"source", "date"} or not all(
+            isinstance(ranking.get(k), str) for k in ("source", "date")):
+        raise ConfigError(f"{path}: [ranking] needs `source` and `date` strings and nothing else")
+    out = []
+    for i, entry in enumerate(data.get("projects", [])):
+        where = f"{path}: projects[{i}]"
+        if not isinstance(entry, dict) or set(entry) - {"name", "rank", "parts"}:
+            raise ConfigError(f"{where}: only name, rank, parts are allowed")
+        name, rank, parts = entry.get("name"), entry.get("rank"), entry.get("parts", [])
+        if not isinstance(name, str) or not isinstance(rank, int):
+            raise ConfigError(f"{where}: name (string) and rank (integer) are required")
+        if not isinstance(parts, list) or set(parts) - set(PARTS):
+            raise ConfigError(f"{where} ({name}): parts must be a list of {', '.join(PARTS)}")
+        out.append(SurveyProject(canonicalize_name(name), rank, tuple(parts)))
+    return ProjectList(ranking["source"], ranking["date"], tuple(sorted(out, key=lambda p: p.rank)))
+
+
+# --- classification -------------------------------------------------------------------------
+_ERROR_LINE = [re.compile(p) for p in (
+    r"fatal error:", r"Missing dependencies", r"CMake Error", r"Could NOT find", r"configure: error: (?!in )",
+    r"\b[Ee]rror:", r"No module named", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
+_CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
+    (FailureClass.DYNAMIC_REQUIRES, re.compile(r"Missing dependencies|ERROR Backend .*requires|"
+                                               r"No module named '(Cython|pybind11|numpy|setuptools_scm)'")),
+    (FailureClass.RUST, re.compile(r"\bcargo\b|\brustc\b|maturin|setuptools[-_]rust|Rust compiler")),
+    (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
+    (FailureClass.ABI3, re.compile(r"abi3")),
+    (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
+                                          r"was not found in the pkg-config|Dependency \S+ found: NO|"
+                                          r"needs lib\S+, which the target does not have")),
+    # the build machine leaking in: its libraries, or its identity (./configure without --host)
+    (FailureClass.HOST_LEAKAGE, re.compile(r"file in wrong format|skipping incompatible /usr/|"
+                                           r"Relocations in generic ELF|ELF 64-bit LSB .*x86-64|"
+                                           r"cannot run C compiled programs")),
+]
+
+
+def _meaningful(text: str) -> list[str]:
+    """Lines of a log without its own comments (the cross environment, the gate's notes)."""
+    return [ln.strip() for ln in text.splitlines()
+            if ln.strip() and not ln.startswith(("#", "$ ", "ot2wheels-hostguard:"))]
+
+
+def error_line(text: str) -> str:
+    """The most telling line of a build log or error: a compiler's fatal error before a generic one
+    (a line ending in ':' gets the next one: "Missing dependencies: Cython>=3")."""
+    lines = _meaningful(text)
+    for pattern in _ERROR_LINE:
+        for i, ln in enumerate(lines):
+            if pattern.search(ln):
+                more = f" {lines[i + 1]}" if ln.endswith(":") and i + 1 < len(lines) else ""
+                return (ln + more)[:300]
+    return (lines[-1] if lines else "")[:300]
+
+
+def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureClass | None:
+    if stage in (Stage.PASSED, Stage.UNSUPPORTED):
+        return None
+    if stage == Stage.SMOKE:
+        return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
+    meaningful = "\n".join(_meaningful(text))
+    for cls, pattern in _CLASSES:
+        if pattern.search(meaningful):
+            return cls
+    if "rust" in parts:
+        return FailureClass.RUST
+    if "fortran" in parts:
+        return FailureClass.FORTRAN
+    return FailureClass.OTHER
+
+
+@dataclass
+class Cell:
+    project: str
+    version: str
+    target: str
+    stage: Stage
+    failure: FailureClass | None = None
+    error: str = ""
+    log: str = ""
+    wheel: str = ""
+    imports: list[str] = field(default_factory=list)
+    build_s: float = 0.0
+    smoke_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stage"] = self.stage.value
+        d["failure"] = self.failure.value if self.failure else None
+        return d
+
+
+# --- running ------------------------------------------------------------------------------
+def scratch_layout(layout: Layout, scratch: Path | None = None) -> Layout:
+    """A checkout-shaped scratch area: its own packages/ and dist/, the real targets and cache."""
+    root = scratch or layout.root / "build" / "survey"
+    for name in ("targets.toml", "cross-switches.toml"):
+        src = layout.root / "toolchain" / name
+        if src.is_file():
+            (root / "toolchain").mkdir(parents=True, exist_ok=True)
+            atomic_copy(src, root / "toolchain" / name)
+    (root / "packages").mkdir(parents=True, exist_ok=True)
+    return Layout(root=root, cache=layout.cache, dist=root / "dist")
+
+
+def newest_with_sdist(client, name: str) -> str:
+    from .plan import _filename_version
+
+    versions = {v for f in client.files(name) if f.is_sdist and not f.yanked
+                and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
+    if not versions:
+        raise ConfigError(f"{name}: no final release with an sdist on the index")
+    return str(max(versions))
+
+
+def _log_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-200_000:]
+    except OSError:
+        return ""
+
+
+def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list[str] | None = None,
+               scratch: Path | None = None, jobs: int = 1, say: Say = print, client=None,
+               headers: dict[str, str] | None = None, hooks: bool = True) -> list[Cell]:
+    """Generate, build, refine and smoke-test every project on every target; one Cell each."""
+    from . import pipeline
+    from .ledger import Ledger
+    from .pypi import IndexClient
+    from .recipe_new import new_recipe, refine_smoke_imports
+    from .recipes import load_recipe
+    from .targets import load_targets
+
+    scr = scratch_layout(layout, scratch)
+    targets = load_targets(scr.targets_file).select(target_names or None)
+    client = client or IndexClient(layout.cache)
+    if headers is None:
+        from .debcontents import header_map
+
+        try:
+            headers = header_map(targets[0], layout.cache, say=say)
+        except Ot2WheelsError as exc:
+            say(f"survey: no Contents header map ({str(exc).splitlines()[0]}); hand map only")
+            headers = {}
+    ledger = Ledger(scr.dist / "ledger.sqlite")
+    run_id = ledger.start_run(f"invoke survey ({len(projects)} projects)", jobs)
+    cells: list[Cell] = []
+    to_smoke: list[tuple[Cell, Recipe, Target, SurveyProject]] = []
+    project = None
+    for proj in projects:
+        path = scr.packages / proj.name / "recipe.toml"
+        try:
+            version = newest_with_sdist(client, proj.name)
+            if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
+                say(f"survey: recipe.new {proj.name}=={version}")
+                new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks)
+        except Ot2WheelsError as exc:
+            text = str(exc)
+            cells += [Cell(proj.name, "", t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
+                           error_line(text)) for t in targets]
+            continue
+        project = pipeline.Project.load(scr)
+        recipe = project.recipe(proj.name)
+        for target in targets:
+            if not recipe.supports(target.name, target.python):
+                cells.append(Cell(proj.name, version, target.name, Stage.UNSUPPORTED, None,
+                                  f"Requires-Python {recipe.python} excludes CPython {target.python}"))
+                continue
+            [result] = pipeline.build_all(project, [(recipe, target)], jobs=jobs, say=say, ledger=ledger,
+                                          run_id=run_id)
+            log = result.record_path.with_suffix(".log")
+            cell = Cell(proj.name, version, target.name, Stage.BUILD, log=str(log),
+                        build_s=result.record.duration_s or 0.0)
+            if not result.ok or result.wheel is None:
+                text = (result.record.error or "") + "\n" + _log_text(log)
+                cell.failure = classify(Stage.BUILD, text, proj.parts)
+                gate_failed = (result.record.error or "").startswith("gate")
+                cell.error = error_line(result.record.error or "") if gate_failed \
+                    else error_line(_log_text(log) or result.record.error or "")
+                cells.append(cell)
+                continue
+            cell.wheel = result.wheel.name
+            if not recipe.raw.get("smoke", {}).get("imports") or "# from the built wheel" not in recipe.path.read_text():
+                refine_smoke_imports(recipe.path, result.wheel)
+                recipe = load_recipe(recipe.path, set(project.targets.targets))
+                project.recipes[recipe.name] = recipe
+            cell.imports = list(recipe.smoke.imports)
+            to_smoke.append((cell, recipe, target, proj))
+            cells.append(cell)
+    # One smoke run per target for every wheel built here: a wheel's runtime dependencies are
+    # found among the others (pynacl's cffi), then on the index.
+    if to_smoke and project is not None:
+        smokes = pipeline.smoke_all(project, [(r, t) for _c, r, t, _p in to_smoke], say=say, ledger=ledger,
+                                    run_id=run_id)
+        for (cell, _r, _t, proj), (_r2, smoke) in zip(to_smoke, smokes, strict=True):
+            cell.smoke_s = smoke.duration_s
+            if smoke.passed:
+                cell.stage = Stage.PASSED
+            else:
+                cell.stage = Stage.SMOKE
+                cell.failure = classify(Stage.SMOKE, smoke.output, proj.parts)
+                cell.error = error_line(smoke.output)
+    return cells
+
+
+# --- the page -----------------------------------------------------------------------------
+def summarize(cells: list[Cell], projects: list[SurveyProject]) -> dict:
+    parts = {p.name: p.parts for p in projects}
+    out: dict = {}
+    for target in sorted({c.target for c in cells}):
+        every = [c for c in cells if c.target == target]
+        mine = [c for c in every if c.stage != Stage.UNSUPPORTED]  # the rates count supported projects
+        plain = [c for c in mine if not set(parts.get(c.project, ())) & {"rust", "fortran"}]
+        out[target] = {
+            "unsupported": len(every) - len(mine),
+            "projects": len(mine),
+            "recipe_ok": sum(c.stage != Stage.RECIPE for c in mine),
+            "built": sum(c.stage in (Stage.SMOKE, Stage.PASSED) for c in mine),
+            "smoke_passed": sum(c.stage == Stage.PASSED for c in mine),
+            "by_class": {fc.value: sum(c.failure == fc for c in mine) for fc in FailureClass},
+            "no_rust_fortran": {"projects": len(plain), "passed": sum(c.stage == Stage.PASSED for c in plain)},
+        }
+    return out
+
+
+def render_html(data: dict) -> str:
+    e = html.escape
+    targets = data["targets"]
+    cells = {(c["project"], c["target"]): c for c in data["cells"]}
+    rows = []
+    for proj in data["projects"]:
+        tds = []
+        for t in targets:
+            c = cells.get((proj["name"], t))
+            if c is None:
+                tds.append("<td>&mdash;</td>")
+                continue
+            bits = [f"<b>{e(c['stage'])}</b> {e(c['version'])}"]
+            if c["failure"]:
+                bits.append(f"class: {e(c['failure'])}")
+            if c["error"]:
+                bits.append(f'<span class="err">{e(c["error"])}</span>')
+            if c["imports"]:
+                bits.append("imports: " + e(", ".join(c["imports"][:6])) + (" ..." if len(c["imports"]) > 6 else ""))
+            tds.append(f'<td class="st-{e(c["stage"])}">' + "<br>".join(bits) + "</td>")
+        rows.append(f"<tr><th>{e(proj['name'])}<br><small>#{proj['rank']} {e(', '.join(proj['parts']))}</small>"
+                    f"</th>{''.join(tds)}</tr>")
+    sums = []
+    for t, s in data["summary"].items():
+        classes = ", ".join(f"{k} {v}" for k, v in s["by_class"].items() if v) or "none"
+        nrf = s["no_rust_fortran"]
+        sums.append(f"<li><b>{e(t)}</b>: {s['projects']} projects (+{s['unsupported']} whose newest release "
+                    f"does not support its CPython), {s['recipe_ok']} recipes, {s['built']} built, "
+                    f"{s['smoke_passed']} smoke-passed; without Rust/Fortran {nrf['passed']}/{nrf['projects']} "
+                    f"passed; failures by class: {e(classes)}</li>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ot2wheels coverage</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #888; padding: .4em .6em; vertical-align: top; font-size: 90%; text-align: left; }}
+.err {{ display: block; max-width: 40em; font-family: monospace; white-space: pre-wrap; }}
+.st-passed {{ background: #c8f0c8; }} .st-smoke {{ background: #f8e0a0; }}
+.st-build {{ background: #f4b8b8; }} .st-recipe {{ background: #ddd; }} .st-unsupported {{ color: #666; }}
+</style></head><body>
+<h1>ot2wheels coverage: generated recipes, no hand edits</h1>
+<p>Generated {e(data["generated_at"])}; projects from {e(data["list_source"])} ({e(data["list_date"])}).
+Stage reached: recipe (recipe.new failed), build (build or gate failed), smoke (built, smoke test failed),
+passed; unsupported: the newest release's Requires-Python excludes the target's CPython (not counted).</p>
+<ul>{''.join(sums)}</ul>
+<table><tr><th>project</th>{''.join(f'<th>{e(t)}</th>' for t in targets)}</tr>
+{chr(10).join(rows)}
+</table>
+<p><a href="coverage.json">coverage.json</a> holds the same data. <a href="../report/index.html">Build status</a>.</p>
+</body></html>
+"""
+
+
+def write_page(cells: list[Cell], projects: list[SurveyProject], plist: ProjectList, out_dir: Path) -> dict:
+    """index/coverage/index.html + coverage.json (cells of earlier runs for other projects/targets kept)."""
+    old = out_dir / "coverage.json"
+    previous = json.loads(old.read_text()).get("cells", []) if old.is_file() else []
+    fresh = {(c.project, c.target) for c in cells}
+    merged = [c for c in previous if (c["project"], c["target"]) not in fresh] + [c.to_dict() for c in cells]
+    known = {p.name: p for p in plist.projects} | {p.name: p for p in projects}
+    names = sorted({c["project"] for c in merged}, key=lambda n: (known[n].rank if n in known else 10**6, n))
+    all_cells = [Cell(**{**c, "stage": Stage(c["stage"]),
+                         "failure": FailureClass(c["failure"]) if c["failure"] else None}) for c in merged]
+    plist_projects = [known.get(n, SurveyProject(n, 0, ())) for n in names]
+    data = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "list_source": plist.source, "list_date": plist.date,
+        "targets": sorted({c["target"] for c in merged}),
+        "projects": [{"name": p.name, "rank": p.rank, "parts": list(p.parts)} for p in plist_projects],
+        "cells": sorted(merged, key=lambda c: (names.index(c["project"]), c["target"])),
+        "summary": summarize(all_cells, plist_projects),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "coverage.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write(out_dir / "index.html", render_html(data))
+    return data
+
+
+def promote(layout: Layout, name: str, coverage: Path, scratch: Path | None = None, force: bool = False) -> Path:
+    """Copy build/survey/packages/NAME/recipe.toml into packages/ if it passed on every default target."""
+    from .targets import load_targets
+
+    name = canonicalize_name(name)
+    scr_recipe = (scratch or layout.root / "build" / "survey") / "packages" / name / "recipe.toml"
+    if not scr_recipe.is_file():
+        raise ConfigError(f"{scr_recipe} does not exist; run `invoke survey --project {name}` first")
+    if not coverage.is_file():
+        raise ConfigError(f"{coverage} does not exist; run `invoke survey` first")
+    cells = {c["target"]: c for c in json.loads(coverage.read_text())["cells"] if c["project"] == name}
+    needed = [t.name for t in load_targets(layout.targets_file).select(None)]
+    missing = [t for t in needed if cells.get(t, {}).get("stage") != Stage.PASSED.value]
+    if missing:
+        states = ", ".join(f"{t}: {cells[t]['stage'] if t in cells else 'not surveyed'}" for t in missing)
+        raise ConfigError(f"{name} has not passed on every default target ({states}); not promoted")
+    dest = layout.packages / name / "recipe.toml"
+    if dest.exists() and not force:
+        raise ConfigError(f"{dest} already exists; pass --force to replace it")
+    atomic_copy(scr_recipe, dest)
+    return dest

@@ -1,0 +1,268 @@
+"""recipe.new fixes for the failure classes of issue 14, each on a small synthetic sdist:
+smoke imports from the built wheel, dynamic build requirements, Contents header map, host paths
+kept out of the cross build, official cross switches as data."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from fakeindex import FakeIndex, make_sdist
+
+from ot2wheels import hostguard
+from ot2wheels.build import build_one
+from ot2wheels.debcontents import header_map, parse_contents
+from ot2wheels.errors import ConfigError
+from ot2wheels.paths import Layout
+from ot2wheels.pipeline import Project
+from ot2wheels.pypi import IndexClient
+from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_imports
+from ot2wheels.recipes import load_recipe
+from ot2wheels.smoke import smoke_test
+from ot2wheels.targets import load_targets
+from ot2wheels.toolchains import get_toolchain
+
+REPO = Path(__file__).resolve().parents[1]
+SETUPTOOLS = "80.9.0"  # a real release: build environments install it from the real index
+
+MODULE_C = """#include <Python.h>
+{includes}
+static struct PyModuleDef m = {{PyModuleDef_HEAD_INIT, "{name}", NULL, -1, NULL}};
+PyMODINIT_FUNC PyInit_{name}(void) {{ {body} return PyModule_Create(&m); }}
+"""
+
+
+def module_c(name: str, includes: str = "", body: str = "") -> str:
+    return MODULE_C.format(name=name, includes=includes, body=body)
+
+
+def serve_as_url(recipe: Path, index: FakeIndex) -> None:
+    """The generated recipe points at the (real) configured index; point it at the stand-in's file."""
+    r = load_recipe(recipe)
+    text = recipe.read_text().replace(
+        'kind = "pypi"\nfilename = ',
+        f'kind = "url"\nurl = "{index.url.rsplit("/simple", 1)[0]}/files/{r.source.filename}"\n# filename = ')
+    recipe.write_text(text)
+
+
+@pytest.fixture
+def fake():
+    idx = FakeIndex()
+    idx.wheel("setuptools", SETUPTOOLS)
+    idx.wheel("cython", "3.1.2")
+    idx.wheel("wheel", "0.45.1")
+    yield idx
+    idx.stop()
+
+
+# --- 1. smoke imports from the built wheel ---------------------------------------------------
+def _zip_wheel(path: Path, names: list[str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for n in names:
+            zf.writestr(n, "")
+    return path
+
+
+def test_wheel_imports_are_what_the_wheel_ships(tmp_path: Path) -> None:
+    whl = _zip_wheel(tmp_path / "optmod-1.0-cp311-cp311-linux_armv7l.whl", [
+        "optmod/__init__.py", "optmod/_fast.cpython-311-arm-linux-gnueabihf.so",
+        "optmod/tests/__init__.py", "optmod/tests/_helper.cpython-311-arm-linux-gnueabihf.so",
+        "_topext.abi3.so", "single.py", "optmod.libs/libfoo-1a2b.so.1",
+        "optmod-1.0.data/platlib/plat/__init__.py", "optmod-1.0.data/scripts/tool",
+        "optmod-1.0.dist-info/METADATA"])
+    assert wheel_imports(whl) == ["_topext", "optmod", "plat", "single", "optmod._fast"]
+
+
+def test_refine_replaces_only_the_smoke_imports(tmp_path: Path) -> None:
+    (tmp_path / "optmod").mkdir()
+    recipe = tmp_path / "optmod" / "recipe.toml"
+    recipe.write_text('[package]\nname = "optmod"\nversion = "1.0"\n\n[source]\nkind = "url"\n'
+                      f'url = "https://example.invalid/o.tar.gz"\nsha256 = "{"0" * 64}"\n\n'
+                      '[build]\nrequires = ["setuptools==80.9.0"]\n\n[smoke]\n'
+                      'imports = ["optmod", "optmod._accel"]\ncode = "import optmod"\n')
+    whl = _zip_wheel(tmp_path / "optmod-1.0-cp311-cp311-linux_armv7l.whl",
+                     ["optmod/__init__.py", "optmod/_fast.cpython-311-arm-linux-gnueabihf.so"])
+    assert refine_smoke_imports(recipe, whl) == ["optmod", "optmod._fast"]
+    r = load_recipe(recipe)
+    assert r.smoke.imports == ("optmod", "optmod._fast") and r.smoke.code == "import optmod"
+    assert r.requires == ("setuptools==80.9.0",)
+    empty = _zip_wheel(tmp_path / "empty-1.0-py3-none-any.whl", ["empty-1.0.dist-info/METADATA"])
+    with pytest.raises(ConfigError, match="ships no importable module"):
+        refine_smoke_imports(recipe, empty)
+
+
+OPTMOD_SETUP = """
+from setuptools import Extension, setup
+setup(name="optmod", version="1.0", packages=["optmod", "optmod.tests"],
+      ext_modules=[Extension("optmod._fast", ["optmod/_fast.cpp"], language="c++"),  # C++: LDCXXSHARED
+                   Extension("optmod.tests._helper", ["optmod/tests/_helper.c"]),
+                   Extension("optmod._accel", ["optmod/_accel.c"], optional=True)])
+"""
+
+
+@pytest.mark.integration
+def test_generated_smoke_test_follows_the_built_wheel(fake: FakeIndex, layout: Layout) -> None:
+    """A guessed import of an optional extension that did not build fails the smoke test; the
+    imports refined from the built wheel pass it and leave the test-only extension out."""
+    fake.sdist("optmod", "1.0", files={
+        "setup.py": OPTMOD_SETUP, "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n',
+        "optmod/__init__.py": "", "optmod/tests/__init__.py": "",
+        "optmod/_fast.cpp": module_c("_fast"), "optmod/tests/_helper.c": module_c("_helper"),
+        "optmod/_accel.c": module_c("_accel", "#include <no_such_library.h>"),  # optional: skipped
+    })
+    fake.start()
+    path = new_recipe("optmod==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"])
+    assert load_recipe(path).smoke.imports == ("optmod", "optmod._accel", "optmod._fast")  # the guess
+    serve_as_url(path, fake)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
+    result = build_one(project.recipe("optmod"), target, layout, say=lambda s: None)
+    assert result.ok and result.wheel is not None, result.record.error
+    toolchain = get_toolchain(target, layout)
+    guessed = smoke_test(project.recipe("optmod"), result.wheel, toolchain)
+    assert not guessed.passed and "_accel" in guessed.output
+    assert refine_smoke_imports(path, result.wheel) == ["optmod", "optmod._fast"]
+    assert smoke_test(load_recipe(path), result.wheel, toolchain).passed
+
+
+# --- 2. dynamic build requirements through the backend's hook --------------------------------
+BACKEND = """
+from setuptools.build_meta import *  # noqa: F401,F403
+from setuptools import build_meta as _orig
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return _orig.get_requires_for_build_wheel(config_settings) + ["Cython>=3.0"]
+"""
+
+
+@pytest.mark.integration
+def test_dynamic_cython_requirement_is_pinned_and_builds(fake: FakeIndex, layout: Layout) -> None:
+    fake.sdist("dyncy", "1.0", files={
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "backend"\n'
+                          'backend-path = ["_build"]\n',
+        "_build/backend.py": BACKEND,
+        "setup.py": 'from setuptools import Extension, setup\nsetup(name="dyncy", version="1.0", '
+                    'ext_modules=[Extension("dyncy", ["dyncy.c"])])\n',
+        "dyncy.c": module_c("dyncy"),
+    })
+    fake.start()
+    path = new_recipe("dyncy==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"], hooks=True)
+    r = load_recipe(path)
+    assert r.requires == (f"setuptools=={SETUPTOOLS}", "cython==3.1.2")
+    assert "also asks for: Cython>=3.0" in path.read_text()
+    # `build --no-isolation` checks the hook's answer: without the pin it stops at "Missing dependencies"
+    serve_as_url(path, fake)
+    text = path.read_text().replace('"cython==3.1.2"', '"cython==3.1.3"')  # a real release on the index
+    path.write_text(text)
+    project = Project.load(layout)
+    result = build_one(project.recipe("dyncy"), project.targets.get("bookworm-armhf"), layout, say=lambda s: None)
+    assert result.ok, result.record.error
+
+
+# --- 3. headers -> Debian packages from the suite's Contents index ---------------------------
+def test_contents_lines_become_include_paths() -> None:
+    lines = [
+        b"usr/include/libxml2/libxml/parser.h                     libdevel/libxml2-dev\n",
+        b"usr/include/arm-linux-gnueabihf/ffi.h                   libdevel/libffi-dev\n",
+        b"usr/include/foo/config.h                                libdevel/libfoo-dev\n",
+        b"usr/include/stdio.h                                     libdevel/libc6-dev\n",
+        b"usr/include/png.h                                       libdevel/libpng-dev,libdevel/libpng-tools\n",
+        b"usr/share/doc/libxml2-dev/copyright                     doc/libxml2-dev\n",
+    ]
+    m = parse_contents(lines, "arm-linux-gnueabihf")
+    assert m["libxml/parser.h"] == m["libxml2/libxml/parser.h"] == "libxml2-dev"
+    assert m["ffi.h"] == "libffi-dev" and m["png.h"] == "libpng-dev"
+    assert "config.h" not in m and "foo/config.h" in m  # a bare name below a folder maps to nothing
+    assert "stdio.h" not in m  # libc's own headers are in every sysroot
+
+
+@pytest.mark.integration
+def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
+    target = load_targets(layout.targets_file).get("bookworm-armhf")
+    headers = header_map(target, layout.cache, say=lambda s: None)
+    _, data = make_sdist("xmlthing", "1.0", {"src/x.c": "#include <libxml/parser.h>\n#include <libxslt/xslt.h>\n"
+                                                      '#include "local.h"\n', "src/local.h": ""})
+    assert target_libs(data, "xmlthing-1.0.tar.gz", headers) == ["libxml2-dev", "libxslt1-dev"]
+    assert target_libs(data, "xmlthing-1.0.tar.gz") == []  # the hand map alone knew neither
+    assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
+
+
+# --- 4. host include and library paths kept out of the cross build ----------------------------
+def test_hostguard_rewrites_host_paths_into_the_sysroot(tmp_path: Path) -> None:
+    sysroot = tmp_path / "sysroot"
+    env = hostguard.environment({"CC": "ccache printf %s\\n", "LDSHARED": "printf %s\\n -shared", "CFLAGS": "-O2"},
+                                sysroot, "arm-linux-gnueabihf", tmp_path)
+    guard = tmp_path / "hostguard" / "printf"
+    # the compiler word is replaced in place: distutils finds linker flags by its position
+    assert env["CC"].split()[:2] == ["ccache", str(guard)] and env["LDSHARED"].split()[-1] == "-shared"
+    assert env["CFLAGS"] == "-O2"
+    args = ["-I/usr/include/freetype2", "-L/usr/lib/x86_64-linux-gnu", "-L/usr/local/lib",
+            "/usr/lib/x86_64-linux-gnu/libz.so", f"-I{sysroot}/usr/include", "-lz", "x.c"]
+    out = subprocess.run([str(guard), "%s\\n", *args], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [f"-I{sysroot}/usr/include/freetype2", f"-L{sysroot}/usr/lib/arm-linux-gnueabihf",
+                                       f"{sysroot}/usr/lib/arm-linux-gnueabihf/libz.so", f"-I{sysroot}/usr/include",
+                                       "-lz", "x.c"]
+    assert "host path -L/usr/local/lib -> (dropped)" in out.stderr
+
+
+LEAKY_SETUP = """
+from setuptools import Extension, setup
+# what a setup.py that probes the build machine does
+setup(name="leaky", version="1.0", ext_modules=[Extension("leaky", ["leaky.c"],
+      include_dirs=["/usr/include"], library_dirs=["/usr/lib/x86_64-linux-gnu", "/usr/local/lib"],
+      extra_objects=["/usr/lib/x86_64-linux-gnu/libz.so"])])
+"""
+
+
+@pytest.mark.integration
+def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
+    from conftest import serve_directory, sha
+
+    archive = tmp_path / "leaky-1.0.tar.gz"
+    archive.write_bytes(make_sdist("leaky", "1.0", {
+        "setup.py": LEAKY_SETUP,
+        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})[1])
+    (layout.packages / "leaky").mkdir(parents=True)
+    with serve_directory(tmp_path) as url:
+        (layout.packages / "leaky" / "recipe.toml").write_text(
+            f'[package]\nname = "leaky"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
+            '[smoke]\nimports = ["leaky"]\n')
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        result = build_one(project.recipe("leaky"), target, layout, say=lambda s: None)
+    log = result.record_path.with_suffix(".log").read_text()
+    assert result.ok, result.record.error
+    assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
+    assert smoke_test(project.recipe("leaky"), result.wheel, get_toolchain(target, layout)).passed
+
+
+# --- 5. official cross switches, as data --------------------------------------------------------
+def test_cross_switches_reach_the_generated_recipe(fake: FakeIndex, layout: Layout) -> None:
+    shutil.copy(REPO / "toolchain" / "cross-switches.toml", layout.root / "toolchain")
+    fake.sdist("grpcio", "1.70.0", files={"setup.py": "", "grpc/__init__.py": ""})
+    fake.start()
+    r = load_recipe(new_recipe("grpcio==1.70.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                               pythons=["3.11"]))
+    assert dict(r.env)["GRPC_BUILD_WITH_BORING_SSL_ASM"] == "0"
+    assert dict(r.env)["GRPC_PYTHON_BUILD_SYSTEM_OPENSSL"] == "1"
+
+
+def test_cross_switches_file_is_validated(tmp_path: Path) -> None:
+    assert load_cross_switches(REPO / "toolchain" / "cross-switches.toml")  # the shipped one loads
+    bad = tmp_path / "cross-switches.toml"
+    bad.write_text('[projects.foo]\nenv = { A = "1" }\nwhy = "docs"\nflags = 1\n')
+    with pytest.raises(ConfigError, match=r"\[projects.foo\]"):
+        load_cross_switches(bad)
+    bad.write_text('[projects.foo]\nenv = { A = 1 }\nwhy = "docs"\n')
+    with pytest.raises(ConfigError, match="env must be a table"):
+        load_cross_switches(bad)
+    assert sys.version_info >= (3, 11)

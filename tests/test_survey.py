@@ -1,0 +1,135 @@
+"""invoke survey: the shipped project list, failure classes, the coverage page, promote."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ot2wheels.errors import ConfigError
+from ot2wheels.paths import Layout
+from ot2wheels.survey import (
+    Cell,
+    FailureClass,
+    ProjectList,
+    Stage,
+    SurveyProject,
+    classify,
+    error_line,
+    load_project_list,
+    promote,
+    scratch_layout,
+    write_page,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_list_is_100_ranked_native_projects() -> None:
+    plist = load_project_list(REPO / "toolchain" / "survey-projects.toml")
+    names = [p.name for p in plist.projects]
+    assert len(names) == 100 and len(set(names)) == 100
+    ranks = [p.rank for p in plist.projects]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 100
+    assert plist.date and "rank" in plist.source
+    assert all(p.parts for p in plist.projects)
+    plain = plist.select(skip_parts=("rust", "fortran"))
+    assert "cryptography" not in {p.name for p in plain} and "scipy" not in {p.name for p in plain}
+    assert [p.name for p in plist.select(["MarkupSafe"])] == ["markupsafe"]
+
+
+def test_project_list_is_validated(tmp_path: Path) -> None:
+    bad = tmp_path / "list.toml"
+    bad.write_text('[ranking]\nsource = "s"\ndate = "d"\n[[projects]]\nname = "x"\nrank = 1\nparts = ["cobol"]\n')
+    with pytest.raises(ConfigError, match=r"projects\[0\] \(x\): parts"):
+        load_project_list(bad)
+    bad.write_text('[ranking]\nsource = "s"\n')
+    with pytest.raises(ConfigError, match="ranking"):
+        load_project_list(bad)
+
+
+@pytest.mark.parametrize("stage, text, parts, expected", [
+    (Stage.BUILD, "ERROR Missing dependencies:\n\tCython>=3.1", (), FailureClass.DYNAMIC_REQUIRES),
+    (Stage.BUILD, "src/x.c:3:10: fatal error: libxml/parser.h: No such file or directory", (), FailureClass.TARGET_LIBS),
+    (Stage.BUILD, "/usr/bin/arm-linux-gnueabihf-ld: /usr/lib/x86_64-linux-gnu/libfreetype.so: "
+                  "error adding symbols: file in wrong format", (), FailureClass.HOST_LEAKAGE),
+    (Stage.BUILD, "gate: x-1-cp36-abi3-linux_armv7l.whl: expected cp311-cp311 (or abi3)", (), FailureClass.ABI3),
+    (Stage.BUILD, "error: can't find Rust compiler", (), FailureClass.RUST),
+    (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
+    (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),
+    (Stage.BUILD, "error: something else", (), FailureClass.OTHER),
+    (Stage.BUILD, "ot2wheels-hostguard: host path -L/usr/lib/x86_64-linux-gnu -> -L/s/usr/lib\nerror: x", (),
+     FailureClass.OTHER),  # a rewritten host path is no leak
+    (Stage.BUILD, "checking whether we are cross compiling... configure: error: in `/w':\n"
+                  "configure: error: cannot run C compiled programs.", (), FailureClass.HOST_LEAKAGE),
+    (Stage.BUILD, "gate FAIL: x.whl\n  - x.libs/libharfbuzz.so.0: needs libglib-2.0.so.0, which the target does "
+                  "not have and the wheel does not vendor", (), FailureClass.TARGET_LIBS),
+    (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
+    (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
+    (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
+    (Stage.PASSED, "", (), None),
+])
+def test_failure_classes(stage, text, parts, expected) -> None:
+    assert classify(stage, text, parts) == expected
+
+
+def test_error_line_prefers_the_compiler_error() -> None:
+    log = "running build_ext\nwarning: x\nsrc/a.c:1:10: fatal error: foo.h: No such file or directory\n" \
+          "error: command '/usr/bin/arm-linux-gnueabihf-gcc' failed with exit code 1\nERROR Backend subprocess exited"
+    assert error_line(log) == "src/a.c:1:10: fatal error: foo.h: No such file or directory"
+    assert error_line("") == ""
+    assert error_line("-- Performing Test CXX_SUPPORTS_SSE4_2 - Failed\nCMake Error at x.cmake:5 (find_package):\n"
+                      "  Could NOT find Arrow") == "CMake Error at x.cmake:5 (find_package): Could NOT find Arrow"
+    assert error_line("# env\nERROR Missing dependencies:\n\tCython>=3.1\n") == "ERROR Missing dependencies: Cython>=3.1"
+
+
+def _cells() -> list[Cell]:
+    return [Cell("markupsafe", "3.0.4", "bookworm-armhf", Stage.PASSED, imports=["markupsafe"]),
+            Cell("markupsafe", "3.0.4", "bullseye-armhf", Stage.PASSED),
+            Cell("pyyaml", "6.0.4", "bookworm-armhf", Stage.PASSED),
+            Cell("pyyaml", "6.0.4", "bullseye-armhf", Stage.BUILD, FailureClass.TARGET_LIBS, "fatal error: <yaml.h>"),
+            Cell("cryptography", "46.0.0", "bookworm-armhf", Stage.BUILD, FailureClass.RUST, "cargo"),
+            Cell("cryptography", "46.0.0", "bullseye-armhf", Stage.UNSUPPORTED, None, "Requires-Python >=3.10")]
+
+
+def test_coverage_page_counts_and_escapes(tmp_path: Path) -> None:
+    plist = load_project_list(REPO / "toolchain" / "survey-projects.toml")
+    chosen = plist.select(["markupsafe", "pyyaml", "cryptography"])
+    out = tmp_path / "index" / "coverage"
+    data = write_page(_cells(), chosen, plist, out)
+    s = data["summary"]["bookworm-armhf"]
+    assert (s["projects"], s["built"], s["smoke_passed"]) == (3, 2, 2)
+    assert s["by_class"]["rust"] == 1 and s["no_rust_fortran"] == {"projects": 2, "passed": 2}
+    assert data["summary"]["bullseye-armhf"]["by_class"]["target-libs"] == 1
+    assert (data["summary"]["bullseye-armhf"]["projects"], data["summary"]["bullseye-armhf"]["unsupported"]) == (2, 1)
+    page = (out / "index.html").read_text()
+    assert "&lt;yaml.h&gt;" in page and "<yaml.h>" not in page
+    assert json.loads((out / "coverage.json").read_text())["cells"] == data["cells"]
+    # a later run of one project keeps the other projects' cells
+    data = write_page([Cell("pyyaml", "6.0.4", "bullseye-armhf", Stage.PASSED)], chosen[1:2], plist, out)
+    assert data["summary"]["bullseye-armhf"]["smoke_passed"] == 2 and len(data["cells"]) == 6
+
+
+def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "toolchain").mkdir(parents=True)
+    shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+    layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+    scr = scratch_layout(layout)
+    assert scr.packages == root / "build" / "survey" / "packages" and scr.packages.is_dir()
+    for name in ("markupsafe", "pyyaml"):
+        (scr.packages / name).mkdir()
+        (scr.packages / name / "recipe.toml").write_text(f"# {name}\n")
+    cov = root / "index" / "coverage"
+    write_page(_cells(), [], ProjectList("s", "d", (SurveyProject("markupsafe", 40, ("c",)),)), cov)
+    with pytest.raises(ConfigError, match=r"pyyaml has not passed on every default target \(bullseye-armhf: build\)"):
+        promote(layout, "pyyaml", cov / "coverage.json")
+    assert not (layout.packages / "pyyaml").exists()
+    dest = promote(layout, "MarkupSafe", cov / "coverage.json")
+    assert dest == layout.packages / "markupsafe" / "recipe.toml" and dest.read_text() == "# markupsafe\n"
+    with pytest.raises(ConfigError, match="already exists"):
+        promote(layout, "markupsafe", cov / "coverage.json")
+    with pytest.raises(ConfigError, match="run `invoke survey --project numpy` first"):
+        promote(layout, "numpy", cov / "coverage.json")
