@@ -348,6 +348,12 @@ def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) 
             "dist/<target>/ folder or delete it")
 
 
+def _chunks(items: list, n: int) -> list[list]:
+    """`items` in `n` contiguous parts (thread pool tasks: a future per file costs more than a copy)."""
+    size = -(-len(items) // n) if items else 1
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[str, Path | str]],
            check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
@@ -371,8 +377,10 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
     if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
         results = [read(c) for c in candidates]
     else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
-        with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
-            results = list(pool.map(read, candidates))
+        workers = min(8, len(candidates))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
+            parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
+            results = [r for part in parts for r in part]
     new: dict[tuple[str, str], _New] = {}
     for cand, result in zip(candidates, results):  # decisions in input order: deterministic
         if result is None:
@@ -791,7 +799,8 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
             _put(dest, src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
-        for done in [pool.submit(_put, dest, src) for dest, src in copies]:
+        for done in [pool.submit(lambda part: [_put(dest, src) for dest, src in part], part)
+                     for part in _chunks(copies, 4)]:  # one task per worker, not per wheel
             done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, dirs, files in os.walk(top, topdown=False):
