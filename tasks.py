@@ -101,6 +101,10 @@ def plan(c, requirement, target, constraints=None, cutoff=None, json=None, out_c
         step(f"resolved {requirement} for {tgt.name}")
     p = p.with_recipes({n: r.version for n, r in load_all(layout.packages).items()})
     planner.render(p)
+    from ot2wheels.targetdeps import device_notes
+
+    for line in device_notes([(e.name, e.version) for e in p.entries], tgt):
+        print(line)
     out = layout.plan_dir(tgt.name)
     json_path = Path(json) if json else out / "plan.json"
     cons_path = Path(out_constraints) if out_constraints else out / "constraints.txt"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -202,3 +203,39 @@ def build_tiny(layout: Layout, workdir: Path, target: str = "bookworm-armhf", **
 def fresh_project(cache_dir: Path, tmp_path: Path) -> Project:
     """The repository's recipes and targets, the shared toolchain cache, a dist/ of this test only."""
     return Project.load(Layout(root=REPO, cache=cache_dir, dist=tmp_path / "dist"))
+
+
+def sdist_from_dir(src: Path, dest_dir: Path, name: str, version: str,
+                   rename: dict[str, str] | None = None, extra: dict[str, Path] | None = None) -> Path:
+    """`<name>-<version>.tar.gz` in `dest_dir` of every file under `src` (`rename`: src rel -> sdist
+    rel) plus `extra` (sdist rel -> file)."""
+    rename = rename or {}
+    files = {rename.get(f.relative_to(src).as_posix(), f.relative_to(src).as_posix()): f.read_bytes()
+             for f in sorted(p for p in src.rglob("*") if p.is_file())}
+    files.update({rel: f.read_bytes() for rel, f in (extra or {}).items()})
+    files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    return write_sdist(dest_dir, name, version, files)
+
+
+def write_sdist(dest_dir: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """`<name>-<version>.tar.gz` in `dest_dir` holding `files` (sdist rel -> bytes), reproducibly."""
+    path = dest_dir / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for rel, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
+            info.size, info.mtime = len(data), 315532800
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+# The head of a recipe for an sdist served on loopback (format with name, version, url, sha256).
+URL_RECIPE_HEAD = """
+[package]
+name = "{name}"
+version = "{version}"
+
+[source]
+kind = "url"
+url = "{url}"
+sha256 = "{sha256}"
+"""

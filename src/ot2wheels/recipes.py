@@ -32,7 +32,8 @@ _SCHEMA: dict[str, set[str]] = {
     "": {"package", "source", "build", "smoke"},
     "package": {"name", "version", "summary"},
     "source": {"kind", "sha256", "url", "git", "tag", "filename"},
-    "build": {"requires", "env", "patches", "target-libs", "targets", "python", "backend"},
+    "build": {"requires", "env", "patches", "target-libs", "targets", "python", "backend",
+              "target-requires", "config-settings"},
     "smoke": {"imports", "code", "requires"},
     # A closure recipe: [package] + [closure] only. It is not built; it names a requirement whose
     # whole dependency closure must install on the targets (see ot2wheels.plan, ot2wheels.rehearse).
@@ -70,7 +71,10 @@ class Recipe:
     target_libs: tuple[str, ...] = ()  # extra sysroot packages (Debian names)
     targets: tuple[str, ...] = ()  # empty: every target
     python: str = ""  # a specifier on the target's Python version, empty: any
-    backend: str = "setuptools"  # setuptools | maturin | setuptools-rust | other (informational)
+    backend: str = "setuptools"  # setuptools | maturin | setuptools-rust | meson-python | scikit-build-core
+    # Python packages the *target* must have at build time (numpy for pandas): see targetdeps.
+    target_requires: tuple[str, ...] = ()
+    config_settings: tuple[str, ...] = ()  # KEY=VALUE, passed as `python -m build -CKEY=VALUE`
     summary: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -144,6 +148,20 @@ def _requirements(table: dict[str, Any], key: str, path: Path, where: str, pinne
     return tuple(out)
 
 
+def _target_requirements(build: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """`target-requires`: plain `name<spec>` requirements (no extras, no markers, no URLs)."""
+    out = _requirements(build, "target-requires", path, "build", pinned=False)
+    for item in out:
+        req = Requirement(item)
+        if req.extras or req.marker or req.url:
+            raise _fail(path, "build", f"target-requires: {item!r} may only name a project and a "
+                                       "version range (like 'numpy>=1.21.6')")
+        if not req.specifier:
+            raise _fail(path, "build", f"target-requires: {item!r} needs a version range, so the ABI "
+                                       "the wheel is built against is known (like 'numpy==1.26.4')")
+    return out
+
+
 def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | None = None) -> Recipe:
     if "closure" in data:
         raise _fail(path, "", "this is a [closure] recipe (a requirement to plan, not a wheel to build); "
@@ -205,6 +223,15 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
         except InvalidSpecifier:
             raise _fail(path, "build", f"python {python!r} is not a version specifier like '>=3.9'") from None
 
+    config_settings = _strs(build, "config-settings", path, "build")
+    for item in config_settings:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise _fail(path, "build", f"config-settings: {item!r} must look like 'KEY=VALUE' "
+                                       "(e.g. 'setup-args=-Dblas=openblas')")
+    backend = build.get("backend", "setuptools")
+    if not isinstance(backend, str) or not backend:
+        raise _fail(path, "build", f"backend must be a non-empty string, got {backend!r}")
+
     imports = _strs(smoke, "imports", path, "smoke")
     if not imports:
         raise _fail(path, "smoke", "imports must name at least one module to import")
@@ -229,7 +256,9 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
         target_libs=_strs(build, "target-libs", path, "build"),
         targets=targets,
         python=python,
-        backend=build.get("backend", "setuptools"),
+        backend=backend,
+        target_requires=_target_requirements(build, path),
+        config_settings=config_settings,
         summary=pkg.get("summary", ""),
         raw=data,
     )

