@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,7 +163,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                     known = {f["filename"]: f for f in json.loads(page.read_text())["files"]}
                 except (ValueError, KeyError, TypeError) as exc:
                     raise IndexBuildError(f"{page}: unreadable published page ({exc}); restore it "
-                                          "from a backup or delete it to have it rebuilt from the wheels")
+                                          "from a backup or delete it to have it rebuilt from the wheels") from None
             for wheel in sorted(pdir.glob("*.whl")):
                 meta = wheel.with_name(wheel.name + ".metadata")
                 info = known.get(wheel.name)
@@ -354,7 +354,7 @@ def _chunks(items: list, n: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[str, Path | str]],
+def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tuple[str, Path | str]],
            check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
@@ -382,7 +382,7 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
             parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
             results = [r for part in parts for r in part]
     new: dict[tuple[str, str], _New] = {}
-    for cand, result in zip(candidates, results):  # decisions in input order: deterministic
+    for cand, result in zip(candidates, results, strict=True):  # decisions in input order: deterministic
         if result is None:
             continue
         target, path = cand.target, cand.path
@@ -657,6 +657,7 @@ def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list
         (targets, projects, wheels), entries = raw, []
     else:
         if entries is None:
+            assert isinstance(raw, bytes)  # the list form was handled above
             entries = [WheelEntry(*r) for r in json.loads(raw)["entries"]]
         targets, projects, wheels = incremental.summary(entries)
     return IndexResult(
@@ -799,11 +800,16 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
             _put(dest, src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
-        for done in [pool.submit(lambda part: [_put(dest, src) for dest, src in part], part)
+
+        def put_all(part: list) -> None:
+            for dest, src in part:
+                _put(dest, src)
+
+        for done in [pool.submit(put_all, part)
                      for part in _chunks(copies, 4)]:  # one task per worker, not per wheel
             done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
-        for dirpath, dirs, files in os.walk(top, topdown=False):
+        for dirpath, _dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -46,7 +46,7 @@ class Links:
         return f"../../{tail}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_version(text: str) -> Version:
     """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
     return Version(text)
