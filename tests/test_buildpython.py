@@ -28,9 +28,11 @@ TARGETS = load_targets(REPO / "toolchain" / "targets.toml")
 
 
 def without_pyenv(env: dict[str, str], empty: Path) -> dict[str, str]:
-    """`env` as on a fresh machine: PYENV_ROOT empty, no PATH entry of pyenv's."""
+    """`env` as on a fresh machine: PYENV_ROOT empty, no PATH entry of pyenv's, nor of a
+    virtual environment (nox's session venv is one, and its python3.11 is pyenv's)."""
     empty.mkdir(exist_ok=True)
-    path = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".pyenv" not in p)
+    path = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                           if ".pyenv" not in p and not (Path(p).parent / "pyvenv.cfg").is_file())
     return {**{k: v for k, v in env.items() if k != ENV}, "PATH": path, "PYENV_ROOT": str(empty)}
 
 

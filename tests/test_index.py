@@ -156,6 +156,25 @@ def test_pages_carry_hashes_metadata_and_escaped_requires_python(tmp_path, dist,
     assert (index / TARGET / "constraints.txt").read_text().splitlines()[1:] == ["tinyarm==1.0", "tinypure==1.0"]
 
 
+def test_landing_page_names_each_targets_architecture(tmp_path):
+    """An armhf and an arm64 target on one page: each section names its own machine, and the
+    intro names both (not "32-bit ARM" for everything)."""
+    from ot2wheels.index import render
+    from ot2wheels.index.build import _target_info
+    from ot2wheels.index.model import YankList
+
+    infos = [_target_info(name, TARGETS) for name in ("bookworm-arm64", TARGET)]
+    page = render.landing_html(infos, [], YankList(()), None).decode()
+    intro = page.split("<h2", 1)[0]
+    assert "32-bit ARM Linux (armv7l) and 64-bit ARM Linux (aarch64)" in intro
+    arm64 = page.split('<h2 id="bookworm-arm64">', 1)[1].split("<h2", 1)[0]
+    armhf = page.split(f'<h2 id="{TARGET}">', 1)[1].split("<h2", 1)[0]
+    assert "64-bit ARM Linux (aarch64), CPython 3.11, linux_aarch64" in arm64 and "armv7l" not in arm64
+    assert "32-bit ARM Linux (armv7l), CPython 3.11, linux_armv7l" in armhf and "aarch64" not in armhf
+    only_armhf = render.landing_html(infos[1:], [], YankList(()), None).decode()
+    assert "aarch64" not in only_armhf
+
+
 def test_absolute_base_url(tmp_path, dist):
     index = tmp_path / "index"
     build_index(dist, index, None, base_url="https://example.invalid/wheels/", targets=TARGETS)
@@ -751,7 +770,7 @@ def test_readers_see_a_complete_index_during_rebuilds(tmp_path, dist):
                         if hashlib.sha256(body).hexdigest() != sha:
                             errors.append(f"{href}: hash differs from its page")
                         checked[0] += 1
-            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+            except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
     with serve_index(index) as url:
@@ -775,7 +794,7 @@ def test_successive_builds_equal_fresh_builds(tmp_path, dist, real_wheels, monke
     from ot2wheels.index import swap
 
     if not exchange:
-        monkeypatch.setattr(swap, "_RENAMEAT2", None)  # as on a system without renameat2
+        monkeypatch.setattr(swap, "_libc_renameat2", lambda: None)  # as on a system without renameat2
     index, yanks = tmp_path / "index", tmp_path / "yanked.toml"
     steps = [
         lambda: None,

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from ot2wheels.errors import DiskError
-from ot2wheels.index import build_index, serve_index
-from ot2wheels.index import render
+from ot2wheels.index import build_index, render, serve_index
 from ot2wheels.index.synth import write_record, write_wheel
 from ot2wheels.records import BuildRecord, write_atomic
 from ot2wheels.targets import load_targets

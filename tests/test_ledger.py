@@ -147,7 +147,7 @@ def test_merge_keeps_every_matrix_jobs_rows_in_time_order(fresh_project: Project
     assert latest["status"] == "failed" and latest["log_path"] == str(log)
     assert len(merged.runs()) == 2 and len(merged.smokes()) == 1
     assert ledger_mod.merge([job_a.path], out) == (2, 1)  # merging again adds nothing
-    with pytest.raises(LedgerError, match="nope.sqlite: no such ledger"):
+    with pytest.raises(LedgerError, match=r"nope\.sqlite: no such ledger"):
         ledger_mod.merge([tmp_path / "nope.sqlite"], out)
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(root), "ledger.merge",

@@ -6,6 +6,7 @@ whatever proxy or snapshot the machine's owner chose.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -63,14 +64,9 @@ def debootstrap_default(suite: str, debootstrap: Path | None = None) -> str | No
     debootstrap = DEBOOTSTRAP if debootstrap is None else debootstrap
     script = debootstrap / "scripts" / suite
     texts = []
-    try:
-        texts.append(script.read_text())
-    except OSError:
-        pass
-    try:
-        texts.append((debootstrap.parent.parent / "sbin" / "debootstrap").read_text())
-    except OSError:
-        pass
+    for source in (script, debootstrap.parent.parent / "sbin" / "debootstrap"):
+        with contextlib.suppress(OSError):  # either may be missing: debootstrap is optional
+            texts.append(source.read_text())
     for text in texts:
         m = re.search(r'^\s*(?:default_mirror\s+|DEF_MIRROR=")(\S+?)"?\s*$', text, re.M)
         if m and m.group(1).rstrip("/").endswith("/debian"):
@@ -84,7 +80,7 @@ def debian_mirror(apt_dir: Path | None = None, *, suite: str = "bookworm", deboo
     host's own Debian archive (not the security one), else, on a host without one (an Ubuntu CI
     runner), the archive debootstrap uses by default. Whichever it is, apt verifies what it
     fetches with the Debian keyring the target names (`signed-by=`)."""
-    env = os.environ if env is None else env
+    env = dict(os.environ) if env is None else env
     apt_dir = APT_DIR if apt_dir is None else apt_dir  # read at call time: tests point it elsewhere
     debootstrap = DEBOOTSTRAP if debootstrap is None else debootstrap
     if env.get(MIRROR_ENV):

@@ -14,8 +14,10 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import DiskError
 
@@ -48,49 +50,38 @@ def disk_error(exc: OSError, path: Path | str, doing: str = "writing") -> DiskEr
     return DiskError(f"{doing} {path} failed: {exc.strerror or exc}")
 
 
-def _tempfile_for(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-
-
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Write `data` to `path` atomically (same-directory temp file, fsync, os.replace)."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path, mode: int, doing: str) -> Iterator[BinaryIO]:
+    """A file to fill; on success it is fsynced and renamed over `path`, on any error removed
+    (an OSError becomes a one-line DiskError naming `path`)."""
     tmp = None
     try:
-        fd, tmp = _tempfile_for(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
-        raise disk_error(exc, path) from exc
+        raise disk_error(exc, path, doing) from exc
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write `data` to `path` atomically (same-directory temp file, fsync, os.replace)."""
+    with _replacing(Path(path), mode, "writing") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def atomic_copy(src: Path, dest: Path, mode: int = 0o644) -> None:
     """Copy `src` to `dest` atomically: across file systems too, `dest` is whole or absent."""
-    dest = Path(dest)
-    tmp = None
-    try:
-        fd, tmp = _tempfile_for(dest)
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-        tmp = None
-    except OSError as exc:
-        raise disk_error(exc, dest, f"copying {src} to") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    with _replacing(Path(dest), mode, f"copying {src} to") as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)
 
 
 def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:

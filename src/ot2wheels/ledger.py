@@ -290,7 +290,7 @@ def merge(sources: list[Path], dest: Path, dist: Path | None = None) -> tuple[in
             for r in db.execute("SELECT * FROM runs"):
                 runs.setdefault(run_key[r["id"]], dict(r))
             for table in rows:
-                for r in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed table names
+                for r in db.execute(f"SELECT * FROM {table}"):
                     row = dict(r)
                     row["run_key"] = run_key.get(row.pop("run_id"))
                     row.pop("id")
@@ -315,7 +315,7 @@ def merge(sources: list[Path], dest: Path, dist: Path | None = None) -> tuple[in
                         if moved.is_file():
                             r["log_path"] = str(moved)
                     cols = ", ".join(r)
-                    db.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(r))})",  # noqa: S608
+                    db.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(r))})",
                                tuple(r.values()))
         for suffix in ("-wal", "-shm"):  # a closed WAL database is whole in its main file
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)

@@ -134,15 +134,16 @@ def collect(ledger: Ledger, factor: Factor) -> dict:
     # The newest passing build of each (package, target): what the index still serves when a
     # newer build failed (published wheels stay published).
     served: dict[tuple[str, str], dict] = {}
-    for b in ledger.builds():
-        if b["status"] in ("passed", "reused") and b["wheel"]:
-            served[(b["package"], b["target"])] = b
+    for row in ledger.builds():
+        if row["status"] in ("passed", "reused") and row["wheel"]:
+            served[(row["package"], row["target"])] = row
     packages = sorted({p for p, _t in builds} | {p for p, _t in smokes})
     targets = sorted({t for _p, t in builds} | {t for _p, t in smokes})
     cells = []
     for pkg in packages:
         for tgt in targets:
-            b, s = builds.get((pkg, tgt)), smokes.get((pkg, tgt))
+            b = builds.get((pkg, tgt))
+            s: dict | None = smokes.get((pkg, tgt))
             if b is None and s is None:
                 continue
             s = _current_smoke(b, s) if b is not None else s

@@ -42,7 +42,7 @@ from .locks import cache_lock
 from .pypi import CoreMetadata
 from .recipes import Recipe
 from .records import Outcome
-from .targets import Target
+from .targets import Target, pip_target_args
 from .toolchains import Toolchain
 
 OK_MARK = "OT2WHEELS-SMOKE-OK"
@@ -81,15 +81,6 @@ class SmokeResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def pip_target_args(target: Target) -> list[str]:
-    """Host pip options that select wheels for the target's interpreter and platforms."""
-    args = ["--only-binary=:all:", "--python-version", target.python, "--implementation", "cp",
-            "--abi", target.cp, "--abi", "abi3", "--abi", "none"]
-    for plat in target.platform_tags():
-        args += ["--platform", plat]
-    return args
 
 
 def _pip_python(python: Path | None) -> str:

@@ -30,6 +30,7 @@ class Arch:
     elf_class: int  # 32 or 64
     multiarch: str  # Debian multiarch tuple: lib dirs, _sysconfigdata__linux_<multiarch>
     armhf_abi: bool = False  # 32-bit ARM: EABI5 and the hard-float flag are checked too
+    label: str = ""  # for people: "32-bit ARM"
 
     @property
     def elf_summary(self) -> str:
@@ -39,8 +40,9 @@ class Arch:
 
 ARCHES: dict[str, Arch] = {
     a.debian: a for a in (
-        Arch("armhf", "armv7l", "qemu-arm", "EM_ARM", 32, "arm-linux-gnueabihf", armhf_abi=True),
-        Arch("arm64", "aarch64", "qemu-aarch64", "EM_AARCH64", 64, "aarch64-linux-gnu"),
+        Arch("armhf", "armv7l", "qemu-arm", "EM_ARM", 32, "arm-linux-gnueabihf", armhf_abi=True,
+             label="32-bit ARM"),
+        Arch("arm64", "aarch64", "qemu-aarch64", "EM_AARCH64", 64, "aarch64-linux-gnu", label="64-bit ARM"),
     )
 }
 _DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror"}
@@ -276,3 +278,13 @@ def load_targets(path: Path) -> TargetSet:
             raise ConfigError(f"{path}: default names {name!r}, a planning target (provider = "
                               "\"none\"): only buildable targets can be built by default")
     return TargetSet(targets=targets, default=default, source=path)
+
+
+def pip_target_args(target: Target) -> list[str]:
+    """Host pip options that select wheels for the target's interpreter and platforms (the smoke
+    test's installs and the index's offline download line)."""
+    args = ["--only-binary=:all:", "--python-version", target.python, "--implementation", "cp",
+            "--abi", target.cp, "--abi", "abi3", "--abi", "none"]
+    for plat in target.platform_tags():
+        args += ["--platform", plat]
+    return args

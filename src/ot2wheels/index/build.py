@@ -17,27 +17,27 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
-import base64
-import csv
 import hashlib
 import json
 import os
 import shutil
 import time
-import zipfile
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..fsutil import disk_error, sha256_file
-from ..targets import Target, TargetSet
-from . import incremental, render, swap
+from ..targets import Target, TargetSet, pip_target_args
+from . import incremental, swap
 from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
+
+if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
+    from . import render
 
 # Where one output file of the new tree comes from, when it is not new bytes:
 # ("copy", path in dist) or ("link", path in the previous tree).
@@ -74,27 +74,13 @@ class _New:
     metadata_bytes: bytes
 
 
-def _headers(metadata: bytes) -> dict[str, str]:
-    """The first value of each header of a core metadata file (RFC 822 style, folded lines joined)."""
-    out: dict[str, str] = {}
-    key = None
-    for line in metadata.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            break  # the body (long description) starts here
-        if line[0] in " \t" and key is not None:
-            out[key] += " " + line.strip()
-            continue
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in out:
-            key = None  # keep the first value of repeated headers (Requires-Dist etc. are not needed)
-            continue
-        out[key] = value.strip()
-    return out
-
-
 def _read_metadata(path: Path) -> bytes:
-    """METADATA of a wheel, checked against the hash its RECORD gives for it."""
+    """METADATA of a wheel, checked against the hash its RECORD gives for it. zipfile reads the
+    central directory and only these two members, not the whole wheel."""
+    import base64
+    import csv
+    import zipfile
+
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
@@ -121,13 +107,20 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         name, version, _build, _tags = parse_wheel_filename(path.name)
     except InvalidWheelFilename as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
+    import csv
+    import zipfile
+
+    # packaging.metadata directly, as ot2wheels.pypi.CoreMetadata does: importing ot2wheels.pypi
+    # (rich, ssl) would cost ~0.1 s on every incremental publish.
+    from packaging.metadata import parse_email
+
     try:
         metadata = _read_metadata(path)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
-    headers = _headers(metadata)
-    meta_name, meta_version = headers.get("name", ""), headers.get("version", "")
+    raw, _unparsed = parse_email(metadata)  # lenient like pip: an unparsable field is left out
+    meta_name, meta_version = str(raw.get("name") or ""), str(raw.get("version") or "")
     try:
         same_version = Version(meta_version) == version
     except InvalidVersion:
@@ -135,7 +128,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     if canonicalize_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
-    requires_python = headers.get("requires-python")
+    requires_python = raw.get("requires_python")
     stat = path.stat()
     entry = WheelEntry(
         target=target,
@@ -170,7 +163,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                     known = {f["filename"]: f for f in json.loads(page.read_text())["files"]}
                 except (ValueError, KeyError, TypeError) as exc:
                     raise IndexBuildError(f"{page}: unreadable published page ({exc}); restore it "
-                                          "from a backup or delete it to have it rebuilt from the wheels")
+                                          "from a backup or delete it to have it rebuilt from the wheels") from None
             for wheel in sorted(pdir.glob("*.whl")):
                 meta = wheel.with_name(wheel.name + ".metadata")
                 info = known.get(wheel.name)
@@ -209,15 +202,17 @@ class _Records:
     unreadable: list[str]  # records that cannot be read, with why
 
 
-def _read_records(project_dir: Path) -> _Records:
-    """Build records (`*.json` beside the wheels, see ot2wheels.records): by the wheel they name,
-    and whether the newest one (by modification time) is a failed build."""
+def _read_records(project_dir: Path, names: list[str]) -> _Records:
+    """Build records (`*.json` beside the wheels, see ot2wheels.records; `names` lists the
+    folder): by the wheel they name, and whether the newest one (by modification time) is a
+    failed build."""
     by_wheel: dict[str, tuple[Path, dict]] = {}
     unreadable: list[str] = []
     newest: tuple[int, str, dict, Path] | None = None
-    for path in sorted(project_dir.glob("*.json")):
-        if path.name.startswith("."):
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
             continue
+        path = project_dir / name
         try:
             data = json.loads(path.read_text())
             mtime = path.stat().st_mtime_ns
@@ -276,9 +271,13 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
     pdir = dist_dir / folder
     known = target in targets.targets
     found, skipped = [], []
-    recs = _read_records(pdir) if known else _Records({}, None, [])
+    try:
+        names = sorted(os.listdir(pdir))  # one listing for records and wheels
+    except (FileNotFoundError, NotADirectoryError):  # removed since dist_folders listed it
+        names = []
+    recs = _read_records(pdir, names) if known else _Records({}, None, [])
     skipped += recs.unreadable
-    for wheel in sorted(pdir.glob("*.whl")):
+    for wheel in (pdir / n for n in names if n.endswith(".whl")):
         where = f"{folder}/{wheel.name}"
         if not known:
             skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
@@ -349,7 +348,13 @@ def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) 
             "dist/<target>/ folder or delete it")
 
 
-def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[str, Path | str]],
+def _chunks(items: list, n: int) -> list[list]:
+    """`items` in `n` contiguous parts (thread pool tasks: a future per file costs more than a copy)."""
+    size = -(-len(items) // n) if items else 1
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tuple[str, Path | str]],
            check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
@@ -367,11 +372,17 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
         except IndexBuildError as exc:
             return sha, exc
 
-    # Hashing and unzipping wait on the disk more than on the interpreter: overlap them.
-    with ThreadPoolExecutor(max_workers=min(8, len(candidates)) or 1) as pool:
-        results = list(pool.map(read, candidates))
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
+        results = [read(c) for c in candidates]
+    else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
+        workers = min(8, len(candidates))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
+            parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
+            results = [r for part in parts for r in part]
     new: dict[tuple[str, str], _New] = {}
-    for cand, result in zip(candidates, results):  # decisions in input order: deterministic
+    for cand, result in zip(candidates, results, strict=True):  # decisions in input order: deterministic
         if result is None:
             continue
         target, path = cand.target, cand.path
@@ -401,14 +412,15 @@ def _admit(candidates: list[_Candidate], published: dict[tuple[str, str], tuple[
 
 
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
-    from ..smoke import pip_target_args  # only when the landing page is written
+    from . import render
 
     t = targets.targets.get(name) if targets else None
     if t is None:
         return render.TargetInfo(name=name)
     return render.TargetInfo(name=name, description=t.description, python=t.python,
                              platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider,
-                             pip_target_args=tuple(pip_target_args(t)))
+                             pip_target_args=tuple(pip_target_args(t)), machine=t.arch,
+                             arch=t.architecture.label)
 
 
 def _old_files(index_dir: Path) -> set[str]:
@@ -513,7 +525,8 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()}))
+            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
+            incremental.summary(entries)))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -564,7 +577,8 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     changed = [f for f, m in folders.items()
                if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
-        return _result(index_dir, None, raw, (), cache.folders, yanks, False, [], start)
+        return _result(index_dir, None, raw if yanks.rules else cache.summary, (), cache.folders, yanks,
+                       False, [], start)
     state = incremental.parse_state(raw)
     if state is None:
         return None
@@ -591,6 +605,8 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     dirty = {(n.entry.target, n.entry.project) for n in new.values()}
     dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
     if dirty:
+        from . import render
+
         all_entries = entries + [n.entry for n in new.values()]
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
@@ -626,26 +642,29 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         tree = hashlib.sha256(state_data).hexdigest()
         entries = all_entries
     if new or remembered != cache.folders:
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered))
+        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered,
+                                                                      incremental.summary(entries)))
     return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
                    bool(dirty), written, start)
 
 
-def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes, added: tuple[str, ...],
+def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list, added: tuple[str, ...],
             folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
             start: float) -> IndexResult:
-    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes."""
-    if entries is None:  # counts straight from the rows: no WheelEntry objects unless yanks need them
-        rows = json.loads(raw)["entries"]
-        keys = [(r[0], r[1]) for r in rows]
-        entries = [WheelEntry(*r) for r in rows] if yanks.rules else []
+    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes
+    (when yank rules need the entries) or from the scan cache's summary of it (`raw` a list)."""
+    if entries is None and isinstance(raw, list):
+        (targets, projects, wheels), entries = raw, []
     else:
-        keys = [(e.target, e.project) for e in entries]
+        if entries is None:
+            assert isinstance(raw, bytes)  # the list form was handled above
+            entries = [WheelEntry(*r) for r in json.loads(raw)["entries"]]
+        targets, projects, wheels = incremental.summary(entries)
     return IndexResult(
         index_dir=index_dir,
-        targets=tuple(sorted({t for t, _p in keys})),
-        projects=len(set(keys)),
-        wheels=len(keys),
+        targets=tuple(targets),
+        projects=projects,
+        wheels=wheels,
         added=added,
         removed=(),
         skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
@@ -664,6 +683,8 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
     """Every file of the new tree: its bytes, or where to copy/link it from."""
+    from . import render
+
     links = render.Links(base_url)
     plan: dict[str, bytes | _Copy] = {}
 
@@ -695,9 +716,11 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
         flat = [e for es in projects.values() for e in es]
         page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
-    for name in sorted({e.project for e in entries} | {p for _t, p in failures}):
-        page(f"project/{name}/index.html", render.project_page(
-            name, [e for e in entries if e.project == name], failures, yanks, base_url))
+    by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
+    for e in entries:
+        by_project.setdefault(e.project, []).append(e)
+    for name in sorted(by_project):
+        page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
     page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
     page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
@@ -731,7 +754,7 @@ def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
-    else:
+    else:  # from dist: a copy, never a link (see incremental.publish_file)
         shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
@@ -756,6 +779,8 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
         os.unlink(f"{top}/{rel}")
     made: set[str] = {""}
     copies: list[tuple[str, _Copy]] = []
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
         for rel in sorted(plan):
             dest = f"{top}/{rel}"
@@ -775,10 +800,16 @@ def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], No
             _put(dest, src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
-        for done in [pool.submit(_put, dest, src) for dest, src in copies]:
+
+        def put_all(part: list) -> None:
+            for dest, src in part:
+                _put(dest, src)
+
+        for done in [pool.submit(put_all, part)
+                     for part in _chunks(copies, 4)]:  # one task per worker, not per wheel
             done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
-        for dirpath, dirs, files in os.walk(top, topdown=False):
+        for dirpath, _dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 

@@ -78,19 +78,26 @@ class ScanCache:
     fingerprint: str
     tree: str  # sha256 of the state file this scan belongs to
     folders: dict[str, list]  # folder -> [mtime_ns or RESCAN, [skipped lines]]
+    summary: list  # [[targets], projects, wheels] of that state: a no-op build need not parse it
+
+
+def summary(entries: list[WheelEntry]) -> list:
+    keys = {(e.target, e.project) for e in entries}
+    return [sorted({t for t, _p in keys}), len(keys), len(entries)]
 
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
     try:
         doc = json.loads(scan_cache_path(index_dir).read_bytes())
-        return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()})
+        return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
+                         list(doc["summary"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
 def write_scan_cache(index_dir: Path, cache: ScanCache) -> None:
     atomic_write(scan_cache_path(index_dir), json.dumps(
-        {"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders},
+        {"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders, "summary": cache.summary},
         separators=(",", ":"), sort_keys=True) + "\n")
 
 
@@ -119,7 +126,14 @@ def write_if_changed(index_dir: Path, rel: str, data: bytes, written: list[str])
 
 
 def publish_file(index_dir: Path, rel: str, src: Path) -> None:
-    """A new wheel into the live tree (atomically; nothing links to it yet)."""
+    """A new wheel into the live tree (atomically; nothing links to it yet).
+
+    Copied, not hard-linked to dist/: ot2wheels itself only renames files into dist/, but a
+    person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place, and a
+    link would change the published wheel with it (tests/test_index.py::
+    test_same_filename_different_bytes_is_refused). Unchanged files of the index itself are
+    linked between trees, since the index never rewrites a file in place.
+    """
     dest = index_dir / rel
     atomic_copy(src, dest)
     st = os.stat(src)

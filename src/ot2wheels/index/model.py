@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
 
 def upload_time(mtime_ns: int) -> str:
     """A file modification time as a PEP 700 upload-time string (UTC, microseconds, Z)."""
-    stamp = datetime.fromtimestamp(mtime_ns // 10**9, tz=timezone.utc).replace(microsecond=mtime_ns // 1000 % 10**6)
+    stamp = datetime.fromtimestamp(mtime_ns // 10**9, tz=UTC).replace(microsecond=mtime_ns // 1000 % 10**6)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -68,8 +68,10 @@ class TargetInfo:
     glibc: str = ""
     site: str = ""
     provider: str = ""
+    machine: str = ""  # uname -m of the device: armv7l, aarch64
+    arch: str = ""  # the architecture for people: "32-bit ARM"
     # pip options that select exactly the wheels this target accepts (interpreter, ABIs and every
-    # platform tag, as the smoke test computes them: ot2wheels.smoke.pip_target_args)
+    # platform tag, as the smoke test computes them: ot2wheels.targets.pip_target_args)
     pip_target_args: tuple[str, ...] = ()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -46,7 +46,7 @@ class Links:
         return f"../../{tail}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_version(text: str) -> Version:
     """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
     return Version(text)
@@ -167,6 +167,20 @@ def _failure_text(f: Failure, served: list[str]) -> str:
     return f"newest build failed: {f.version}: {f.error} ({still})"
 
 
+def _machine(t: TargetInfo) -> str:
+    """"64-bit ARM Linux (aarch64)", from the target's arch; "" when the target is unknown."""
+    if not t.machine:
+        return ""
+    return f"{t.arch} Linux ({t.machine})" if t.arch else f"Linux ({t.machine})"
+
+
+def _machines(targets: list[TargetInfo]) -> str:
+    known = sorted({_machine(t) for t in targets} - {""})
+    if not known:
+        return "the Linux devices of the targets below"
+    return known[0] if len(known) == 1 else ", ".join(known[:-1]) + " and " + known[-1]
+
+
 def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: YankList,
                  base_url: str | None, failures: Failures | None = None) -> bytes:
     """The index's front page, for people: what is here per target, and how to use it."""
@@ -183,9 +197,9 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
         "  </head>",
         "  <body>",
         "    <h1>ot2wheels package index</h1>",
-        "    <p>Wheels cross-built for 32-bit ARM Linux (armv7l) and tested under emulation. "
+        f"    <p>Wheels cross-built for {escape(_machines(targets))} and tested under emulation. "
         "Each target below has its own index: use the one that matches your device's "
-        "operating system and Python.</p>",
+        "architecture (<code>uname -m</code>), operating system and Python.</p>",
         '    <p>Build and test status of every package: <a href="report/">report/</a> '
         "(written by <code>invoke report</code>).</p>",
     ]
@@ -198,6 +212,7 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
         simple, constraints = instructions.urls(t, base)
         facts = ", ".join(x for x in (
             t.description,
+            _machine(t),
             f"CPython {t.python}" if t.python else "",
             t.platform,
             f"glibc {t.glibc}" if t.glibc else "") if x)

@@ -92,7 +92,7 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         if not self.quiet:
             super().log_message(format, *args)
 
-    def send_head(self):  # type: ignore[override]
+    def send_head(self):
         parts = urlsplit(self.path)
         local = Path(self.translate_path(self.path))
         if parts.path.endswith("/") and (local / "index.json").is_file() and (local / "index.html").is_file():

@@ -10,20 +10,24 @@ served) and swaps it in, so a build touches only what changed.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
+@cache
 def _libc_renameat2():  # pragma: no cover - platform probe
+    # Probed on the first swap, not on import: a no-op build never swaps.
+    import ctypes
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fn = libc.renameat2
@@ -34,15 +38,15 @@ def _libc_renameat2():  # pragma: no cover - platform probe
     return fn
 
 
-_RENAMEAT2 = _libc_renameat2()
-
-
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths. False if the system cannot (then nothing changed)."""
-    if _RENAMEAT2 is None:
+    renameat2 = _libc_renameat2()
+    if renameat2 is None:
         return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: filesystem or kernel cannot exchange
         return False
