@@ -4,6 +4,7 @@ passes it for bookworm."""
 
 import shlex
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,16 @@ def test_glibcxx_newer_than_bullseye_fails_there_and_passes_on_bookworm(repo_pro
     report = _check(bookworm, _cxx_library(bookworm, tmp_path / "bw"), tmp_path / "bookworm")
     assert report.passed, report.reasons
 
+
+
+def test_a_vendored_library_answers_for_its_own_versions(repo_project, tmp_path: Path) -> None:
+    """The wheel's own copy provides the versions (as after auditwheel repair), not the target's."""
+    bullseye = _toolchain(repo_project, "bullseye-armhf")
+    lib = _cxx_library(bullseye, tmp_path)
+    own = subprocess.run([*shlex.split(bullseye.compilers()["CXX"]), "-print-file-name=libstdc++.so.6"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    whl = wheel(tmp_path / "w", f"make-1.0-{bullseye.target.cp}-{bullseye.target.cp}-{bullseye.target.platform}.whl", lib.read_bytes())
+    with zipfile.ZipFile(whl, "a") as zf:
+        zf.write(Path(own).resolve(), "pkg.libs/libstdc++.so.6")
+    report = gate.check(whl, bullseye.target, bullseye.system_libs(), bullseye.library_dirs)
+    assert not any("GLIBCXX" in r for r in report.reasons), report.reasons
