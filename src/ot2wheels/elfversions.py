@@ -33,7 +33,8 @@ def needed(fh: BinaryIO) -> dict[str, set[str]]:
     for section in elf.iter_sections() if elf else ():
         if isinstance(section, GNUVerNeedSection):
             for verneed, auxes in section.iter_versions():
-                out.setdefault(verneed.name, set()).update(a.name for a in auxes)
+                if verneed.name:  # a nameless entry names no library to check against
+                    out.setdefault(verneed.name, set()).update(a.name for a in auxes)
     return out
 
 
