@@ -39,13 +39,12 @@ def test_second_build_reuses_everything_and_report_shows_it(tmp_path: Path, cach
     assert first.returncode == 0, first.stderr[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     assert "building 2 wheels, 2 at a time, 1 compile job(s) each" in first.stderr
-    (n1, t1, built1, reused1, failed1), = SUMMARY.findall(first.stderr)
-    (n2, t2, built2, reused2, failed2), = SUMMARY.findall(second.stderr)
+    (n1, _t1, built1, reused1, failed1), = SUMMARY.findall(first.stderr)
+    (n2, _t2, built2, reused2, failed2), = SUMMARY.findall(second.stderr)
     assert (n1, built1, reused1, failed1) == ("2", "2", "0", "0")
     assert (n2, built2, reused2, failed2) == ("2", "0", "2", "0")
     assert "reused tiny 1.0 for bookworm-armhf (cp311): tiny-1.0-cp311-cp311-linux_armv7l.whl" in second.stderr
     assert "reused tiny 1.0 for bullseye-armhf (cp39)" in second.stderr
-    assert float(t2) < float(t1) / 10, (t1, t2)
 
     ledger = Ledger(root / "dist" / "ledger.sqlite")
     assert [r["command"] for r in ledger.runs()] == ["nox -s build --jobs 2"] * 2
