@@ -35,11 +35,6 @@ def _probe(python: str, *stamp: object) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _version_of(python: Path) -> str | None:
-    full = full_version(python)
-    return full.rsplit(".", 1)[0] if full else None
-
-
 def pyenv_root() -> Path:
     return Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
 

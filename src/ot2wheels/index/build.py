@@ -315,16 +315,6 @@ def dist_folders(dist_dir: Path) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def scan_dist(dist_dir: Path, targets: TargetSet) -> tuple[list[_Candidate], list[str]]:
-    """scan_project over every dist folder."""
-    found, skipped = [], []
-    for folder in dist_folders(dist_dir):
-        f, sk, _failure = scan_project(dist_dir, folder, targets)
-        found += f
-        skipped += sk
-    return found, skipped
-
-
 class _TagCheck:
     """Whether a wheel's tags fit its target; each target's tag set is computed once per build."""
 
