@@ -59,9 +59,11 @@ def toolchain_info(c, target=None):
 
     project = Project.load()
     for t in project.targets.select(target or list(project.targets.targets)):
+        python = (get_toolchain(t, project.layout).build_python_status() if t.buildable
+                  else "none: a planning target (`invoke plan --target " + t.name + "`)")
         print(f"{t.name}: CPython {t.python} ({t.cp}), {t.architecture.debian} {t.platform}, glibc {t.glibc_str}, "
               f"{t.triplet}, provider {t.provider}\n  {t.description}\n"
-              f"  build python: {get_toolchain(t, project.layout).build_python_status()}")
+              f"  build python: {python}")
 
 
 toolchain = Collection("toolchain")

@@ -131,6 +131,21 @@ def test_toolchain_info_says_which_build_python_and_where_from(checkout_copy: Pa
     assert not (tmp_path / "cache" / "pythons").exists()
 
 
+def test_toolchain_info_without_target_lists_every_target_planning_ones_too(checkout_copy: Path,
+                                                                          tmp_path: Path) -> None:
+    """`invoke toolchain.info` as the README prints it: every target, a planning one (flex)
+    shown as such instead of failing the whole listing."""
+    # debian: `info` reports without acquiring, whatever this host has installed
+    env = {**os.environ, "OT2WHEELS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO / "src"),
+           ENV: "debian"}
+    run = subprocess.run([sys.executable, "-m", "invoke", "toolchain.info"], cwd=checkout_copy,
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "flex: CPython 3.10" in run.stdout
+    assert "build python: none: a planning target (`invoke plan --target flex`)" in run.stdout
+    assert "bookworm-armhf: CPython 3.11" in run.stdout
+
+
 def test_a_half_unpacked_build_python_is_swept_by_the_next_run(tmp_path: Path) -> None:
     pythons = tmp_path / "pythons"
     half = pythons / ".cpython3.9-bullseye-amd64-0123456789abcdef.k2j4h5g6"  # mkdtemp's name
