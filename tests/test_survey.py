@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fakeindex import FakeIndex
 
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
+from ot2wheels.pypi import IndexClient
 from ot2wheels.survey import (
     Cell,
     FailureClass,
@@ -17,9 +19,11 @@ from ot2wheels.survey import (
     Stage,
     SurveyProject,
     classify,
+    done_cells,
     error_line,
     load_project_list,
     promote,
+    run_survey,
     scratch_layout,
     write_page,
 )
@@ -69,6 +73,8 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
+    (Stage.BUILD, "timeout: build stopped after the time limit of 30 min; full log: /x.log\n"
+                  "fatal error: a.h: No such file or directory", ("rust",), FailureClass.TIMEOUT),
     (Stage.PASSED, "", (), None),
 ])
 def test_failure_classes(stage, text, parts, expected) -> None:
@@ -133,3 +139,48 @@ def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> Non
         promote(layout, "markupsafe", cov / "coverage.json")
     with pytest.raises(ConfigError, match="run `invoke survey --project numpy` first"):
         promote(layout, "numpy", cov / "coverage.json")
+
+
+def test_survey_writes_as_it_goes_and_resumes(tmp_path: Path) -> None:
+    """The page is merged and rewritten after every project, so a run killed half-way keeps what
+    it did, and `--resume` (skip_cells from coverage.json) runs only what is missing."""
+    idx = FakeIndex()
+    idx.wheel("onlywheels", "1.0")  # no sdist: the recipe stage fails, without any build
+    idx.start()
+    try:
+        root = tmp_path / "root"
+        (root / "toolchain").mkdir(parents=True)
+        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        client = IndexClient(tmp_path / "cache", index_url=idx.url)
+        plist = ProjectList("s", "d", (SurveyProject("onlywheels", 1, ("c",)), SurveyProject("nowhere", 2, ("c",))))
+        out = root / "index" / "coverage"
+        write_page([Cell("markupsafe", "3.0.4", "bookworm-armhf", Stage.PASSED)], [], plist, out)  # an earlier run
+        targets = ["bookworm-armhf"]
+
+        def stop_after_first(cells: list[Cell]) -> None:
+            write_page(cells, list(plist.projects), plist, out)
+            raise KeyboardInterrupt  # the run is killed after its first project
+
+        with pytest.raises(KeyboardInterrupt):
+            run_survey(layout, list(plist.projects), targets, client=client, headers={}, say=lambda m: None,
+                       progress=stop_after_first)
+        cov = json.loads((out / "coverage.json").read_text())
+        assert [(c["project"], c["stage"]) for c in cov["cells"]] == [("onlywheels", "recipe"), ("markupsafe", "passed")]
+        assert "no final release with an sdist" in cov["cells"][0]["error"]
+        done = done_cells(out / "coverage.json", targets)
+        assert done == {("onlywheels", "bookworm-armhf"), ("markupsafe", "bookworm-armhf")}
+        assert done_cells(out / "coverage.json", ["bullseye-armhf"]) == frozenset()
+
+        seen: list[list[str]] = []
+        cells = run_survey(layout, list(plist.projects), targets, client=client, headers={}, say=lambda m: None,
+                           skip_cells=done, progress=lambda so_far: seen.append([c.project for c in so_far]))
+        assert seen == [["nowhere"]] and [c.project for c in cells] == ["nowhere"]  # onlywheels not again
+        assert cells[0].stage is Stage.RECIPE and cells[0].failure is FailureClass.OTHER
+        data = write_page(cells, list(plist.projects), plist, out)
+        assert {c["project"] for c in data["cells"]} == {"onlywheels", "nowhere", "markupsafe"}
+    finally:
+        idx.stop()
+    (out / "coverage.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"not a coverage\.json"):
+        done_cells(out / "coverage.json")
