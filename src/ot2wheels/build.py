@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -166,7 +167,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
-        deps = targetdeps.resolve(recipe, target, layout, build_one, say)
+        # a target-side dependency built here first (numpy for pandas) has the same time limit
+        deps = targetdeps.resolve(recipe, target, layout, functools.partial(build_one, timeout_s=timeout_s), say)
         key = cache_key(recipe, target, toolchain, deps.digest)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
