@@ -184,3 +184,26 @@ def test_survey_writes_as_it_goes_and_resumes(tmp_path: Path) -> None:
     (out / "coverage.json").write_text("{")
     with pytest.raises(ConfigError, match=r"not a coverage\.json"):
         done_cells(out / "coverage.json")
+
+
+def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) -> None:
+    """numpy's newest sdist needs CPython >= 3.12: its cells are `unsupported` (not a recipe
+    failure counted against the tool), and no recipe is written for it."""
+    idx = FakeIndex()
+    idx.sdist("toonew", "2.0", files={"setup.py": ""}, requires_python=">=3.12")
+    idx.sdist("toonew", "1.0", files={"setup.py": ""}, requires_python=">=3.9")
+    idx.start()
+    try:
+        root = tmp_path / "root"
+        (root / "toolchain").mkdir(parents=True)
+        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        cells = run_survey(layout, [SurveyProject("toonew", 1, ("c",))], ["bookworm-armhf", "bullseye-armhf"],
+                           client=IndexClient(tmp_path / "cache", index_url=idx.url), headers={},
+                           say=lambda m: None)
+    finally:
+        idx.stop()
+    assert [(c.target, c.stage, c.version, c.error) for c in cells] == [
+        ("bookworm-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.11"),
+        ("bullseye-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.9")]
+    assert not (root / "build" / "survey" / "packages" / "toonew").exists()

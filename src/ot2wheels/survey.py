@@ -192,13 +192,30 @@ def scratch_layout(layout: Layout, scratch: Path | None = None) -> Layout:
 
 
 def newest_with_sdist(client, name: str) -> str:
+    return newest_sdist(client, name)[0]
+
+
+def newest_sdist(client, name: str) -> tuple[str, str | None]:
+    """The newest final release with an sdist, and that sdist's Requires-Python (from the index)."""
     from .plan import _filename_version
 
-    versions = {v for f in client.files(name) if f.is_sdist and not f.yanked
-                and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
-    if not versions:
+    found = {v: f.requires_python for f in client.files(name) if f.is_sdist and not f.yanked
+             and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
+    if not found:
         raise ConfigError(f"{name}: no final release with an sdist on the index")
-    return str(max(versions))
+    newest = max(found)
+    return str(newest), found[newest]
+
+
+def _excludes(requires_python: str | None, python: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    try:
+        return bool(requires_python) and not SpecifierSet(requires_python or "").contains(
+            Version(f"{python}.0"), prereleases=True)
+    except InvalidSpecifier:  # recipe.new will say what is wrong with it
+        return False
 
 
 def _log_text(path: Path) -> str:
@@ -269,7 +286,11 @@ def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client,
 
     path = scr.packages / proj.name / "recipe.toml"
     try:
-        version = newest_with_sdist(client, proj.name)
+        version, requires_python = newest_sdist(client, proj.name)
+        if all(_excludes(requires_python, t.python) for t in targets):
+            # no recipe to write: recipe.new pins build requirements for the Pythons it admits
+            return [Cell(proj.name, version, t.name, Stage.UNSUPPORTED, None,
+                         f"Requires-Python {requires_python} excludes CPython {t.python}") for t in targets]
         if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
             say(f"survey: recipe.new {proj.name}=={version}")
             new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks)
