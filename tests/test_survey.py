@@ -73,6 +73,9 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
+    (Stage.SMOKE, "$ install pandas-3.1.1-cp311-cp311-linux_armv7l.whl\ncannot get the runtime dependencies "
+                  "numpy>=2.0.2 for bookworm-armhf:\nERROR: No matching distribution found for numpy>=2.0.2", (),
+     FailureClass.RUNTIME_DEPS),
     (Stage.BUILD, "timeout: build stopped after the time limit of 30 min; full log: /x.log\n"
                   "fatal error: a.h: No such file or directory", ("rust",), FailureClass.TIMEOUT),
     (Stage.PASSED, "", (), None),

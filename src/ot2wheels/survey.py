@@ -51,6 +51,7 @@ class FailureClass(StrEnum):
     HOST_LEAKAGE = "host-leakage"  # build-machine headers/libraries in the ARM build
     RUST = "rust"
     FORTRAN = "fortran"
+    RUNTIME_DEPS = "runtime-deps"  # built, but a runtime dependency has no wheel for the target
     TIMEOUT = "timeout"  # stopped by the survey's build time limit (--build-timeout)
     OTHER = "other"
 
@@ -143,6 +144,8 @@ def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureCla
     if stage in (Stage.PASSED, Stage.UNSUPPORTED):
         return None
     if stage == Stage.SMOKE:
+        if "cannot get the runtime dependencies" in text:  # not built in this run, none on the index
+            return FailureClass.RUNTIME_DEPS
         return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
     if text.lstrip().startswith("timeout:"):  # the build's own error comes first in the text
         return FailureClass.TIMEOUT
