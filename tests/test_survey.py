@@ -60,6 +60,8 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "/usr/bin/arm-linux-gnueabihf-ld: /usr/lib/x86_64-linux-gnu/libfreetype.so: "
                   "error adding symbols: file in wrong format", (), FailureClass.HOST_LEAKAGE),
     (Stage.BUILD, "gate: x-1-cp36-abi3-linux_armv7l.whl: expected cp311-cp311 (or abi3)", (), FailureClass.ABI3),
+    (Stage.BUILD, 'CMake Error at CMakeLists.txt:296 (find_package):\n  By not providing "FindArrow.cmake" in '
+                  "CMAKE_MODULE_PATH this project has", (), FailureClass.TARGET_LIBS),  # pyarrow: no Arrow C++
     (Stage.BUILD, "error: can't find Rust compiler", (), FailureClass.RUST),
     (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
     (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),

@@ -113,6 +113,7 @@ _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
     (FailureClass.ABI3, re.compile(r"abi3")),
     (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
+                                          r"By not providing \"Find\S+\.cmake\"|"
                                           r"was not found in the pkg-config|Dependency \S+ found: NO|"
                                           r"needs lib\S+, which the target does not have")),
     # the build machine leaking in: its libraries, or its identity (./configure without --host)
