@@ -31,10 +31,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
-from ..fsutil import disk_error, sha256_file
+from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
 from . import incremental, swap
-from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
+from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
@@ -503,7 +503,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                      _TagCheck(targets), skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
+        plan, state = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
@@ -511,12 +511,11 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
         if changed:
             _write_tree(index_dir, plan, progress)
-        state = plan[incremental.STATE_NAME]
-        tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
+        tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
             f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
-            incremental.summary(entries)))
+            incremental.summary(state)))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -567,89 +566,133 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     changed = [f for f, m in folders.items()
                if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
-        return _result(index_dir, None, raw if yanks.rules else cache.summary, (), cache.folders, yanks,
-                       False, [], start)
+        return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)
     state = incremental.parse_state(raw)
     if state is None:
         return None
-    entries, failures, _ = state
+    try:
+        return _publish_new(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, cache, state,
+                            folders, changed, scanned_at)
+    except (_FullBuildNeeded, ValueError, KeyError, TypeError, FileNotFoundError):  # or a page not as we wrote it
+        return None
+
+
+class _FullBuildNeeded(Exception):
+    pass
+
+
+def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 cache: incremental.ScanCache, state: incremental.State, folders: dict[str, int],
+                 changed: list[str], scanned_at: int) -> IndexResult:
     top = str(index_dir)
-    published = {e.key: (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}") for e in entries}
+    pages: dict[tuple[str, str], list[WheelEntry]] = {}  # (target, project) -> its published wheels
+
+    def entries_of(key: tuple[str, str]) -> list[WheelEntry]:
+        if key not in pages:
+            pages[key] = incremental.page_entries(index_dir, *key) if key in state.rows else []
+        return pages[key]
+
     check_tags = _TagCheck(targets)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
-    new_failures = dict(failures)
+    failures = dict(state.failures)
     for folder in changed:
-        mtime = folders[folder]
         found, skipped, failure = scan_project(dist_dir, folder, targets)
+        published: dict[tuple[str, str], tuple[str, str]] = {}
+        for cand in found:  # a filename can only be published under its own project
+            project = _wheel_project(cand.path.name)
+            if project is not None:
+                published.update((e.key, (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}"))
+                                 for e in entries_of((cand.target, project)))
         new.update(_admit(found, published, check_tags, skipped))
-        remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
+        remembered[folder] = [incremental.stamp(folders[folder], scanned_at), skipped]
         if folder.split("/")[0] in targets.targets:
             key = _folder_key(folder)
             if failure is None:
-                new_failures.pop(key, None)
+                failures.pop(key, None)
             else:
-                new_failures[key] = failure
+                failures[key] = failure
+    touched = sorted({(n.entry.target, n.entry.project) for n in new.values()})
+    people = sorted({p for _t, p in touched} | {
+        p for (t, p) in set(failures) | set(state.failures) if failures.get((t, p)) != state.failures.get((t, p))})
     written: list[str] = []
+    writes: list[tuple[str, bytes | Path]] = []
+    summary = cache.summary
     tree = cache.tree
-    dirty = {(n.entry.target, n.entry.project) for n in new.values()}
-    dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
-    if dirty:
+    if people:
         from . import render
 
-        all_entries = entries + [n.entry for n in new.values()]
+        links = render.Links(base_url)
+        rows = dict(state.rows)
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-            incremental.publish_file(index_dir, rel, n.wheel)
-            incremental.write_if_changed(index_dir, rel + ".metadata", n.metadata_bytes, written)
+            writes += [(rel, n.wheel), (rel + ".metadata", n.metadata_bytes)]
             written.append(rel)
-        by_target: dict[str, dict[str, list[WheelEntry]]] = {}
-        for e in all_entries:
-            by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-        links = render.Links(base_url)
-        for t, p in sorted({(n.entry.target, n.entry.project) for n in new.values()}):  # 2. their project pages
-            for rel, data in ((f"{t}/simple/{p}/index.html", render.project_html(p, by_target[t][p], yanks, links)),
-                              (f"{t}/simple/{p}/index.json", render.project_json(p, by_target[t][p], yanks, links))):
-                incremental.write_if_changed(index_dir, rel, data, written)
-                if progress and rel.endswith(".html"):
-                    progress(rel)
-        for t in sorted({n.entry.target for n in new.values()}):  # 3. root pages and constraints
-            names = sorted(by_target[t])
-            incremental.write_if_changed(index_dir, f"{t}/simple/index.html", render.root_html(names, t, links), written)
-            incremental.write_if_changed(index_dir, f"{t}/simple/index.json", render.root_json(names), written)
-            flat = [e for es in by_target[t].values() for e in es]
-            incremental.write_if_changed(index_dir, f"{t}/constraints.txt", render.constraints_txt(t, flat, yanks),
-                                         written)
-        for p in sorted({p for _t, p in dirty}):  # 4. the pages for people
-            mine = [e for es in by_target.values() for e in es.get(p, [])]
-            incremental.write_if_changed(index_dir, f"project/{p}/index.html",
-                                         render.project_page(p, mine, new_failures, yanks, base_url), written)
-        infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in new_failures})]
-        incremental.write_if_changed(index_dir, "index.html",
-                                     render.landing_html(infos, all_entries, yanks, base_url, new_failures), written)
-        state_data = incremental.state_bytes(all_entries, new_failures)  # 5. the state, last
-        incremental.write_if_changed(index_dir, incremental.STATE_NAME, state_data, written)
+        for t, p in touched:  # 2. their project pages
+            mine = entries_of((t, p)) + [n.entry for n in new.values() if (n.entry.target, n.entry.project) == (t, p)]
+            pages[(t, p)] = mine
+            rows[(t, p)] = render.project_row(t, p, mine, yanks)
+            writes += [(f"{t}/simple/{p}/index.html", render.project_html(p, mine, yanks, links)),
+                       (f"{t}/simple/{p}/index.json", render.project_json(p, mine, yanks, links))]
+        served = sorted({t for t, _p in rows})
+        listed = {p for _t, p in rows} | {p for _t, p in failures}
+        if not set(people) <= listed:  # a failure-only project page to delete: the full path does that
+            raise _FullBuildNeeded
+        for p in people:  # 3. the pages for people
+            mine = [e for t in served if (t, p) in rows for e in entries_of((t, p))]
+            writes.append((f"project/{p}/index.html", render.project_page(p, mine, failures, yanks, base_url)))
+        for t in sorted({t for t, _p in touched}):  # 4. root pages and constraints, when they change
+            mine_rows = [r for (rt, _p), r in sorted(rows.items()) if rt == t]
+            if any((t, p) not in state.rows for tt, p in touched if tt == t):
+                names = [r.project for r in mine_rows]
+                writes += [(f"{t}/simple/index.html", render.root_html(names, t, links)),
+                           (f"{t}/simple/index.json", render.root_json(names))]
+            if any(rows[(t, p)].newest != getattr(state.rows.get((t, p)), "newest", None)
+                   for tt, p in touched if tt == t):
+                writes.append((f"{t}/constraints.txt", render.constraints_from_rows(t, mine_rows)))
+        infos = [_target_info(t, targets) for t in sorted(set(served) | {t for t, _p in failures})]
+        writes.append(("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url,
+                                                               failures)))
+        unused = yanks.unused_rules([n.entry for n in new.values()], state.unused_yanks) if yanks.rules else []
+        new_state = incremental.State(rows, failures, unused)
+        state_data = incremental.state_bytes(new_state)  # 5. the state, last in the tree
+        writes.append((incremental.STATE_NAME, state_data))
         tree = hashlib.sha256(state_data).hexdigest()
-        entries = all_entries
-    if new or remembered != cache.folders:
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered,
-                                                                      incremental.summary(entries)))
-    return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
-                   bool(dirty), written, start)
+        summary = incremental.summary(new_state)
+        writes = [(rel, data) for rel, data in writes if not isinstance(data, bytes) or rel in written
+                  or not _same_bytes(index_dir / rel, data)]
+        written += [rel for rel, data in writes if isinstance(data, bytes)]
+    if writes or remembered != cache.folders:
+        scan = incremental.ScanCache(fp, tree, remembered, summary)
+        items = [(index_dir / rel, data) for rel, data in writes]
+        items.append((incremental.scan_cache_path(index_dir), incremental.scan_cache_bytes(scan)))
+
+        def renamed(path: Path) -> None:
+            if progress and path.name == "index.html" and path.parent.parent.name == "simple":
+                progress(path.relative_to(index_dir).as_posix())
+
+        staging = swap.staging_dir(index_dir)
+        staging.mkdir(exist_ok=True)
+        try:
+            atomic_write_all(items, renamed, staging=staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return _result(index_dir, summary, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
+                   bool(people), written, start)
 
 
-def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list, added: tuple[str, ...],
-            folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
-            start: float) -> IndexResult:
-    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes
-    (when yank rules need the entries) or from the scan cache's summary of it (`raw` a list)."""
-    if entries is None and isinstance(raw, list):
-        (targets, projects, wheels), entries = raw, []
-    else:
-        if entries is None:
-            assert isinstance(raw, bytes)  # the list form was handled above
-            entries = [WheelEntry(*r) for r in json.loads(raw)["entries"]]
-        targets, projects, wheels = incremental.summary(entries)
+def _wheel_project(filename: str) -> str | None:
+    try:
+        return str(parse_wheel_filename(filename)[0])
+    except InvalidWheelFilename:
+        return None
+
+
+def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dict[str, list], yanks: YankList,
+            changed: bool, written: list[str], start: float) -> IndexResult:
+    """An incremental build's result, counted from the state's summary."""
+    targets, projects, wheels, unused = summary
     return IndexResult(
         index_dir=index_dir,
         targets=tuple(targets),
@@ -659,7 +702,7 @@ def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list
         removed=(),
         skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
         rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
-        unused_yanks=tuple(yanks.unused(entries)),
+        unused_yanks=tuple(yanks.rules[i].where for i in unused if i < len(yanks.rules)),
         changed=changed,
         seconds=time.monotonic() - start,
     )
@@ -671,8 +714,8 @@ KEPT_DIRS = ("report",)
 
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
-    """Every file of the new tree: its bytes, or where to copy/link it from."""
+          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, bytes | _Copy], incremental.State]:
+    """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
     from . import render
 
     links = render.Links(base_url)
@@ -697,6 +740,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
     for e in entries:
         by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+    rows: dict[tuple[str, str], ProjectRow] = {}
     for target, projects in sorted(by_target.items()):
         names = sorted(projects)
         page(f"{target}/simple/index.html", render.root_html(names, target, links))
@@ -704,16 +748,17 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
         for name in names:
             page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
-        flat = [e for es in projects.values() for e in es]
-        page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
+            rows[(target, name)] = render.project_row(target, name, projects[name], yanks)
+        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
     for e in entries:
         by_project.setdefault(e.project, []).append(e)
     for name in sorted(by_project):
         page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
-    page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
-    page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
+    state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
+    page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
+    page(incremental.STATE_NAME, incremental.state_bytes(state))
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
@@ -724,7 +769,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             for f in sorted((index_dir / kept).rglob("*")):
                 if f.is_file():
                     plan[f.relative_to(index_dir).as_posix()] = ("link", f)
-    return plan
+    return plan, state
 
 
 def _put(dest: str, src: bytes | _Copy) -> None:

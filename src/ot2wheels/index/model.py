@@ -49,6 +49,19 @@ class WheelEntry:
 
 
 @dataclass(frozen=True)
+class ProjectRow:
+    """One project of one target as the pages that list every project show it (root pages,
+    constraints.txt, landing page). The index's state file keeps one per (target, project), so
+    publishing a wheel re-reads its own project's page, not every published entry."""
+
+    target: str
+    project: str
+    wheels: int
+    versions: tuple[str, ...]  # every version served, newest first
+    newest: str | None  # newest version not yanked (constraints.txt); None when all are yanked
+
+
+@dataclass(frozen=True)
 class Failure:
     """The newest build of a project on a target failed: what the pages say next to what is served."""
 
@@ -106,7 +119,12 @@ class YankList:
         return None
 
     def unused(self, entries: list[WheelEntry]) -> list[str]:
-        return [r.where for r in self.rules if not any(r.matches(e) for e in entries)]
+        return [self.rules[i].where for i in self.unused_rules(entries)]
+
+    def unused_rules(self, entries: list[WheelEntry], among: list[int] | None = None) -> list[int]:
+        """Indexes of the rules (of `among`, default all) that match none of `entries`."""
+        candidates = range(len(self.rules)) if among is None else among
+        return [i for i in candidates if not any(self.rules[i].matches(e) for e in entries)]
 
 
 def load_yanks(path: Path | None) -> YankList:
