@@ -204,6 +204,27 @@ def test_broken_wheel_is_refused(tmp_path):
     assert result.wheels == 0 and "not a valid wheel" in result.skipped[0]
 
 
+@pytest.mark.parametrize("metadata", [
+    b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\nRequires-Python: >=3.9\n\nName: body\n",
+    b"Metadata-Version: 2.1\r\nName: Foo_Bar\r\nVersion: 2.0.post1\r\nRequires-Python: >=3.8,\r\n <4\r\n\r\n",
+    b"Name: a\nName: b\nVersion: 1\n",  # a repeated single-use field is left out
+    b"name: lower\nVERSION:   3 \nSummary: caf\xc3\xa9\n",
+    b"Name: bad\xff\nVersion: 1\nRequires-Python:\n",  # not UTF-8: left out
+    b"Name: x\n\tfolded\nVersion: 1\n",
+], ids=["plain", "crlf-folded", "repeated", "case", "not-utf8", "folded-name"])
+def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
+    """The index reads Name/Version/Requires-Python itself (importing packaging.metadata costs more
+    than an incremental publish): the same values as packaging.metadata.parse_email gives."""
+    from packaging.metadata import parse_email
+
+    from ot2wheels.index.build import _core_fields
+
+    raw, _ = parse_email(metadata)
+    expected = {k: raw[f] for k, f in (("name", "name"), ("version", "version"),  # type: ignore[literal-required]
+                                       ("requires-python", "requires_python")) if f in raw}
+    assert _core_fields(metadata) == expected
+
+
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
     import zipfile
 

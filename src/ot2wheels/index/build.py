@@ -101,6 +101,37 @@ def _read_metadata(path: Path) -> bytes:
     raise ValueError("RECORD has no line for METADATA")
 
 
+_SINGLE_FIELDS = ("name", "version", "requires-python")
+
+
+def _core_fields(metadata: bytes) -> dict[str, str]:
+    """Name, Version and Requires-Python from METADATA's headers (lower-case keys), read as
+    packaging.metadata.parse_email reads them with the email module's compat32 policy: folded
+    lines kept, a repeated field or one that is not UTF-8 left out (lenient like pip).
+
+    Not parse_email itself: importing packaging.metadata (requirements, markers, specifiers and
+    their regular expressions) cost more than everything else an incremental publish does."""
+    found: dict[str, list[list[str]]] = {}  # field -> each occurrence's lines
+    current: list[str] | None = None
+    for line in metadata.decode("utf-8", "surrogateescape").splitlines(keepends=True):
+        if line[:1] in (" ", "\t") and current is not None:
+            current.append(line)  # a folded continuation of the previous header
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or line.strip() == "":  # the body (or a line that ends the headers)
+            break
+        current = [value.lstrip(" \t")]
+        found.setdefault(name.lower(), []).append(current)
+    out: dict[str, str] = {}
+    for key in _SINGLE_FIELDS:
+        values = found.get(key)
+        if values and len(values) == 1:
+            text = "".join(values[0]).rstrip("\r\n")
+            if not any("\udc80" <= c <= "\udcff" for c in text):
+                out[key] = text
+    return out
+
+
 def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
     """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
     try:
@@ -110,17 +141,13 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     import csv
     import zipfile
 
-    # packaging.metadata directly, as ot2wheels.pypi.CoreMetadata does: importing ot2wheels.pypi
-    # (rich, ssl) would cost ~0.1 s on every incremental publish.
-    from packaging.metadata import parse_email
-
     try:
         metadata = _read_metadata(path)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
-    raw, _unparsed = parse_email(metadata)  # lenient like pip: an unparsable field is left out
-    meta_name, meta_version = str(raw.get("name") or ""), str(raw.get("version") or "")
+    raw = _core_fields(metadata)
+    meta_name, meta_version = raw.get("name", ""), raw.get("version", "")
     try:
         same_version = Version(meta_version) == version
     except InvalidVersion:
@@ -128,7 +155,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     if canonicalize_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
-    requires_python = raw.get("requires_python")
+    requires_python = raw.get("requires-python")
     stat = path.stat()
     entry = WheelEntry(
         target=target,

@@ -6,6 +6,7 @@ Every function here is deterministic: same entries in, same bytes out (sorted, n
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from html import escape
@@ -52,12 +53,17 @@ def parse_version(text: str) -> Version:
     return Version(text)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*")  # what quote() and escape() leave as it is
+
+
 def attr_url(part: str) -> str:
     """A path segment (a target or project name) for an HTML attribute: URL-quoted, then escaped.
 
     Quoting keeps a name like `javascript:alert(3)` a relative path (the colon becomes %3A);
     escaping keeps the attribute closed whatever the name holds.
     """
+    if _PLAIN.fullmatch(part):  # every canonical project name: the landing page has thousands
+        return part
     return escape(quote(part, safe=""))
 
 
