@@ -494,6 +494,40 @@ def test_killed_incremental_build_keeps_every_page_consistent(tmp_path, dist, re
     assert _tree(index) == _tree(fresh), result
 
 
+@pytest.mark.parametrize("stop_after", ["index.json", "index.html"])
+def test_publish_stopped_before_the_state_is_repaired(tmp_path, dist, real_wheels, monkeypatch, stop_after):
+    """Pages renamed in, the state file not yet (a crash): the next build notices that the project's
+    page is newer than the state and repairs the index to what a fresh build gives."""
+    from ot2wheels.fsutil import atomic_write_all
+    from ot2wheels.index import build as build_mod
+
+    class Crash(BaseException):
+        pass
+
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    stop = index / TARGET / "simple" / "tinypure" / "index.json" if stop_after == "index.json" else index / "index.html"
+
+    def crashing(items, renamed=None, **kw):
+        def and_stop(path):
+            if path == stop:
+                raise Crash
+        atomic_write_all(items, and_stop, **kw)
+
+    monkeypatch.setattr(build_mod, "atomic_write_all", crashing)
+    _put(dist, real_wheels["tinypure-2.0"])
+    with pytest.raises(Crash):
+        build_index(dist, index, None, targets=TARGETS)
+    monkeypatch.undo()
+    assert "2.0" in (index / TARGET / "simple" / "tinypure" / "index.json").read_text()
+    assert b'"2.0"' not in (index / ".ot2wheels-index.json").read_bytes()
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.wheels == 3 and not list(tmp_path.glob(".index.staging-*"))
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert _tree(index) == _tree(fresh)
+
+
 def test_crash_between_the_two_fallback_renames_is_repaired(tmp_path, dist):
     # Where renameat2 cannot exchange, the swap is two renames; a crash between them leaves
     # the old tree under .index.old-<pid> and no index/. The next build must put it back first.

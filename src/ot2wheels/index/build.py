@@ -336,9 +336,15 @@ def dist_folders(dist_dir: Path) -> dict[str, int]:
     except FileNotFoundError:
         return out
     for top in sorted(tops, key=lambda e: e.name):
-        for entry in os.scandir(top.path):
-            if entry.is_dir() and not entry.name.startswith("."):
-                out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+        # Listed through a descriptor: each stat then resolves one name, not the whole path
+        # (half the time of a no-op build with thousands of folders).
+        fd = os.open(top.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir() and not entry.name.startswith("."):
+                    out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+        finally:
+            os.close(fd)
     return dict(sorted(out.items()))
 
 
@@ -612,12 +618,18 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                  targets: TargetSet, progress: Callable[[str], None] | None, start: float,
                  cache: incremental.ScanCache, state: incremental.State, folders: dict[str, int],
                  changed: list[str], scanned_at: int) -> IndexResult:
+    from . import render
+
     top = str(index_dir)
     pages: dict[tuple[str, str], list[WheelEntry]] = {}  # (target, project) -> its published wheels
 
     def entries_of(key: tuple[str, str]) -> list[WheelEntry]:
         if key not in pages:
             pages[key] = incremental.page_entries(index_dir, *key) if key in state.rows else []
+            if key in state.rows and render.project_row(*key, pages[key], yanks) != state.rows[key]:
+                # The page is newer than the state: a publish was killed before it renamed the
+                # state in. The full path rebuilds everything from the pages.
+                raise _FullBuildNeeded
         return pages[key]
 
     check_tags = _TagCheck(targets)
@@ -648,8 +660,6 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     summary = cache.summary
     tree = cache.tree
     if people:
-        from . import render
-
         links = render.Links(base_url)
         rows = dict(state.rows)
         for n in new.values():  # 1. the files, not linked from anywhere yet
