@@ -225,6 +225,40 @@ def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
     assert _core_fields(metadata) == expected
 
 
+def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheels):
+    """The full build reads METADATA/RECORD from each wheel's bytes with a small zip reader; on
+    plain archives it gives what zipfile gives, on anything unusual it returns None (zipfile reads)."""
+    import io
+    import zipfile
+
+    from ot2wheels.index.build import _read_metadata, _zip_members
+
+    def wanted(name: str) -> bool:
+        return name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+
+    for wheel in real_wheels.values():
+        data = wheel.read_bytes()
+        with zipfile.ZipFile(wheel) as zf:
+            expected = {n: zf.read(n) for n in zf.namelist() if wanted(n)}
+        assert _zip_members(data, wanted) == expected and len(expected) == 2
+        assert _read_metadata(wheel, data) == _read_metadata(wheel)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.comment = b"a comment"
+        zf.writestr("x.dist-info/METADATA", b"Name: x\n", compress_type=zipfile.ZIP_STORED)
+        zf.writestr("x.dist-info/RECORD", b"", compress_type=zipfile.ZIP_DEFLATED)
+    plain = buf.getvalue()
+    assert _zip_members(plain, wanted) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
+    assert _zip_members(b"#!prefix\n" + plain, wanted) is None  # offsets shifted: zipfile's job
+    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted) is None  # CRC mismatch
+    assert _zip_members(b"not a zip", wanted) is None
+    with zipfile.ZipFile(buf := io.BytesIO(), "w") as zf:
+        zf.writestr("x.dist-info/METADATA", b"1")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("x.dist-info/METADATA", b"2")
+    assert _zip_members(buf.getvalue(), wanted) is None
+
+
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
     import zipfile
 

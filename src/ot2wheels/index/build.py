@@ -17,6 +17,7 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -39,9 +40,10 @@ from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, upload
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
 
-# Where one output file of the new tree comes from, when it is not new bytes:
-# ("copy", path in dist) or ("link", path in the previous tree).
+# Where one output file of the new tree comes from, when it is not new bytes or a new wheel:
+# ("link", path in the previous tree).
 _Copy = tuple[str, Path]
+_Source: TypeAlias = "bytes | _Copy | _DistWheel"
 
 
 @dataclass(frozen=True)
@@ -72,23 +74,93 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
+    kept: tuple[bytes, os.stat_result] | None = None  # its bytes and stat, when kept for its copy
 
 
-def _read_metadata(path: Path) -> bytes:
-    """METADATA of a wheel, checked against the hash its RECORD gives for it. zipfile reads the
-    central directory and only these two members, not the whole wheel."""
+@dataclass(frozen=True)
+class _DistWheel:
+    """A new wheel's copy in the plan: from its bytes kept from admission, else from the file."""
+
+    path: Path
+    kept: tuple[bytes, os.stat_result] | None
+
+
+# A wheel is read into memory once (hash, METADATA, then its copy into the index) up to this size;
+# bigger ones are hashed and copied from the file. Bytes kept for copies are capped in total.
+_READ_WHOLE = 64 << 20
+_KEEP_TOTAL = 256 << 20
+
+
+def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes] | None:
+    """The members of a zip archive (in memory) whose names `wanted` accepts, or None when the
+    archive is anything but a plain one (zip64, encryption, a method other than stored/deflate,
+    a repeated name, an offset that does not add up): zipfile then reads it and says what is wrong.
+
+    A full build reads thousands of small wheels; zipfile builds a ZipInfo for every member of
+    each and cost most of the build's CPU time."""
+    import struct
+    import zlib
+
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or len(data) < end + 22:
+        return None
+    _sig, disk, cd_disk, _n_here, count, cd_size, cd_offset, _clen = struct.unpack_from("<4s4H2LH", data, end)
+    if disk or cd_disk or count == 0xFFFF or cd_offset == 0xFFFFFFFF or cd_offset + cd_size != end:
+        return None
+    found: dict[str, tuple[int, int, int, int, int, int]] = {}
+    pos = cd_offset
+    for _ in range(count):
+        if data[pos:pos + 4] != b"PK\x01\x02":
+            return None
+        (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
+            struct.unpack_from("<8xHH4xLLLHHH8xL", data, pos))
+        raw_name = data[pos + 46:pos + 46 + nlen]
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+        pos += 46 + nlen + xlen + clen
+        if wanted(name):
+            if name in found or flags & 1 or method not in (0, 8):
+                return None
+            found[name] = (flags, method, crc, csize, usize, offset)
+    if pos != end:
+        return None
+    out: dict[str, bytes] = {}
+    for name, (_flags, method, crc, csize, usize, offset) in found.items():
+        if data[offset:offset + 4] != b"PK\x03\x04":
+            return None
+        nlen, xlen = struct.unpack_from("<HH", data, offset + 26)
+        start = offset + 30 + nlen + xlen
+        raw = data[start:start + csize]
+        member = raw if method == 0 else zlib.decompress(raw, -15)
+        if len(member) != usize or zlib.crc32(member) != crc:
+            return None
+        out[name] = member
+    return out
+
+
+def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
+    """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
+    RECORD gives for it. Only the central directory and these two members are read."""
     import base64
     import csv
-    import zipfile
 
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-        if len(infos) != 1:
-            raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
-        dist_info = infos[0].rsplit("/", 1)[0]
-        metadata = zf.read(infos[0])
-        record = zf.read(f"{dist_info}/RECORD").decode()
+    def wanted(name: str) -> bool:
+        return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+
+    members = _zip_members(data, wanted) if data is not None else None
+    if members is not None:
+        names = list(members)
+    else:
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
+            names = zf.namelist()
+            members = {n: zf.read(n) for n in names if wanted(n)}
+    infos = [n for n in names if n.endswith(".dist-info/METADATA")]
+    if len(infos) != 1:
+        raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
+    metadata = members[infos[0]]
+    record = members[infos[0].rsplit("/", 1)[0] + "/RECORD"].decode()
     for row in csv.reader(record.splitlines()):
         if row and row[0] == infos[0]:
             algo, _, digest = row[1].partition("=")
@@ -132,8 +204,10 @@ def _core_fields(metadata: bytes) -> dict[str, str]:
     return out
 
 
-def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
-    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
+def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: bytes | None = None,
+                  stat: os.stat_result | None = None) -> tuple[WheelEntry, bytes]:
+    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it.
+    `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
         name, version, _build, _tags = parse_wheel_filename(path.name)
     except InvalidWheelFilename as exc:
@@ -142,7 +216,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     import zipfile
 
     try:
-        metadata = _read_metadata(path)
+        metadata = _read_metadata(path, data)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
@@ -156,7 +230,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = raw.get("requires-python")
-    stat = path.stat()
+    stat = stat or path.stat()
     entry = WheelEntry(
         target=target,
         project=name,
@@ -382,18 +456,38 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
     error (published wheels are immutable); a broken wheel is skipped with the reason."""
+    import threading
+
+    budget, lock = [_KEEP_TOTAL], threading.Lock()
+    kept: dict[Path, tuple[bytes, os.stat_result]] = {}
+
     def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
-        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads."""
+        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads.
+        The wheel is read once: hashed, its METADATA taken from the same bytes, which are kept
+        (within a budget) for its copy into the index."""
         old = published.get((cand.target, cand.path.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
             return None
-        sha = sha256_file(cand.path)
+        data: bytes | None = None
+        with open(cand.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size <= _READ_WHOLE:
+                data = fh.read()
+                sha = hashlib.sha256(data).hexdigest()
+            else:
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
         if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
             return sha, None
         try:
-            return sha, inspect_wheel(cand.path, cand.target, sha)
+            described = inspect_wheel(cand.path, cand.target, sha, data, st)
         except IndexBuildError as exc:
             return sha, exc
+        if data is not None:
+            with lock:
+                if len(data) <= budget[0]:
+                    budget[0] -= len(data)
+                    kept[cand.path] = (data, st)
+        return sha, described
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -430,7 +524,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         assert described is not None
         entry, metadata = described
         check_tags(entry, path)
-        new[key] = _New(entry, path, metadata)
+        new[key] = _New(entry, path, metadata, kept.get(path))
     return new
 
 
@@ -751,12 +845,12 @@ KEPT_DIRS = ("report",)
 
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, bytes | _Copy], incremental.State]:
+          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
     """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
     from . import render
 
     links = render.Links(base_url)
-    plan: dict[str, bytes | _Copy] = {}
+    plan: dict[str, _Source] = {}
 
     def page(rel: str, data: bytes) -> None:
         old = index_dir / rel
@@ -771,7 +865,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(rel + ".metadata", p.metadata_bytes or b"")
     for n in new.values():
         rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-        plan[rel] = ("copy", n.wheel)
+        plan[rel] = _DistWheel(n.wheel, n.kept)
         page(rel + ".metadata", n.metadata_bytes)
 
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
@@ -809,7 +903,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
     return plan, state
 
 
-def _put(dest: str, src: bytes | _Copy) -> None:
+def _put(dest: str, src: _Source) -> None:
     """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
     try:
         _put_unnamed(dest, src)
@@ -817,25 +911,42 @@ def _put(dest: str, src: bytes | _Copy) -> None:
         raise OSError(exc.errno, exc.strerror, dest) from exc
 
 
-def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
+def _write_bytes(dest: str, data: bytes) -> int:
+    """A new file holding `data` (os-level: tens of thousands of small files per full build);
+    returns its descriptor, still open."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
+
+
+def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
-        with open(dest, "wb") as fh:
-            fh.write(src)
-    elif src[0] == "link":
+        os.close(_write_bytes(dest, src))
+    elif isinstance(src, _DistWheel):  # from dist: a copy, never a link (see fsutil.atomic_write_all's callers)
+        if src.kept is None:
+            shutil.copy2(src.path, dest)  # keeps the mtime: the upload-time of a wheel without a page
+        else:
+            data, st = src.kept
+            fd = _write_bytes(dest, data)
+            try:
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does
+            finally:
+                os.close(fd)
+    else:
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
-    else:  # from dist: a copy, never a link (see incremental.publish_file)
-        shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
-def _is_current(dest: str, src: bytes | _Copy) -> bool:
+def _is_current(dest: str, src: _Source) -> bool:
     """Whether `dest` in the spare tree already holds what the plan wants there."""
     try:
         if isinstance(src, bytes):
             return _same_bytes(Path(dest), src)
-        if src[0] == "link":
+        if isinstance(src, tuple):
             a, b = os.stat(dest), os.stat(src[1])
             return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
     except FileNotFoundError:
@@ -843,50 +954,62 @@ def _is_current(dest: str, src: bytes | _Copy) -> bool:
     return False  # a copy from dist: always written anew
 
 
-def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None,
+_WORKERS = 4  # file creation is kernel time: threads overlap it (and the disk's waits)
+
+
+def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | None,
           existing: set[str]) -> None:
     """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
-    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated."""
+    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated.
+    Folders are made first, then the files are written by worker threads, each a contiguous run
+    of the sorted paths (so mostly its own folders); `progress` is called from those threads."""
     for rel in sorted(existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
-    made: set[str] = {""}
-    copies: list[tuple[str, _Copy]] = []
+    ops: list[tuple[str, _Source]] = []
+    folders: set[str] = set()
+    for rel in sorted(plan):
+        src = plan[rel]
+        if rel in existing:
+            if _is_current(f"{top}/{rel}", src):
+                continue
+            os.unlink(f"{top}/{rel}")
+        else:
+            folder = rel.rpartition("/")[0]
+            while folder and folder not in folders:
+                folders.add(folder)
+                folder = folder.rpartition("/")[0]
+        ops.append((rel, src))
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
-        for rel in sorted(plan):
-            dest = f"{top}/{rel}"
-            src = plan[rel]
-            if rel in existing:
-                if _is_current(dest, src):
-                    continue
-                os.unlink(dest)
-            else:
-                folder = rel.rpartition("/")[0]
-                if folder not in made:
-                    os.makedirs(f"{top}/{folder}", exist_ok=True)
-                    made.add(folder)
-            if not isinstance(src, bytes) and src[0] == "copy":
-                copies.append((dest, src))
-                continue
-            _put(dest, src)
+    def make(part: list[str]) -> None:
+        for folder in part:
+            with contextlib.suppress(FileExistsError):  # a folder of the spare tree
+                os.mkdir(f"{top}/{folder}")
+
+    def put_all(part: list[tuple[str, _Source]]) -> None:
+        for rel, src in part:
+            _put(f"{top}/{rel}", src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
 
-        def put_all(part: list) -> None:
-            for dest, src in part:
-                _put(dest, src)
-
-        for done in [pool.submit(put_all, part)
-                     for part in _chunks(copies, 4)]:  # one task per worker, not per wheel
-            done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        by_depth: dict[int, list[str]] = {}
+        for folder in folders:
+            by_depth.setdefault(folder.count("/"), []).append(folder)
+        for depth in sorted(by_depth):  # parents before children
+            for done in [pool.submit(make, part) for part in _chunks(sorted(by_depth[depth]), _WORKERS)]:
+                done.result()
+        # One task per worker, not per file; the first error (disk full...) stops the build and
+        # the tree is not swapped in.
+        for done in [pool.submit(put_all, part) for part in _chunks(ops, _WORKERS if len(ops) > 64 else 1)]:
+            done.result()
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, _dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
 
-def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
+def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None) -> None:
     """Write the new tree beside the live one and swap it in.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
