@@ -489,11 +489,11 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
                     kept[cand.path] = (data, st)
         return sha, described
 
-    from concurrent.futures import ThreadPoolExecutor
-
     if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
         results = [read(c) for c in candidates]
     else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
+        from concurrent.futures import ThreadPoolExecutor
+
         workers = min(8, len(candidates))
         with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
             parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
