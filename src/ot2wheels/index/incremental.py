@@ -58,7 +58,7 @@ class State:
 
 
 def state_bytes(state: State) -> bytes:
-    rows = [[r.target, r.project, r.wheels, list(r.versions), r.newest] for _k, r in sorted(state.rows.items())]
+    rows = sorted(state.rows.values())  # (target, project) first: sorted by key; dumped as lists
     failed = sorted([t, p, f.version, f.error, f.log] for (t, p), f in state.failures.items())
     return (json.dumps({"format": FORMAT, "projects": rows, "failures": failed,
                         "unused_yanks": sorted(state.unused_yanks)}, separators=(",", ":")) + "\n").encode()
@@ -77,6 +77,8 @@ def parse_state(data: bytes) -> State | None:
         if doc.get("format") != FORMAT:
             return None
         rows = {(t, p): ProjectRow(t, p, n, tuple(v), newest) for t, p, n, v, newest in doc["projects"]}
+        if len(rows) != len(doc["projects"]):
+            return None
         failures = {(t, p): Failure(v, e, log) for t, p, v, e, log in doc["failures"]}
         return State(rows, failures, list(doc["unused_yanks"]))
     except (ValueError, TypeError, KeyError, AttributeError):

@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -48,11 +48,13 @@ class WheelEntry:
         return (Version(self.version), self.filename)
 
 
-@dataclass(frozen=True)
-class ProjectRow:
+class ProjectRow(NamedTuple):
     """One project of one target as the pages that list every project show it (root pages,
     constraints.txt, landing page). The index's state file keeps one per (target, project), so
-    publishing a wheel re-reads its own project's page, not every published entry."""
+    publishing a wheel re-reads its own project's page, not every published entry.
+
+    A NamedTuple, not a dataclass: thousands go through JSON on every publish, as lists, and a
+    tuple is made from (and dumped as) one cheaply."""
 
     target: str
     project: str
