@@ -35,7 +35,7 @@ from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
 from . import incremental, swap
-from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, upload_time
+from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
@@ -712,15 +712,13 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                  targets: TargetSet, progress: Callable[[str], None] | None, start: float,
                  cache: incremental.ScanCache, state: incremental.State, folders: dict[str, int],
                  changed: list[str], scanned_at: int) -> IndexResult:
-    from . import render
-
     top = str(index_dir)
     pages: dict[tuple[str, str], list[WheelEntry]] = {}  # (target, project) -> its published wheels
 
     def entries_of(key: tuple[str, str]) -> list[WheelEntry]:
         if key not in pages:
             pages[key] = incremental.page_entries(index_dir, *key) if key in state.rows else []
-            if key in state.rows and render.project_row(*key, pages[key], yanks) != state.rows[key]:
+            if key in state.rows and project_row(*key, pages[key], yanks) != state.rows[key]:
                 # The page is newer than the state: a publish was killed before it renamed the
                 # state in. The full path rebuilds everything from the pages.
                 raise _FullBuildNeeded
@@ -754,6 +752,8 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     summary = cache.summary
     tree = cache.tree
     if people:
+        from . import render
+
         links = render.Links(base_url)
         rows = dict(state.rows)
         for n in new.values():  # 1. the files, not linked from anywhere yet
@@ -763,7 +763,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         for t, p in touched:  # 2. their project pages
             mine = entries_of((t, p)) + [n.entry for n in new.values() if (n.entry.target, n.entry.project) == (t, p)]
             pages[(t, p)] = mine
-            rows[(t, p)] = render.project_row(t, p, mine, yanks)
+            rows[(t, p)] = project_row(t, p, mine, yanks)
             writes += [(f"{t}/simple/{p}/index.html", render.project_html(p, mine, yanks, links)),
                        (f"{t}/simple/{p}/index.json", render.project_json(p, mine, yanks, links))]
         served = sorted({t for t, _p in rows})
@@ -879,7 +879,7 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
         for name in names:
             page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
-            rows[(target, name)] = render.project_row(target, name, projects[name], yanks)
+            rows[(target, name)] = project_row(target, name, projects[name], yanks)
         page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
     for e in entries:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +15,12 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ConfigError
 
 _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
+
+
+@cache
+def parse_version(text: str) -> Version:
+    """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
+    return Version(text)
 
 
 def upload_time(mtime_ns: int) -> str:
@@ -61,6 +68,14 @@ class ProjectRow(NamedTuple):
     wheels: int
     versions: tuple[str, ...]  # every version served, newest first
     newest: str | None  # newest version not yanked (constraints.txt); None when all are yanked
+
+
+def project_row(target: str, project: str, entries: list[WheelEntry], yanks: YankList) -> ProjectRow:
+    """What the all-projects pages say about `project` on `target` (`entries`: its wheels there)."""
+    versions = sorted({parse_version(e.version) for e in entries}, reverse=True)
+    unyanked = [parse_version(e.version) for e in entries if yanks.status(e) is None]
+    return ProjectRow(target, project, len(entries), tuple(map(str, versions)),
+                      str(max(unyanked)) if unyanked else None)
 
 
 @dataclass(frozen=True)

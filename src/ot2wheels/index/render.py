@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +15,7 @@ from urllib.parse import quote
 from packaging.version import Version
 
 from . import instructions
-from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList
+from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList, project_row
 
 API_VERSION = "1.1"  # PEP 691 + PEP 700 (versions, size)
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -53,12 +52,6 @@ class Links:
         if self.base_url:
             return f"{self.base_url.rstrip('/')}/{_quote(entry.target)}/{tail}"
         return f"../../{tail}"
-
-
-@cache
-def parse_version(text: str) -> Version:
-    """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
-    return Version(text)
 
 
 
@@ -156,14 +149,6 @@ def project_json(project: str, entries: list[WheelEntry], yanks: YankList, links
         "versions": versions,
         "files": files,
     })
-
-
-def project_row(target: str, project: str, entries: list[WheelEntry], yanks: YankList) -> ProjectRow:
-    """What the all-projects pages say about `project` on `target` (`entries`: its wheels there)."""
-    versions = sorted({parse_version(e.version) for e in entries}, reverse=True)
-    unyanked = [parse_version(e.version) for e in entries if yanks.status(e) is None]
-    return ProjectRow(target, project, len(entries), tuple(map(str, versions)),
-                      str(max(unyanked)) if unyanked else None)
 
 
 def project_rows(entries: list[WheelEntry], yanks: YankList) -> list[ProjectRow]:
