@@ -315,8 +315,9 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
             continue
         path = project_dir / name
         try:
-            data = json.loads(path.read_text())
-            mtime = path.stat().st_mtime_ns
+            with open(path, "rb") as fh:  # one lookup of the path for its time and its bytes
+                mtime = os.fstat(fh.fileno()).st_mtime_ns
+                data = json.loads(fh.read())
         except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
             unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
             continue
