@@ -137,6 +137,11 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes]
     return out
 
 
+class BadZipFile(ValueError):
+    """zipfile.BadZipFile as a ValueError (same name in messages: "not a valid wheel (BadZipFile:
+    ...)"), so that catching it does not import zipfile, which a wheel read by _zip_members never needs."""
+
+
 def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
     """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
     RECORD gives for it. Only the central directory and these two members are read."""
@@ -153,9 +158,12 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
         import io
         import zipfile
 
-        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
-            names = zf.namelist()
-            members = {n: zf.read(n) for n in names if wanted(n)}
+        try:
+            with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
+                names = zf.namelist()
+                members = {n: zf.read(n) for n in names if wanted(n)}
+        except zipfile.BadZipFile as exc:  # as a ValueError: callers need not import zipfile
+            raise BadZipFile(str(exc)) from None
     infos = [n for n in names if n.endswith(".dist-info/METADATA")]
     if len(infos) != 1:
         raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
@@ -213,11 +221,10 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     except InvalidWheelFilename as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     import csv
-    import zipfile
 
     try:
         metadata = _read_metadata(path, data)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
+    except (KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
     raw = _core_fields(metadata)
@@ -424,22 +431,26 @@ def dist_folders(dist_dir: Path) -> dict[str, int]:
 
 
 class _TagCheck:
-    """Whether a wheel's tags fit its target; each target's tag set is computed once per build."""
+    """Whether a wheel's tags fit its target; each target's tag set is computed once (`known`:
+    the sets the scan cache kept, as strings)."""
 
-    def __init__(self, targets: TargetSet) -> None:
+    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
-        self.tags: dict[str, frozenset] = {}
+        self.known = dict(known or {})
+        self.tags: dict[str, frozenset[str]] = {}
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
         t = self.targets.targets[entry.target]
         if t.name not in self.tags:
-            self.tags[t.name] = frozenset(t.supported_tags())
+            if t.name not in self.known:
+                self.known[t.name] = sorted({str(tag) for tag in t.supported_tags()})
+            self.tags[t.name] = frozenset(self.known[t.name])
         _check_tags(entry, path, t, self.tags[t.name])
 
 
-def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) -> None:
+def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not wheel_tags & supported:
+    if not {str(tag) for tag in wheel_tags} & supported:
         raise IndexBuildError(
             f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
@@ -627,8 +638,9 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             del published[key]
             removed.append(f"{target}/{filename}")
 
+        check_tags = _TagCheck(targets)
         new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
-                     _TagCheck(targets), skipped)
+                     check_tags, skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
         plan, state = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
@@ -643,7 +655,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
             f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
-            incremental.summary(state)))
+            incremental.summary(state), check_tags.known))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -675,8 +687,10 @@ def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None,
 
     code = b"".join(read(Path(__file__).with_name(n)) for n in ("render.py", "instructions.py", "model.py",
                                                                   "build.py", "incremental.py"))
+    import packaging  # the tags a target accepts come from it (kept in the scan cache)
+
     return incremental.fingerprint(str(dist_dir), read(yanked_file), base_url, read(targets.source),
-                                   hashlib.sha256(code).hexdigest())
+                                   hashlib.sha256(code).hexdigest(), packaging.__version__)
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
@@ -725,7 +739,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                 raise _FullBuildNeeded
         return pages[key]
 
-    check_tags = _TagCheck(targets)
+    check_tags = _TagCheck(targets, cache.tags)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
     failures = dict(state.failures)
@@ -795,8 +809,8 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         writes = [(rel, data) for rel, data in writes if not isinstance(data, bytes) or rel in written
                   or not _same_bytes(index_dir / rel, data)]
         written += [rel for rel, data in writes if isinstance(data, bytes)]
-    if writes or remembered != cache.folders:
-        scan = incremental.ScanCache(fp, tree, remembered, summary)
+    if writes or remembered != cache.folders or check_tags.known != cache.tags:
+        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known)
         items = [(index_dir / rel, data) for rel, data in writes]
         items.append((incremental.scan_cache_path(index_dir), incremental.scan_cache_bytes(scan)))
 

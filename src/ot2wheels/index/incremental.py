@@ -109,6 +109,9 @@ class ScanCache:
     tree: str  # sha256 of the state file this scan belongs to
     folders: dict[str, list]  # folder -> [mtime_ns or RESCAN, [skipped lines]]
     summary: list  # [[targets], projects, wheels, unused yanks] of that state: a no-op need not parse it
+    # target -> every wheel tag it accepts (computing them costs more than publishing a wheel;
+    # the fingerprint covers the targets file and the packaging version they come from)
+    tags: dict[str, list[str]]
 
 
 def summary(state: State) -> list:
@@ -120,14 +123,15 @@ def read_scan_cache(index_dir: Path) -> ScanCache | None:
     try:
         doc = json.loads(scan_cache_path(index_dir).read_bytes())
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
-                         list(doc["summary"]))
+                         list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()})
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
 def scan_cache_bytes(cache: ScanCache) -> bytes:
     return (json.dumps({"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders,
-                        "summary": cache.summary}, separators=(",", ":"), sort_keys=True) + "\n").encode()
+                        "summary": cache.summary, "tags": cache.tags}, separators=(",", ":"),
+                       sort_keys=True) + "\n").encode()
 
 
 def write_scan_cache(index_dir: Path, cache: ScanCache) -> None:
