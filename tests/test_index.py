@@ -195,6 +195,19 @@ def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
     assert not (tmp_path / "index").exists()
 
 
+def test_wrong_target_is_refused_by_an_incremental_build_too(tmp_path, dist, real_wheels):
+    """The tags a target accepts are kept in the scan cache after the first build: a later
+    incremental build checks against them without recomputing, and refuses the same way."""
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    cached = json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
+    assert "cp311-cp311-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    _synth(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l")
+    with pytest.raises(IndexBuildError, match=f"cannot be installed on target {TARGET}"):
+        build_index(dist, index, None, targets=TARGETS)
+    assert not (index / TARGET / "files" / "old").exists()
+
+
 def test_broken_wheel_is_refused(tmp_path):
     bad = tmp_path / "dist" / TARGET / "bad" / "bad-1.0-py3-none-any.whl"
     bad.parent.mkdir(parents=True)
