@@ -233,7 +233,7 @@ def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
     from ot2wheels.index.build import _core_fields
 
     raw, _ = parse_email(metadata)
-    expected = {k: raw[f] for k, f in (("name", "name"), ("version", "version"),  # type: ignore[literal-required]
+    expected = {k: raw[f] for k, f in (("name", "name"), ("version", "version"),
                                        ("requires-python", "requires_python")) if f in raw}
     assert _core_fields(metadata) == expected
 
