@@ -939,7 +939,11 @@ def _write_bytes(dest: str, data: bytes) -> int:
 def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
         os.close(_write_bytes(dest, src))
-    elif isinstance(src, _DistWheel):  # from dist: a copy, never a link (see fsutil.atomic_write_all's callers)
+    elif isinstance(src, _DistWheel):
+        # From dist: a copy, never a hard link. ot2wheels only renames files into dist/, but a
+        # person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place
+        # and would change the published wheel through a link
+        # (tests/test_index.py::test_same_filename_different_bytes_is_refused).
         if src.kept is None:
             shutil.copy2(src.path, dest)  # keeps the mtime: the upload-time of a wheel without a page
         else:
