@@ -191,11 +191,15 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
             cross = {**cross, **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,))}
         env = {**cross, **parallel_env(make_jobs, work), **dict(recipe.env),
-               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+               # scripts run from the source tree (numpy's conv_template) must not leave
+               # __pycache__/ folders for the backend to copy into the wheel
+               "PYTHONDONTWRITEBYTECODE": "1"}
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
         # outermost, so host paths are rewritten before ccache hashes the command
-        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
+        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work,
+                                    tuple(toolchain.cxx_runtime_flags()))
         # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
