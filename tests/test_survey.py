@@ -75,6 +75,12 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
+    (Stage.SMOKE, "ImportError: /t/site/nacl/_sodium.abi3.so: undefined symbol: crypto_aead_aegis128l_npubbytes",
+     (), FailureClass.OTHER),  # the module is there; it does not load
+    (Stage.SMOKE, "ImportError: libgomp.so.1: cannot open shared object file: No such file or directory", (),
+     FailureClass.TARGET_LIBS),
+    (Stage.BUILD, 'ValueError: Cannot repair wheel, because required library "libgomp.so.1" could not be located',
+     (), FailureClass.TARGET_LIBS),
     (Stage.SMOKE, "$ install pandas-3.1.1-cp311-cp311-linux_armv7l.whl\ncannot get the runtime dependencies "
                   "numpy>=2.0.2 for bookworm-armhf:\nERROR: No matching distribution found for numpy>=2.0.2", (),
      FailureClass.RUNTIME_DEPS),
@@ -94,6 +100,9 @@ def test_error_line_prefers_the_compiler_error() -> None:
     assert error_line("-- Performing Test CXX_SUPPORTS_SSE4_2 - Failed\nCMake Error at x.cmake:5 (find_package):\n"
                       "  Could NOT find Arrow") == "CMake Error at x.cmake:5 (find_package): Could NOT find Arrow"
     assert error_line("# env\nERROR Missing dependencies:\n\tCython>=3.1\n") == "ERROR Missing dependencies: Cython>=3.1"
+    smoke = ('Traceback (most recent call last):\n  File "<smoke>", line 6, in <module>\n'
+             "ImportError: /t/_sodium.abi3.so: undefined symbol: crypto_x\n\nexit status 1\n")
+    assert error_line(smoke) == "ImportError: /t/_sodium.abi3.so: undefined symbol: crypto_x"
 
 
 def _cells() -> list[Cell]:

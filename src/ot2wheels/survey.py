@@ -105,7 +105,7 @@ def load_project_list(path: Path) -> ProjectList:
 # --- classification -------------------------------------------------------------------------
 _ERROR_LINE = [re.compile(p) for p in (
     r"fatal error:", r"Missing dependencies", r"CMake Error", r"Could NOT find", r"configure: error: (?!in )",
-    r"\b[Ee]rror:", r"No module named", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
+    r"\b[Ee]rror:", r"No module named", r"^[\w.]+(Error|Exception): ", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
 _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.DYNAMIC_REQUIRES, re.compile(r"Missing dependencies|ERROR Backend .*requires|"
                                                r"No module named '(Cython|pybind11|numpy|setuptools_scm)'")),
@@ -114,6 +114,7 @@ _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.ABI3, re.compile(r"abi3")),
     (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
                                           r"By not providing \"Find\S+\.cmake\"|"
+                                          r"required library \"\S+\" could not be located|"
                                           r"was not found in the pkg-config|Dependency \S+ found: NO|"
                                           r"needs lib\S+, which the target does not have")),
     # the build machine leaking in: its libraries, or its identity (./configure without --host)
@@ -147,7 +148,10 @@ def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureCla
     if stage == Stage.SMOKE:
         if "cannot get the runtime dependencies" in text:  # not built in this run, none on the index
             return FailureClass.RUNTIME_DEPS
-        return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
+        if "cannot open shared object file" in text:  # a library the target lacks at run time
+            return FailureClass.TARGET_LIBS
+        # a module the wheel does not ship; not an extension that fails to load (undefined symbol)
+        return FailureClass.SMOKE_IMPORTS if "No module named" in text else FailureClass.OTHER
     if text.lstrip().startswith("timeout:"):  # the build's own error comes first in the text
         return FailureClass.TIMEOUT
     meaningful = "\n".join(_meaningful(text))
