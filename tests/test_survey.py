@@ -77,6 +77,8 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
     (Stage.SMOKE, "ImportError: /t/site/nacl/_sodium.abi3.so: undefined symbol: crypto_aead_aegis128l_npubbytes",
      (), FailureClass.OTHER),  # the module is there; it does not load
+    (Stage.SMOKE, "ImportError: dynamic module does not define module export function (PyInit__ARC4)", (),
+     FailureClass.SMOKE_IMPORTS),  # a ctypes library in the import list
     (Stage.SMOKE, "ImportError: libgomp.so.1: cannot open shared object file: No such file or directory", (),
      FailureClass.TARGET_LIBS),
     (Stage.BUILD, 'ValueError: Cannot repair wheel, because required library "libgomp.so.1" could not be located',

@@ -150,8 +150,10 @@ def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureCla
             return FailureClass.RUNTIME_DEPS
         if "cannot open shared object file" in text:  # a library the target lacks at run time
             return FailureClass.TARGET_LIBS
-        # a module the wheel does not ship; not an extension that fails to load (undefined symbol)
-        return FailureClass.SMOKE_IMPORTS if "No module named" in text else FailureClass.OTHER
+        # a module the wheel does not ship, or a .so that is no module (pycryptodome's ctypes
+        # libraries); not an extension that fails to load (undefined symbol)
+        imports = re.search(r"No module named|does not define module export function", text)
+        return FailureClass.SMOKE_IMPORTS if imports else FailureClass.OTHER
     if text.lstrip().startswith("timeout:"):  # the build's own error comes first in the text
         return FailureClass.TIMEOUT
     meaningful = "\n".join(_meaningful(text))
