@@ -18,6 +18,7 @@ from ot2wheels.survey import (
     ProjectList,
     Stage,
     SurveyProject,
+    build_error_line,
     classify,
     done_cells,
     error_line,
@@ -223,3 +224,12 @@ def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) ->
         ("bookworm-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.11"),
         ("bullseye-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.9")]
     assert not (root / "build" / "survey" / "packages" / "toonew").exists()
+
+
+def test_build_error_line_falls_back_to_the_records_error() -> None:
+    log = "# ot2wheels 0.1.0: cbor2 6.3.0\n\n# result: failed\n# error: crate bigdecimal is not available offline\n"
+    assert build_error_line("crate bigdecimal is not available offline", log) == \
+        "crate bigdecimal is not available offline"
+    assert build_error_line("build failed (exit 1)", "x.c:1:1: error: boom\n") == "x.c:1:1: error: boom"
+    assert build_error_line("timeout: build stopped after the time limit of 30 min", "x.c: error: y\n") == \
+        "timeout: build stopped after the time limit of 30 min"

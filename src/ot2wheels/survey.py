@@ -142,6 +142,14 @@ def error_line(text: str) -> str:
     return (lines[-1] if lines else "")[:300]
 
 
+def build_error_line(error: str, log: str) -> str:
+    """A failed build's line: the gate's and the time limit's own message say more than the log;
+    a log of comments only (a failure before the compile, an offline crate) says nothing."""
+    if error.startswith(("gate", "timeout:")):
+        return error_line(error)
+    return error_line(log) or error_line(error)
+
+
 def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureClass | None:
     if stage in (Stage.PASSED, Stage.UNSUPPORTED):
         return None
@@ -329,8 +337,7 @@ def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client,
             text = error + "\n" + _log_text(log)
             cell.failure = classify(Stage.BUILD, text, proj.parts)
             # the gate's and the time limit's own message say more than the log's last error
-            cell.error = error_line(error) if error.startswith(("gate", "timeout:")) \
-                else error_line(_log_text(log) or error)
+            cell.error = build_error_line(error, _log_text(log))
             continue
         cell.wheel = result.wheel.name
         if not recipe.raw.get("smoke", {}).get("imports") or "# from the built wheel" not in recipe.path.read_text():
