@@ -98,8 +98,8 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         wheels = [b.wheel for b in summary.builds if b.wheel is not None]
         toolchain = get_toolchain(target, project.layout)
         toolchain.ensure()
-        # pin what the plan resolved, except the must-build distributions: our wheels (or, for
-        # those without a recipe, whatever wheel pip finds) decide their versions
+        # pin what the plan resolved, except the must-build distributions: rehearse() pins those
+        # we built to our wheels' versions; for those without a recipe pip finds what wheel it can
         pins = out / f"{closure.name}-rehearsal-constraints.txt"
         write_atomic(pins, "".join(f"{e.name}=={e.version}\n" for e in p.entries if e.bucket != BUILD))
         run.rehearsal = rehearse(closure.requirement, toolchain, wheels, client, project.layout.cache,
