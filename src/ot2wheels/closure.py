@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -105,6 +106,8 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         run.rehearsal = rehearse(closure.requirement, toolchain, wheels, client, project.layout.cache,
                                  code=closure.code, constraints=pins, say=say)
         say(run.rehearsal.summary())
+        # what pip installed and which of it was ours, for the user (and tests) to read back
+        write_atomic(out / f"{closure.name}-rehearsal.json", json.dumps(run.rehearsal.to_dict(), indent=2) + "\n")
         if not run.rehearsal.passed:
             run.failures.append(f"rehearsal on {target.name}:\n{run.rehearsal.output[-3000:]}")
     return runs
