@@ -97,17 +97,17 @@ def derived_constraints(constraints: Path | None, ours: list[Path], dest: Path) 
         return None
     provided: dict[str, str] = {}
     for w in ours:
-        name, version, *_ = parse_wheel_filename(w.name)
-        provided[canonicalize_name(name)] = str(version)
+        project, version, *_ = parse_wheel_filename(w.name)
+        provided[canonicalize_name(project)] = str(version)
     lines = []
     for line in constraints.read_text().splitlines():
-        name = line.split("#", 1)[0].strip().split("==", 1)[0].strip()
-        key = canonicalize_name(name) if name else ""
+        spec = line.split("#", 1)[0].strip().split("==", 1)[0].strip()
+        key = canonicalize_name(spec) if spec else ""
         if key in provided:
             lines.append(f"{key}=={provided.pop(key)}  # ours (was: {line.strip()})")
         else:
             lines.append(line)
-    lines += [f"{name}=={version}  # ours" for name, version in sorted(provided.items())]
+    lines += [f"{key}=={version}  # ours" for key, version in sorted(provided.items())]
     dest.write_text("\n".join(lines) + "\n")
     return dest
 
