@@ -213,6 +213,23 @@ def test_hostguard_rewrites_host_paths_into_the_sysroot(tmp_path: Path) -> None:
     assert "host path -L/usr/local/lib -> (dropped)" in out.stderr
 
 
+def test_hostguard_puts_cxx_runtime_flags_in_front_of_cxx_compiles_only(tmp_path: Path) -> None:
+    """distutils compiles .cpp with CC: the target's libstdc++ headers must reach those compiles too."""
+    flags = ("-nostdinc++", "-isystem/s/usr/include/c++/10")
+    env = hostguard.environment({"CC": "echo -DCC", "CXX": "echo -DCXX"}, tmp_path / "s", "arm-linux-gnueabihf",
+                                tmp_path, flags)
+    guard = env["CC"].split()[0]
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run([guard, *args], capture_output=True, text=True, check=True).stdout.split()
+
+    assert run("-c", "a.cpp", "-o", "a.o") == [*flags, "-c", "a.cpp", "-o", "a.o"]
+    assert run("-c", "src/b.cc")[:2] == list(flags)
+    assert run("-x", "c++", "-c", "in.src")[:2] == list(flags)
+    assert run("-c", "a.c", "-o", "a.o") == ["-c", "a.c", "-o", "a.o"]  # C stays as it was
+    assert run("-shared", "a.o", "-o", "a.so") == ["-shared", "a.o", "-o", "a.so"]
+
+
 LEAKY_SETUP = """
 from setuptools import Extension, setup
 # what a setup.py that probes the build machine does

@@ -17,6 +17,14 @@ def test_repository_targets_load() -> None:
     assert [t.name for t in ts.select(None)] == list(ts.default)
 
 
+def test_bullseye_builds_cxx_against_its_own_libstdcxx() -> None:
+    ts = load_targets(REPO / "toolchain" / "targets.toml")
+    bullseye, bookworm = ts.get("bullseye-armhf").debian, ts.get("bookworm-armhf").debian
+    assert bullseye is not None and bookworm is not None
+    assert bullseye.libstdcxx == "10" and bullseye.all_packages[-1] == "libstdc++-10-dev"
+    assert bookworm.libstdcxx is None and bookworm.all_packages == bookworm.packages
+
+
 def test_platform_tags_stop_at_the_glibc_floor() -> None:
     bullseye = load_targets(REPO / "toolchain" / "targets.toml").get("bullseye-armhf")
     plats = bullseye.platform_tags()
@@ -61,6 +69,7 @@ packages = ["libc6-dev"]
         (('provider = "debian"', 'provider = "debian"\narch = "riscv64"'), "targets.x.arch: 'riscv64' is not one of"),
         (('provider = "debian"', 'provider = "debian"\narch = "arm64"'),
          "targets.x.platform: 'linux_armv7l' does not match arch = 'arm64'; expected 'linux_aarch64'"),
+        (('packages = ["libc6-dev"]', 'packages = ["libc6-dev"]\nlibstdcxx = 10'), "targets.x.debian.libstdcxx"),
     ],
 )
 def test_bad_targets_name_file_and_field(tmp_path: Path, change: tuple[str, str], message: str) -> None:

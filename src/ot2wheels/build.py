@@ -182,7 +182,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
         # outermost, so host paths are rewritten before ccache hashes the command
-        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work)
+        env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work,
+                                    tuple(toolchain.cxx_runtime_flags()))
         # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}

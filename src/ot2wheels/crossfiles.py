@@ -173,6 +173,9 @@ def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, lau
         "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)",
         f"set(CMAKE_LIBRARY_ARCHITECTURE {t.triplet})",
+        # flags that are part of CC/CXX (the suite's libstdc++ headers), less --sysroot (CMAKE_SYSROOT)
+        *(f"set(CMAKE_{lang}_FLAGS_INIT {_cmake_str(shlex.join(flags))})" for lang, flags in
+          (("C", _compiler_flags(cc)), ("CXX", _compiler_flags(cxx))) if flags),
         f"set(CMAKE_EXE_LINKER_FLAGS_INIT {_cmake_str(link)})",
         f"set(CMAKE_SHARED_LINKER_FLAGS_INIT {_cmake_str(link)})",
         f"set(CMAKE_MODULE_LINKER_FLAGS_INIT {_cmake_str(link)})",
@@ -186,6 +189,10 @@ def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, lau
         "",
     ]
     return _write(dest / "toolchain.cmake", lines)
+
+
+def _compiler_flags(words: list[str]) -> list[str]:
+    return [w for w in words[1:] if not w.startswith("--sysroot")]
 
 
 def soabi(toolchain: Toolchain) -> str:

@@ -6,6 +6,10 @@ x86-64 headers to an ARM compile and x86-64 `.so` files to an ARM link ("file in
 format", or worse: a wrong-ABI header that compiles). Every build runs its compilers through a
 small wrapper that rewrites such arguments to the same paths inside the sysroot (and drops
 /usr/local ones, which a sysroot does not have), writing one note per rewrite to the log.
+
+The same wrapper puts the target's C++ runtime flags (`Toolchain.cxx_runtime_flags`: the
+suite's own libstdc++ headers) in front of every C++ compile: distutils compiles `.cpp` files
+with CC, not CXX, so flags carried only by CXX would miss them.
 """
 
 from __future__ import annotations
@@ -56,24 +60,36 @@ for arg in sys.argv[1:]:
         sys.stderr.write("ot2wheels-hostguard: host path %s -> %s\n" % (arg, new or "(dropped)"))
     if new is not None:
         out.append(new)
-os.execv(REAL, [REAL, *out])
+{cxx_block}os.execv(REAL, [REAL, *out])
+"""
+
+# Only in wrappers of targets with C++ runtime flags: the others stay byte for byte what they
+# were, so their ccache entries (keyed on the wrapper's content) stay valid.
+_CXX_BLOCK = r"""CXX_FLAGS = {cxx_flags!r}
+CXX_SOURCE = re.compile(r"\.(cc|cp|cxx|cpp|CPP|c\+\+|C|ii)$")
+if "++" in os.path.basename(REAL) or "-xc++" in out or "c++" in out \
+        or any(CXX_SOURCE.search(a) for a in out if not a.startswith("-")):
+    out = [*CXX_FLAGS, *out]
 """
 
 WRAPPED = ("CC", "CXX", "LDSHARED", "LDCXXSHARED")
 _LAUNCHERS = {"ccache", "env"}
 
 
-def write_wrapper(dest: Path, real: str, sysroot: Path, multiarch: str) -> Path:
+def write_wrapper(dest: Path, real: str, sysroot: Path, multiarch: str, cxx_flags: tuple[str, ...] = ()) -> Path:
     """The wrapper script at `dest` (executable) for the compiler `real` (a path)."""
     digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()  # a new compiler is a new wrapper (ccache)
     atomic_write(dest, _WRAPPER.format(python=sys.executable, real=real, digest=digest, sysroot=str(sysroot),
-                                       multiarch=multiarch), mode=0o755)
+                                       multiarch=multiarch, cxx_block=_CXX_BLOCK.format(cxx_flags=list(cxx_flags))
+                                       if cxx_flags else ""), mode=0o755)
     return dest
 
 
-def environment(env: dict[str, str], sysroot: Path, multiarch: str, work: Path) -> dict[str, str]:
+def environment(env: dict[str, str], sysroot: Path, multiarch: str, work: Path,
+                cxx_flags: tuple[str, ...] = ()) -> dict[str, str]:
     """`env` with the compiler word of CC, CXX, LDSHARED, LDCXXSHARED replaced by a guard of it
-    (written into `work/hostguard/`); launchers (ccache) and flags stay where they were."""
+    (written into `work/hostguard/`); launchers (ccache) and flags stay where they were.
+    `cxx_flags` go in front of every C++ compile (whichever variable ran it)."""
     out = dict(env)
     wrappers: dict[str, Path] = {}
     for var in WRAPPED:
@@ -87,7 +103,8 @@ def environment(env: dict[str, str], sysroot: Path, multiarch: str, work: Path) 
         if real is None:
             raise ToolchainError(f"{var}: compiler {words[i]!r} not found on PATH")
         if real not in wrappers:
-            wrappers[real] = write_wrapper(work / "hostguard" / Path(real).name, real, sysroot, multiarch)
+            wrappers[real] = write_wrapper(work / "hostguard" / Path(real).name, real, sysroot, multiarch,
+                                           cxx_flags)
         words[i] = str(wrappers[real])
         out[var] = shlex.join(words)
     return out

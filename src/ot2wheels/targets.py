@@ -45,7 +45,7 @@ ARCHES: dict[str, Arch] = {
         Arch("arm64", "aarch64", "qemu-aarch64", "EM_AARCH64", 64, "aarch64-linux-gnu", label="64-bit ARM"),
     )
 }
-_DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror"}
+_DEBIAN_KEYS = {"suites", "keyring", "packages", "exclude", "mirror", "libstdcxx"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class DebianSource:
     packages: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     mirror: str | None = None  # None: the first Debian mirror the host's apt already uses
+    # The suite's own libstdc++ major ("10" on bullseye): C++ is compiled against its headers
+    # (libstdc++-N-dev in the sysroot) instead of the cross g++'s newer ones, whose inline code
+    # references GLIBCXX symbols the target's libstdc++.so.6 does not have.
+    libstdcxx: str | None = None
+
+    @property
+    def all_packages(self) -> tuple[str, ...]:
+        """`packages` plus what the options above need in the sysroot."""
+        extra = (f"libstdc++-{self.libstdcxx}-dev",) if self.libstdcxx else ()
+        return (*self.packages, *(e for e in extra if e not in self.packages))
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,15 @@ class TargetSdk:
 
 
 _SDK_KEYS = {"name"}
+
+
+def _libstdcxx(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value.isdigit()):
+        raise ConfigError(f"{where}: expected the suite's libstdc++ major version as a string, like \"10\" "
+                          f"(the N of its libstdc++-N-dev package), got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,7 @@ def _parse_target(name: str, table: dict[str, Any], path: Path) -> Target:
             packages=_string_list(_need(dt, "packages", dwhere, list), f"{dwhere}.packages"),
             exclude=_string_list(dt.get("exclude", []), f"{dwhere}.exclude"),
             mirror=dt.get("mirror"),
+            libstdcxx=_libstdcxx(dt.get("libstdcxx"), f"{dwhere}.libstdcxx"),
         )
     sdk = None
     if provider == "buildroot-sdk":

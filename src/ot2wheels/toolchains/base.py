@@ -84,6 +84,10 @@ class Toolchain(ABC):
     def compilers(self) -> dict[str, str]:
         """CC, CXX, AR, STRIP, ... as the cross build should call them (with --sysroot)."""
 
+    def cxx_runtime_flags(self) -> list[str]:
+        """Flags every C++ compile needs for the target's own libstdc++ (none: the compiler's)."""
+        return []
+
     def env(self) -> dict[str, str]:
         """Variables that turn a host build of CPython X.Y into a cross build for the target."""
         return crossenv.cross_environment(self)

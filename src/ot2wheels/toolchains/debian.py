@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -77,12 +78,29 @@ class DebianToolchain(Toolchain):
         t, s = self.target.triplet, self.sysroot
         return {
             "CC": f"{t}-gcc --sysroot={s}",
-            "CXX": f"{t}-g++ --sysroot={s}",
+            "CXX": shlex.join([f"{t}-g++", f"--sysroot={s}", *self.cxx_runtime_flags()]),
             "AR": f"{t}-ar",
             "RANLIB": f"{t}-ranlib",
             "STRIP": f"{t}-strip",
             "READELF": f"{t}-readelf",
         }
+
+    def cxx_runtime_flags(self) -> list[str]:
+        """Flags that make g++ use the suite's own libstdc++ headers (`libstdcxx` in targets.toml).
+
+        Headers are what matter: a symbol keeps the version node it was introduced with, so
+        code compiled against libstdc++ N's headers needs only GLIBCXX versions of N, whichever
+        libstdc++.so it is linked against."""
+        src = self.target.debian
+        if src is None or not src.libstdcxx:
+            return []
+        v, s, m = src.libstdcxx, self.sysroot, self.target.architecture.multiarch
+        dirs = [s / "usr/include/c++" / v, s / "usr/include" / m / "c++" / v, s / "usr/include/c++" / v / "backward"]
+        missing = [d for d in dirs[:2] if not d.is_dir()]
+        if missing:
+            raise ToolchainError(f"{self.target.name}: libstdcxx = \"{v}\" but {missing[0]} is missing from the "
+                                 f"sysroot; is libstdc++-{v}-dev in the suite? (`invoke toolchain.setup --refresh`)")
+        return ["-nostdinc++", *(f"-isystem{d}" for d in dirs if d.is_dir())]
 
     def system_libs(self) -> set[str]:
         """Shared libraries the target itself has (not those only a recipe's target-libs add)."""
@@ -102,7 +120,7 @@ class DebianToolchain(Toolchain):
         memo_key = hashlib.sha256(json.dumps([
             (self.apt.state / "sources.list").read_text(),
             stamp.stat().st_mtime_ns if stamp.exists() else 0,
-            list(src.packages), list(src.exclude), list(self.extra_packages),
+            list(src.all_packages), list(src.exclude), list(self.extra_packages),
         ]).encode()).hexdigest()
         memo = self.apt.state / "plans" / f"{memo_key}.json"
         if memo.is_file():
@@ -114,8 +132,10 @@ class DebianToolchain(Toolchain):
     def _resolve(self, src: DebianSource) -> list[debapt.Deb]:
         base = set(self.apt.closure(list(src.packages), src.exclude))
         wanted = set(base)
-        if self.extra_packages:
-            wanted |= set(self.apt.closure([*src.packages, *self.extra_packages], src.exclude))
+        # build-only packages (libstdc++-N-dev, a recipe's target-libs) are not the device's:
+        # their shared libraries are not counted as system libraries
+        if self.extra_packages or src.all_packages != src.packages:
+            wanted |= set(self.apt.closure([*src.all_packages, *self.extra_packages], src.exclude))
         return debapt.debs_for(self.apt, wanted, base)
 
     def ensure(self, refresh: bool = False, log=print) -> None:
