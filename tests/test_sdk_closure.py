@@ -74,7 +74,8 @@ def test_build_prefect_through_the_sdk_builds_every_must_build_and_runs_a_flow(t
         pull = _run([sys.executable, "-m", "invoke", "sdk.pull", "--name", SDK, "--url", srv.url(FILENAME),
                      "--no-progress"], root, env, 900)
     assert pull.returncode == 0, pull.stdout + pull.stderr
-    assert "TRUST" not in (pull.stdout + pull.stderr).upper().replace("TRUSTED_ON", "")  # pinned, not trusted
+    assert "TRUST ON FIRST USE" not in pull.stdout + pull.stderr  # verified against sdk.toml's pin
+    assert not (root / "toolchain" / "sdk.lock").exists()
     layout = Layout.discover(root=root, cache=cache)
     target = load_targets(layout.targets_file).get(TARGET)
     toolchain = get_toolchain(target, layout)
