@@ -67,6 +67,24 @@ def test_files_from_the_debian_toolchain(repo_project: Project, tmp_path: Path) 
     assert f'set(CMAKE_SYSROOT "{toolchain.sysroot}")' in text
     assert "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)" in text and "set(CMAKE_SYSTEM_PROCESSOR arm)" in text
     assert 'set(Python_SOABI "cpython-311-arm-linux-gnueabihf" CACHE STRING "" FORCE)' in text
+    assert "CMAKE_CXX_FLAGS_INIT" not in text  # bookworm: the cross g++'s own libstdc++
+
+
+@pytest.mark.integration
+def test_bullseye_cxx_runtime_flags_reach_meson_and_cmake(repo_project: Project, tmp_path: Path) -> None:
+    toolchain = get_toolchain(repo_project.targets.get("bullseye-armhf"), repo_project.layout)
+    toolchain.ensure()
+    flags = toolchain.cxx_runtime_flags()
+    assert flags[0] == "-nostdinc++" and f"-isystem{toolchain.sysroot}/usr/include/c++/10" in flags
+    crossfiles.backend_setup("meson-python", toolchain, toolchain.env(), tmp_path / "m", make_jobs=1)
+    cross = (tmp_path / "m" / "cross.ini").read_text()
+    cpp = next(line for line in cross.splitlines() if line.startswith("cpp = "))
+    assert "'-nostdinc++'" in cpp and f"'-isystem{toolchain.sysroot}/usr/include/c++/10'" in cpp, cpp
+    cm = crossfiles.backend_setup("scikit-build-core", toolchain, toolchain.env(), tmp_path / "c")
+    text = Path(cm.env["CMAKE_TOOLCHAIN_FILE"]).read_text()
+    line = next(x for x in text.splitlines() if x.startswith("set(CMAKE_CXX_FLAGS_INIT"))
+    assert "-nostdinc++" in line and "--sysroot" not in line, line
+    assert "CMAKE_C_FLAGS_INIT" not in text
 
 
 def _build_demo(kind: str, name: str, backend: str, requires: str, tmp_path: Path, cache_dir: Path,

@@ -195,6 +195,19 @@ def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
     assert not (tmp_path / "index").exists()
 
 
+def test_wrong_target_is_refused_by_an_incremental_build_too(tmp_path, dist, real_wheels):
+    """The tags a target accepts are kept in the scan cache after the first build: a later
+    incremental build checks against them without recomputing, and refuses the same way."""
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    cached = json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
+    assert "cp311-cp311-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    _synth(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l")
+    with pytest.raises(IndexBuildError, match=f"cannot be installed on target {TARGET}"):
+        build_index(dist, index, None, targets=TARGETS)
+    assert not (index / TARGET / "files" / "old").exists()
+
+
 def test_broken_wheel_is_refused(tmp_path):
     bad = tmp_path / "dist" / TARGET / "bad" / "bad-1.0-py3-none-any.whl"
     bad.parent.mkdir(parents=True)
@@ -202,6 +215,61 @@ def test_broken_wheel_is_refused(tmp_path):
     write_record(bad, TARGET)
     result = build_index(tmp_path / "dist", tmp_path / "index", None, targets=TARGETS)
     assert result.wheels == 0 and "not a valid wheel" in result.skipped[0]
+
+
+@pytest.mark.parametrize("metadata", [
+    b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\nRequires-Python: >=3.9\n\nName: body\n",
+    b"Metadata-Version: 2.1\r\nName: Foo_Bar\r\nVersion: 2.0.post1\r\nRequires-Python: >=3.8,\r\n <4\r\n\r\n",
+    b"Name: a\nName: b\nVersion: 1\n",  # a repeated single-use field is left out
+    b"name: lower\nVERSION:   3 \nSummary: caf\xc3\xa9\n",
+    b"Name: bad\xff\nVersion: 1\nRequires-Python:\n",  # not UTF-8: left out
+    b"Name: x\n\tfolded\nVersion: 1\n",
+], ids=["plain", "crlf-folded", "repeated", "case", "not-utf8", "folded-name"])
+def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
+    """The index reads Name/Version/Requires-Python itself (importing packaging.metadata costs more
+    than an incremental publish): the same values as packaging.metadata.parse_email gives."""
+    from packaging.metadata import parse_email
+
+    from ot2wheels.index.build import _core_fields
+
+    raw, _ = parse_email(metadata)
+    expected = {k: raw[f] for k, f in (("name", "name"), ("version", "version"),
+                                       ("requires-python", "requires_python")) if f in raw}
+    assert _core_fields(metadata) == expected
+
+
+def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheels):
+    """The full build reads METADATA/RECORD from each wheel's bytes with a small zip reader; on
+    plain archives it gives what zipfile gives, on anything unusual it returns None (zipfile reads)."""
+    import io
+    import zipfile
+
+    from ot2wheels.index.build import _read_metadata, _zip_members
+
+    def wanted(name: str) -> bool:
+        return name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+
+    for wheel in real_wheels.values():
+        data = wheel.read_bytes()
+        with zipfile.ZipFile(wheel) as zf:
+            expected = {n: zf.read(n) for n in zf.namelist() if wanted(n)}
+        assert _zip_members(data, wanted) == expected and len(expected) == 2
+        assert _read_metadata(wheel, data) == _read_metadata(wheel)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.comment = b"a comment"
+        zf.writestr("x.dist-info/METADATA", b"Name: x\n", compress_type=zipfile.ZIP_STORED)
+        zf.writestr("x.dist-info/RECORD", b"", compress_type=zipfile.ZIP_DEFLATED)
+    plain = buf.getvalue()
+    assert _zip_members(plain, wanted) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
+    assert _zip_members(b"#!prefix\n" + plain, wanted) is None  # offsets shifted: zipfile's job
+    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted) is None  # CRC mismatch
+    assert _zip_members(b"not a zip", wanted) is None
+    with zipfile.ZipFile(buf := io.BytesIO(), "w") as zf:
+        zf.writestr("x.dist-info/METADATA", b"1")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("x.dist-info/METADATA", b"2")
+    assert _zip_members(buf.getvalue(), wanted) is None
 
 
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):
@@ -471,6 +539,40 @@ def test_killed_incremental_build_keeps_every_page_consistent(tmp_path, dist, re
     fresh = tmp_path / "fresh"
     build_index(dist, fresh, None, targets=TARGETS)
     assert _tree(index) == _tree(fresh), result
+
+
+@pytest.mark.parametrize("stop_after", ["index.json", "index.html"])
+def test_publish_stopped_before_the_state_is_repaired(tmp_path, dist, real_wheels, monkeypatch, stop_after):
+    """Pages renamed in, the state file not yet (a crash): the next build notices that the project's
+    page is newer than the state and repairs the index to what a fresh build gives."""
+    from ot2wheels.fsutil import atomic_write_all
+    from ot2wheels.index import build as build_mod
+
+    class Crash(BaseException):
+        pass
+
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)
+    stop = index / TARGET / "simple" / "tinypure" / "index.json" if stop_after == "index.json" else index / "index.html"
+
+    def crashing(items, renamed=None, **kw):
+        def and_stop(path):
+            if path == stop:
+                raise Crash
+        atomic_write_all(items, and_stop, **kw)
+
+    monkeypatch.setattr(build_mod, "atomic_write_all", crashing)
+    _put(dist, real_wheels["tinypure-2.0"])
+    with pytest.raises(Crash):
+        build_index(dist, index, None, targets=TARGETS)
+    monkeypatch.undo()
+    assert "2.0" in (index / TARGET / "simple" / "tinypure" / "index.json").read_text()
+    assert b'"2.0"' not in (index / ".ot2wheels-index.json").read_bytes()
+    result = build_index(dist, index, None, targets=TARGETS)
+    assert result.wheels == 3 and not list(tmp_path.glob(".index.staging-*"))
+    fresh = tmp_path / "fresh"
+    build_index(dist, fresh, None, targets=TARGETS)
+    assert _tree(index) == _tree(fresh)
 
 
 def test_crash_between_the_two_fallback_renames_is_repaired(tmp_path, dist):

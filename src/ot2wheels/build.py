@@ -178,7 +178,10 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
             cross = {**cross, **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,))}
         env = {**cross, **parallel_env(make_jobs, work), **dict(recipe.env),
-               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+               # scripts run from the source tree (numpy's conv_template) must not leave
+               # __pycache__/ folders for the backend to copy into the wheel
+               "PYTHONDONTWRITEBYTECODE": "1"}
         if use_ccache and ccache.available(lambda m: _note(log, m)):
             env = ccache.environment(env, layout.cache, basedir=work)
         # outermost, so host paths are rewritten before ccache hashes the command

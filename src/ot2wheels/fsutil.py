@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -82,6 +82,72 @@ def atomic_copy(src: Path, dest: Path, mode: int = 0o644) -> None:
     """Copy `src` to `dest` atomically: across file systems too, `dest` is whole or absent."""
     with _replacing(Path(dest), mode, f"copying {src} to") as out, open(src, "rb") as inp:
         shutil.copyfileobj(inp, out, 1 << 20)
+
+
+def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callable[[Path], None] | None = None,
+                     mode: int = 0o644, staging: Path | None = None) -> None:
+    """Write several files atomically, as `atomic_write` does each, in one go.
+
+    Every temp file is written first (a `bytes` item is written, a `Path` item copied from that
+    file, keeping its modification time) and all are fsynced together, on threads: the file
+    system's journal then commits once for the lot instead of once per file (~5 ms each here).
+    Then each temp file is renamed over its path in the order given, so readers and a crash see a
+    prefix of the renames, each file whole. `renamed` is called after each rename. `staging` (a
+    folder on the same file system) holds the temp files instead of each destination's folder, so
+    what a killed process leaves is in one place, not among the files it was replacing.
+    """
+    import threading
+
+    temps: list[tuple[str, Path]] = []
+    path = Path(".")
+    try:
+        fds = []
+        try:
+            for path, data in items:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=staging or path.parent)
+                temps.append((tmp, path))
+                fds.append(fd)
+                if isinstance(data, bytes):
+                    with open(fd, "wb", closefd=False) as out:
+                        out.write(data)
+                else:
+                    with open(fd, "wb", closefd=False) as out, open(data, "rb") as inp:
+                        shutil.copyfileobj(inp, out, 1 << 20)
+                    st = os.stat(data)
+                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.fchmod(fd, mode)
+            errors: list[OSError] = []
+
+            def sync(part: list[int]) -> None:
+                try:
+                    for fd in part:
+                        os.fsync(fd)
+                except OSError as exc:
+                    errors.append(exc)
+
+            n = min(16, len(fds))
+            threads = [threading.Thread(target=sync, args=(fds[i::n],)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+        finally:
+            for fd in fds:
+                os.close(fd)
+        while temps:
+            tmp, path = temps[0]
+            os.replace(tmp, path)
+            temps.pop(0)
+            if renamed:
+                renamed(path)
+    except OSError as exc:
+        raise disk_error(exc, path, "writing") from exc
+    finally:
+        for tmp, _path in temps:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:

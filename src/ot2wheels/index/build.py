@@ -17,6 +17,7 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,23 +26,24 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
-from ..fsutil import disk_error, sha256_file
+from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
 from . import incremental, swap
-from .model import Failure, WheelEntry, YankList, load_yanks, upload_time
+from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
 
-# Where one output file of the new tree comes from, when it is not new bytes:
-# ("copy", path in dist) or ("link", path in the previous tree).
+# Where one output file of the new tree comes from, when it is not new bytes or a new wheel:
+# ("link", path in the previous tree).
 _Copy = tuple[str, Path]
+_Source: TypeAlias = "bytes | _Copy | _DistWheel"
 
 
 @dataclass(frozen=True)
@@ -72,23 +74,101 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
+    kept: tuple[bytes, os.stat_result] | None = None  # its bytes and stat, when kept for its copy
 
 
-def _read_metadata(path: Path) -> bytes:
-    """METADATA of a wheel, checked against the hash its RECORD gives for it. zipfile reads the
-    central directory and only these two members, not the whole wheel."""
+@dataclass(frozen=True)
+class _DistWheel:
+    """A new wheel's copy in the plan: from its bytes kept from admission, else from the file."""
+
+    path: Path
+    kept: tuple[bytes, os.stat_result] | None
+
+
+# A wheel is read into memory once (hash, METADATA, then its copy into the index) up to this size;
+# bigger ones are hashed and copied from the file. Bytes kept for copies are capped in total.
+_READ_WHOLE = 64 << 20
+_KEEP_TOTAL = 256 << 20
+
+
+def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes] | None:
+    """The members of a zip archive (in memory) whose names `wanted` accepts, or None when the
+    archive is anything but a plain one (zip64, encryption, a method other than stored/deflate,
+    a repeated name, an offset that does not add up): zipfile then reads it and says what is wrong.
+
+    A full build reads thousands of small wheels; zipfile builds a ZipInfo for every member of
+    each and cost most of the build's CPU time."""
+    import struct
+    import zlib
+
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or len(data) < end + 22:
+        return None
+    _sig, disk, cd_disk, _n_here, count, cd_size, cd_offset, _clen = struct.unpack_from("<4s4H2LH", data, end)
+    if disk or cd_disk or count == 0xFFFF or cd_offset == 0xFFFFFFFF or cd_offset + cd_size != end:
+        return None
+    found: dict[str, tuple[int, int, int, int, int, int]] = {}
+    pos = cd_offset
+    for _ in range(count):
+        if data[pos:pos + 4] != b"PK\x01\x02":
+            return None
+        (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
+            struct.unpack_from("<8xHH4xLLLHHH8xL", data, pos))
+        raw_name = data[pos + 46:pos + 46 + nlen]
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+        pos += 46 + nlen + xlen + clen
+        if wanted(name):
+            if name in found or flags & 1 or method not in (0, 8):
+                return None
+            found[name] = (flags, method, crc, csize, usize, offset)
+    if pos != end:
+        return None
+    out: dict[str, bytes] = {}
+    for name, (_flags, method, crc, csize, usize, offset) in found.items():
+        if data[offset:offset + 4] != b"PK\x03\x04":
+            return None
+        nlen, xlen = struct.unpack_from("<HH", data, offset + 26)
+        start = offset + 30 + nlen + xlen
+        raw = data[start:start + csize]
+        member = raw if method == 0 else zlib.decompress(raw, -15)
+        if len(member) != usize or zlib.crc32(member) != crc:
+            return None
+        out[name] = member
+    return out
+
+
+class BadZipFile(ValueError):
+    """zipfile.BadZipFile as a ValueError (same name in messages: "not a valid wheel (BadZipFile:
+    ...)"), so that catching it does not import zipfile, which a wheel read by _zip_members never needs."""
+
+
+def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
+    """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
+    RECORD gives for it. Only the central directory and these two members are read."""
     import base64
     import csv
-    import zipfile
 
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        infos = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-        if len(infos) != 1:
-            raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
-        dist_info = infos[0].rsplit("/", 1)[0]
-        metadata = zf.read(infos[0])
-        record = zf.read(f"{dist_info}/RECORD").decode()
+    def wanted(name: str) -> bool:
+        return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+
+    members = _zip_members(data, wanted) if data is not None else None
+    if members is not None:
+        names = list(members)
+    else:
+        import io
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
+                names = zf.namelist()
+                members = {n: zf.read(n) for n in names if wanted(n)}
+        except zipfile.BadZipFile as exc:  # as a ValueError: callers need not import zipfile
+            raise BadZipFile(str(exc)) from None
+    infos = [n for n in names if n.endswith(".dist-info/METADATA")]
+    if len(infos) != 1:
+        raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
+    metadata = members[infos[0]]
+    record = members[infos[0].rsplit("/", 1)[0] + "/RECORD"].decode()
     for row in csv.reader(record.splitlines()):
         if row and row[0] == infos[0]:
             algo, _, digest = row[1].partition("=")
@@ -101,26 +181,54 @@ def _read_metadata(path: Path) -> bytes:
     raise ValueError("RECORD has no line for METADATA")
 
 
-def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[WheelEntry, bytes]:
-    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it."""
+_SINGLE_FIELDS = ("name", "version", "requires-python")
+
+
+def _core_fields(metadata: bytes) -> dict[str, str]:
+    """Name, Version and Requires-Python from METADATA's headers (lower-case keys), read as
+    packaging.metadata.parse_email reads them with the email module's compat32 policy: folded
+    lines kept, a repeated field or one that is not UTF-8 left out (lenient like pip).
+
+    Not parse_email itself: importing packaging.metadata (requirements, markers, specifiers and
+    their regular expressions) cost more than everything else an incremental publish does."""
+    found: dict[str, list[list[str]]] = {}  # field -> each occurrence's lines
+    current: list[str] | None = None
+    for line in metadata.decode("utf-8", "surrogateescape").splitlines(keepends=True):
+        if line[:1] in (" ", "\t") and current is not None:
+            current.append(line)  # a folded continuation of the previous header
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or line.strip() == "":  # the body (or a line that ends the headers)
+            break
+        current = [value.lstrip(" \t")]
+        found.setdefault(name.lower(), []).append(current)
+    out: dict[str, str] = {}
+    for key in _SINGLE_FIELDS:
+        values = found.get(key)
+        if values and len(values) == 1:
+            text = "".join(values[0]).rstrip("\r\n")
+            if not any("\udc80" <= c <= "\udcff" for c in text):
+                out[key] = text
+    return out
+
+
+def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: bytes | None = None,
+                  stat: os.stat_result | None = None) -> tuple[WheelEntry, bytes]:
+    """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it.
+    `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
         name, version, _build, _tags = parse_wheel_filename(path.name)
     except InvalidWheelFilename as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     import csv
-    import zipfile
-
-    # packaging.metadata directly, as ot2wheels.pypi.CoreMetadata does: importing ot2wheels.pypi
-    # (rich, ssl) would cost ~0.1 s on every incremental publish.
-    from packaging.metadata import parse_email
 
     try:
-        metadata = _read_metadata(path)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, csv.Error) as exc:
+        metadata = _read_metadata(path, data)
+    except (KeyError, ValueError, OSError, csv.Error) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
-    raw, _unparsed = parse_email(metadata)  # lenient like pip: an unparsable field is left out
-    meta_name, meta_version = str(raw.get("name") or ""), str(raw.get("version") or "")
+    raw = _core_fields(metadata)
+    meta_name, meta_version = raw.get("name", ""), raw.get("version", "")
     try:
         same_version = Version(meta_version) == version
     except InvalidVersion:
@@ -128,8 +236,8 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None) -> tuple[W
     if canonicalize_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
-    requires_python = raw.get("requires_python")
-    stat = path.stat()
+    requires_python = raw.get("requires-python")
+    stat = stat or path.stat()
     entry = WheelEntry(
         target=target,
         project=name,
@@ -214,8 +322,9 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
             continue
         path = project_dir / name
         try:
-            data = json.loads(path.read_text())
-            mtime = path.stat().st_mtime_ns
+            with open(path, "rb") as fh:  # one lookup of the path for its time and its bytes
+                mtime = os.fstat(fh.fileno()).st_mtime_ns
+                data = json.loads(fh.read())
         except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
             unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
             continue
@@ -309,29 +418,39 @@ def dist_folders(dist_dir: Path) -> dict[str, int]:
     except FileNotFoundError:
         return out
     for top in sorted(tops, key=lambda e: e.name):
-        for entry in os.scandir(top.path):
-            if entry.is_dir() and not entry.name.startswith("."):
-                out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+        # Listed through a descriptor: each stat then resolves one name, not the whole path
+        # (half the time of a no-op build with thousands of folders).
+        fd = os.open(top.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir() and not entry.name.startswith("."):
+                    out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
+        finally:
+            os.close(fd)
     return dict(sorted(out.items()))
 
 
 class _TagCheck:
-    """Whether a wheel's tags fit its target; each target's tag set is computed once per build."""
+    """Whether a wheel's tags fit its target; each target's tag set is computed once (`known`:
+    the sets the scan cache kept, as strings)."""
 
-    def __init__(self, targets: TargetSet) -> None:
+    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
-        self.tags: dict[str, frozenset] = {}
+        self.known = dict(known or {})
+        self.tags: dict[str, frozenset[str]] = {}
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
         t = self.targets.targets[entry.target]
         if t.name not in self.tags:
-            self.tags[t.name] = frozenset(t.supported_tags())
+            if t.name not in self.known:
+                self.known[t.name] = sorted({str(tag) for tag in t.supported_tags()})
+            self.tags[t.name] = frozenset(self.known[t.name])
         _check_tags(entry, path, t, self.tags[t.name])
 
 
-def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset) -> None:
+def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not wheel_tags & supported:
+    if not {str(tag) for tag in wheel_tags} & supported:
         raise IndexBuildError(
             f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
@@ -349,24 +468,44 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
     error (published wheels are immutable); a broken wheel is skipped with the reason."""
+    import threading
+
+    budget, lock = [_KEEP_TOTAL], threading.Lock()
+    kept: dict[Path, tuple[bytes, os.stat_result]] = {}
+
     def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
-        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads."""
+        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads.
+        The wheel is read once: hashed, its METADATA taken from the same bytes, which are kept
+        (within a budget) for its copy into the index."""
         old = published.get((cand.target, cand.path.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
             return None
-        sha = sha256_file(cand.path)
+        data: bytes | None = None
+        with open(cand.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size <= _READ_WHOLE:
+                data = fh.read()
+                sha = hashlib.sha256(data).hexdigest()
+            else:
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
         if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
             return sha, None
         try:
-            return sha, inspect_wheel(cand.path, cand.target, sha)
+            described = inspect_wheel(cand.path, cand.target, sha, data, st)
         except IndexBuildError as exc:
             return sha, exc
-
-    from concurrent.futures import ThreadPoolExecutor
+        if data is not None:
+            with lock:
+                if len(data) <= budget[0]:
+                    budget[0] -= len(data)
+                    kept[cand.path] = (data, st)
+        return sha, described
 
     if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
         results = [read(c) for c in candidates]
     else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
+        from concurrent.futures import ThreadPoolExecutor
+
         workers = min(8, len(candidates))
         with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
             parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
@@ -397,7 +536,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         assert described is not None
         entry, metadata = described
         check_tags(entry, path)
-        new[key] = _New(entry, path, metadata)
+        new[key] = _New(entry, path, metadata, kept.get(path))
     return new
 
 
@@ -499,11 +638,12 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             del published[key]
             removed.append(f"{target}/{filename}")
 
+        check_tags = _TagCheck(targets)
         new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
-                     _TagCheck(targets), skipped)
+                     check_tags, skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
+        plan, state = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
@@ -511,12 +651,11 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
         if changed:
             _write_tree(index_dir, plan, progress)
-        state = plan[incremental.STATE_NAME]
-        tree = hashlib.sha256(state if isinstance(state, bytes) else state[1].read_bytes()).hexdigest()
+        tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
             f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
-            incremental.summary(entries)))
+            incremental.summary(state), check_tags.known))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -548,8 +687,10 @@ def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None,
 
     code = b"".join(read(Path(__file__).with_name(n)) for n in ("render.py", "instructions.py", "model.py",
                                                                   "build.py", "incremental.py"))
+    import packaging  # the tags a target accepts come from it (kept in the scan cache)
+
     return incremental.fingerprint(str(dist_dir), read(yanked_file), base_url, read(targets.source),
-                                   hashlib.sha256(code).hexdigest())
+                                   hashlib.sha256(code).hexdigest(), packaging.__version__)
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
@@ -567,89 +708,137 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     changed = [f for f, m in folders.items()
                if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
-        return _result(index_dir, None, raw if yanks.rules else cache.summary, (), cache.folders, yanks,
-                       False, [], start)
+        return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)
     state = incremental.parse_state(raw)
     if state is None:
         return None
-    entries, failures, _ = state
+    try:
+        return _publish_new(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, cache, state,
+                            folders, changed, scanned_at)
+    except (_FullBuildNeeded, ValueError, KeyError, TypeError, FileNotFoundError):  # or a page not as we wrote it
+        return None
+
+
+class _FullBuildNeeded(Exception):
+    pass
+
+
+def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 cache: incremental.ScanCache, state: incremental.State, folders: dict[str, int],
+                 changed: list[str], scanned_at: int) -> IndexResult:
     top = str(index_dir)
-    published = {e.key: (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}") for e in entries}
-    check_tags = _TagCheck(targets)
+    pages: dict[tuple[str, str], list[WheelEntry]] = {}  # (target, project) -> its published wheels
+
+    def entries_of(key: tuple[str, str]) -> list[WheelEntry]:
+        if key not in pages:
+            pages[key] = incremental.page_entries(index_dir, *key) if key in state.rows else []
+            if key in state.rows and project_row(*key, pages[key], yanks) != state.rows[key]:
+                # The page is newer than the state: a publish was killed before it renamed the
+                # state in. The full path rebuilds everything from the pages.
+                raise _FullBuildNeeded
+        return pages[key]
+
+    check_tags = _TagCheck(targets, cache.tags)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
-    new_failures = dict(failures)
+    failures = dict(state.failures)
     for folder in changed:
-        mtime = folders[folder]
         found, skipped, failure = scan_project(dist_dir, folder, targets)
+        published: dict[tuple[str, str], tuple[str, str]] = {}
+        for cand in found:  # a filename can only be published under its own project
+            project = _wheel_project(cand.path.name)
+            if project is not None:
+                published.update((e.key, (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}"))
+                                 for e in entries_of((cand.target, project)))
         new.update(_admit(found, published, check_tags, skipped))
-        remembered[folder] = [incremental.stamp(mtime, scanned_at), skipped]
+        remembered[folder] = [incremental.stamp(folders[folder], scanned_at), skipped]
         if folder.split("/")[0] in targets.targets:
             key = _folder_key(folder)
             if failure is None:
-                new_failures.pop(key, None)
+                failures.pop(key, None)
             else:
-                new_failures[key] = failure
+                failures[key] = failure
+    touched = sorted({(n.entry.target, n.entry.project) for n in new.values()})
+    people = sorted({p for _t, p in touched} | {
+        p for (t, p) in set(failures) | set(state.failures) if failures.get((t, p)) != state.failures.get((t, p))})
     written: list[str] = []
+    writes: list[tuple[str, bytes | Path]] = []
+    summary = cache.summary
     tree = cache.tree
-    dirty = {(n.entry.target, n.entry.project) for n in new.values()}
-    dirty |= {k for k in set(failures) | set(new_failures) if failures.get(k) != new_failures.get(k)}
-    if dirty:
+    if people:
         from . import render
 
-        all_entries = entries + [n.entry for n in new.values()]
+        links = render.Links(base_url)
+        rows = dict(state.rows)
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-            incremental.publish_file(index_dir, rel, n.wheel)
-            incremental.write_if_changed(index_dir, rel + ".metadata", n.metadata_bytes, written)
+            writes += [(rel, n.wheel), (rel + ".metadata", n.metadata_bytes)]
             written.append(rel)
-        by_target: dict[str, dict[str, list[WheelEntry]]] = {}
-        for e in all_entries:
-            by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-        links = render.Links(base_url)
-        for t, p in sorted({(n.entry.target, n.entry.project) for n in new.values()}):  # 2. their project pages
-            for rel, data in ((f"{t}/simple/{p}/index.html", render.project_html(p, by_target[t][p], yanks, links)),
-                              (f"{t}/simple/{p}/index.json", render.project_json(p, by_target[t][p], yanks, links))):
-                incremental.write_if_changed(index_dir, rel, data, written)
-                if progress and rel.endswith(".html"):
-                    progress(rel)
-        for t in sorted({n.entry.target for n in new.values()}):  # 3. root pages and constraints
-            names = sorted(by_target[t])
-            incremental.write_if_changed(index_dir, f"{t}/simple/index.html", render.root_html(names, t, links), written)
-            incremental.write_if_changed(index_dir, f"{t}/simple/index.json", render.root_json(names), written)
-            flat = [e for es in by_target[t].values() for e in es]
-            incremental.write_if_changed(index_dir, f"{t}/constraints.txt", render.constraints_txt(t, flat, yanks),
-                                         written)
-        for p in sorted({p for _t, p in dirty}):  # 4. the pages for people
-            mine = [e for es in by_target.values() for e in es.get(p, [])]
-            incremental.write_if_changed(index_dir, f"project/{p}/index.html",
-                                         render.project_page(p, mine, new_failures, yanks, base_url), written)
-        infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in new_failures})]
-        incremental.write_if_changed(index_dir, "index.html",
-                                     render.landing_html(infos, all_entries, yanks, base_url, new_failures), written)
-        state_data = incremental.state_bytes(all_entries, new_failures)  # 5. the state, last
-        incremental.write_if_changed(index_dir, incremental.STATE_NAME, state_data, written)
+        for t, p in touched:  # 2. their project pages
+            mine = entries_of((t, p)) + [n.entry for n in new.values() if (n.entry.target, n.entry.project) == (t, p)]
+            pages[(t, p)] = mine
+            rows[(t, p)] = project_row(t, p, mine, yanks)
+            writes += [(f"{t}/simple/{p}/index.html", render.project_html(p, mine, yanks, links)),
+                       (f"{t}/simple/{p}/index.json", render.project_json(p, mine, yanks, links))]
+        served = sorted({t for t, _p in rows})
+        listed = {p for _t, p in rows} | {p for _t, p in failures}
+        if not set(people) <= listed:  # a failure-only project page to delete: the full path does that
+            raise _FullBuildNeeded
+        for p in people:  # 3. the pages for people
+            mine = [e for t in served if (t, p) in rows for e in entries_of((t, p))]
+            writes.append((f"project/{p}/index.html", render.project_page(p, mine, failures, yanks, base_url)))
+        for t in sorted({t for t, _p in touched}):  # 4. root pages and constraints, when they change
+            mine_rows = [r for (rt, _p), r in sorted(rows.items()) if rt == t]
+            if any((t, p) not in state.rows for tt, p in touched if tt == t):
+                names = [r.project for r in mine_rows]
+                writes += [(f"{t}/simple/index.html", render.root_html(names, t, links)),
+                           (f"{t}/simple/index.json", render.root_json(names))]
+            if any(rows[(t, p)].newest != getattr(state.rows.get((t, p)), "newest", None)
+                   for tt, p in touched if tt == t):
+                writes.append((f"{t}/constraints.txt", render.constraints_from_rows(t, mine_rows)))
+        infos = [_target_info(t, targets) for t in sorted(set(served) | {t for t, _p in failures})]
+        writes.append(("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url,
+                                                               failures)))
+        unused = yanks.unused_rules([n.entry for n in new.values()], state.unused_yanks) if yanks.rules else []
+        new_state = incremental.State(rows, failures, unused)
+        state_data = incremental.state_bytes(new_state)  # 5. the state, last in the tree
+        writes.append((incremental.STATE_NAME, state_data))
         tree = hashlib.sha256(state_data).hexdigest()
-        entries = all_entries
-    if new or remembered != cache.folders:
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, remembered,
-                                                                      incremental.summary(entries)))
-    return _result(index_dir, entries, raw, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
-                   bool(dirty), written, start)
+        summary = incremental.summary(new_state)
+        writes = [(rel, data) for rel, data in writes if not isinstance(data, bytes) or rel in written
+                  or not _same_bytes(index_dir / rel, data)]
+        written += [rel for rel, data in writes if isinstance(data, bytes)]
+    if writes or remembered != cache.folders or check_tags.known != cache.tags:
+        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known)
+        items = [(index_dir / rel, data) for rel, data in writes]
+        items.append((incremental.scan_cache_path(index_dir), incremental.scan_cache_bytes(scan)))
+
+        def renamed(path: Path) -> None:
+            if progress and path.name == "index.html" and path.parent.parent.name == "simple":
+                progress(path.relative_to(index_dir).as_posix())
+
+        staging = swap.staging_dir(index_dir)
+        staging.mkdir(exist_ok=True)
+        try:
+            atomic_write_all(items, renamed, staging=staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return _result(index_dir, summary, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
+                   bool(people), written, start)
 
 
-def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list, added: tuple[str, ...],
-            folders: dict[str, list], yanks: YankList, changed: bool, written: list[str],
-            start: float) -> IndexResult:
-    """An incremental build's result; `entries` None: unchanged, counted from the state's bytes
-    (when yank rules need the entries) or from the scan cache's summary of it (`raw` a list)."""
-    if entries is None and isinstance(raw, list):
-        (targets, projects, wheels), entries = raw, []
-    else:
-        if entries is None:
-            assert isinstance(raw, bytes)  # the list form was handled above
-            entries = [WheelEntry(*r) for r in json.loads(raw)["entries"]]
-        targets, projects, wheels = incremental.summary(entries)
+def _wheel_project(filename: str) -> str | None:
+    try:
+        return str(parse_wheel_filename(filename)[0])
+    except InvalidWheelFilename:
+        return None
+
+
+def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dict[str, list], yanks: YankList,
+            changed: bool, written: list[str], start: float) -> IndexResult:
+    """An incremental build's result, counted from the state's summary."""
+    targets, projects, wheels, unused = summary
     return IndexResult(
         index_dir=index_dir,
         targets=tuple(targets),
@@ -659,7 +848,7 @@ def _result(index_dir: Path, entries: list[WheelEntry] | None, raw: bytes | list
         removed=(),
         skipped=tuple(line for f in sorted(folders) for line in folders[f][1]),
         rewritten=tuple(sorted(r for r in written if "/files/" not in r or r.endswith(".metadata"))),
-        unused_yanks=tuple(yanks.unused(entries)),
+        unused_yanks=tuple(yanks.rules[i].where for i in unused if i < len(yanks.rules)),
         changed=changed,
         seconds=time.monotonic() - start,
     )
@@ -671,12 +860,12 @@ KEPT_DIRS = ("report",)
 
 def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures) -> dict[str, bytes | _Copy]:
-    """Every file of the new tree: its bytes, or where to copy/link it from."""
+          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
+    """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
     from . import render
 
     links = render.Links(base_url)
-    plan: dict[str, bytes | _Copy] = {}
+    plan: dict[str, _Source] = {}
 
     def page(rel: str, data: bytes) -> None:
         old = index_dir / rel
@@ -691,12 +880,13 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             page(rel + ".metadata", p.metadata_bytes or b"")
     for n in new.values():
         rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-        plan[rel] = ("copy", n.wheel)
+        plan[rel] = _DistWheel(n.wheel, n.kept)
         page(rel + ".metadata", n.metadata_bytes)
 
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
     for e in entries:
         by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
+    rows: dict[tuple[str, str], ProjectRow] = {}
     for target, projects in sorted(by_target.items()):
         names = sorted(projects)
         page(f"{target}/simple/index.html", render.root_html(names, target, links))
@@ -704,16 +894,17 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
         for name in names:
             page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
             page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
-        flat = [e for es in projects.values() for e in es]
-        page(f"{target}/constraints.txt", render.constraints_txt(target, flat, yanks))
+            rows[(target, name)] = project_row(target, name, projects[name], yanks)
+        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
     for e in entries:
         by_project.setdefault(e.project, []).append(e)
     for name in sorted(by_project):
         page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
-    page("index.html", render.landing_html(infos, entries, yanks, base_url, failures))
-    page(incremental.STATE_NAME, incremental.state_bytes(entries, failures))
+    state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
+    page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
+    page(incremental.STATE_NAME, incremental.state_bytes(state))
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
@@ -724,10 +915,10 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
             for f in sorted((index_dir / kept).rglob("*")):
                 if f.is_file():
                     plan[f.relative_to(index_dir).as_posix()] = ("link", f)
-    return plan
+    return plan, state
 
 
-def _put(dest: str, src: bytes | _Copy) -> None:
+def _put(dest: str, src: _Source) -> None:
     """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
     try:
         _put_unnamed(dest, src)
@@ -735,25 +926,46 @@ def _put(dest: str, src: bytes | _Copy) -> None:
         raise OSError(exc.errno, exc.strerror, dest) from exc
 
 
-def _put_unnamed(dest: str, src: bytes | _Copy) -> None:
+def _write_bytes(dest: str, data: bytes) -> int:
+    """A new file holding `data` (os-level: tens of thousands of small files per full build);
+    returns its descriptor, still open."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
+
+
+def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
-        with open(dest, "wb") as fh:
-            fh.write(src)
-    elif src[0] == "link":
+        os.close(_write_bytes(dest, src))
+    elif isinstance(src, _DistWheel):
+        # From dist: a copy, never a hard link. ot2wheels only renames files into dist/, but a
+        # person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place
+        # and would change the published wheel through a link
+        # (tests/test_index.py::test_same_filename_different_bytes_is_refused).
+        if src.kept is None:
+            shutil.copy2(src.path, dest)  # keeps the mtime: the upload-time of a wheel without a page
+        else:
+            data, st = src.kept
+            fd = _write_bytes(dest, data)
+            try:
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does
+            finally:
+                os.close(fd)
+    else:
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
             shutil.copy2(src[1], dest)
-    else:  # from dist: a copy, never a link (see incremental.publish_file)
-        shutil.copy2(src[1], dest)  # keeps the mtime: the upload-time of a wheel without a page
 
 
-def _is_current(dest: str, src: bytes | _Copy) -> bool:
+def _is_current(dest: str, src: _Source) -> bool:
     """Whether `dest` in the spare tree already holds what the plan wants there."""
     try:
         if isinstance(src, bytes):
             return _same_bytes(Path(dest), src)
-        if src[0] == "link":
+        if isinstance(src, tuple):
             a, b = os.stat(dest), os.stat(src[1])
             return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
     except FileNotFoundError:
@@ -761,50 +973,62 @@ def _is_current(dest: str, src: bytes | _Copy) -> bool:
     return False  # a copy from dist: always written anew
 
 
-def _fill(top: str, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None,
+_WORKERS = 4  # file creation is kernel time: threads overlap it (and the disk's waits)
+
+
+def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | None,
           existing: set[str]) -> None:
     """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
-    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated."""
+    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated.
+    Folders are made first, then the files are written by worker threads, each a contiguous run
+    of the sorted paths (so mostly its own folders); `progress` is called from those threads."""
     for rel in sorted(existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
-    made: set[str] = {""}
-    copies: list[tuple[str, _Copy]] = []
+    ops: list[tuple[str, _Source]] = []
+    folders: set[str] = set()
+    for rel in sorted(plan):
+        src = plan[rel]
+        if rel in existing:
+            if _is_current(f"{top}/{rel}", src):
+                continue
+            os.unlink(f"{top}/{rel}")
+        else:
+            folder = rel.rpartition("/")[0]
+            while folder and folder not in folders:
+                folders.add(folder)
+                folder = folder.rpartition("/")[0]
+        ops.append((rel, src))
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # wheel copies overlap the page writes
-        for rel in sorted(plan):
-            dest = f"{top}/{rel}"
-            src = plan[rel]
-            if rel in existing:
-                if _is_current(dest, src):
-                    continue
-                os.unlink(dest)
-            else:
-                folder = rel.rpartition("/")[0]
-                if folder not in made:
-                    os.makedirs(f"{top}/{folder}", exist_ok=True)
-                    made.add(folder)
-            if not isinstance(src, bytes) and src[0] == "copy":
-                copies.append((dest, src))
-                continue
-            _put(dest, src)
+    def make(part: list[str]) -> None:
+        for folder in part:
+            with contextlib.suppress(FileExistsError):  # a folder of the spare tree
+                os.mkdir(f"{top}/{folder}")
+
+    def put_all(part: list[tuple[str, _Source]]) -> None:
+        for rel, src in part:
+            _put(f"{top}/{rel}", src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
 
-        def put_all(part: list) -> None:
-            for dest, src in part:
-                _put(dest, src)
-
-        for done in [pool.submit(put_all, part)
-                     for part in _chunks(copies, 4)]:  # one task per worker, not per wheel
-            done.result()  # the first error (disk full...) stops the build; the tree is not swapped in
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        by_depth: dict[int, list[str]] = {}
+        for folder in folders:
+            by_depth.setdefault(folder.count("/"), []).append(folder)
+        for depth in sorted(by_depth):  # parents before children
+            for done in [pool.submit(make, part) for part in _chunks(sorted(by_depth[depth]), _WORKERS)]:
+                done.result()
+        # One task per worker, not per file; the first error (disk full...) stops the build and
+        # the tree is not swapped in.
+        for done in [pool.submit(put_all, part) for part in _chunks(ops, _WORKERS if len(ops) > 64 else 1)]:
+            done.result()
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, _dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
 
-def _write_tree(index_dir: Path, plan: dict[str, bytes | _Copy], progress: Callable[[str], None] | None) -> None:
+def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None) -> None:
     """Write the new tree beside the live one and swap it in.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build

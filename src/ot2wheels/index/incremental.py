@@ -1,54 +1,67 @@
 """Publishing what is new without a pass over everything published.
 
-Two small files make it possible:
+What makes it possible:
 
 - `index/.ot2wheels-index.json` (in the tree, swapped with it by a full build, deterministic):
-  every published wheel's entry, i.e. what the pages say. Reading it replaces reading every
-  project page.
+  one compact row per published (target, project) -- its wheel count, the versions served and
+  the newest one not yanked -- plus the failed newest builds and the unused yank rules. That is
+  everything the pages listing all projects (root pages, constraints.txt, landing page) say.
+- Each project's PEP 691 page (`<target>/simple/<project>/index.json`) is that project's part of
+  the state: publishing a wheel reads the pages of its own project only.
 - `.index.scan.json` (beside the tree, like `.index.lock`): the mtime of every dist folder
   (`dist/<target>/<project>/`) when it was last scanned, what it reported as skipped, a
   fingerprint of everything else the pages depend on (yank list, targets file, base URL, tool
-  version) and the sha256 of the state file it belongs to. It is written only after the tree
-  it describes is complete, so a crash leaves it older than the tree: more folders rescanned
-  and pages recomputed, never a wheel missed.
+  version) and the sha256 of the state file it belongs to. It is renamed into place after the
+  tree it describes is complete, so a crash leaves it older than the tree: more folders
+  rescanned and pages recomputed, never a wheel missed.
 
 An incremental build rescans only folders whose mtime moved (wheels and records are written by
 rename, which changes it), admits the new wheels with the same checks as a full build, and
-updates the live tree in place, each file atomically and in an order that keeps every page a
-reader can fetch consistent: new wheel and .metadata files first (not yet linked), then the
-project pages that link them, then the target's root pages and constraints, then the landing
-page, then the state file. Anything else (a removal, a changed yank list, targets file, base
-URL or tool version, a missing or mismatched state) takes the full path in build.py.
+updates the live tree in place. All the files it writes are written and fsynced first (one
+journal commit for the lot, fsutil.atomic_write_all), then renamed in an order that keeps every
+page a reader can fetch consistent: new wheel and .metadata files first (not yet linked), then
+the project pages that link them, the people's project pages, the target's root pages and
+constraints (only when what they say changed), the landing page, the state file and last the
+scan cache. Anything else (a removal, a changed yank list, targets file, base URL or tool
+version, a missing or mismatched state) takes the full path in build.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from dataclasses import dataclass, fields
-from operator import attrgetter
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import atomic_copy, atomic_write
-from .model import Failure, WheelEntry
+from ..fsutil import atomic_write
+from .model import Failure, ProjectRow, WheelEntry
 
 STATE_NAME = ".ot2wheels-index.json"
-FORMAT = 1
-_FIELDS = [f.name for f in fields(WheelEntry)]
-_ROW = attrgetter(*_FIELDS)
+FORMAT = 2
 # A folder modified this close to the scan may change again within the file system's timestamp
 # granularity without its mtime moving: remember it as "rescan next time".
 RACY_NS = 2_000_000_000
 RESCAN = -1
 
+Failures = dict[tuple[str, str], Failure]
 
-def state_bytes(entries: list[WheelEntry], failures: dict[tuple[str, str], Failure]) -> bytes:
-    rows = sorted(map(list, map(_ROW, entries)))
-    failed = sorted([t, p, f.version, f.error, f.log] for (t, p), f in failures.items())
-    return (json.dumps({"format": FORMAT, "fields": _FIELDS, "entries": rows, "failures": failed},
-                       separators=(",", ":")) + "\n").encode()
+
+@dataclass(frozen=True)
+class State:
+    """The index's state file: one row per published (target, project), the failed newest builds,
+    and which yank rules match nothing (indexes into the yank list)."""
+
+    rows: dict[tuple[str, str], ProjectRow]
+    failures: Failures
+    unused_yanks: list[int]
+
+
+def state_bytes(state: State) -> bytes:
+    rows = sorted(state.rows.values())  # (target, project) first: sorted by key; dumped as lists
+    failed = sorted([t, p, f.version, f.error, f.log] for (t, p), f in state.failures.items())
+    return (json.dumps({"format": FORMAT, "projects": rows, "failures": failed,
+                        "unused_yanks": sorted(state.unused_yanks)}, separators=(",", ":")) + "\n").encode()
 
 
 def read_state_bytes(index_dir: Path) -> bytes | None:
@@ -58,15 +71,32 @@ def read_state_bytes(index_dir: Path) -> bytes | None:
         return None
 
 
-def parse_state(data: bytes) -> tuple[list[WheelEntry], dict[tuple[str, str], Failure], bytes] | None:
+def parse_state(data: bytes) -> State | None:
     try:
         doc = json.loads(data)
-        if doc.get("format") != FORMAT or doc.get("fields") != _FIELDS:
+        if doc.get("format") != FORMAT:
+            return None
+        rows = {(t, p): ProjectRow(t, p, n, tuple(v), newest) for t, p, n, v, newest in doc["projects"]}
+        if len(rows) != len(doc["projects"]):
             return None
         failures = {(t, p): Failure(v, e, log) for t, p, v, e, log in doc["failures"]}
-        return [WheelEntry(*row) for row in doc["entries"]], failures, data
-    except (ValueError, TypeError, KeyError):
+        return State(rows, failures, list(doc["unused_yanks"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]:
+    """The published wheels of one project of one target, from its PEP 691 page: the per-project
+    part of the state (what the page says is what is published)."""
+    from packaging.utils import parse_wheel_filename
+
+    page = index_dir / target / "simple" / project / "index.json"
+    doc = json.loads(page.read_bytes())
+    return [WheelEntry(target=target, project=project, filename=f["filename"],
+                       version=str(parse_wheel_filename(f["filename"])[1]), sha256=f["hashes"]["sha256"],
+                       size=f["size"], requires_python=f.get("requires-python"),
+                       metadata_sha256=f["core-metadata"]["sha256"], upload_time=f["upload-time"])
+            for f in doc["files"]]
 
 
 def scan_cache_path(index_dir: Path) -> Path:
@@ -78,27 +108,34 @@ class ScanCache:
     fingerprint: str
     tree: str  # sha256 of the state file this scan belongs to
     folders: dict[str, list]  # folder -> [mtime_ns or RESCAN, [skipped lines]]
-    summary: list  # [[targets], projects, wheels] of that state: a no-op build need not parse it
+    summary: list  # [[targets], projects, wheels, unused yanks] of that state: a no-op need not parse it
+    # target -> every wheel tag it accepts (computing them costs more than publishing a wheel;
+    # the fingerprint covers the targets file and the packaging version they come from)
+    tags: dict[str, list[str]]
 
 
-def summary(entries: list[WheelEntry]) -> list:
-    keys = {(e.target, e.project) for e in entries}
-    return [sorted({t for t, _p in keys}), len(keys), len(entries)]
+def summary(state: State) -> list:
+    return [sorted({t for t, _p in state.rows}), len(state.rows), sum(r.wheels for r in state.rows.values()),
+            state.unused_yanks]
 
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
     try:
         doc = json.loads(scan_cache_path(index_dir).read_bytes())
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
-                         list(doc["summary"]))
+                         list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()})
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
+def scan_cache_bytes(cache: ScanCache) -> bytes:
+    return (json.dumps({"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders,
+                        "summary": cache.summary, "tags": cache.tags}, separators=(",", ":"),
+                       sort_keys=True) + "\n").encode()
+
+
 def write_scan_cache(index_dir: Path, cache: ScanCache) -> None:
-    atomic_write(scan_cache_path(index_dir), json.dumps(
-        {"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders, "summary": cache.summary},
-        separators=(",", ":"), sort_keys=True) + "\n")
+    atomic_write(scan_cache_path(index_dir), scan_cache_bytes(cache))
 
 
 def fingerprint(*parts: object) -> str:
@@ -112,29 +149,3 @@ def stamp(mtime_ns: int, now_ns: int) -> int:
 
 def now_ns() -> int:
     return time.time_ns()
-
-
-def write_if_changed(index_dir: Path, rel: str, data: bytes, written: list[str]) -> None:
-    path = index_dir / rel
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except FileNotFoundError:
-        pass
-    atomic_write(path, data)
-    written.append(rel)
-
-
-def publish_file(index_dir: Path, rel: str, src: Path) -> None:
-    """A new wheel into the live tree (atomically; nothing links to it yet).
-
-    Copied, not hard-linked to dist/: ot2wheels itself only renames files into dist/, but a
-    person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place, and a
-    link would change the published wheel with it (tests/test_index.py::
-    test_same_filename_different_bytes_is_refused). Unchanged files of the index itself are
-    linked between trees, since the index never rewrites a file in place.
-    """
-    dest = index_dir / rel
-    atomic_copy(src, dest)
-    st = os.stat(src)
-    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))  # like a full build's copy

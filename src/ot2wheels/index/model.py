@@ -5,8 +5,9 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -14,6 +15,12 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ConfigError
 
 _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
+
+
+@cache
+def parse_version(text: str) -> Version:
+    """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
+    return Version(text)
 
 
 def upload_time(mtime_ns: int) -> str:
@@ -46,6 +53,29 @@ class WheelEntry:
     @property
     def sort_key(self) -> tuple[Version, str]:
         return (Version(self.version), self.filename)
+
+
+class ProjectRow(NamedTuple):
+    """One project of one target as the pages that list every project show it (root pages,
+    constraints.txt, landing page). The index's state file keeps one per (target, project), so
+    publishing a wheel re-reads its own project's page, not every published entry.
+
+    A NamedTuple, not a dataclass: thousands go through JSON on every publish, as lists, and a
+    tuple is made from (and dumped as) one cheaply."""
+
+    target: str
+    project: str
+    wheels: int
+    versions: tuple[str, ...]  # every version served, newest first
+    newest: str | None  # newest version not yanked (constraints.txt); None when all are yanked
+
+
+def project_row(target: str, project: str, entries: list[WheelEntry], yanks: YankList) -> ProjectRow:
+    """What the all-projects pages say about `project` on `target` (`entries`: its wheels there)."""
+    versions = sorted({parse_version(e.version) for e in entries}, reverse=True)
+    unyanked = [parse_version(e.version) for e in entries if yanks.status(e) is None]
+    return ProjectRow(target, project, len(entries), tuple(map(str, versions)),
+                      str(max(unyanked)) if unyanked else None)
 
 
 @dataclass(frozen=True)
@@ -106,7 +136,12 @@ class YankList:
         return None
 
     def unused(self, entries: list[WheelEntry]) -> list[str]:
-        return [r.where for r in self.rules if not any(r.matches(e) for e in entries)]
+        return [self.rules[i].where for i in self.unused_rules(entries)]
+
+    def unused_rules(self, entries: list[WheelEntry], among: list[int] | None = None) -> list[int]:
+        """Indexes of the rules (of `among`, default all) that match none of `entries`."""
+        candidates = range(len(self.rules)) if among is None else among
+        return [i for i in candidates if not any(self.rules[i].matches(e) for e in entries)]
 
 
 def load_yanks(path: Path | None) -> YankList:

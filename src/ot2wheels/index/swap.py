@@ -57,6 +57,11 @@ def building_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.building-{os.getpid()}"
 
 
+def staging_dir(final: Path) -> Path:
+    """Where an in-place update of `final` keeps its temp files until it renames them in."""
+    return final.parent / f".{final.name}.staging-{os.getpid()}"
+
+
 def spare_dir(final: Path) -> Path:
     """The previous generation of `final`, kept to be brought up to date by the next build."""
     return final.parent / f".{final.name}.spare"
@@ -100,7 +105,8 @@ def recover(final: Path) -> list[Path]:
         os.rename(olds[-1], final)  # a crash between the two renames: put the old tree back
         olds = olds[:-1]
     removed = []
-    for leftover in [*olds, *sorted(parent.glob(f".{final.name}.building-*"))]:
+    for leftover in [*olds, *sorted(parent.glob(f".{final.name}.building-*")),
+                     *sorted(parent.glob(f".{final.name}.staging-*"))]:
         shutil.rmtree(leftover, ignore_errors=True)
         removed.append(leftover)
     return removed
