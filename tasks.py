@@ -434,10 +434,12 @@ def report(c, ledger=None, out=None, factor=None):
     "projects_file": "the project list (default: toolchain/survey-projects.toml)",
     "promote": "copy this project's generated recipe into packages/ (it must have passed on every default target)",
     "force": "with --promote: replace an existing packages/NAME/recipe.toml",
+    "build_timeout": "minutes one build's compile may take before it is stopped (class `timeout`; default 30, 0: none)",
+    "resume": "skip project x target cells the coverage.json already has (go on after an interrupted run)",
 })
 @friendly
 def survey(c, project=None, target=None, limit=None, skip="rust,fortran", jobs=1, projects_file=None,
-           promote=None, force=False):
+           promote=None, force=False, build_timeout=30, resume=False):
     """Generate recipes into build/survey/, build + smoke-test them, write index/coverage/."""
     from ot2wheels import survey as sv
     from ot2wheels.paths import Layout
@@ -449,7 +451,11 @@ def survey(c, project=None, target=None, limit=None, skip="rust,fortran", jobs=1
         return
     plist = sv.load_project_list(Path(projects_file) if projects_file else layout.root / "toolchain" / "survey-projects.toml")
     chosen = plist.select(project or None, tuple(p for p in skip.split(",") if p), int(limit) if limit else None)
-    cells = sv.run_survey(layout, chosen, target or None, jobs=int(jobs))
+    timeout_s = float(build_timeout) * 60 or None
+    done = sv.done_cells(out / "coverage.json", target or None) if resume else frozenset()
+    # the page is rewritten after every project (merged with the cells of earlier runs)
+    cells = sv.run_survey(layout, chosen, target or None, jobs=int(jobs), build_timeout_s=timeout_s,
+                          skip_cells=done, progress=lambda so_far: sv.write_page(so_far, chosen, plist, out))
     data = sv.write_page(cells, chosen, plist, out)
     for t, s in data["summary"].items():
         print(f"{t}: {s['projects']} projects, {s['built']} built, {s['smoke_passed']} smoke-passed; "

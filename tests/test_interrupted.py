@@ -136,3 +136,32 @@ def test_timeout_ends_the_whole_group(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not _alive(sleeper)
     assert procgroup.run(["sh", "-c", "exit 3"]).returncode == 3
+
+
+def test_build_time_limit_stops_the_backend_and_its_children(tmp_path: Path) -> None:
+    """`invoke survey --build-timeout`: a build over the limit fails with `timeout:`, and nothing
+    of it (frontend, backend, the compiler it started) runs on."""
+    import pytest
+
+    from ot2wheels.build import pep517_wheel
+    from ot2wheels.errors import BuildError
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "slowbackend"\nbackend-path = ["."]\n')
+    (tree / "slowbackend.py").write_text(textwrap.dedent(BACKEND))
+    pids_file, log = tmp_path / "pids", tmp_path / "build.log"
+    started = time.monotonic()
+    with pytest.raises(BuildError, match=r"^timeout: build stopped after the time limit of 0\.2 min"):
+        pep517_wheel(tree, Path(sys.executable), {"PIDS_FILE": str(pids_file)}, tmp_path / "out", log, timeout_s=12)
+    assert time.monotonic() - started < 30
+    assert "# stopped: the build time limit of 0.2 min was reached" in log.read_text()
+    pids = list(map(int, pids_file.read_text().split()))
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in pids if _alive(p)]
+    for p in survivors:
+        os.kill(p, signal.SIGKILL)
+    assert survivors == []

@@ -12,7 +12,7 @@ from ot2wheels.errors import ConfigError, SourceError
 from ot2wheels.paths import Layout, default_cache_dir
 from ot2wheels.plan import plan
 from ot2wheels.pypi import IndexClient
-from ot2wheels.recipe_new import new_recipe, write_missing_recipes
+from ot2wheels.recipe_new import backend_name, new_recipe, write_missing_recipes
 from ot2wheels.recipes import load_recipe
 from ot2wheels.targets import load_targets
 
@@ -109,3 +109,14 @@ def test_new_recipe_for_real_cffi(layout: Layout) -> None:
     name, version = r.requires[0].split("==")
     files = [f for f in client.files(name) if f"-{version}" in f.filename and f.requires_python]
     assert all(Version("3.9.0") in SpecifierSet(f.requires_python) for f in files)
+
+
+def test_meson_and_cmake_backends_get_their_cross_setup() -> None:
+    """`mesonpy` / `scikit_build_core.build` must map to the names crossfiles acts on (pandas
+    configured natively for the build machine when its recipe said `other`)."""
+    from ot2wheels.crossfiles import CMAKE_BACKENDS, MESON_BACKENDS
+
+    assert backend_name("mesonpy", ["meson-python>=0.13"]) in MESON_BACKENDS
+    assert backend_name("scikit_build_core.build", ["scikit-build-core"]) in CMAKE_BACKENDS
+    assert backend_name("setuptools.build_meta", ["setuptools", "setuptools-rust"]) == "setuptools-rust"
+    assert backend_name("hatchling.build", ["hatchling"]) == "other"

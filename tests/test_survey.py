@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fakeindex import FakeIndex
 
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
+from ot2wheels.pypi import IndexClient
 from ot2wheels.survey import (
     Cell,
     FailureClass,
@@ -17,9 +19,11 @@ from ot2wheels.survey import (
     Stage,
     SurveyProject,
     classify,
+    done_cells,
     error_line,
     load_project_list,
     promote,
+    run_survey,
     scratch_layout,
     write_page,
 )
@@ -56,6 +60,8 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "/usr/bin/arm-linux-gnueabihf-ld: /usr/lib/x86_64-linux-gnu/libfreetype.so: "
                   "error adding symbols: file in wrong format", (), FailureClass.HOST_LEAKAGE),
     (Stage.BUILD, "gate: x-1-cp36-abi3-linux_armv7l.whl: expected cp311-cp311 (or abi3)", (), FailureClass.ABI3),
+    (Stage.BUILD, 'CMake Error at CMakeLists.txt:296 (find_package):\n  By not providing "FindArrow.cmake" in '
+                  "CMAKE_MODULE_PATH this project has", (), FailureClass.TARGET_LIBS),  # pyarrow: no Arrow C++
     (Stage.BUILD, "error: can't find Rust compiler", (), FailureClass.RUST),
     (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
     (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),
@@ -69,6 +75,17 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, "#   CC=/cache/x86_64/gcc\nerror: gate FAIL: x-py3-none-any.whl", (), FailureClass.OTHER),
     (Stage.SMOKE, "ModuleNotFoundError: No module named 'optmod._accel'", (), FailureClass.SMOKE_IMPORTS),
     (Stage.SMOKE, "Segmentation fault", (), FailureClass.OTHER),
+    (Stage.SMOKE, "ImportError: /t/site/nacl/_sodium.abi3.so: undefined symbol: crypto_aead_aegis128l_npubbytes",
+     (), FailureClass.OTHER),  # the module is there; it does not load
+    (Stage.SMOKE, "ImportError: libgomp.so.1: cannot open shared object file: No such file or directory", (),
+     FailureClass.TARGET_LIBS),
+    (Stage.BUILD, 'ValueError: Cannot repair wheel, because required library "libgomp.so.1" could not be located',
+     (), FailureClass.TARGET_LIBS),
+    (Stage.SMOKE, "$ install pandas-3.1.1-cp311-cp311-linux_armv7l.whl\ncannot get the runtime dependencies "
+                  "numpy>=2.0.2 for bookworm-armhf:\nERROR: No matching distribution found for numpy>=2.0.2", (),
+     FailureClass.RUNTIME_DEPS),
+    (Stage.BUILD, "timeout: build stopped after the time limit of 30 min; full log: /x.log\n"
+                  "fatal error: a.h: No such file or directory", ("rust",), FailureClass.TIMEOUT),
     (Stage.PASSED, "", (), None),
 ])
 def test_failure_classes(stage, text, parts, expected) -> None:
@@ -83,6 +100,9 @@ def test_error_line_prefers_the_compiler_error() -> None:
     assert error_line("-- Performing Test CXX_SUPPORTS_SSE4_2 - Failed\nCMake Error at x.cmake:5 (find_package):\n"
                       "  Could NOT find Arrow") == "CMake Error at x.cmake:5 (find_package): Could NOT find Arrow"
     assert error_line("# env\nERROR Missing dependencies:\n\tCython>=3.1\n") == "ERROR Missing dependencies: Cython>=3.1"
+    smoke = ('Traceback (most recent call last):\n  File "<smoke>", line 6, in <module>\n'
+             "ImportError: /t/_sodium.abi3.so: undefined symbol: crypto_x\n\nexit status 1\n")
+    assert error_line(smoke) == "ImportError: /t/_sodium.abi3.so: undefined symbol: crypto_x"
 
 
 def _cells() -> list[Cell]:
@@ -133,3 +153,71 @@ def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> Non
         promote(layout, "markupsafe", cov / "coverage.json")
     with pytest.raises(ConfigError, match="run `invoke survey --project numpy` first"):
         promote(layout, "numpy", cov / "coverage.json")
+
+
+def test_survey_writes_as_it_goes_and_resumes(tmp_path: Path) -> None:
+    """The page is merged and rewritten after every project, so a run killed half-way keeps what
+    it did, and `--resume` (skip_cells from coverage.json) runs only what is missing."""
+    idx = FakeIndex()
+    idx.wheel("onlywheels", "1.0")  # no sdist: the recipe stage fails, without any build
+    idx.start()
+    try:
+        root = tmp_path / "root"
+        (root / "toolchain").mkdir(parents=True)
+        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        client = IndexClient(tmp_path / "cache", index_url=idx.url)
+        plist = ProjectList("s", "d", (SurveyProject("onlywheels", 1, ("c",)), SurveyProject("nowhere", 2, ("c",))))
+        out = root / "index" / "coverage"
+        write_page([Cell("markupsafe", "3.0.4", "bookworm-armhf", Stage.PASSED)], [], plist, out)  # an earlier run
+        targets = ["bookworm-armhf"]
+
+        def stop_after_first(cells: list[Cell]) -> None:
+            write_page(cells, list(plist.projects), plist, out)
+            raise KeyboardInterrupt  # the run is killed after its first project
+
+        with pytest.raises(KeyboardInterrupt):
+            run_survey(layout, list(plist.projects), targets, client=client, headers={}, say=lambda m: None,
+                       progress=stop_after_first)
+        cov = json.loads((out / "coverage.json").read_text())
+        assert [(c["project"], c["stage"]) for c in cov["cells"]] == [("onlywheels", "recipe"), ("markupsafe", "passed")]
+        assert "no final release with an sdist" in cov["cells"][0]["error"]
+        done = done_cells(out / "coverage.json", targets)
+        assert done == {("onlywheels", "bookworm-armhf"), ("markupsafe", "bookworm-armhf")}
+        assert done_cells(out / "coverage.json", ["bullseye-armhf"]) == frozenset()
+
+        seen: list[list[str]] = []
+        cells = run_survey(layout, list(plist.projects), targets, client=client, headers={}, say=lambda m: None,
+                           skip_cells=done, progress=lambda so_far: seen.append([c.project for c in so_far]))
+        assert seen == [["nowhere"]] and [c.project for c in cells] == ["nowhere"]  # onlywheels not again
+        assert cells[0].stage is Stage.RECIPE and cells[0].failure is FailureClass.OTHER
+        data = write_page(cells, list(plist.projects), plist, out)
+        assert {c["project"] for c in data["cells"]} == {"onlywheels", "nowhere", "markupsafe"}
+    finally:
+        idx.stop()
+    (out / "coverage.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"not a coverage\.json"):
+        done_cells(out / "coverage.json")
+
+
+def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) -> None:
+    """numpy's newest sdist needs CPython >= 3.12: its cells are `unsupported` (not a recipe
+    failure counted against the tool), and no recipe is written for it."""
+    idx = FakeIndex()
+    idx.sdist("toonew", "2.0", files={"setup.py": ""}, requires_python=">=3.12")
+    idx.sdist("toonew", "1.0", files={"setup.py": ""}, requires_python=">=3.9")
+    idx.start()
+    try:
+        root = tmp_path / "root"
+        (root / "toolchain").mkdir(parents=True)
+        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
+        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        cells = run_survey(layout, [SurveyProject("toonew", 1, ("c",))], ["bookworm-armhf", "bullseye-armhf"],
+                           client=IndexClient(tmp_path / "cache", index_url=idx.url), headers={},
+                           say=lambda m: None)
+    finally:
+        idx.stop()
+    assert [(c.target, c.stage, c.version, c.error) for c in cells] == [
+        ("bookworm-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.11"),
+        ("bullseye-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.9")]
+    assert not (root / "build" / "survey" / "packages" / "toonew").exists()

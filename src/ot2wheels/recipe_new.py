@@ -61,6 +61,10 @@ BACKENDS = {
     "setuptools.build_meta": "setuptools",
     "setuptools.build_meta:__legacy__": "setuptools",
     "maturin": "maturin",
+    # the crossfiles backends: without the name the build gets no cross file and meson/CMake
+    # configure for the build machine ("Build type: native build", sanity check not executable)
+    "mesonpy": "meson-python",
+    "scikit_build_core.build": "scikit-build-core",
 }
 _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
                 "tools", "scripts", "setup", "conftest", "build", "ci"}

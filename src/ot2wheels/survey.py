@@ -10,6 +10,7 @@ failure class. `promote` copies a recipe that passed on every default target int
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -50,6 +51,8 @@ class FailureClass(StrEnum):
     HOST_LEAKAGE = "host-leakage"  # build-machine headers/libraries in the ARM build
     RUST = "rust"
     FORTRAN = "fortran"
+    RUNTIME_DEPS = "runtime-deps"  # built, but a runtime dependency has no wheel for the target
+    TIMEOUT = "timeout"  # stopped by the survey's build time limit (--build-timeout)
     OTHER = "other"
 
 
@@ -102,7 +105,7 @@ def load_project_list(path: Path) -> ProjectList:
 # --- classification -------------------------------------------------------------------------
 _ERROR_LINE = [re.compile(p) for p in (
     r"fatal error:", r"Missing dependencies", r"CMake Error", r"Could NOT find", r"configure: error: (?!in )",
-    r"\b[Ee]rror:", r"No module named", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
+    r"\b[Ee]rror:", r"No module named", r"^[\w.]+(Error|Exception): ", r"ERROR", r"\bFAILED\b", r"\b[Ee]rror\b")]
 _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.DYNAMIC_REQUIRES, re.compile(r"Missing dependencies|ERROR Backend .*requires|"
                                                r"No module named '(Cython|pybind11|numpy|setuptools_scm)'")),
@@ -110,6 +113,8 @@ _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
     (FailureClass.ABI3, re.compile(r"abi3")),
     (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
+                                          r"By not providing \"Find\S+\.cmake\"|"
+                                          r"required library \"\S+\" could not be located|"
                                           r"was not found in the pkg-config|Dependency \S+ found: NO|"
                                           r"needs lib\S+, which the target does not have")),
     # the build machine leaking in: its libraries, or its identity (./configure without --host)
@@ -141,7 +146,14 @@ def classify(stage: Stage, text: str, parts: tuple[str, ...] = ()) -> FailureCla
     if stage in (Stage.PASSED, Stage.UNSUPPORTED):
         return None
     if stage == Stage.SMOKE:
-        return FailureClass.SMOKE_IMPORTS if re.search(r"No module named|ImportError", text) else FailureClass.OTHER
+        if "cannot get the runtime dependencies" in text:  # not built in this run, none on the index
+            return FailureClass.RUNTIME_DEPS
+        if "cannot open shared object file" in text:  # a library the target lacks at run time
+            return FailureClass.TARGET_LIBS
+        # a module the wheel does not ship; not an extension that fails to load (undefined symbol)
+        return FailureClass.SMOKE_IMPORTS if "No module named" in text else FailureClass.OTHER
+    if text.lstrip().startswith("timeout:"):  # the build's own error comes first in the text
+        return FailureClass.TIMEOUT
     meaningful = "\n".join(_meaningful(text))
     for cls, pattern in _CLASSES:
         if pattern.search(meaningful):
@@ -188,13 +200,30 @@ def scratch_layout(layout: Layout, scratch: Path | None = None) -> Layout:
 
 
 def newest_with_sdist(client, name: str) -> str:
+    return newest_sdist(client, name)[0]
+
+
+def newest_sdist(client, name: str) -> tuple[str, str | None]:
+    """The newest final release with an sdist, and that sdist's Requires-Python (from the index)."""
     from .plan import _filename_version
 
-    versions = {v for f in client.files(name) if f.is_sdist and not f.yanked
-                and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
-    if not versions:
+    found = {v: f.requires_python for f in client.files(name) if f.is_sdist and not f.yanked
+             and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
+    if not found:
         raise ConfigError(f"{name}: no final release with an sdist on the index")
-    return str(max(versions))
+    newest = max(found)
+    return str(newest), found[newest]
+
+
+def _excludes(requires_python: str | None, python: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    try:
+        return bool(requires_python) and not SpecifierSet(requires_python or "").contains(
+            Version(f"{python}.0"), prereleases=True)
+    except InvalidSpecifier:  # recipe.new will say what is wrong with it
+        return False
 
 
 def _log_text(path: Path) -> str:
@@ -206,13 +235,16 @@ def _log_text(path: Path) -> str:
 
 def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list[str] | None = None,
                scratch: Path | None = None, jobs: int = 1, say: Say = print, client=None,
-               headers: dict[str, str] | None = None, hooks: bool = True) -> list[Cell]:
-    """Generate, build, refine and smoke-test every project on every target; one Cell each."""
-    from . import pipeline
+               headers: dict[str, str] | None = None, hooks: bool = True, build_timeout_s: float | None = None,
+               skip_cells: frozenset[tuple[str, str]] = frozenset(),
+               progress: Callable[[list[Cell]], None] | None = None) -> list[Cell]:
+    """Generate, build, refine and smoke-test every project on every target; one Cell each.
+
+    Each project is smoke-tested right after its builds, and `progress` gets every cell so far
+    after each project (the page is written as the run goes: a killed run loses one project).
+    `skip_cells` are (project, target) pairs not to run (done by an earlier, interrupted run)."""
     from .ledger import Ledger
     from .pypi import IndexClient
-    from .recipe_new import new_recipe, refine_smoke_imports
-    from .recipes import load_recipe
     from .targets import load_targets
 
     scr = scratch_layout(layout, scratch)
@@ -229,54 +261,86 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
     ledger = Ledger(scr.dist / "ledger.sqlite")
     run_id = ledger.start_run(f"invoke survey ({len(projects)} projects)", jobs)
     cells: list[Cell] = []
-    to_smoke: list[tuple[Cell, Recipe, Target, SurveyProject]] = []
-    project = None
-    for proj in projects:
-        path = scr.packages / proj.name / "recipe.toml"
-        try:
-            version = newest_with_sdist(client, proj.name)
-            if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
-                say(f"survey: recipe.new {proj.name}=={version}")
-                new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks)
-        except Ot2WheelsError as exc:
-            text = str(exc)
-            cells += [Cell(proj.name, "", t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
-                           error_line(text)) for t in targets]
-            continue
-        project = pipeline.Project.load(scr)
+    failures = 0
+    try:
+        for n, proj in enumerate(projects, 1):
+            todo = [t for t in targets if (proj.name, t.name) not in skip_cells]
+            if not todo:
+                continue
+            say(f"survey: [{n}/{len(projects)}] {proj.name} on {', '.join(t.name for t in todo)}")
+            try:
+                mine = _survey_one(scr, proj, todo, client, headers, hooks, jobs, say, ledger, run_id,
+                                   build_timeout_s)
+            except Ot2WheelsError as exc:  # e.g. the smoke toolchain: this project's cells say it
+                text = str(exc)
+                mine = [Cell(proj.name, "", t.name, Stage.BUILD, classify(Stage.BUILD, text, proj.parts),
+                             error_line(text)) for t in todo]
+            cells += mine
+            failures += sum(c.stage not in (Stage.PASSED, Stage.UNSUPPORTED) for c in mine)
+            if progress is not None:
+                progress(cells)
+    finally:  # an interrupted run is finished too, with what it got done
+        ledger.finish_run(run_id, failures)
+    return cells
+
+
+def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client, headers: dict[str, str],
+                hooks: bool, jobs: int, say: Say, ledger, run_id: int, build_timeout_s: float | None) -> list[Cell]:
+    """One project: its recipe (kept if it is for the newest version), a build per target, then
+    the smoke test of what built (a runtime dependency built earlier in the run is found in dist/)."""
+    from . import pipeline
+    from .recipe_new import new_recipe, refine_smoke_imports
+    from .recipes import load_recipe
+
+    path = scr.packages / proj.name / "recipe.toml"
+    try:
+        version, requires_python = newest_sdist(client, proj.name)
+        if all(_excludes(requires_python, t.python) for t in targets):
+            # no recipe to write: recipe.new pins build requirements for the Pythons it admits
+            return [Cell(proj.name, version, t.name, Stage.UNSUPPORTED, None,
+                         f"Requires-Python {requires_python} excludes CPython {t.python}") for t in targets]
+        if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
+            say(f"survey: recipe.new {proj.name}=={version}")
+            new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks)
+        # not strict: another project's broken recipe must not stop this one
+        project = pipeline.Project.load(scr, strict=False)
         recipe = project.recipe(proj.name)
-        for target in targets:
-            if not recipe.supports(target.name, target.python):
-                cells.append(Cell(proj.name, version, target.name, Stage.UNSUPPORTED, None,
-                                  f"Requires-Python {recipe.python} excludes CPython {target.python}"))
-                continue
-            [result] = pipeline.build_all(project, [(recipe, target)], jobs=jobs, say=say, ledger=ledger,
-                                          run_id=run_id)
-            log = result.record_path.with_suffix(".log")
-            cell = Cell(proj.name, version, target.name, Stage.BUILD, log=str(log),
-                        build_s=result.record.duration_s or 0.0)
-            if not result.ok or result.wheel is None:
-                text = (result.record.error or "") + "\n" + _log_text(log)
-                cell.failure = classify(Stage.BUILD, text, proj.parts)
-                gate_failed = (result.record.error or "").startswith("gate")
-                cell.error = error_line(result.record.error or "") if gate_failed \
-                    else error_line(_log_text(log) or result.record.error or "")
-                cells.append(cell)
-                continue
-            cell.wheel = result.wheel.name
-            if not recipe.raw.get("smoke", {}).get("imports") or "# from the built wheel" not in recipe.path.read_text():
-                refine_smoke_imports(recipe.path, result.wheel)
-                recipe = load_recipe(recipe.path, set(project.targets.targets))
-                project.recipes[recipe.name] = recipe
-            cell.imports = list(recipe.smoke.imports)
-            to_smoke.append((cell, recipe, target, proj))
-            cells.append(cell)
-    # One smoke run per target for every wheel built here: a wheel's runtime dependencies are
-    # found among the others (pynacl's cffi), then on the index.
-    if to_smoke and project is not None:
-        smokes = pipeline.smoke_all(project, [(r, t) for _c, r, t, _p in to_smoke], say=say, ledger=ledger,
+    except Ot2WheelsError as exc:
+        text = str(exc)
+        return [Cell(proj.name, "", t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
+                     error_line(text)) for t in targets]
+    cells: list[Cell] = []
+    to_smoke: list[tuple[Cell, Recipe, Target]] = []
+    for target in targets:
+        if not recipe.supports(target.name, target.python):
+            cells.append(Cell(proj.name, version, target.name, Stage.UNSUPPORTED, None,
+                              f"Requires-Python {recipe.python} excludes CPython {target.python}"))
+            continue
+        [result] = pipeline.build_all(project, [(recipe, target)], jobs=jobs, say=say, ledger=ledger,
+                                      run_id=run_id, timeout_s=build_timeout_s)
+        log = result.record_path.with_suffix(".log")
+        cell = Cell(proj.name, version, target.name, Stage.BUILD, log=str(log),
+                    build_s=result.record.duration_s or 0.0)
+        cells.append(cell)
+        if not result.ok or result.wheel is None:
+            error = result.record.error or ""
+            text = error + "\n" + _log_text(log)
+            cell.failure = classify(Stage.BUILD, text, proj.parts)
+            # the gate's and the time limit's own message say more than the log's last error
+            cell.error = error_line(error) if error.startswith(("gate", "timeout:")) \
+                else error_line(_log_text(log) or error)
+            continue
+        cell.wheel = result.wheel.name
+        if not recipe.raw.get("smoke", {}).get("imports") or "# from the built wheel" not in recipe.path.read_text():
+            refine_smoke_imports(recipe.path, result.wheel)
+            recipe = load_recipe(recipe.path, set(project.targets.targets))
+            project.recipes[recipe.name] = recipe
+        cell.imports = list(recipe.smoke.imports)
+        to_smoke.append((cell, recipe, target))
+    if to_smoke:
+        smokes = pipeline.smoke_all(project, [(r, t) for _c, r, t in to_smoke], say=say, ledger=ledger,
                                     run_id=run_id)
-        for (cell, _r, _t, proj), (_r2, smoke) in zip(to_smoke, smokes, strict=True):
+        for (cell, _r, _t), (_r2, smoke) in zip(to_smoke, smokes, strict=True):
             cell.smoke_s = smoke.duration_s
             if smoke.passed:
                 cell.stage = Stage.PASSED
@@ -285,6 +349,17 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
                 cell.failure = classify(Stage.SMOKE, smoke.output, proj.parts)
                 cell.error = error_line(smoke.output)
     return cells
+
+
+def done_cells(coverage: Path, targets: list[str] | None = None) -> frozenset[tuple[str, str]]:
+    """(project, target) pairs an earlier run's coverage.json already has (for `--resume`)."""
+    if not coverage.is_file():
+        return frozenset()
+    try:
+        cells = json.loads(coverage.read_text())["cells"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{coverage}: not a coverage.json ({exc}); remove it or run without --resume") from None
+    return frozenset((c["project"], c["target"]) for c in cells if not targets or c["target"] in targets)
 
 
 # --- the page -----------------------------------------------------------------------------
@@ -360,7 +435,17 @@ passed; unsupported: the newest release's Requires-Python excludes the target's 
 
 
 def write_page(cells: list[Cell], projects: list[SurveyProject], plist: ProjectList, out_dir: Path) -> dict:
-    """index/coverage/index.html + coverage.json (cells of earlier runs for other projects/targets kept)."""
+    """index/coverage/index.html + coverage.json (cells of earlier runs for other projects/targets kept).
+
+    Read, merge and write under a lock: two surveys (one per target) may run at once."""
+    from .locks import host_lock_path, locked
+
+    key = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:12]
+    with locked(host_lock_path(f"coverage-{key}"), "the coverage page"):
+        return _write_page(cells, projects, plist, out_dir)
+
+
+def _write_page(cells: list[Cell], projects: list[SurveyProject], plist: ProjectList, out_dir: Path) -> dict:
     old = out_dir / "coverage.json"
     previous = json.loads(old.read_text()).get("cells", []) if old.is_file() else []
     fresh = {(c.project, c.target) for c in cells}
