@@ -23,12 +23,14 @@ not the robot's 3.10: Debian has no armhf 3.10. Tests describe the stand-in with
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ DEBIAN_PREFIX = "arm-linux-gnueabihf"
 TOPDIR = f"{TRIPLET}_sdk-buildroot"
 FILENAME = f"{TOPDIR}.tar.gz"
 PLACEHOLDER = "/home/buildroot/ot2-standin/output/host"
+REPRODUCIBLE_MTIME = 1_700_000_000  # what a reproducible tarball records for files made now
 TOOLS = ("gcc", "g++", "cpp", "ar", "as", "ld", "nm", "objcopy", "objdump", "ranlib",
          "readelf", "strip", "gcc-ar", "gcc-nm", "gcc-ranlib")
 
@@ -180,11 +183,28 @@ def _script(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def make_tarball(tree: Path, out: Path, python: str, glibc: str) -> Standin:
+def make_tarball(tree: Path, out: Path, python: str, glibc: str, since: float | None = None) -> Standin:
+    """The tree as a .tar.gz. `since` (a time.time() before the tree was made): reproducible,
+    i.e. the same bytes for the same contents (owners, gzip time and the times of what was
+    written after `since` fixed; copied files keep theirs), so its sha256, and with it the
+    toolchain digest and every build's cache key, stays the same from one assembly to the next."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
-        tf.add(tree, arcname=tree.name)
+
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        if since is not None and info.mtime >= since - 1:
+            info.mtime = REPRODUCIBLE_MTIME
+        return info
+
+    if since is None:
+        with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
+            tf.add(tree, arcname=tree.name)
+    else:
+        with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
+            tf.add(tree, arcname=tree.name, filter=normalize)  # members in sorted order
     os.replace(tmp, out)
     h = hashlib.sha256(out.read_bytes()).hexdigest()
     return Standin(tarball=out, sha256=h, size=out.stat().st_size, python=python, glibc=glibc)
@@ -224,27 +244,35 @@ DEBIAN_TARGET = "bullseye-armhf"  # Debian armhf has no CPython 3.10: bullseye's
 
 
 @functools.cache
-def debian_standin(repo: Path, work: Path) -> Standin:
+def debian_standin(repo: Path, work: Path, packages: tuple[str, ...] = (), reproducible: bool = False) -> Standin:
     """The full stand-in (sysroot of `DEBIAN_TARGET`), built once per process and `work` dir.
-    The Debian sysroot itself comes from (and stays in) the normal ot2wheels cache."""
+    The Debian sysroot itself comes from (and stays in) the normal ot2wheels cache.
+
+    `packages`: more Debian packages in the SDK's sysroot (a real SDK's sysroot holds whatever
+    its Buildroot configuration built, e.g. libyaml). `reproducible`: the same tarball bytes for
+    the same inputs (see make_tarball), so builds made with it are reused by the next run."""
     from ot2wheels.paths import Layout
     from ot2wheels.targets import load_targets
     from ot2wheels.toolchains import get_toolchain
 
     host = Layout.discover(root=repo)
-    debian = get_toolchain(load_targets(host.targets_file).get(DEBIAN_TARGET), host)
+    debian = get_toolchain(load_targets(host.targets_file).get(DEBIAN_TARGET), host, packages)
     debian.ensure()
     python = debian.target.python
     shutil.rmtree(work, ignore_errors=True)
+    since = time.time()
     tree = build_tree(work / "tree", debian.build_python(), python, debian.sysroot)
-    standin = make_tarball(tree, work / "srv" / FILENAME, python, debian.target.glibc_str)
+    standin = make_tarball(tree, work / "srv" / FILENAME, python, debian.target.glibc_str,
+                           since=since if reproducible else None)
     shutil.rmtree(work / "tree")
     return standin
 
 
-def standin_project(root: Path, target: str, standin: Standin, sdk_sha256: str = "") -> Path:
-    """A checkout-shaped directory whose targets.toml/sdk.toml describe the stand-in."""
-    (root / "toolchain").mkdir(parents=True)
-    (root / "toolchain" / "targets.toml").write_text(standin_targets_toml(target, standin.python, standin.glibc))
-    (root / "toolchain" / "sdk.toml").write_text(standin_sdk_toml("ot2", standin.python, sdk_sha256))
+def standin_project(root: Path, target: str, standin: Standin, sdk_sha256: str = "", sdk: str = "ot2") -> Path:
+    """A checkout-shaped directory whose targets.toml/sdk.toml describe the stand-in (as the
+    SDK named `sdk`: another name than ot2 keeps a shared cache's ot2 SDK untouched)."""
+    (root / "toolchain").mkdir(parents=True, exist_ok=True)
+    (root / "toolchain" / "targets.toml").write_text(
+        standin_targets_toml(target, standin.python, standin.glibc, sdk))
+    (root / "toolchain" / "sdk.toml").write_text(standin_sdk_toml(sdk, standin.python, sdk_sha256))
     return root

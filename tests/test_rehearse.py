@@ -13,13 +13,15 @@ from ot2wheels.toolchains import get_toolchain
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_constraints_for_our_wheels_are_left_to_our_wheels(tmp_path: Path) -> None:
+def test_constraints_pin_our_wheels_versions(tmp_path: Path) -> None:
     cons = tmp_path / "c.txt"
     cons.write_text("# pins\nUjson==5.13.0\nsix==1.17.0\n")
-    ours = [tmp_path / "ujson-5.11.0-cp311-cp311-linux_armv7l.whl"]
+    ours = [tmp_path / "ujson-5.11.0-cp311-cp311-linux_armv7l.whl",
+            tmp_path / "cryptography-38.0.4-cp311-cp311-linux_armv7l.whl"]
     out = derived_constraints(cons, ours, tmp_path / "d.txt")
     assert out is not None
-    assert out.read_text().splitlines() == ["# pins", "# Ujson==5.13.0  (ours)", "six==1.17.0"]
+    assert out.read_text().splitlines() == ["# pins", "ujson==5.11.0  # ours (was: Ujson==5.13.0)", "six==1.17.0",
+                                            "cryptography==38.0.4  # ours"]
     assert derived_constraints(None, ours, tmp_path / "e.txt") is None
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -98,13 +99,15 @@ def run_closure(project: Project, closure: ClosureRecipe, targets: list[Target],
         wheels = [b.wheel for b in summary.builds if b.wheel is not None]
         toolchain = get_toolchain(target, project.layout)
         toolchain.ensure()
-        # pin what the plan resolved, except the must-build distributions: our wheels (or, for
-        # those without a recipe, whatever wheel pip finds) decide their versions
+        # pin what the plan resolved, except the must-build distributions: rehearse() pins those
+        # we built to our wheels' versions; for those without a recipe pip finds what wheel it can
         pins = out / f"{closure.name}-rehearsal-constraints.txt"
         write_atomic(pins, "".join(f"{e.name}=={e.version}\n" for e in p.entries if e.bucket != BUILD))
         run.rehearsal = rehearse(closure.requirement, toolchain, wheels, client, project.layout.cache,
                                  code=closure.code, constraints=pins, say=say)
         say(run.rehearsal.summary())
+        # what pip installed and which of it was ours, for the user (and tests) to read back
+        write_atomic(out / f"{closure.name}-rehearsal.json", json.dumps(run.rehearsal.to_dict(), indent=2) + "\n")
         if not run.rehearsal.passed:
             run.failures.append(f"rehearsal on {target.name}:\n{run.rehearsal.output[-3000:]}")
     return runs

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aptsource
+from . import aptsource, rust
 from .errors import DockerError
 from .fsutil import atomic_write
 from .paths import Layout
@@ -43,6 +43,9 @@ BASE_PACKAGES = (
     "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf",
     "gcc-aarch64-linux-gnu", "g++-aarch64-linux-gnu", "qemu-user", "patchelf",
     "ca-certificates", "debian-archive-keyring", "file", "ccache",
+    # Rust extensions (cryptography): bookworm's rustc-web/cargo-web 1.85, its std, and the crate
+    # sources the offline path builds from (the armhf std is fetched at build time: docs/rust.md)
+    *rust.HOST_PACKAGES, *rust.CRATE_PACKAGES,
 )
 # Trimmed from the rootfs before import: never needed to build or test wheels.
 _ROOTFS_PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",

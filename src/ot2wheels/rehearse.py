@@ -90,17 +90,24 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def derived_constraints(constraints: Path | None, ours: list[Path], dest: Path) -> Path | None:
-    """The constraints minus the distributions we provide wheels for (our recipe's version decides)."""
+    """The constraints with each distribution we provide a wheel for pinned to our wheel's
+    version: the rehearsal must install our build, not a newer release the index has a wheel of
+    (cryptography 44+ ships armv7l wheels needing glibc 2.31, the robot has 2.25)."""
     if constraints is None:
         return None
-    provided = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in ours}
+    provided: dict[str, str] = {}
+    for w in ours:
+        project, version, *_ = parse_wheel_filename(w.name)
+        provided[canonicalize_name(project)] = str(version)
     lines = []
     for line in constraints.read_text().splitlines():
-        name = line.split("#", 1)[0].strip().split("==", 1)[0].strip()
-        if name and canonicalize_name(name) in provided:
-            lines.append(f"# {line}  (ours)")
+        spec = line.split("#", 1)[0].strip().split("==", 1)[0].strip()
+        key = canonicalize_name(spec) if spec else ""
+        if key in provided:
+            lines.append(f"{key}=={provided.pop(key)}  # ours (was: {line.strip()})")
         else:
             lines.append(line)
+    lines += [f"{key}=={version}  # ours" for key, version in sorted(provided.items())]
     dest.write_text("\n".join(lines) + "\n")
     return dest
 

@@ -56,8 +56,11 @@ DEFAULT_REGISTRY = Path("/usr/share/cargo/registry")
 RUST_BACKENDS = ("maturin", "setuptools-rust")
 # The Debian package holding the target's Rust standard library (goes into the sysroot).
 DEBIAN_STD_PACKAGE = "libstd-rust-web-dev"
-# What the host needs (for the CI install script): versions must equal the sysroot's std.
-HOST_PACKAGES = ("rustc-web", "cargo-web", "librust-pyo3-dev")
+# What the host needs (./bootstrap, the Docker image): versions must equal the sysroot's std.
+HOST_PACKAGES = ("rustc-web", "cargo-web", "libstd-rust-web-dev", "librust-pyo3-dev")
+# Debian's crate sources the offline path builds packages/cryptography (38.0.4) from.
+CRATE_PACKAGES = ("librust-asn1-dev", "librust-pem-dev", "librust-ouroboros-dev", "librust-chrono-dev",
+                  "librust-indoc-dev", "librust-paste-dev")
 # crates.io's sparse index; OT2WHEELS_CRATES_INDEX names another one ("off": never go online).
 CRATES_IO_INDEX = "sparse+https://index.crates.io/"
 
