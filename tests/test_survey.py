@@ -135,11 +135,17 @@ def test_coverage_page_counts_and_escapes(tmp_path: Path) -> None:
     assert data["summary"]["bullseye-armhf"]["smoke_passed"] == 2 and len(data["cells"]) == 6
 
 
-def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> None:
+def _checkout(tmp_path: Path) -> Layout:
+    """A scratch checkout with the repository's targets.toml and its own cache."""
     root = tmp_path / "root"
     (root / "toolchain").mkdir(parents=True)
     shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
-    layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+    return Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+
+
+def test_promote_only_what_passed_on_every_default_target(tmp_path: Path) -> None:
+    layout = _checkout(tmp_path)
+    root = layout.root
     scr = scratch_layout(layout)
     assert scr.packages == root / "build" / "survey" / "packages" and scr.packages.is_dir()
     for name in ("markupsafe", "pyyaml"):
@@ -165,10 +171,8 @@ def test_survey_writes_as_it_goes_and_resumes(tmp_path: Path) -> None:
     idx.wheel("onlywheels", "1.0")  # no sdist: the recipe stage fails, without any build
     idx.start()
     try:
-        root = tmp_path / "root"
-        (root / "toolchain").mkdir(parents=True)
-        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
-        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        layout = _checkout(tmp_path)
+        root = layout.root
         client = IndexClient(tmp_path / "cache", index_url=idx.url)
         plist = ProjectList("s", "d", (SurveyProject("onlywheels", 1, ("c",)), SurveyProject("nowhere", 2, ("c",))))
         out = root / "index" / "coverage"
@@ -211,10 +215,8 @@ def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) ->
     idx.sdist("toonew", "1.0", files={"setup.py": ""}, requires_python=">=3.9")
     idx.start()
     try:
-        root = tmp_path / "root"
-        (root / "toolchain").mkdir(parents=True)
-        shutil.copy(REPO / "toolchain" / "targets.toml", root / "toolchain")
-        layout = Layout(root=root, cache=tmp_path / "cache", dist=root / "dist")
+        layout = _checkout(tmp_path)
+        root = layout.root
         cells = run_survey(layout, [SurveyProject("toonew", 1, ("c",))], ["bookworm-armhf", "bullseye-armhf"],
                            client=IndexClient(tmp_path / "cache", index_url=idx.url), headers={},
                            say=lambda m: None)
