@@ -43,10 +43,12 @@ BASE_PACKAGES = (
     "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf",
     "gcc-aarch64-linux-gnu", "g++-aarch64-linux-gnu", "qemu-user", "patchelf",
     "ca-certificates", "debian-archive-keyring", "file", "ccache",
-    # Rust extensions (cryptography): bookworm's rustc-web/cargo-web 1.85, its std, and the crate
-    # sources the offline path builds from (the armhf std is fetched at build time: docs/rust.md)
-    *rust.HOST_PACKAGES, *rust.CRATE_PACKAGES,
 )
+# Installed by apt-get inside the new rootfs after debootstrap: debootstrap's own resolver does not
+# follow virtual packages (librust-serde-1+default-dev), which the crate packages depend on.
+# Rust extensions (cryptography): bookworm's rustc-web/cargo-web 1.85, its std, and the crate
+# sources the offline path builds from (the armhf std is fetched at build time: docs/rust.md).
+BASE_APT_PACKAGES = (*rust.HOST_PACKAGES, *rust.CRATE_PACKAGES)
 # Trimmed from the rootfs before import: never needed to build or test wheels.
 _ROOTFS_PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
                  "var/cache/apt/archives", "var/lib/apt/lists", "var/cache/debconf/templates.dat-old")
@@ -99,11 +101,12 @@ class BaseSpec:
     packages: tuple[str, ...]
     mirror: str
     variant: str = "minbase"
+    apt_packages: tuple[str, ...] = ()  # apt-get installs them after debootstrap
 
     @property
     def digest(self) -> str:
         body = json.dumps([self.suite, sorted(self.packages), self.mirror.rstrip("/"), self.variant,
-                           _ROOTFS_PRUNE, _KEEP_QEMU])
+                           _ROOTFS_PRUNE, _KEEP_QEMU, *([sorted(self.apt_packages)] if self.apt_packages else [])])
         return hashlib.sha256(body.encode()).hexdigest()
 
     @property
@@ -112,7 +115,7 @@ class BaseSpec:
 
 
 def default_base(mirror: str | None = None) -> BaseSpec:
-    return BaseSpec(BASE_SUITE, BASE_PACKAGES, mirror or aptsource.debian_mirror())
+    return BaseSpec(BASE_SUITE, BASE_PACKAGES, mirror or aptsource.debian_mirror(), apt_packages=BASE_APT_PACKAGES)
 
 
 def ensure_base(c: Any, spec: BaseSpec, workdir: Path, log: Log = print) -> bool:
@@ -147,6 +150,8 @@ def ensure_base(c: Any, spec: BaseSpec, workdir: Path, log: Log = print) -> bool
                 + (result.stderr or result.stdout)[-2000:] + detail
                 + "\n  check the host's apt sources and network, then run again"
             )
+        if spec.apt_packages:
+            _apt_install(rootfs, spec, log)
         for rel in _ROOTFS_PRUNE:
             target = rootfs / rel
             if target.is_dir():
@@ -170,6 +175,24 @@ def ensure_base(c: Any, spec: BaseSpec, workdir: Path, log: Log = print) -> bool
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _apt_install(rootfs: Path, spec: BaseSpec, log: Log) -> None:
+    """apt-get install `spec.apt_packages` inside the fresh rootfs (its sources: the mirror)."""
+    log(f"apt-get install {len(spec.apt_packages)} packages in the new rootfs ...")
+    shutil.copy2("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    for argv in (["apt-get", "update"],
+                 ["apt-get", "install", "-y", "--no-install-recommends", *spec.apt_packages],
+                 ["apt-get", "clean"]):
+        result = subprocess.run(["chroot", str(rootfs), *argv], capture_output=True, text=True, env=env,
+                                timeout=1800)
+        if result.returncode != 0:
+            errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("E: ")]
+            raise DockerError(f"{' '.join(argv[:2])} in the base rootfs ({spec.suite} from {spec.mirror}) failed "
+                              f"(exit {result.returncode}): {errors[-1] if errors else ''}\n"
+                              + (result.stderr or result.stdout)[-2000:]
+                              + "\n  check the host's apt sources and network, then run again")
 
 
 # -- the builder image ---------------------------------------------------------------------
