@@ -229,3 +229,17 @@ def test_an_extension_built_against_host_numpy_headers_is_refused(numpy_project:
     assert not result.ok and result.wheel is None
     assert "compiled against numpy headers outside the target prefix" in result.record.error, result.record.error
     assert "/site-packages/numpy/core/include" in result.record.error
+
+
+@pytest.mark.integration
+def test_a_published_target_dependency_is_the_oldest_fitting_release(repo_project: Project) -> None:
+    """Built against N runs with >= N: from published wheels the oldest release in the spec that
+    has a wheel for the target is taken (the real index: numpy's first cp311 aarch64 wheel), not
+    the newest (numpy 2.x, which pandas 1.5 predates)."""
+    from packaging.specifiers import SpecifierSet
+
+    arm64 = repo_project.targets.get("bookworm-arm64")
+    oldest = targetdeps._oldest_wheel_version("numpy", SpecifierSet(">=1.21.6"), arm64, repo_project.layout)
+    assert oldest == "1.23.2", oldest  # 1.21.6 and 1.22.x have no cp311 wheels
+    armhf = repo_project.targets.get("bookworm-armhf")  # numpy publishes no armv7l wheels: our recipe
+    assert targetdeps._oldest_wheel_version("numpy", SpecifierSet(">=1.21.6"), armhf, repo_project.layout) is None

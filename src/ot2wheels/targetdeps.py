@@ -193,8 +193,11 @@ def _from_wheel(name: str, spec: SpecifierSet, target: Target, layout: Layout) -
     """A published wheel for the target's tags, downloaded by pip (which checks the index hashes)."""
     dest = layout.cache / "targetdeps" / target.name
     dest.mkdir(parents=True, exist_ok=True)
+    # The OLDEST release with a fitting wheel: an extension built against N runs with >= N only
+    # (numpy's ABI), and a newest one may be a major the dependent predates (pandas 1.5 / numpy 2).
+    oldest = _oldest_wheel_version(name, spec, target, layout)
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps",
-           "--dest", str(dest), *pip_target_args(target), f"{name}{spec}"]
+           "--dest", str(dest), *pip_target_args(target), f"{name}=={oldest}" if oldest else f"{name}{spec}"]
     with locks.cache_lock(layout.cache, f"targetdeps-{target.name}"):
         run = subprocess.run(cmd, capture_output=True, text=True, env=fsutil.scrubbed_env())
     if run.returncode != 0:
@@ -204,6 +207,31 @@ def _from_wheel(name: str, spec: SpecifierSet, target: Target, layout: Layout) -
         if spec.contains(version, prereleases=True) and wheel.name in run.stdout:
             return TargetDep(name, version, "wheel", sha256_file(wheel), wheel=wheel)
     return None
+
+
+def _oldest_wheel_version(name: str, spec: SpecifierSet, target: Target, layout: Layout) -> str | None:
+    """The lowest final release in `spec` with a non-yanked wheel the target accepts (None: ask pip)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from .errors import Ot2WheelsError
+    from .pypi import IndexClient
+
+    try:
+        files = IndexClient(layout.cache).files(name)
+    except Ot2WheelsError:
+        return None
+    accepted = set(target.supported_tags())
+    fitting = []
+    for f in files:
+        if not f.is_wheel or f.yanked:
+            continue
+        try:
+            _n, version, _b, wheel_tags = parse_wheel_filename(f.filename)
+        except InvalidWheelFilename:
+            continue
+        if not version.is_prerelease and spec.contains(version) and wheel_tags & accepted:
+            fitting.append(version)
+    return str(min(fitting)) if fitting else None
 
 
 def _from_system(name: str, spec: SpecifierSet, target: Target, layout: Layout, recipe: Recipe) -> TargetDep | None:
