@@ -211,9 +211,8 @@ def _from_wheel(name: str, spec: SpecifierSet, target: Target, layout: Layout) -
 
 def _oldest_wheel_version(name: str, spec: SpecifierSet, target: Target, layout: Layout) -> str | None:
     """The lowest final release in `spec` with a non-yanked wheel the target accepts (None: ask pip)."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
     from .errors import Ot2WheelsError
+    from .plan import _filename_version, _tags_of  # the plan's cached filename parsing
     from .pypi import IndexClient
 
     try:
@@ -221,16 +220,9 @@ def _oldest_wheel_version(name: str, spec: SpecifierSet, target: Target, layout:
     except Ot2WheelsError:
         return None
     accepted = set(target.supported_tags())
-    fitting = []
-    for f in files:
-        if not f.is_wheel or f.yanked:
-            continue
-        try:
-            _n, version, _b, wheel_tags = parse_wheel_filename(f.filename)
-        except InvalidWheelFilename:
-            continue
-        if not version.is_prerelease and spec.contains(version) and wheel_tags & accepted:
-            fitting.append(version)
+    fitting = [v for f in files if f.is_wheel and not f.yanked
+               and (v := _filename_version(f.filename)) is not None and not v.is_prerelease
+               and spec.contains(v) and _tags_of(f.filename) & accepted]
     return str(min(fitting)) if fitting else None
 
 
