@@ -48,6 +48,18 @@ def test_good_recipe_and_digest_changes_with_content(tmp_path: Path) -> None:
     assert (a.name, a.version, a.source.kind, a.env) == ("demo", "1.2.3", "pypi", (("FOO", "1"),))
     b = load_recipe(write(tmp_path, GOOD.replace('FOO = "1"', 'FOO = "2"')))
     assert a.digest != b.digest
+    assert a.build_digest != b.build_digest
+
+
+def test_build_digest_ignores_the_smoke_test_and_summary(tmp_path: Path) -> None:
+    a = load_recipe(write(tmp_path, GOOD))
+    refined = load_recipe(write(tmp_path, GOOD.replace('imports = ["demo"]', 'imports = ["demo", "demo._ext"]')
+                                .replace('version = "1.2.3"', 'version = "1.2.3"\nsummary = "C ext"')))
+    assert refined.digest != a.digest  # the record still tells them apart
+    assert refined.build_digest == a.build_digest  # but the wheel is the same build
+    patched = load_recipe(write(tmp_path, GOOD.replace('requires = ["setuptools==80.9.0"]',
+                                                       'requires = ["setuptools==80.9.1"]')))
+    assert patched.build_digest != a.build_digest
 
 
 @pytest.mark.parametrize(

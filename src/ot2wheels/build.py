@@ -64,7 +64,7 @@ class BuildResult:
 def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain, deps_digest: str = "") -> str:
     """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool,
     and the sha256 of every target-side build dependency: a rebuilt numpy rebuilds pandas)."""
-    parts = [recipe.digest, recipe.source.sha256, toolchain.digest, __version__, target.name]
+    parts = [recipe.build_digest, recipe.source.sha256, toolchain.digest, __version__, target.name]
     if deps_digest:
         parts.append(deps_digest)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

@@ -84,8 +84,20 @@ class Recipe:
 
     @property
     def digest(self) -> str:
-        """sha256 over the canonical recipe data and the patches' bytes: part of every cache key."""
-        h = hashlib.sha256(json.dumps(self.raw, sort_keys=True, separators=(",", ":")).encode())
+        """sha256 over the canonical recipe data and the patches' bytes (the build record's)."""
+        return self._digest(self.raw)
+
+    @property
+    def build_digest(self) -> str:
+        """The digest of what the build reads, part of every cache key: the recipe without its
+        [smoke] table and summary, so refining a smoke test does not rebuild the wheel."""
+        raw = {k: v for k, v in self.raw.items() if k != "smoke"}
+        if isinstance(raw.get("package"), dict):
+            raw["package"] = {k: v for k, v in raw["package"].items() if k != "summary"}
+        return self._digest(raw)
+
+    def _digest(self, raw: dict[str, Any]) -> str:
+        h = hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode())
         for patch in self.patches:
             h.update(patch.name.encode() + b"\0" + patch.read_bytes())
         return h.hexdigest()
