@@ -154,7 +154,8 @@ def recipe_refine(c, name, wheel=None):
     layout = Layout.discover(ROOT)
     path = layout.packages / name / "recipe.toml"
     whl = Path(wheel) if wheel else built_wheel(layout, name)
-    print(f"{path}: [smoke] imports = {refine_smoke_imports(path, whl)} (from {whl.name})")
+    found = refine_smoke_imports(path, whl)
+    print(f"{path}: [smoke] imports = {list(found.imports)}, load = {list(found.load)} (from {whl.name})")
 
 
 ns.add_task(plan)

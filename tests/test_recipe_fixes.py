@@ -20,7 +20,7 @@ from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
 from ot2wheels.pypi import IndexClient
-from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_imports
+from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_smoke
 from ot2wheels.recipes import load_recipe
 from ot2wheels.smoke import smoke_test
 from ot2wheels.targets import load_targets
@@ -67,32 +67,64 @@ def _zip_wheel(path: Path, names: list[str]) -> Path:
     return path
 
 
-def test_wheel_imports_are_what_the_wheel_ships(tmp_path: Path) -> None:
+def test_wheel_smoke_is_what_the_wheel_ships(tmp_path: Path) -> None:
     whl = _zip_wheel(tmp_path / "optmod-1.0-cp311-cp311-linux_armv7l.whl", [
         "optmod/__init__.py", "optmod/_fast.cpython-311-arm-linux-gnueabihf.so",
         "optmod/tests/__init__.py", "optmod/tests/_helper.cpython-311-arm-linux-gnueabihf.so",
         "_topext.abi3.so", "single.py", "optmod.libs/libfoo-1a2b.so.1",
         "optmod-1.0.data/platlib/plat/__init__.py", "optmod-1.0.data/scripts/tool",
         "optmod-1.0.dist-info/METADATA"])
-    assert wheel_imports(whl) == ["_topext", "optmod", "plat", "single", "optmod._fast"]
+    found = wheel_smoke(whl)
+    assert found.imports == ("optmod", "plat", "single")
+    assert found.load == ("_topext.abi3.so", "optmod.libs/libfoo-1a2b.so.1",
+                          "optmod/_fast.cpython-311-arm-linux-gnueabihf.so")
 
 
-def test_refine_replaces_only_the_smoke_imports(tmp_path: Path) -> None:
+def test_wheel_smoke_imports_only_packages_with_init(tmp_path: Path) -> None:
+    """debugpy's vendored tree (a folder without __init__.py below a package) is not imported,
+    its extension only opened; a namespace portion at the top leads to its first regular package."""
+    whl = _zip_wheel(tmp_path / "dbg-1.0-cp311-cp311-linux_armv7l.whl", [
+        "dbg/__init__.py", "dbg/_vendored/__init__.py", "dbg/_vendored/pydevd/pydevd.py",
+        "dbg/_vendored/pydevd/_bundle/__init__.py", "dbg/_vendored/pydevd/_bundle/cy.cpython-311-arm.so",
+        "ns/sub/__init__.py", "ns/sub/_c.abi3.so", "loose/mod.py"])
+    found = wheel_smoke(whl)
+    assert found.imports == ("dbg", "ns.sub")
+    assert found.load == ("dbg/_vendored/pydevd/_bundle/cy.cpython-311-arm.so", "ns/sub/_c.abi3.so")
+
+
+def _recipe(tmp_path: Path, smoke: str) -> Path:
     (tmp_path / "optmod").mkdir()
     recipe = tmp_path / "optmod" / "recipe.toml"
     recipe.write_text('[package]\nname = "optmod"\nversion = "1.0"\n\n[source]\nkind = "url"\n'
                       f'url = "https://example.invalid/o.tar.gz"\nsha256 = "{"0" * 64}"\n\n'
-                      '[build]\nrequires = ["setuptools==80.9.0"]\n\n[smoke]\n'
-                      'imports = ["optmod", "optmod._accel"]\ncode = "import optmod"\n')
+                      '[build]\nrequires = ["setuptools==80.9.0"]\n\n[smoke]\n' + smoke)
+    return recipe
+
+
+def test_refine_replaces_only_the_smoke_imports(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, 'imports = ["optmod", "optmod._accel"]\ncode = "import optmod"\n')
     whl = _zip_wheel(tmp_path / "optmod-1.0-cp311-cp311-linux_armv7l.whl",
                      ["optmod/__init__.py", "optmod/_fast.cpython-311-arm-linux-gnueabihf.so"])
-    assert refine_smoke_imports(recipe, whl) == ["optmod", "optmod._fast"]
+    assert refine_smoke_imports(recipe, whl).imports == ("optmod",)
     r = load_recipe(recipe)
-    assert r.smoke.imports == ("optmod", "optmod._fast") and r.smoke.code == "import optmod"
+    assert r.smoke.imports == ("optmod",) and r.smoke.code == "import optmod"
+    assert r.smoke.load == ("optmod/_fast.cpython-311-arm-linux-gnueabihf.so",)
     assert r.requires == ("setuptools==80.9.0",)
+    # refining again replaces the lists instead of adding lines
+    refine_smoke_imports(recipe, whl)
+    assert recipe.read_text().count("load = ") == 1 and recipe.read_text().count("# from the built wheel") == 1
     empty = _zip_wheel(tmp_path / "empty-1.0-py3-none-any.whl", ["empty-1.0.dist-info/METADATA"])
     with pytest.raises(ConfigError, match="ships no importable module"):
         refine_smoke_imports(recipe, empty)
+
+
+def test_smoke_load_must_be_relative_shared_objects(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, 'imports = []\nload = ["../evil.so"]\n')
+    with pytest.raises(ConfigError, match="load: '../evil.so' must be a relative path"):
+        load_recipe(recipe)
+    recipe.write_text(recipe.read_text().replace('load = ["../evil.so"]', "load = []"))
+    with pytest.raises(ConfigError, match="imports .* or load .* must name at least one"):
+        load_recipe(recipe)
 
 
 OPTMOD_SETUP = """
@@ -127,8 +159,58 @@ def test_generated_smoke_test_follows_the_built_wheel(fake: FakeIndex, layout: L
     toolchain = get_toolchain(target, layout)
     guessed = smoke_test(project.recipe("optmod"), result.wheel, toolchain)
     assert not guessed.passed and "_accel" in guessed.output
-    assert refine_smoke_imports(path, result.wheel) == ["optmod", "optmod._fast"]
+    assert refine_smoke_imports(path, result.wheel).imports == ("optmod",)
     assert smoke_test(load_recipe(path), result.wheel, toolchain).passed
+
+
+SHAPES_SETUP = """
+from setuptools import Extension, setup
+setup(name="shapes", version="1.0", packages=["shapes"],
+      ext_modules=[Extension("shapes._plain", ["shapes/_plain.c"]),  # a ctypes library: no PyInit_
+                   Extension("shapes._optional", ["shapes/_optional.c"]),  # imports a module nobody ships
+                   Extension("shapes._broken", ["shapes/_broken.c"]),  # imports its own missing module
+                   Extension("shapes._vendored._bundle._v", ["shapes/_v.c"])])  # no __init__.py above it
+"""
+NEEDS = 'PyObject *d = PyImport_ImportModule("{0}"); if (d == NULL) return NULL; Py_DECREF(d);'
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smoke_opens_shared_objects_and_imports_what_can_be_imported(fake: FakeIndex, layout: Layout) -> None:
+    """One test per smoke-imports class: a ctypes library (no PyInit_) is opened, not imported; an
+    extension under a folder without __init__.py is opened only; an extension needing a module
+    absent from the environment passes on its native check; one needing a module its own wheel
+    should ship fails."""
+    fake.sdist("shapes", "1.0", files={
+        "setup.py": SHAPES_SETUP, "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n',
+        "shapes/__init__.py": "", "shapes/_plain.c": "int shapes_plain(void) { return 42; }\n",
+        "shapes/_optional.c": module_c("_optional", body=NEEDS.format("_absent_cffi_backend")),
+        "shapes/_broken.c": module_c("_broken", body=NEEDS.format("shapes._not_shipped")),
+        "shapes/_v.c": module_c("_v", body=NEEDS.format("_bundle_on_its_own_path")),
+    })
+    fake.start()
+    path = new_recipe("shapes==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"])
+    serve_as_url(path, fake)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
+    result = build_one(project.recipe("shapes"), target, layout, say=lambda s: None)
+    assert result.ok and result.wheel is not None, result.record.error
+    found = refine_smoke_imports(path, result.wheel)
+    assert found.imports == ("shapes",)
+    assert [p.split(".")[0] for p in found.load] == [
+        "shapes/_broken", "shapes/_optional", "shapes/_plain", "shapes/_vendored/_bundle/_v"]
+    toolchain = get_toolchain(target, layout)
+    smoke = smoke_test(load_recipe(path), result.wheel, toolchain)
+    assert not smoke.passed and "No module named 'shapes._not_shipped'" in smoke.output
+    text = path.read_text()
+    broken = next(p for p in found.load if p.startswith("shapes/_broken"))
+    path.write_text(text.replace(f'"{broken}", ', ""))
+    smoke = smoke_test(load_recipe(path), result.wheel, toolchain)
+    assert smoke.passed, smoke.output
+    assert "not imported: shapes/_optional" in smoke.output and "_absent_cffi_backend" in smoke.output
+    assert "shapes/_plain" in smoke.output and "_bundle_on_its_own_path" not in smoke.output
 
 
 # --- 2. dynamic build requirements through the backend's hook --------------------------------

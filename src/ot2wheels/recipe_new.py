@@ -215,62 +215,93 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
 
 
 # --- smoke imports from the built wheel ------------------------------------------------------
-def wheel_imports(wheel: Path) -> list[str]:
-    """Import names a built wheel really ships: its top-level packages and modules, then every
-    extension module (dotted), leaving out test-only ones and vendored-library folders."""
+@dataclass(frozen=True)
+class WheelSmoke:
+    """What a smoke test of a built wheel checks: `imports` (modules it imports) and `load`
+    (every shared object, opened with RTLD_NOW; see ot2wheels.smoke for the import it then tries)."""
+    imports: tuple[str, ...]
+    load: tuple[str, ...]
+
+
+def _installed_paths(names: Iterable[str]) -> list[tuple[str, ...]]:
+    """The wheel's files as installed under site-packages (NAME.data/platlib/x -> x)."""
+    out = []
+    for name in names:
+        parts = PurePosixPath(name).parts
+        if not parts or parts[0].endswith(".dist-info") or name.endswith("/"):
+            continue
+        if parts[0].endswith(".data"):
+            if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                continue  # scripts, headers, data: not on sys.path
+            parts = parts[2:]
+        out.append(tuple(parts))
+    return out
+
+
+def wheel_smoke(wheel: Path) -> WheelSmoke:
+    """The smoke imports and shared objects of a built wheel, right by construction:
+
+    - a folder is a package only with an `__init__.py`; leading folders without one are namespace
+      portions (`google/`), but below a package a folder without one is not importable as the
+      package's code expects (debugpy's vendored `pydevd/_pydevd_bundle` wants its own sys.path);
+    - `imports`: each top-level module and the outermost regular package of each tree;
+    - `load`: every shared object (extension or plain library such as pycryptodome's ctypes
+      `_ARC4`): opening it checks its native symbols without assuming it is a Python module.
+    Test-only trees are left out: shipped or not, a smoke test must not depend on them."""
     try:
         with zipfile.ZipFile(wheel) as zf:
-            names = zf.namelist()
+            paths = _installed_paths(zf.namelist())
     except (OSError, zipfile.BadZipFile) as exc:
         raise SourceError(f"{wheel}: not a readable wheel: {exc}") from None
-    tops: set[str] = set()
-    extensions: set[str] = set()
-    for name in names:
-        parts = list(PurePosixPath(name).parts)
-        if not parts or parts[0].endswith(".dist-info"):
+    packages = {p[:-1] for p in paths if p[-1] == "__init__.py"}
+    imports: set[str] = set()
+    load: set[str] = set()
+    for parts in paths:
+        if {p.lower() for p in parts[:-1]} & _NOT_MODULES:
             continue
-        if parts[0].endswith(".data"):  # NAME.data/platlib/pkg/... installs as pkg/...
-            if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
-                continue
-            parts = parts[2:]
         leaf = parts[-1]
-        if leaf.endswith(".py"):
-            module = [*parts[:-1], leaf[:-3]]
-        elif leaf.endswith(".so") or ".so." in leaf:
-            module = [*parts[:-1], leaf.split(".", 1)[0]]  # _x.cpython-311-arm-linux-gnueabihf.so
-        else:
+        if leaf.endswith(".so") or ".so." in leaf:
+            load.add("/".join(parts))
             continue
-        if module[-1] == "__init__":
-            module = module[:-1]
-        if not module or not all(m.isidentifier() for m in module):
-            continue  # numpy.libs/, *.data scripts, ...
-        if {m.lower() for m in module} & _NOT_MODULES:
-            continue  # test-only modules: shipped or not, a smoke test must not depend on them
-        tops.add(module[0])
-        if not leaf.endswith(".py"):
-            extensions.add(".".join(module))
-    return sorted(tops) + sorted(extensions - tops)
+        if not leaf.endswith(".py") or not all(p.isidentifier() for p in (*parts[:-1], leaf[:-3])):
+            continue
+        if leaf[:-3].lower() in _NOT_MODULES:
+            continue
+        # the outermost regular package above the file, after any namespace portions
+        first = next((i for i in range(1, len(parts)) if parts[:i] in packages), None)
+        if first is None:
+            if len(parts) == 1:
+                imports.add(leaf[:-3])  # a top-level module
+            continue
+        if all(parts[:i] in packages for i in range(first, len(parts))):
+            imports.add(".".join(parts[:first]))
+    return WheelSmoke(tuple(sorted(imports)), tuple(sorted(load)))
 
 
 _SMOKE_HEADER = re.compile(r"^\[smoke\]\s*$", re.M)
-_IMPORTS_LINE = re.compile(r"^imports\s*=\s*\[[^\]]*\]", re.M)
+_IMPORTS_LINE = re.compile(r"^(?:# from the built wheel .*\n)?imports\s*=\s*\[[^\]]*\]\n?", re.M)
+_LOAD_LINE = re.compile(r"^load\s*=\s*\[[^\]]*\]\n?", re.M)
 
 
-def refine_smoke_imports(recipe_path: Path, wheel: Path) -> list[str]:
-    """Replace `[smoke] imports` of the recipe with what `wheel` ships; returns the new list."""
-    imports = wheel_imports(wheel)
-    if not imports:
+def refine_smoke_imports(recipe_path: Path, wheel: Path) -> WheelSmoke:
+    """Replace `[smoke] imports` and `load` of the recipe with what `wheel` ships; returns them."""
+    found = wheel_smoke(wheel)
+    if not found.imports and not found.load:
         raise ConfigError(f"{wheel.name} ships no importable module; keep {recipe_path}'s [smoke] imports")
     text = recipe_path.read_text()
     header = _SMOKE_HEADER.search(text)
-    line = _IMPORTS_LINE.search(text, header.end()) if header else None
-    if line is None:
+    if header is None or _IMPORTS_LINE.search(text, header.end()) is None:
         raise ConfigError(f"{recipe_path}: no `imports = [...]` line in [smoke] to replace")
-    new = (text[:line.start()] + f"# from the built wheel {wheel.name}\n"
-           + f"imports = {_toml_list(imports)}" + text[line.end():])
+    body = _LOAD_LINE.sub("", text[header.end():])
+    line = _IMPORTS_LINE.search(body)
+    assert line is not None  # found above; removing `load` lines cannot remove it
+    lines = f"# from the built wheel {wheel.name}\nimports = {_toml_list(found.imports)}\n"
+    if found.load:
+        lines += f"load = {_toml_list(found.load)}\n"
+    new = text[:header.end()] + body[:line.start()] + lines + body[line.end():]
     parse_recipe(tomllib.loads(new), recipe_path)  # still a valid recipe
     atomic_write(recipe_path, new)
-    return imports
+    return found
 
 
 # --- dynamic build requirements ----------------------------------------------------------------

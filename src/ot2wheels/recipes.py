@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -34,7 +34,7 @@ _SCHEMA: dict[str, set[str]] = {
     "source": {"kind", "sha256", "url", "git", "tag", "filename"},
     "build": {"requires", "env", "patches", "target-libs", "targets", "python", "backend",
               "target-requires", "config-settings"},
-    "smoke": {"imports", "code", "requires"},
+    "smoke": {"imports", "load", "code", "requires"},
     # A closure recipe: [package] + [closure] only. It is not built; it names a requirement whose
     # whole dependency closure must install on the targets (see ot2wheels.plan, ot2wheels.rehearse).
     "closure": {"requirement", "constraints", "cutoff", "code", "targets"},
@@ -56,6 +56,10 @@ class Smoke:
     imports: tuple[str, ...]
     code: str = ""
     requires: tuple[str, ...] = ()  # extra runtime requirements for the smoke test only
+    # Shared objects of the wheel (paths as installed, relative to site-packages) the smoke test
+    # opens with ctypes (RTLD_NOW, so an unresolved symbol fails); one that is an importable Python
+    # extension is then imported too (see ot2wheels.smoke).
+    load: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,8 +249,15 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
         raise _fail(path, "build", f"backend must be a non-empty string, got {backend!r}")
 
     imports = _strs(smoke, "imports", path, "smoke")
-    if not imports:
-        raise _fail(path, "smoke", "imports must name at least one module to import")
+    load = _strs(smoke, "load", path, "smoke")
+    if not imports and not load:
+        raise _fail(path, "smoke", "imports (modules to import) or load (shared objects to open) must name "
+                                   "at least one")
+    for item in load:
+        rel = PurePosixPath(item)
+        if rel.is_absolute() or ".." in rel.parts or not (rel.suffix == ".so" or ".so." in rel.name):
+            raise _fail(path, "smoke", f"load: {item!r} must be a relative path of a .so in the installed wheel "
+                                       "(like 'pkg/_lib.abi3.so')")
     code = smoke.get("code", "")
     if not isinstance(code, str):
         raise _fail(path, "smoke", "code must be a string of Python")
@@ -259,7 +270,7 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
         name=canonicalize_name(name),
         version=version,
         source=source,
-        smoke=Smoke(imports=imports, code=code,
+        smoke=Smoke(imports=imports, code=code, load=load,
                     requires=_requirements(smoke, "requires", path, "smoke", pinned=False)),
         directory=path.parent,
         requires=_requirements(build, "requires", path, "build", pinned=True),

@@ -55,13 +55,37 @@ spec = json.loads(sys.argv[1])
 root = spec["root"]
 for name in spec["imports"]:
     importlib.import_module(name)
+# Every shared object of [smoke] load is opened with RTLD_NOW: an unresolved symbol fails here. One
+# that exports PyInit_<name> and lies in packages is then imported too; an import that fails only
+# because a module is missing from the whole environment (not shipped by the wheel nor by its
+# requirements: zstandard's optional cffi backend, ruamel.yaml for its C loader) is an optional
+# feature of the wheel, so its native check above is what counts.
+import ctypes, importlib.util, os
+loaded = []
+for rel in spec.get("load", []):
+    handle = ctypes.CDLL(os.path.join(root, rel), mode=os.RTLD_NOW)
+    loaded.append(rel)
+    parts = rel.split("/")
+    leaf = parts[-1].split(".", 1)[0]
+    if not hasattr(handle, "PyInit_" + leaf) or not all(
+            os.path.isfile(os.path.join(root, *parts[:i], "__init__.py")) for i in range(1, len(parts))):
+        continue
+    try:
+        importlib.import_module(".".join([*parts[:-1], leaf]))
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if not missing or importlib.util.find_spec(missing) is not None:
+            raise
+        print(f"not imported: {rel} (needs {exc.name}, which neither the wheel nor its requirements provide)")
 native = sorted(
     m.__file__ for m in list(sys.modules.values())
     if getattr(m, "__file__", None) and m.__file__.startswith(root) and m.__file__.endswith(".so")
 )
-if not native:
+if not native and not loaded:
     raise SystemExit("smoke: none of the wheel's compiled extensions was loaded")
 print("native modules:", *[n[len(root) + 1:] for n in native], sep="\n  ")
+if loaded:
+    print("shared objects opened:", *loaded, sep="\n  ")
 exec(compile(spec["code"], "<smoke>", "exec"), {"__name__": "__smoke__"})
 print(spec["mark"])
 """
@@ -274,8 +298,8 @@ def prepare_sites(toolchain: Toolchain, closures: Sequence[tuple[Path, Sequence[
 
 def run_smoke(recipe: Recipe, toolchain: Toolchain, site: Path, timeout: float = 300) -> tuple[bool, str]:
     """Run the recipe's smoke test in the target CPython under qemu-user, with `site` on its path."""
-    spec = {"root": str(site), "imports": list(recipe.smoke.imports), "code": recipe.smoke.code,
-            "mark": OK_MARK}
+    spec = {"root": str(site), "imports": list(recipe.smoke.imports), "load": list(recipe.smoke.load),
+            "code": recipe.smoke.code, "mark": OK_MARK}
     try:
         run = toolchain.run_target(
             [str(toolchain.target_python), "-c", _RUNNER, json.dumps(spec)],
@@ -360,7 +384,7 @@ def _check_in_one_run(toolchain: Toolchain, jobs: list[_Job], timeout: int,
     """Run the checks of `jobs` in one target CPython under qemu-user; per-job results and the driver's output."""
     specs = [{"index": j.index, "root": str(j.site), "cwd": str(j.site.parent), "log": str(j.log),
               "timeout": timeout, "spec": {"root": str(j.site), "imports": list(j.recipe.smoke.imports),
-                                           "code": j.recipe.smoke.code, "mark": OK_MARK}} for j in jobs]
+                                           "load": list(j.recipe.smoke.load), "code": j.recipe.smoke.code, "mark": OK_MARK}} for j in jobs]
     argv = [*toolchain.qemu_command(), str(toolchain.target_python), "-c", _DRIVER, _RUNNER, str(parallel),
             json.dumps(specs)]
     # its own process group: checks the driver could not reap (it died, or was killed) go with it
