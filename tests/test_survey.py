@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from fakeindex import FakeIndex
 
 from ot2wheels.errors import ConfigError
@@ -24,8 +25,10 @@ from ot2wheels.survey import (
     error_line,
     load_project_list,
     promote,
+    release_for,
     run_survey,
     scratch_layout,
+    sdist_releases,
     write_page,
 )
 
@@ -207,12 +210,12 @@ def test_survey_writes_as_it_goes_and_resumes(tmp_path: Path) -> None:
         done_cells(out / "coverage.json")
 
 
-def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) -> None:
-    """numpy's newest sdist needs CPython >= 3.12: its cells are `unsupported` (not a recipe
-    failure counted against the tool), and no recipe is written for it."""
+def test_no_release_for_the_targets_python_is_unsupported(tmp_path: Path) -> None:
+    """Every sdist needs CPython >= 3.12: the cells are `unsupported` (not a recipe failure counted
+    against the tool), and no recipe is written."""
     idx = FakeIndex()
     idx.sdist("toonew", "2.0", files={"setup.py": ""}, requires_python=">=3.12")
-    idx.sdist("toonew", "1.0", files={"setup.py": ""}, requires_python=">=3.9")
+    idx.sdist("toonew", "1.0", files={"setup.py": ""}, requires_python=">=3.12")
     idx.start()
     try:
         layout = _checkout(tmp_path)
@@ -222,10 +225,33 @@ def test_newest_release_for_newer_pythons_only_is_unsupported(tmp_path: Path) ->
                            say=lambda m: None)
     finally:
         idx.stop()
+    why = "(and no older release with an sdist admits it)"
     assert [(c.target, c.stage, c.version, c.error) for c in cells] == [
-        ("bookworm-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.11"),
-        ("bullseye-armhf", Stage.UNSUPPORTED, "2.0", "Requires-Python >=3.12 excludes CPython 3.9")]
+        ("bookworm-armhf", Stage.UNSUPPORTED, "2.0", f"Requires-Python >=3.12 excludes CPython 3.11 {why}"),
+        ("bullseye-armhf", Stage.UNSUPPORTED, "2.0", f"Requires-Python >=3.12 excludes CPython 3.9 {why}")]
     assert not (root / "build" / "survey" / "packages" / "toonew").exists()
+
+
+def test_each_target_takes_the_newest_release_its_python_admits(tmp_path: Path) -> None:
+    """Like pip: numpy 2.5 needs 3.12, so CPython 3.11 takes 2.3 and 3.9 takes 2.0; an old sdist
+    whose file name parses as another project (PyMuPDF-1.14.19.post-2.tar.gz: "version 2") is no
+    release of the project, and 2.0 stays "2.0"."""
+    idx = FakeIndex()
+    idx.sdist("nump", "2.5.5", requires_python=">=3.12")
+    idx.sdist("nump", "2.3.5", requires_python=">=3.11")
+    idx.sdist("nump", "2.0.2", requires_python=">=3.9")
+    idx.sdist("nump", "3.0rc1", requires_python=">=3.9")
+    idx.add("nump", "nump-2.0.tar.gz", b"x")
+    idx.add("nump", "Nump-1.14.19.post-2.tar.gz", b"x")
+    idx.start()
+    try:
+        releases = sdist_releases(IndexClient(tmp_path / "cache", index_url=idx.url), "nump")
+    finally:
+        idx.stop()
+    assert sorted(map(str, releases)) == ["2.0", "2.0.2", "2.3.5", "2.5.5"]
+    assert [str(release_for(releases, py)) for py in ("3.13", "3.11", "3.9")] == ["2.5.5", "2.3.5", "2.0.2"]
+    assert release_for(releases, "3.8") == Version("2.0")  # no Requires-Python: admits every Python
+    assert release_for({Version("1"): ">=3.12"}, "3.11") is None
 
 
 def test_build_error_line_falls_back_to_the_records_error() -> None:

@@ -158,13 +158,20 @@ def parse_cutoff(value: str | None) -> datetime | None:
 # -- file facts -----------------------------------------------------------------------------
 
 @cache
-def _filename_version(filename: str) -> Version | None:
+def _filename_version(filename: str, name: str | None = None) -> Version | None:
+    """The version in a wheel's or sdist's file name; None if it does not parse or (given `name`)
+    names another project: an old sdist such as `PyMuPDF-1.14.19.post-2.tar.gz` parses as
+    project `pymupdf-1-14-19-post`, version 2, which must not pass for pymupdf 2(.0)."""
     try:
         if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
+            project, version = parse_wheel_filename(filename)[:2]
+        else:
+            project, version = parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
+    if name is not None and project != canonicalize_name(name):
+        return None
+    return version
 
 
 def _file_version(f: IndexFile) -> Version | None:

@@ -74,7 +74,7 @@ _SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd")
 
 
 def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
-    sdists = [f for f in files if f.is_sdist and _filename_version(f.filename) == version]
+    sdists = [f for f in files if f.is_sdist and _filename_version(f.filename, name) == version]
     if not sdists:
         raise SourceError(f"{name}=={version}: no sdist on the index; a recipe needs source to build from")
     sdists.sort(key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
@@ -116,7 +116,7 @@ def pin_build_requirements(requires: list[str], pythons: list[str], client: Inde
         wanted = [Version(f"{py}.0") for py in active]
         fits: dict[Version, set[Version]] = {}
         for f in client.files(req.name):
-            v = _filename_version(f.filename)
+            v = _filename_version(f.filename, req.name)
             if v is None or f.yanked or v.is_prerelease or not req.specifier.contains(v):
                 continue
             spec = _specifier(f.requires_python) if f.requires_python else None

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.version import Version
 
 from . import locks
 from .archive import extract as safe_extract
@@ -49,7 +50,7 @@ def pypi_sdist_url(name: str, version: str, client: IndexClient, filename: str |
                 sname, sver = parse_sdist_filename(f.filename)
             except InvalidSdistFilename:
                 continue
-            if canonicalize_name(sname) == canonicalize_name(name) and str(sver) == version:
+            if canonicalize_name(sname) == canonicalize_name(name) and sver == Version(version):
                 return f.url, f.filename
     raise SourceError(f"{client.project_url(name)}: no sdist for {name}=={version}; "
                       "check [package] version in the recipe")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from .errors import ConfigError, Ot2WheelsError
 from .fsutil import atomic_copy, atomic_write
@@ -209,20 +210,21 @@ def scratch_layout(layout: Layout, scratch: Path | None = None) -> Layout:
     return Layout(root=root, cache=layout.cache, dist=root / "dist")
 
 
-def newest_with_sdist(client, name: str) -> str:
-    return newest_sdist(client, name)[0]
-
-
-def newest_sdist(client, name: str) -> tuple[str, str | None]:
-    """The newest final release with an sdist, and that sdist's Requires-Python (from the index)."""
+def sdist_releases(client, name: str) -> dict[Version, str | None]:
+    """Every final, non-yanked release with an sdist -> that sdist's Requires-Python (index field)."""
     from .plan import _filename_version
 
     found = {v: f.requires_python for f in client.files(name) if f.is_sdist and not f.yanked
-             and (v := _filename_version(f.filename)) is not None and not v.is_prerelease}
+             and (v := _filename_version(f.filename, name)) is not None and not v.is_prerelease}
     if not found:
         raise ConfigError(f"{name}: no final release with an sdist on the index")
-    newest = max(found)
-    return str(newest), found[newest]
+    return found
+
+
+def release_for(releases: dict[Version, str | None], python: str) -> Version | None:
+    """What pip takes for a target CPython X.Y: the newest release whose Requires-Python admits it."""
+    fitting = [v for v, rp in releases.items() if not _excludes(rp, python)]
+    return max(fitting) if fitting else None
 
 
 def _excludes(requires_python: str | None, python: str) -> bool:
@@ -296,28 +298,54 @@ def run_survey(layout: Layout, projects: list[SurveyProject], target_names: list
 
 def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client, headers: dict[str, str],
                 hooks: bool, jobs: int, say: Say, ledger, run_id: int, build_timeout_s: float | None) -> list[Cell]:
-    """One project: its recipe (kept if it is for the newest version), a build per target, then
-    the smoke test of what built (a runtime dependency built earlier in the run is found in dist/)."""
+    """One project on `targets`, each with the release pip would take for its CPython (a runtime
+    dependency built earlier in the run is found in dist/)."""
+    try:
+        releases = sdist_releases(client, proj.name)
+    except Ot2WheelsError as exc:
+        text = str(exc)
+        return [Cell(proj.name, "", t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
+                     error_line(text)) for t in targets]
+    # like pip: each target gets the newest release its CPython may install; targets that need
+    # different releases are surveyed one release after the other, each with its own recipe
+    cells: list[Cell] = []
+    groups: dict[Version, list[Target]] = {}
+    for t in targets:
+        if (chosen := release_for(releases, t.python)) is None:
+            newest = max(releases)
+            cells.append(Cell(proj.name, str(newest), t.name, Stage.UNSUPPORTED, None,
+                              f"Requires-Python {releases[newest]} excludes CPython {t.python} "
+                              "(and no older release with an sdist admits it)"))
+        else:
+            groups.setdefault(chosen, []).append(t)
+    for version, group in sorted(groups.items(), reverse=True):
+        cells += _survey_release(scr, proj, str(version), group, client, headers, hooks, jobs, say, ledger,
+                                 run_id, build_timeout_s)
+    order = {t.name: i for i, t in enumerate(targets)}
+    return sorted(cells, key=lambda c: order[c.target])
+
+
+def _survey_release(scr: Layout, proj: SurveyProject, version: str, targets: list[Target], client,
+                    headers: dict[str, str], hooks: bool, jobs: int, say: Say, ledger, run_id: int,
+                    build_timeout_s: float | None) -> list[Cell]:
+    """One release of a project on the targets that take it: its recipe (kept if it is for this
+    version), a build per target, then the smoke test of what built."""
     from . import pipeline
     from .recipe_new import new_recipe, refine_smoke_imports
     from .recipes import load_recipe
 
     path = scr.packages / proj.name / "recipe.toml"
     try:
-        version, requires_python = newest_sdist(client, proj.name)
-        if all(_excludes(requires_python, t.python) for t in targets):
-            # no recipe to write: recipe.new pins build requirements for the Pythons it admits
-            return [Cell(proj.name, version, t.name, Stage.UNSUPPORTED, None,
-                         f"Requires-Python {requires_python} excludes CPython {t.python}") for t in targets]
         if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
             say(f"survey: recipe.new {proj.name}=={version}")
-            new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks)
+            new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks,
+                       pythons=sorted({t.python for t in targets}, key=Version))
         # not strict: another project's broken recipe must not stop this one
         project = pipeline.Project.load(scr, strict=False)
         recipe = project.recipe(proj.name)
     except Ot2WheelsError as exc:
         text = str(exc)
-        return [Cell(proj.name, "", t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
+        return [Cell(proj.name, version, t.name, Stage.RECIPE, classify(Stage.RECIPE, text, proj.parts),
                      error_line(text)) for t in targets]
     cells: list[Cell] = []
     to_smoke: list[tuple[Cell, Recipe, Target]] = []

@@ -221,7 +221,7 @@ def _oldest_wheel_version(name: str, spec: SpecifierSet, target: Target, layout:
         return None
     accepted = set(target.supported_tags())
     fitting = [v for f in files if f.is_wheel and not f.yanked
-               and (v := _filename_version(f.filename)) is not None and not v.is_prerelease
+               and (v := _filename_version(f.filename, name)) is not None and not v.is_prerelease
                and spec.contains(v) and _tags_of(f.filename) & accepted]
     return str(min(fitting)) if fitting else None
 
