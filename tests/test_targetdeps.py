@@ -114,8 +114,9 @@ def test_runtime_requirement_is_pinned_to_the_version_built_against(tmp_path: Pa
     wheel = _wheel(tmp_path / "demo-1.0-cp311-cp311-linux_armv7l.whl",
                    ["numpy>=1.20.3; python_version < '3.10'", "numpy>=1.21.0; python_version >= '3.10'",
                     "python-dateutil>=2.8.1"])
-    pinned = targetdeps.pin_requirements(wheel, {"numpy": "1.26.4"}, tmp_path / "out")
-    assert targetdeps.requires_dist(pinned) == ["python-dateutil>=2.8.1", "numpy>=1.26.4"]
+    pinned = targetdeps.pin_requirements(wheel, {"numpy": targetdeps.runtime_range("numpy", "1.26.4")},
+                                         tmp_path / "out")
+    assert targetdeps.requires_dist(pinned) == ["python-dateutil>=2.8.1", "numpy>=1.26.4,<2"]
     with zipfile.ZipFile(pinned) as zf:  # RECORD still matches every file
         for row in zf.read("demo-1.0.dist-info/RECORD").decode().splitlines():
             name, digest, _size = row.split(",")
@@ -123,6 +124,14 @@ def test_runtime_requirement_is_pinned_to_the_version_built_against(tmp_path: Pa
                 got = base64.urlsafe_b64encode(hashlib.sha256(zf.read(name)).digest()).rstrip(b"=").decode()
                 assert digest == f"sha256={got}", name
         assert "Long description." in zf.read("demo-1.0.dist-info/METADATA").decode()
+
+
+def test_a_numpy_1_build_cannot_run_on_numpy_2() -> None:
+    """numpy 2 broke the C ABI: built against 1.x runs on >= it below 2; built against 2.x on >= it."""
+    assert targetdeps.runtime_range("numpy", "1.26.4") == ">=1.26.4,<2"
+    assert targetdeps.runtime_range("NumPy", "1.21.6") == ">=1.21.6,<2"
+    assert targetdeps.runtime_range("numpy", "2.3.5") == ">=2.3.5"
+    assert targetdeps.runtime_range("scipy", "1.11.4") == ">=1.11.4"
 
 
 @pytest.mark.integration

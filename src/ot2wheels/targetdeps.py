@@ -19,7 +19,8 @@ version is installed in the build venv for the host, and a `sitecustomize` on th
 PYTHONPATH makes `numpy.get_include()` answer the target prefix's include folder (headers,
 `_numpyconfig.h` with the target's sizes, `libnpymath.a` beside it). Before compiling, a probe
 checks that answer; after compiling, the build log must name no numpy include folder outside
-the target prefix. The built wheel's `Requires-Dist` is pinned to `>= the version built against`.
+the target prefix. The built wheel's `Requires-Dist` is pinned to `>= the version built against` (numpy 1.x:
+also `<2`, numpy 2 broke the ABI).
 """
 
 from __future__ import annotations
@@ -132,10 +133,12 @@ class TargetDeps:
 
     @property
     def digest(self) -> str:
-        """Part of the cache key: a rebuilt dependency (new sha256) rebuilds its dependents."""
+        """Part of the cache key: a rebuilt dependency (new sha256) rebuilds its dependents, and so
+        does a change of the runtime range `finish` writes into the wheel."""
         if not self.deps:
             return ""
-        return hashlib.sha256(json.dumps([(d.name, d.version, d.origin, d.sha256) for d in self.deps])
+        return hashlib.sha256(json.dumps([(d.name, d.version, d.origin, d.sha256, runtime_range(d.name, d.version))
+                                          for d in self.deps])
                               .encode()).hexdigest()
 
     @property
@@ -339,11 +342,24 @@ def finish(wheel: Path, deps: TargetDeps, log: Path, dest: Path) -> Path:
     if bad:
         raise GateError(f"{wheel.name}: compiled against numpy headers outside the target prefix: "
                         f"{', '.join(bad)} (the host's numpy: its sizes are not the target's)")
-    return pin_requirements(wheel, {d.name: d.version for d in deps.deps}, dest)
+    return pin_requirements(wheel, {d.name: runtime_range(d.name, d.version) for d in deps.deps}, dest)
 
 
-def pin_requirements(wheel: Path, floors: dict[str, str], dest: Path) -> Path:
-    """A copy of `wheel` whose METADATA requires `name>=version` for each floor (other lines kept)."""
+# Built against a release of these majors, a wheel runs only below the next major: numpy 2 changed
+# the C ABI ("numpy.dtype size changed, may indicate binary incompatibility" for a numpy-1.x build).
+_ABI_MAJOR_CAP = {"numpy": 1}
+
+
+def runtime_range(name: str, version: str) -> str:
+    """What a wheel built against `name` `version` needs at run time: >= it (ABI is forward
+    compatible), and below the next major where that major broke the ABI."""
+    major = Version(version).major
+    cap = f",<{major + 1}" if major <= _ABI_MAJOR_CAP.get(canonicalize_name(name), -1) else ""
+    return f">={version}{cap}"
+
+
+def pin_requirements(wheel: Path, ranges: dict[str, str], dest: Path) -> Path:
+    """A copy of `wheel` whose METADATA requires `name` + range for each entry (other lines kept)."""
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / wheel.name
     with zipfile.ZipFile(wheel) as zin:
@@ -354,8 +370,8 @@ def pin_requirements(wheel: Path, floors: dict[str, str], dest: Path) -> Path:
         head_end = lines.index("") if "" in lines else len(lines)
         head, body = lines[:head_end], lines[head_end:]
         kept = [ln for ln in head if not (ln.startswith("Requires-Dist:") and
-                                          canonicalize_name(Requirement(ln.split(":", 1)[1].strip()).name) in floors)]
-        pins = [f"Requires-Dist: {name}>={version}" for name, version in sorted(floors.items())]
+                                          canonicalize_name(Requirement(ln.split(":", 1)[1].strip()).name) in ranges)]
+        pins = [f"Requires-Dist: {name}{spec}" for name, spec in sorted(ranges.items())]
         meta = "\n".join(kept + pins + body).encode()
         digest = base64.urlsafe_b64encode(hashlib.sha256(meta).digest()).rstrip(b"=").decode()
         record = [row if not row.startswith(meta_name + ",") else f"{meta_name},sha256={digest},{len(meta)}"
