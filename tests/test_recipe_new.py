@@ -120,3 +120,28 @@ def test_meson_and_cmake_backends_get_their_cross_setup() -> None:
     assert backend_name("scikit_build_core.build", ["scikit-build-core"]) in CMAKE_BACKENDS
     assert backend_name("setuptools.build_meta", ["setuptools", "setuptools-rust"]) == "setuptools-rust"
     assert backend_name("hatchling.build", ["hatchling"]) == "other"
+
+
+def test_a_build_requirement_on_numpy_becomes_target_requires(layout: Layout) -> None:
+    """pandas/shapely/matplotlib compile against numpy: the recipe takes the TARGET's numpy (not the
+    build machine's headers), in the sdist's range; oldest-supported-numpy style `==` pins per
+    Python become the lowest floor of the target Pythons; numpy leaves the host pins."""
+    idx = FakeIndex()
+    idx.sdist("needsnp", "1.0", files={"setup.py": "", "pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61", "numpy==1.21.6; python_version < \'3.11\'",\n'
+        '  "numpy==1.23.2; python_version == \'3.11\'", "numpy==2.1.0; python_version >= \'3.13\'"]\n'
+        'build-backend = "setuptools.build_meta"\n')})
+    idx.sdist("plainnp", "1.0", files={"setup.py": "", "pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61", "numpy>=2.0.0rc1"]\nbuild-backend = "setuptools.build_meta"\n')})
+    idx.wheel("setuptools", "80.0")
+    for v in ("1.21.6", "1.23.2", "2.1.0", "2.3.5"):
+        idx.wheel("numpy", v)
+    idx.start()
+    try:
+        client = IndexClient(layout.cache, index_url=idx.url)
+        r = load_recipe(new_recipe("needsnp==1.0", layout, client=client, pythons=["3.10", "3.11"]))
+        assert r.target_requires == ("numpy>=1.21.6",) and r.requires == ("setuptools==80.0",)
+        r = load_recipe(new_recipe("plainnp==1.0", layout, client=client, pythons=["3.11"]))
+        assert r.target_requires == ("numpy>=2.0.0rc1",) and r.requires == ("setuptools==80.0",)
+    finally:
+        idx.stop()

@@ -63,6 +63,9 @@ BuildOne = Callable[..., Any]
 _INCLUDE_PROBES = {
     "numpy": "import numpy; print(numpy.get_include())",
 }
+# Build requirements whose TARGET copy a build can compile against (recipe.new turns them into
+# target-requires); oldest-supported-numpy is a pin of numpy.
+TARGET_SIDE = {"numpy": "numpy", "oldest-supported-numpy": "numpy"}
 _NUMPY_SIZES = re.compile(r"#define\s+NPY_SIZEOF_(LONG|PY_INTPTR_T)\s+(\d+)")
 # numpy include folders named in compiler command lines (setuptools prints them).
 _NUMPY_INCLUDE_ARG = re.compile(r"-I\s*['\"]?(?P<path>[^\s'\"]*/numpy/(?:_?core)/include)\b")
