@@ -353,6 +353,10 @@ def test_cross_switches_reach_the_generated_recipe(fake: FakeIndex, layout: Layo
                                pythons=["3.11"]))
     assert dict(r.env)["GRPC_BUILD_WITH_BORING_SSL_ASM"] == "0"
     assert dict(r.env)["GRPC_PYTHON_BUILD_SYSTEM_OPENSSL"] == "1"
+    fake.sdist("matplotlib", "3.10.0", files={"setup.py": "", "matplotlib/__init__.py": ""})
+    r = load_recipe(new_recipe("matplotlib==3.10.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                               pythons=["3.11"]))
+    assert r.config_settings == ("setup-args=-Dsystem-freetype=true", "setup-args=-Dsystem-qhull=true")
 
 
 def test_cross_switches_file_is_validated(tmp_path: Path) -> None:
@@ -363,5 +367,8 @@ def test_cross_switches_file_is_validated(tmp_path: Path) -> None:
         load_cross_switches(bad)
     bad.write_text('[projects.foo]\nenv = { A = 1 }\nwhy = "docs"\n')
     with pytest.raises(ConfigError, match="env must be a table"):
+        load_cross_switches(bad)
+    bad.write_text('[projects.foo]\nconfig-settings = ["-Dx"]\nwhy = "docs"\n')
+    with pytest.raises(ConfigError, match="config-settings must be a list of 'KEY=VALUE'"):
         load_cross_switches(bad)
     assert sys.version_info >= (3, 11)

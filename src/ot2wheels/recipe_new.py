@@ -396,10 +396,12 @@ class CrossSwitch:
     project: str
     env: dict[str, str]
     why: str
+    config_settings: tuple[str, ...] = ()  # PEP 517 `-C KEY=VALUE`, e.g. a meson option of the project
 
 
 def load_cross_switches(path: Path) -> dict[str, CrossSwitch]:
-    """toolchain/cross-switches.toml: `[projects.NAME] env = {...}, why = "..."`, validated."""
+    """toolchain/cross-switches.toml: `[projects.NAME] env = {...}, config-settings = [...],
+    why = "..."`, validated."""
     if not path.is_file():
         return {}
     data = read_toml(path)
@@ -409,15 +411,20 @@ def load_cross_switches(path: Path) -> dict[str, CrossSwitch]:
     out: dict[str, CrossSwitch] = {}
     for name, entry in data.get("projects", {}).items():
         where = f"{path}: [projects.{name}]"
-        if not isinstance(entry, dict) or set(entry) - {"env", "why"}:
-            raise ConfigError(f"{where}: only `env` (a table of strings) and `why` (a string) are allowed")
+        if not isinstance(entry, dict) or set(entry) - {"env", "why", "config-settings"}:
+            raise ConfigError(f"{where}: only `env` (a table of strings), `config-settings` (a list of "
+                              "'KEY=VALUE' strings) and `why` (a string) are allowed")
         env, why = entry.get("env", {}), entry.get("why", "")
+        settings = entry.get("config-settings", [])
+        if not isinstance(settings, list) or not all(isinstance(c, str) and "=" in c and c.split("=", 1)[0]
+                                                     for c in settings):
+            raise ConfigError(f"{where}: config-settings must be a list of 'KEY=VALUE' strings")
         if not isinstance(env, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, str)
                                                 for k, v in env.items()):
             raise ConfigError(f"{where}: env must be a table of NAME = \"value\" strings")
         if not isinstance(why, str) or not why.strip():
             raise ConfigError(f"{where}: why must say where the switch is documented")
-        out[canonicalize_name(name)] = CrossSwitch(canonicalize_name(name), dict(env), why.strip())
+        out[canonicalize_name(name)] = CrossSwitch(canonicalize_name(name), dict(env), why.strip(), tuple(settings))
     return out
 
 
@@ -474,9 +481,13 @@ def render_recipe(name: str, version: str, sdist: IndexFile, requires: list[str]
     if target_requires:
         lines.append("# compiled against the TARGET's copy (ot2wheels.targetdeps), not the build machine's")
         lines.append(f"target-requires = {_toml_list(target_requires)}")
-    if switches is not None and switches.env:
+    if switches is not None and (switches.env or switches.config_settings):
         lines.append(f"# official cross-build switches (toolchain/cross-switches.toml): {switches.why}")
-        lines.append("env = {" + ", ".join(f"{k} = {_toml_str(v)}" for k, v in sorted(switches.env.items())) + "}")
+        if switches.env:
+            lines.append("env = {" + ", ".join(f"{k} = {_toml_str(v)}" for k, v in sorted(switches.env.items()))
+                         + "}")
+        if switches.config_settings:
+            lines.append(f"config-settings = {_toml_list(switches.config_settings)}")
     if python:
         lines.append(f"python = {_toml_str(python)}")
     lines += [
