@@ -318,7 +318,7 @@ def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client,
                               "(and no older release with an sdist admits it)"))
         else:
             groups.setdefault(chosen, []).append(t)
-    for version, group in sorted(groups.items(), reverse=True):
+    for version, group in sorted(groups.items()):  # the newest last: its recipe stays in packages/
         cells += _survey_release(scr, proj, str(version), group, client, headers, hooks, jobs, say, ledger,
                                  run_id, build_timeout_s)
     order = {t.name: i for i, t in enumerate(targets)}
