@@ -120,10 +120,10 @@ def test_refine_replaces_only_the_smoke_imports(tmp_path: Path) -> None:
 
 def test_smoke_load_must_be_relative_shared_objects(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path, 'imports = []\nload = ["../evil.so"]\n')
-    with pytest.raises(ConfigError, match="load: '../evil.so' must be a relative path"):
+    with pytest.raises(ConfigError, match=r"load: '\.\./evil\.so' must be a relative path"):
         load_recipe(recipe)
     recipe.write_text(recipe.read_text().replace('load = ["../evil.so"]', "load = []"))
-    with pytest.raises(ConfigError, match="imports .* or load .* must name at least one"):
+    with pytest.raises(ConfigError, match=r"imports .* or load .* must name at least one"):
         load_recipe(recipe)
 
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from packaging.version import Version
 from fakeindex import FakeIndex
+from packaging.version import Version
 
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout

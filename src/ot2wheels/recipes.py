@@ -254,8 +254,8 @@ def parse_recipe(data: dict[str, Any], path: Path, known_targets: set[str] | Non
         raise _fail(path, "smoke", "imports (modules to import) or load (shared objects to open) must name "
                                    "at least one")
     for item in load:
-        rel = PurePosixPath(item)
-        if rel.is_absolute() or ".." in rel.parts or not (rel.suffix == ".so" or ".so." in rel.name):
+        so = PurePosixPath(item)
+        if so.is_absolute() or ".." in so.parts or not (so.suffix == ".so" or ".so." in so.name):
             raise _fail(path, "smoke", f"load: {item!r} must be a relative path of a .so in the installed wheel "
                                        "(like 'pkg/_lib.abi3.so')")
     code = smoke.get("code", "")
