@@ -56,6 +56,10 @@ INCLUDE_LIBS = {
     "jpeglib.h": "libjpeg-dev",
     "png.h": "libpng-dev",
     "uuid/uuid.h": "uuid-dev",
+    # headers Debian keeps in a subfolder (the Contents map knows them as freetype2/ft2build.h,
+    # hdf5/serial/hdf5.h; the sources include them bare, found through pkg-config's -I)
+    "ft2build.h": "libfreetype-dev",
+    "hdf5.h": "libhdf5-dev",
 }
 BACKENDS = {
     "setuptools.build_meta": "setuptools",
