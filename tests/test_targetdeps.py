@@ -135,6 +135,34 @@ def test_a_numpy_1_build_cannot_run_on_numpy_2() -> None:
 
 
 @pytest.mark.integration
+def test_numpy_config_answers_the_target_prefix(tmp_path: Path, cache_dir: Path) -> None:
+    """Meson's dependency('numpy') (shapely) asks numpy-config: the build venv's copy, given to
+    the cross file, must print the TARGET prefix's include folder, not the host numpy's."""
+    from ot2wheels import buildenv
+    from ot2wheels.crossfiles import meson_cross_file
+
+    target = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
+    toolchain = get_toolchain(target, Layout(root=ROOT, cache=cache_dir, dist=tmp_path / "dist"))
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("numpy==2.2.6",), cache_dir)
+    site = tmp_path / "target" / "site" / "numpy"
+    (site / "numpy" / "_core" / "include" / "numpy").mkdir(parents=True)
+    (site / "numpy" / "_core" / "include" / "numpy" / "_numpyconfig.h").write_text("#define NPY_SIZEOF_LONG 4\n")
+    deps = targetdeps.TargetDeps((targetdeps.TargetDep("numpy", "2.2.6", "wheel", "0" * 64, site=site),))
+    tools = targetdeps.config_tools(deps, python)
+    assert [name for name, _ in tools] == ["numpy-config"]
+    assert targetdeps.config_tools(targetdeps.TargetDeps(), python) == ()
+    (tmp_path / "cross").mkdir()
+    cross = meson_cross_file(toolchain, tmp_path / "cross", Path("/usr/bin/pkg-config"), binaries=tools)
+    assert f"numpy-config = '{tools[0][1]}'" in cross.read_text()
+    log = tmp_path / "build.log"
+    log.write_text("")
+    env = targetdeps.prepare(deps, toolchain, python, {}, tmp_path / "work", log)
+    run = subprocess.run([str(tools[0][1]), "--cflags"], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert run.stdout.strip() == f"-I{site / 'numpy' / '_core' / 'include'}", run.stderr
+
+
+@pytest.mark.integration
 def test_a_missing_target_dependency_fails_with_one_line(tmp_path: Path, cache_dir: Path) -> None:
     """No recipe, no wheel on the index, not in the sysroot: one line naming it (real pip, real sysroot)."""
     layout = Layout(root=tmp_path, cache=cache_dir, dist=tmp_path / "dist")

@@ -201,7 +201,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         env = hostguard.environment(env, toolchain.sysroot, target.architecture.multiarch, work,
                                     tuple(toolchain.cxx_runtime_flags()))
         # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
-        setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs)
+        setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs,
+                                         binaries=targetdeps.config_tools(deps, python))
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")

@@ -104,8 +104,10 @@ def pkg_config_wrapper(toolchain: Toolchain, dest: Path, extra_dirs: tuple[Path,
     return script
 
 
-def meson_cross_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
-    """Write `<dest>/cross.ini` for the toolchain's target and return its path."""
+def meson_cross_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = (),
+                     binaries: tuple[tuple[str, Path], ...] = ()) -> Path:
+    """Write `<dest>/cross.ini` for the toolchain's target and return its path; `binaries` are
+    more config tools (name, path), e.g. numpy-config of a target-side numpy (targetdeps)."""
     tools = toolchain.compilers()
     cpu = cpu_of(toolchain.target.arch)
     link = link_args(toolchain)
@@ -119,6 +121,7 @@ def meson_cross_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launche
         f"pkg-config = {_q(pkg_config)}",
         f"pkgconfig = {_q(pkg_config)}",  # the name Meson < 1.3 reads
         f"exe_wrapper = {_qlist(toolchain.qemu_command())}",
+        *(f"{name} = {_q(path)}" for name, path in binaries),
         "",
         "[host_machine]",
         "system = 'linux'",
@@ -218,7 +221,8 @@ class BackendSetup:
 
 
 def backend_setup(backend: str, toolchain: Toolchain, cross: dict[str, str], dest: Path,
-                  make_jobs: int = 1, extra_pkgconfig: tuple[Path, ...] = ()) -> BackendSetup:
+                  make_jobs: int = 1, extra_pkgconfig: tuple[Path, ...] = (),
+                  binaries: tuple[tuple[str, Path], ...] = ()) -> BackendSetup:
     """Cross file / toolchain file for `backend`; for setuptools backends only the ld paths."""
     alt = alternative_lib_dirs(toolchain)
     if backend not in MESON_BACKENDS + CMAKE_BACKENDS:
@@ -230,7 +234,7 @@ def backend_setup(backend: str, toolchain: Toolchain, cross: dict[str, str], des
     env = {k: v for k, v in cross.items() if k not in COMPILER_VARS}
     env["PKG_CONFIG"] = str(pkg_config)
     if backend in MESON_BACKENDS:
-        path = meson_cross_file(toolchain, dest, pkg_config, launcher)
+        path = meson_cross_file(toolchain, dest, pkg_config, launcher, binaries)
         # ninja ignores MAKEFLAGS: cap the compile jobs through meson-python. -v: the compile
         # lines go to the build log (the target-prefix check of targetdeps reads them).
         return BackendSetup(env, (f"setup-args=--cross-file={path}", f"compile-args=-j{make_jobs}",

@@ -107,9 +107,11 @@ class _NumpyHook:
         def exec_module(module):
             run(module)
             module.get_include = _target_include
-            utils = _sys.modules.get("numpy.lib.utils")
-            if utils is not None:
-                utils.get_include = _target_include
+            # numpy 1.x: numpy.lib.utils; numpy 2.x: numpy.lib._utils_impl (numpy-config's)
+            for where in ("numpy.lib.utils", "numpy.lib._utils_impl"):
+                utils = _sys.modules.get(where)
+                if utils is not None:
+                    utils.get_include = _target_include
 
         spec.loader.exec_module = exec_module
         return spec
@@ -277,6 +279,16 @@ def check_numpy_headers(include: Path, toolchain: Toolchain) -> None:
         if npy in sizes and py in want and sizes[npy] != want[py]:
             raise BuildError(f"{config}: NPY_SIZEOF_{npy} is {sizes[npy]}, the target's {py} is {want[py]}: "
                              "these are another machine's numpy headers (the host's?)")
+
+
+def config_tools(deps: TargetDeps, python: Path) -> tuple[tuple[str, Path], ...]:
+    """Config tools for Meson's cross file: numpy >= 2 has `numpy-config`, which Meson's
+    `dependency('numpy')` asks (shapely); the build venv's copy (the host numpy of the target's
+    version) answers the target prefix's headers through the generated sitecustomize."""
+    tool = python.parent / "numpy-config"
+    if any(d.name == "numpy" for d in deps.deps) and tool.is_file():
+        return (("numpy-config", tool),)
+    return ()
 
 
 def prepare(deps: TargetDeps, toolchain: Toolchain, python: Path, env: dict[str, str], dest: Path,
