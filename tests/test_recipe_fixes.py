@@ -274,6 +274,11 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
                                                       '#include "local.h"\n', "src/local.h": ""})
     assert target_libs(data, "xmlthing-1.0.tar.gz", headers) == ["libxml2-dev", "libxslt1-dev"]
     assert target_libs(data, "xmlthing-1.0.tar.gz") == []  # the hand map alone knew neither
+    pyb = make_sdist("pybthing", "1.0", files={"src/w.cpp": "#include <pybind11/pybind11.h>\n"})[1]
+    pyb_headers = {"pybind11/pybind11.h": "pybind11-dev"}
+    assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers) == ["pybind11-dev"]
+    # pybind11 as a build requirement ships its headers; bookworm's older -dev copy would shadow them
+    assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers, ["pybind11==3.1.0"]) == []
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
 
 

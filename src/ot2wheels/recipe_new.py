@@ -70,6 +70,10 @@ BACKENDS = {
     "mesonpy": "meson-python",
     "scikit_build_core.build": "scikit-build-core",
 }
+# Header folders that a PyPI build requirement ships (its own include dir, newer than Debian's):
+# with the requirement in [build-system], the sysroot's -dev copy would shadow it (contourpy:
+# "PYBIND11_MODULE passed 3 arguments" against bookworm's pybind11 2.10).
+FROM_BUILD_REQUIREMENT = {"pybind11/": "pybind11", "nanobind/": "nanobind"}
 _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
                 "tools", "scripts", "setup", "conftest", "build", "ci"}
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
@@ -210,12 +214,16 @@ def extension_modules(data: bytes, filename: str) -> list[str]:
     return sorted(n for n in names if not {p.lower() for p in n.split(".")} & _NOT_MODULES)
 
 
-def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = None) -> list[str]:
+def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = None,
+                requires: Iterable[str] = ()) -> list[str]:
     """-dev packages whose headers the sdist's C/C++/Cython sources include.
 
     The hand map INCLUDE_LIBS wins; `headers` (include path -> Debian package, from the
-    suite's Contents index, see ot2wheels.debcontents) covers the rest.
+    suite's Contents index, see ot2wheels.debcontents) covers the rest. Headers that a build
+    requirement in `requires` ships (FROM_BUILD_REQUIREMENT) need no -dev package.
     """
+    have = {canonicalize_name(Requirement(r).name) for r in requires}
+    shipped = tuple(prefix for prefix, project in FROM_BUILD_REQUIREMENT.items() if project in have)
     import io
     import tarfile
     import zipfile
@@ -244,6 +252,8 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
         included.add(h[1:-1])
     libs = set()
     for h in sorted(included):
+        if h.startswith(shipped):
+            continue
         hand = [lib for key, lib in INCLUDE_LIBS.items() if (h.startswith(key) if key.endswith("/") else h == key)]
         if hand:
             libs.update(hand)
@@ -557,7 +567,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
     backend = backend_name(backend_string, requires)
-    libs = target_libs(data, sdist.filename, headers)
+    libs = target_libs(data, sdist.filename, headers, requires)
     if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
         libs = sorted({*libs, DEBIAN_STD_PACKAGE})
     text = render_recipe(name, str(version), sdist, requires, backend, backend_string, imports, libs,
