@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -129,3 +130,23 @@ def test_meson_and_cmake_cross_builds_have_target_tags_and_run(kind: str, name: 
     if kind == "cmake":  # the compile lines use the target's Python headers, never the host's
         compiles = [ln for ln in log.splitlines() if "arm-linux-gnueabihf-gcc" in ln and " -c " in ln]
         assert compiles and all(f"{toolchain.sysroot}/usr/include/python3.11" in ln for ln in compiles), compiles
+
+
+@pytest.mark.integration
+def test_pybind11_config_names_pybind11_headers_only(tmp_path: Path, cache_dir: Path) -> None:
+    """The real pybind11-config --includes also names the build machine's Python headers (contourpy:
+    "LONG_BIT definition appears wrong"); the cross file's copy names pybind11's own only."""
+    from ot2wheels import buildenv
+    from ot2wheels.crossfiles import pybind11_config
+
+    from ot2wheels.targets import load_targets
+
+    target = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
+    toolchain = get_toolchain(target, Layout(root=ROOT, cache=cache_dir, dist=tmp_path / "dist"))
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("pybind11==3.1.0",), cache_dir)
+    real = subprocess.run([str(python.parent / "pybind11-config"), "--includes"], capture_output=True, text=True)
+    assert "include/python3.11" in real.stdout  # what would leak
+    [(name, tool)] = pybind11_config(python, tmp_path / "cross")
+    out = subprocess.run([str(tool), "--includes"], capture_output=True, text=True).stdout.split()
+    assert name == "pybind11-config" and len(out) == 1 and out[0].endswith("/pybind11/include")
+    assert subprocess.run([str(tool), "--version"], capture_output=True, text=True).stdout.strip() == "3.1.0"

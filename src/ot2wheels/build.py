@@ -202,7 +202,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
                                     tuple(toolchain.cxx_runtime_flags()))
         # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs,
-                                         binaries=targetdeps.config_tools(deps, python))
+                                         binaries=(*targetdeps.config_tools(deps, python),
+                                                   *crossfiles.pybind11_config(python, work / "cross")))
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")
