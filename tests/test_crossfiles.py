@@ -138,7 +138,6 @@ def test_pybind11_config_names_pybind11_headers_only(tmp_path: Path, cache_dir: 
     "LONG_BIT definition appears wrong"); the cross file's copy names pybind11's own only."""
     from ot2wheels import buildenv
     from ot2wheels.crossfiles import pybind11_config
-
     from ot2wheels.targets import load_targets
 
     target = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
