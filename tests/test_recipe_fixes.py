@@ -192,7 +192,23 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
                                                       '#include "local.h"\n', "src/local.h": ""})
     assert target_libs(data, "xmlthing-1.0.tar.gz", headers) == ["libxml2-dev", "libxslt1-dev"]
     assert target_libs(data, "xmlthing-1.0.tar.gz") == []  # the hand map alone knew neither
+    assert headers["sqlfront.h"] == "freetds-dev"  # pymssql's Cython extern header
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
+
+
+def test_cython_extern_from_headers_count_as_includes() -> None:
+    # pymssql: `cdef extern from "sqlfront.h":` in a .pxd was missed, so freetds-dev never
+    # reached the sysroot ("sqlfront.h: No such file or directory")
+    _, data = make_sdist("dbthing", "1.0", {
+        "src/_db.pxd": 'cdef extern from "sqlfront.h":\n    ctypedef int DBINT\n',
+        "src/_db.pyx": "cdef extern from 'sybdb.h' nogil:\n    pass\ncdef extern from \"own.h\":\n    pass\n"
+                       "# extern from \"comment.h\" is not at the start of a statement\n",
+        "src/own.h": "",
+        "src/plain.py": 'cdef extern from "notcython.h":\n',
+    })
+    headers = {"sqlfront.h": "freetds-dev", "sybdb.h": "freetds-dev", "own.h": "libown-dev",
+               "comment.h": "libcomment-dev", "notcython.h": "libnot-dev"}
+    assert target_libs(data, "dbthing-1.0.tar.gz", headers) == ["freetds-dev"]
 
 
 # --- 4. host include and library paths kept out of the cross build ----------------------------

@@ -69,8 +69,10 @@ BACKENDS = {
 _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
                 "tools", "scripts", "setup", "conftest", "build", "ci"}
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
+# Cython names the C headers it includes in `cdef extern from "sqlfront.h":` (.pyx/.pxd), not #include
+_CYTHON_EXTERN = re.compile(rb'^\s*(?:cdef\s+)?extern\s+from\s+(<[^>]+>|"[^"]+"|\'[^\']+\')', re.M)
 _EXTENSION = re.compile(r"""Extension\(\s*(?:name\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]""")
-_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd")
+_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd", ".pxi")
 
 
 def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
@@ -189,7 +191,7 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
             own = {PurePosixPath(n).name for n in zf.namelist()}
             for name in zf.namelist():
                 if name.endswith(_SOURCE_SUFFIXES):
-                    found.update(_INCLUDE.findall(zf.read(name)))
+                    found.update(_includes(name, zf.read(name)))
     else:
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
             own = {PurePosixPath(i.name).name for i in tf.getmembers()}
@@ -197,10 +199,12 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
                 if info.isfile() and info.name.endswith(_SOURCE_SUFFIXES):
                     fh = tf.extractfile(info)
                     if fh is not None:
-                        found.update(_INCLUDE.findall(fh.read()))
+                        found.update(_includes(info.name, fh.read()))
     included = set()
     for raw in found:
         h = raw.decode(errors="replace")
+        if h.startswith("'"):
+            h = '"' + h[1:-1] + '"'
         if h.startswith('"') and PurePosixPath(h[1:-1]).name in own:
             continue  # "bundled.h": the sdist's own header
         included.add(h[1:-1])
@@ -212,6 +216,14 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
         elif headers is not None and (pkg := headers.get(h)):
             libs.add(pkg)
     return sorted(libs)
+
+
+def _includes(name: str, text: bytes) -> list[bytes]:
+    """The headers a source file includes, `<x.h>` or `"x.h"` (Cython's `extern from` too)."""
+    found = _INCLUDE.findall(text)
+    if name.endswith((".pyx", ".pxd", ".pxi")):
+        found += _CYTHON_EXTERN.findall(text)
+    return found
 
 
 # --- smoke imports from the built wheel ------------------------------------------------------
