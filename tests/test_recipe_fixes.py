@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from fakeindex import FakeIndex, make_sdist
 
-from ot2wheels import hostguard
+from ot2wheels import hostguard, hosttools
 from ot2wheels.build import build_one
 from ot2wheels.debcontents import header_map, parse_contents
-from ot2wheels.errors import ConfigError
+from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
 from ot2wheels.pypi import IndexClient
@@ -276,6 +276,73 @@ def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, t
     assert result.ok, result.record.error
     assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
     assert smoke_test(project.recipe("leaky"), result.wheel, get_toolchain(target, layout)).passed
+
+
+BUNDLED_SETUP = """
+import subprocess
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+class BuildExt(build_ext):
+    def run(self):
+        # what uvloop (libuv) and gevent (libev, c-ares) do: the bundled library's configure, no --host
+        subprocess.run(["sh", "./configure"], cwd="vendor", check=True)
+        super().run()
+
+setup(name="bundled", version="1.0", cmdclass={"build_ext": BuildExt},
+      ext_modules=[Extension("bundled", ["bundled.c"], include_dirs=["vendor"])])
+"""
+BUNDLED_CONFIGURE_AC = """AC_INIT([vendored], [1.0])
+AC_PROG_CC
+AC_CHECK_SIZEOF([long])
+AC_SUBST([SIZEOF_LONG], [$ac_cv_sizeof_long])
+AC_CONFIG_FILES([vendored.h])
+AC_OUTPUT
+"""
+
+
+def autoconf_configure(tmp_path: Path) -> str:
+    """A real autoconf-generated configure script for BUNDLED_CONFIGURE_AC."""
+    try:
+        hosttools.ensure([hosttools.HostTool("autoconf", "autoconf")], log=lambda m: None)
+    except ToolchainError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path / "ac"
+    work.mkdir()
+    (work / "configure.ac").write_text(BUNDLED_CONFIGURE_AC)
+    subprocess.run(["autoconf"], cwd=work, check=True, capture_output=True)
+    return (work / "configure").read_text()
+
+
+@pytest.mark.integration
+def test_bundled_configure_cross_compiles_for_the_target(layout: Layout, tmp_path: Path) -> None:
+    """A setup.py that runs a bundled autoconf ./configure without --host: CONFIG_SITE makes it a
+    cross configure for the target (it stopped at "cannot run C compiled programs")."""
+    from conftest import serve_directory, sha
+
+    archive = tmp_path / "bundled-1.0.tar.gz"
+    archive.write_bytes(make_sdist("bundled", "1.0", {
+        "setup.py": BUNDLED_SETUP,
+        "vendor/configure": autoconf_configure(tmp_path),
+        "vendor/vendored.h.in": "#define VENDORED_SIZEOF_LONG @SIZEOF_LONG@\n",
+        # configured for the build machine (8 on x86-64) it would not compile for 32-bit ARM
+        "bundled.c": module_c("bundled", '#include "vendored.h"\n'
+                              '_Static_assert(VENDORED_SIZEOF_LONG == sizeof(long), "configured for another machine");'),
+    })[1])
+    (layout.packages / "bundled").mkdir(parents=True)
+    with serve_directory(tmp_path) as url:
+        (layout.packages / "bundled" / "recipe.toml").write_text(
+            f'[package]\nname = "bundled"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
+            '[smoke]\nimports = ["bundled"]\n')
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        result = build_one(project.recipe("bundled"), target, layout, say=lambda s: None)
+    log = result.record_path.with_suffix(".log").read_text()
+    assert result.ok, result.record.error
+    assert "checking whether we are cross compiling... yes" in log
+    assert "checking size of long... 4" in log
+    assert smoke_test(project.recipe("bundled"), result.wheel, get_toolchain(target, layout)).passed
 
 
 # --- 5. official cross switches, as data --------------------------------------------------------

@@ -18,6 +18,7 @@ from . import (
     __version__,
     buildenv,
     ccache,
+    crossenv,
     crossfiles,
     gate,
     hostguard,
@@ -190,7 +191,9 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         cross = toolchain.env()
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
             cross = {**cross, **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,))}
-        env = {**cross, **parallel_env(make_jobs, work), **dict(recipe.env),
+        env = {**cross, **parallel_env(make_jobs, work),
+               "CONFIG_SITE": str(crossenv.write_config_site(work / "config.site", target.triplet)),
+               **dict(recipe.env),
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
                # scripts run from the source tree (numpy's conv_template) must not leave
                # __pycache__/ folders for the backend to copy into the wheel
