@@ -308,6 +308,33 @@ def test_vendoring_follows_libraries_a_manylinux_policy_whitelists(layout: Layou
     assert smoke_test(project.recipe("shaper"), result.wheel, get_toolchain(target, layout)).passed
 
 
+@pytest.mark.integration
+def test_openmp_extension_vendors_the_compilers_libgomp(layout: Layout, tmp_path: Path) -> None:
+    """-fopenmp links the cross gcc's libgomp.so.1, which the sysroot has not: auditwheel could not
+    locate it (scikit-learn, numba); the compiler's runtime folder is searched after the sysroot."""
+    from conftest import serve_directory, sha
+
+    archive = tmp_path / "omp-1.0.tar.gz"
+    archive.write_bytes(make_sdist("omp", "1.0", {
+        "setup.py": 'from setuptools import Extension, setup\nsetup(name="omp", version="1.0", '
+                    'ext_modules=[Extension("omp", ["omp.c"], extra_compile_args=["-fopenmp"], '
+                    'extra_link_args=["-fopenmp"])])\n',
+        "omp.c": module_c("omp", "#include <omp.h>", "if (omp_get_max_threads() < 1) return NULL;")})[1])
+    (layout.packages / "omp").mkdir(parents=True)
+    with serve_directory(tmp_path) as url:
+        (layout.packages / "omp" / "recipe.toml").write_text(
+            f'[package]\nname = "omp"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
+            '[smoke]\nimports = ["omp"]\n')
+        project = Project.load(layout)
+        target = project.targets.get("bookworm-armhf")
+        result = build_one(project.recipe("omp"), target, layout, say=lambda s: None)
+    assert result.ok, result.record.error
+    with zipfile.ZipFile(result.wheel) as zf:
+        assert any(n.startswith("omp.libs/libgomp") for n in zf.namelist()), zf.namelist()
+    assert smoke_test(project.recipe("omp"), result.wheel, get_toolchain(target, layout)).passed
+
+
 BUNDLED_SETUP = """
 import subprocess
 from setuptools import Extension, setup

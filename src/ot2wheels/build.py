@@ -272,7 +272,9 @@ def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path,
     system = toolchain.system_libs()
     report = gate.check(raw, toolchain.target, system, toolchain.library_dirs)
     if report.only_needs_vendoring:
-        repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths], system, log)
+        missing = {lib for e in report.elves for lib in e.needed if lib not in system}
+        runtime = gate.compiler_runtime_dirs(toolchain.compilers()["CC"], missing)  # after the sysroot's
+        repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths, *runtime], system, log)
         report = gate.check(repaired, toolchain.target, system, toolchain.library_dirs)
         report.repaired = True
         raw = repaired

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from auditwheel.elfutils import elf_find_versioned_symbols, elf_read_dt_needed
 from elftools.elf.elffile import ELFFile
@@ -214,6 +215,24 @@ def check(wheel: Path, target: Target, system_libs: set[str],
                        f"{glibc or 'none'} <= {target.glibc_str}; all DT_NEEDED on the target or vendored"
                        + ("; every needed symbol version defined by its library" if library_dirs else ""))
     return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
+
+
+def compiler_runtime_dirs(cc: str, sonames: Iterable[str]) -> list[Path]:
+    """Folders of the cross compiler's own runtime libraries among `sonames` (libgomp.so.1,
+    libatomic.so.1) that a wheel needs: the sysroot may not have them (nothing asked for
+    libgomp1), and auditwheel must find them to vendor them, as it vendors a manylinux
+    toolchain's libgomp. `cc`: the compiler command (with --sysroot, searched first)."""
+    found: list[Path] = []
+    for soname in sorted(sonames):
+        try:
+            out = subprocess.run([*shlex.split(cc), f"-print-file-name={soname}"], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        path = Path(out.stdout.strip())
+        if out.returncode == 0 and path.is_absolute() and path.is_file() and path.resolve().parent not in found:
+            found.append(path.resolve().parent)
+    return found
 
 
 # auditwheel under the target's rules: a manylinux policy's whitelist names libraries every
