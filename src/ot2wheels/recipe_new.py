@@ -66,6 +66,7 @@ BACKENDS = {
     "mesonpy": "meson-python",
     "scikit_build_core.build": "scikit-build-core",
 }
+_WRAPPABLE = ("mesonpy", "scikit_build_core.build")  # backends an in-tree backend may wrap
 _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
                 "tools", "scripts", "setup", "conftest", "build", "ci"}
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
@@ -83,10 +84,18 @@ def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
     return sdists[0]
 
 
-def backend_name(build_backend: str, requires: Iterable[str]) -> str:
+def backend_name(build_backend: str, requires: Iterable[str], in_tree: bool = False) -> str:
+    """The recipe's backend name; `in_tree`: the sdist's own backend module (backend-path)."""
     names = {canonicalize_name(Requirement(r).name) for r in requires}
     if build_backend.startswith("setuptools") and "setuptools-rust" in names:
         return "setuptools-rust"
+    if build_backend not in BACKENDS and in_tree:
+        # An in-tree wrapper around meson-python or scikit-build-core (duckdb's
+        # duckdb_packaging.build_backend): without the name the build gets no cross file and
+        # configures for the build machine (duckdb: -march=x86-64-v3 for an ARM compiler).
+        wrapped = {BACKENDS[b] for b in _WRAPPABLE if BACKENDS[b] in names}
+        if len(wrapped) == 1:
+            return wrapped.pop()
     return BACKENDS.get(build_backend, "other")
 
 
@@ -483,7 +492,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
-    backend = backend_name(backend_string, requires)
+    backend = backend_name(backend_string, requires, in_tree=bool(build_system.get("backend-path")))
     libs = target_libs(data, sdist.filename, headers)
     if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
         libs = sorted({*libs, DEBIAN_STD_PACKAGE})
