@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fakeindex import FakeIndex, make_sdist
 
 from ot2wheels import hostguard, hosttools
-from ot2wheels.build import build_one
+from ot2wheels.build import BuildResult, build_one
 from ot2wheels.debcontents import header_map, parse_contents
 from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.paths import Layout
@@ -23,7 +24,7 @@ from ot2wheels.pypi import IndexClient
 from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_imports
 from ot2wheels.recipes import load_recipe
 from ot2wheels.smoke import smoke_test
-from ot2wheels.targets import load_targets
+from ot2wheels.targets import Target, load_targets
 from ot2wheels.toolchains import get_toolchain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,84 +256,80 @@ setup(name="leaky", version="1.0", ext_modules=[Extension("leaky", ["leaky.c"],
 """
 
 
-@pytest.mark.integration
-def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class LocalBuild:
+    project: Project
+    target: Target
+    result: BuildResult
+
+    def smoke_passes(self) -> bool:
+        r = self.project.recipe(self.result.recipe.name)
+        return smoke_test(r, self.result.wheel, get_toolchain(self.target, self.project.layout)).passed
+
+
+def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str, str],
+                      build_extra: str = "") -> LocalBuild:
+    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for bookworm-armhf by a recipe
+    of a pinned setuptools plus `build_extra` ([build] lines) that smoke-imports `name`."""
     from conftest import serve_directory, sha
 
-    archive = tmp_path / "leaky-1.0.tar.gz"
-    archive.write_bytes(make_sdist("leaky", "1.0", {
-        "setup.py": LEAKY_SETUP,
-        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})[1])
-    (layout.packages / "leaky").mkdir(parents=True)
+    archive = tmp_path / f"{name}-1.0.tar.gz"
+    archive.write_bytes(make_sdist(name, "1.0", files)[1])
+    (layout.packages / name).mkdir(parents=True)
     with serve_directory(tmp_path) as url:
-        (layout.packages / "leaky" / "recipe.toml").write_text(
-            f'[package]\nname = "leaky"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
-            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
-            '[smoke]\nimports = ["leaky"]\n')
+        (layout.packages / name / "recipe.toml").write_text(
+            f'[package]\nname = "{name}"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n{build_extra}'
+            f'[smoke]\nimports = ["{name}"]\n')
         project = Project.load(layout)
         target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe("leaky"), target, layout, say=lambda s: None)
-    log = result.record_path.with_suffix(".log").read_text()
-    assert result.ok, result.record.error
+        result = build_one(project.recipe(name), target, layout, say=lambda s: None)
+    return LocalBuild(project, target, result)
+
+
+@pytest.mark.integration
+def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
+    b = build_local_sdist(layout, tmp_path, "leaky", {
+        "setup.py": LEAKY_SETUP,
+        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})
+    log = b.result.record_path.with_suffix(".log").read_text()
+    assert b.result.ok, b.result.record.error
     assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
-    assert smoke_test(project.recipe("leaky"), result.wheel, get_toolchain(target, layout)).passed
+    assert b.smoke_passes()
 
 
 @pytest.mark.integration
 def test_vendoring_follows_libraries_a_manylinux_policy_whitelists(layout: Layout, tmp_path: Path) -> None:
     """libraqm -> libharfbuzz -> libglib-2.0: glib is on manylinux's whitelist, not on the target,
     so auditwheel left it out and the gate refused the wheel (pillow)."""
-    from conftest import serve_directory, sha
-
-    archive = tmp_path / "shaper-1.0.tar.gz"
-    archive.write_bytes(make_sdist("shaper", "1.0", {
+    assert "libglib-2.0.so.0" not in get_toolchain(load_targets(layout.targets_file).get("bookworm-armhf"),
+                                                   layout).system_libs()  # what makes this a test
+    b = build_local_sdist(layout, tmp_path, "shaper", {
         "setup.py": 'from setuptools import Extension, setup\nsetup(name="shaper", version="1.0", '
                     'ext_modules=[Extension("shaper", ["shaper.c"], libraries=["raqm"])])\n',
         "shaper.c": module_c("shaper", "const char *raqm_version_string(void);  /* raqm.h needs freetype2's -I */",
-                             "if (!raqm_version_string()) return NULL;")})[1])
-    (layout.packages / "shaper").mkdir(parents=True)
-    with serve_directory(tmp_path) as url:
-        (layout.packages / "shaper" / "recipe.toml").write_text(
-            f'[package]\nname = "shaper"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
-            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
-            'target-libs = ["libraqm-dev"]\n[smoke]\nimports = ["shaper"]\n')
-        project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        assert "libglib-2.0.so.0" not in get_toolchain(target, layout).system_libs()  # what makes this a test
-        result = build_one(project.recipe("shaper"), target, layout, say=lambda s: None)
-    assert result.ok, result.record.error
-    assert result.record.gate.repaired
-    with zipfile.ZipFile(result.wheel) as zf:
+                             "if (!raqm_version_string()) return NULL;")}, 'target-libs = ["libraqm-dev"]\n')
+    assert b.result.ok, b.result.record.error
+    assert b.result.record.gate.repaired
+    with zipfile.ZipFile(b.result.wheel) as zf:
         vendored = {Path(n).name.split("-")[0] for n in zf.namelist() if n.startswith("shaper.libs/")}
     assert {"libraqm", "libharfbuzz", "libglib"} <= vendored, vendored
-    assert smoke_test(project.recipe("shaper"), result.wheel, get_toolchain(target, layout)).passed
+    assert b.smoke_passes()
 
 
 @pytest.mark.integration
 def test_openmp_extension_vendors_the_compilers_libgomp(layout: Layout, tmp_path: Path) -> None:
     """-fopenmp links the cross gcc's libgomp.so.1, which the sysroot has not: auditwheel could not
     locate it (scikit-learn, numba); the compiler's runtime folder is searched after the sysroot."""
-    from conftest import serve_directory, sha
-
-    archive = tmp_path / "omp-1.0.tar.gz"
-    archive.write_bytes(make_sdist("omp", "1.0", {
+    b = build_local_sdist(layout, tmp_path, "omp", {
         "setup.py": 'from setuptools import Extension, setup\nsetup(name="omp", version="1.0", '
                     'ext_modules=[Extension("omp", ["omp.c"], extra_compile_args=["-fopenmp"], '
                     'extra_link_args=["-fopenmp"])])\n',
-        "omp.c": module_c("omp", "#include <omp.h>", "if (omp_get_max_threads() < 1) return NULL;")})[1])
-    (layout.packages / "omp").mkdir(parents=True)
-    with serve_directory(tmp_path) as url:
-        (layout.packages / "omp" / "recipe.toml").write_text(
-            f'[package]\nname = "omp"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
-            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
-            '[smoke]\nimports = ["omp"]\n')
-        project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe("omp"), target, layout, say=lambda s: None)
-    assert result.ok, result.record.error
-    with zipfile.ZipFile(result.wheel) as zf:
+        "omp.c": module_c("omp", "#include <omp.h>", "if (omp_get_max_threads() < 1) return NULL;")})
+    assert b.result.ok, b.result.record.error
+    with zipfile.ZipFile(b.result.wheel) as zf:
         assert any(n.startswith("omp.libs/libgomp") for n in zf.namelist()), zf.namelist()
-    assert smoke_test(project.recipe("omp"), result.wheel, get_toolchain(target, layout)).passed
+    assert b.smoke_passes()
 
 
 BUNDLED_SETUP = """
@@ -375,31 +372,19 @@ def autoconf_configure(tmp_path: Path) -> str:
 def test_bundled_configure_cross_compiles_for_the_target(layout: Layout, tmp_path: Path) -> None:
     """A setup.py that runs a bundled autoconf ./configure without --host: CONFIG_SITE makes it a
     cross configure for the target (it stopped at "cannot run C compiled programs")."""
-    from conftest import serve_directory, sha
-
-    archive = tmp_path / "bundled-1.0.tar.gz"
-    archive.write_bytes(make_sdist("bundled", "1.0", {
+    b = build_local_sdist(layout, tmp_path, "bundled", {
         "setup.py": BUNDLED_SETUP,
         "vendor/configure": autoconf_configure(tmp_path),
         "vendor/vendored.h.in": "#define VENDORED_SIZEOF_LONG @SIZEOF_LONG@\n",
         # configured for the build machine (8 on x86-64) it would not compile for 32-bit ARM
         "bundled.c": module_c("bundled", '#include "vendored.h"\n'
                               '_Static_assert(VENDORED_SIZEOF_LONG == sizeof(long), "configured for another machine");'),
-    })[1])
-    (layout.packages / "bundled").mkdir(parents=True)
-    with serve_directory(tmp_path) as url:
-        (layout.packages / "bundled" / "recipe.toml").write_text(
-            f'[package]\nname = "bundled"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
-            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
-            '[smoke]\nimports = ["bundled"]\n')
-        project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe("bundled"), target, layout, say=lambda s: None)
-    log = result.record_path.with_suffix(".log").read_text()
-    assert result.ok, result.record.error
+    })
+    log = b.result.record_path.with_suffix(".log").read_text()
+    assert b.result.ok, b.result.record.error
     assert "checking whether we are cross compiling... yes" in log
     assert "checking size of long... 4" in log
-    assert smoke_test(project.recipe("bundled"), result.wheel, get_toolchain(target, layout)).passed
+    assert b.smoke_passes()
 
 
 # --- 5. official cross switches, as data --------------------------------------------------------
