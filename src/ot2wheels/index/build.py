@@ -558,23 +558,28 @@ def build_index(
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
     full: bool = False,
+    listed: tuple[int, dict[str, int]] | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
     of each project page as it is written. `full` skips the incremental path (incremental.py):
-    every page is recomputed and the whole tree swapped in at once.
+    every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
+    the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
+    an incremental build does not list them again; a folder changed since then has a newer mtime
+    than the one remembered, so it is rescanned next time.
     """
     try:
-        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full)
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed)
     except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
         raise disk_error(exc, exc.filename or index_dir, "building the index") from None
 
 
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet, remove: Iterable[tuple[str, str]],
-                 progress: Callable[[str], None] | None, full: bool) -> IndexResult:
+                 progress: Callable[[str], None] | None, full: bool,
+                 listed: tuple[int, dict[str, int]] | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -585,12 +590,12 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         swap.recover(index_dir)
         fp = _fingerprint(dist_dir, yanked_file, base_url, targets)
         if not remove and not full:
-            done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start)
+            done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, listed)
             if done is not None:
                 return done
         published = read_published(index_dir)
         scanned_at = incremental.now_ns()
-        folders = quick.dist_folders(str(dist_dir))
+        folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
         candidates, skipped, skipped_by_folder = [], [], {}
         failures: render.Failures = {}
         seen: dict[str, str | None] = {}
@@ -660,7 +665,8 @@ def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None,
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
-                 targets: TargetSet, progress: Callable[[str], None] | None, start: float) -> IndexResult | None:
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 listed: tuple[int, dict[str, int]] | None) -> IndexResult | None:
     """Publish what is new in changed dist folders, touching only what that changes; None when a
     full build is needed (see incremental.py)."""
     cache = incremental.read_scan_cache(index_dir)
@@ -669,8 +675,7 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     raw = quick.read_state_bytes(str(index_dir))
     if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
         return None
-    scanned_at = incremental.now_ns()
-    folders = quick.dist_folders(str(dist_dir))
+    scanned_at, folders = listed or (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
     changed = quick.changed_folders(str(dist_dir), cache.folders, folders)
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
         return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)

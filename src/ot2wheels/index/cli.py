@@ -38,12 +38,13 @@ def publish(dist: str, index: str, targets_file: str, yanked: str | None = None,
             full: bool = False) -> None:
     """Build or update `index` from `dist` and print the result (errors: Ot2WheelsError)."""
     start = time.monotonic()
+    listed = None
     if not full:
         from . import quick
 
         release = quick.lock(index)
         try:
-            doc = quick.unchanged(dist, index, quick.fingerprint(dist, yanked, base_url, targets_file))
+            doc, listed = quick.probe(dist, index, quick.fingerprint(dist, yanked, base_url, targets_file))
         finally:
             release()
         # Unused yank rules are named from the yank list, which only the long way reads.
@@ -63,7 +64,7 @@ def publish(dist: str, index: str, targets_file: str, yanked: str | None = None,
     from .build import build_index
 
     print_result(build_index(Path(dist), Path(index), Path(yanked) if yanked else None, base_url,
-                             targets=load_targets(Path(targets_file)), full=full))
+                             targets=load_targets(Path(targets_file)), full=full, listed=listed))
 
 
 def main(argv: list[str] | None = None) -> int:

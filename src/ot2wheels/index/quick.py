@@ -74,7 +74,8 @@ def read_state_bytes(index_dir: str) -> bytes | None:
 
 
 def dist_folders(dist_dir: str) -> dict[str, int]:
-    """Every dist/<target>/<project>/ folder ("<target>/<project>") with its mtime in ns.
+    """Every dist/<target>/<project>/ folder ("<target>/<project>") with its mtime in ns, in no
+    particular order (a no-op need not sort thousands of names).
 
     A folder's mtime changes whenever a file is created, renamed into it or deleted, which is
     how ot2wheels writes wheels and records (atomically, by rename): an incremental index build
@@ -95,7 +96,7 @@ def dist_folders(dist_dir: str) -> dict[str, int]:
                     out[f"{top}/{entry.name}"] = entry.stat().st_mtime_ns
         finally:
             os.close(fd)
-    return dict(sorted(out.items()))
+    return out
 
 
 def changed_folders(dist_dir: str, cached: dict[str, list], folders: dict[str, int]) -> list[str]:
@@ -106,7 +107,7 @@ def changed_folders(dist_dir: str, cached: dict[str, list], folders: dict[str, i
         old = cached.get(f)
         if old is None or old[0] != m or (len(old) > 2 and old[2] is not None and old[2] != listing(dist_dir, f)):
             out.append(f)
-    return out
+    return sorted(out)
 
 
 def listing(dist_dir: str, folder: str) -> str:
@@ -161,19 +162,18 @@ def lock(index_dir: str) -> Callable[[], None]:
     return release
 
 
-def unchanged(dist_dir: str, index_dir: str, fp: str) -> dict | None:
-    """The scan file's contents when nothing is new since it was written (call with the lock
-    held), else None: the build must look further."""
+def probe(dist_dir: str, index_dir: str, fp: str) -> tuple[dict | None, tuple[int, dict[str, int]] | None]:
+    """(the scan file's contents when nothing is new since it was written, else None; the dist
+    folders as listed, with a time taken before listing them, or None if not listed). Call
+    with the lock held. The listing saves build.py listing them again."""
     doc = read_scan_doc(index_dir)
     if doc is None or doc.get("fingerprint") != fp or not os.path.isdir(index_dir) or leftovers(index_dir):
-        return None
+        return None, None
     raw = read_state_bytes(index_dir)
-    if raw is None or hashlib.sha256(raw).hexdigest() != doc.get("tree"):
-        return None
     cached = doc.get("folders")
-    if not isinstance(cached, dict):
-        return None
-    folders = dist_folders(dist_dir)
-    if changed_folders(dist_dir, cached, folders) or not set(cached) <= set(folders):
-        return None
-    return doc
+    if raw is None or hashlib.sha256(raw).hexdigest() != doc.get("tree") or not isinstance(cached, dict):
+        return None, None
+    listed = (now_ns(), dist_folders(dist_dir))
+    if changed_folders(dist_dir, cached, listed[1]) or not set(cached) <= set(listed[1]):
+        return None, listed
+    return doc, listed
