@@ -625,8 +625,8 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                      check_tags, skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan, state = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
+        plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
         changed = unchanged != old_files or len(unchanged) != len(plan)
@@ -829,7 +829,8 @@ def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dic
 KEPT_DIRS = ("report",)
 
 
-def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
+def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str], _Published],
+          new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
     """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
@@ -838,9 +839,9 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
     links = render.Links(base_url)
     plan: dict[str, _Source] = {}
 
-    def page(rel: str, data: bytes) -> None:
-        old = index_dir / rel
-        plan[rel] = ("link", old) if _same_bytes(old, data) else data
+    def page(rel: str, data: bytes) -> None:  # `old_files`: no stat of pages a first build cannot have
+        old = index_dir / rel if rel in old_files else None
+        plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
 
     for p in published.values():
         rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
