@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ot2wheels.index.synth import write_record, write_wheel
@@ -110,3 +111,19 @@ def test_what_the_folder_time_check_relies_on(tmp_path):
     os.utime(folder, ns=(mtime, mtime))
     assert "unchanged" in _cli(dist, index)
     assert f"added   {TARGET}/alpha-2.0-py3-none-any.whl" in _cli(dist, index, "--full")
+
+
+def test_a_settled_folder_is_remembered_by_its_time_again(tmp_path):
+    """A listing is kept only while a folder is young: the next publish more than 2 s later (which
+    rewrites the scan file anyway) drops it, so later no-ops stat the folder and list nothing."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    scan_file = tmp_path / ".index.scan.json"
+    assert json.loads(scan_file.read_text())["folders"][f"{TARGET}/alpha"][2]
+    time.sleep(2.1)
+    _add(dist, "beta", "1.0")
+    assert f"added   {TARGET}/beta-1.0-py3-none-any.whl" in _cli(dist, index)
+    folders = json.loads(scan_file.read_text())["folders"]
+    assert folders[f"{TARGET}/alpha"][2] is None
+    assert folders[f"{TARGET}/beta"][2]  # just written: by listing

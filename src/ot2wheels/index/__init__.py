@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import import_module
+
 TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
 
 if TYPE_CHECKING:

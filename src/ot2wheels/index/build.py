@@ -594,13 +594,12 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             if done is not None:
                 return done
         published = read_published(index_dir)
-        scanned_at = incremental.now_ns()
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
         candidates, skipped, skipped_by_folder = [], [], {}
         failures: render.Failures = {}
         seen: dict[str, str | None] = {}
         for folder, mtime in folders.items():
-            seen[folder] = quick.seen(str(dist_dir), folder, mtime, scanned_at)
+            seen[folder] = quick.seen(str(dist_dir), folder, mtime)
             found, sk, failure = scan_project(dist_dir, folder, targets)
             candidates += found
             skipped_by_folder[folder] = sk
@@ -661,7 +660,7 @@ def _folder_key(folder: str) -> tuple[str, str]:
 
 def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
     """What the pages depend on besides the wheels: a change means a full build."""
-    return quick.fingerprint(str(dist_dir), yanked_file and str(yanked_file), base_url, str(targets.source))
+    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(targets.source))
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
@@ -712,9 +711,11 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     check_tags = _TagCheck(targets, cache.tags)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
+    for f in quick.settled(cache.folders, folders, changed, scanned_at):  # the scan file is rewritten anyway
+        remembered[f] = [folders[f], cache.folders[f][1], None]
     failures = dict(state.failures)
     for folder in changed:
-        seen = quick.seen(str(dist_dir), folder, folders[folder], scanned_at)
+        seen = quick.seen(str(dist_dir), folder, folders[folder])
         found, skipped, failure = scan_project(dist_dir, folder, targets)
         published: dict[tuple[str, str], tuple[str, str]] = {}
         for cand in found:  # a filename can only be published under its own project

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+
 TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
 
 if TYPE_CHECKING:

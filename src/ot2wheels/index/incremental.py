@@ -9,14 +9,16 @@ What makes it possible:
 - Each project's PEP 691 page (`<target>/simple/<project>/index.json`) is that project's part of
   the state: publishing a wheel reads the pages of its own project only.
 - `.index.scan.json` (beside the tree, like `.index.lock`): the mtime of every dist folder
-  (`dist/<target>/<project>/`) when it was last scanned, what it reported as skipped, a
+  (`dist/<target>/<project>/`) when it was last scanned (and its listing's digest if that was
+  within 2 s of its last change), what it reported as skipped, a
   fingerprint of everything else the pages depend on (yank list, targets file, base URL, tool
   version) and the sha256 of the state file it belongs to. It is renamed into place after the
   tree it describes is complete, so a crash leaves it older than the tree: more folders
   rescanned and pages recomputed, never a wheel missed.
 
 An incremental build rescans only folders whose mtime moved (wheels and records are written by
-rename, which changes it), admits the new wheels with the same checks as a full build, and
+rename, which changes it) or, for a folder modified within 2 s of its last scan, whose listing
+changed (quick.seen), admits the new wheels with the same checks as a full build, and
 updates the live tree in place. All the files it writes are written and fsynced first (one
 journal commit for the lot, fsutil.atomic_write_all), then renamed in an order that keeps every
 page a reader can fetch consistent: new wheel and .metadata files first (not yet linked), then
@@ -104,10 +106,12 @@ def summary(state: State) -> list:
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
     doc = read_scan_doc(str(index_dir))
+    if doc is None:
+        return None
     try:
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
                          list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()})
-    except (TypeError, KeyError, AttributeError):  # None, or not as we wrote it
+    except (TypeError, KeyError, AttributeError):  # not as we wrote it
         return None
 
 

@@ -125,11 +125,20 @@ def listing(dist_dir: str, folder: str) -> str:
     return h.hexdigest()
 
 
-def seen(dist_dir: str, folder: str, mtime_ns: int, now_ns: int) -> str | None:
-    """What to remember of a folder besides its mtime, taken BEFORE the folder is scanned (so it
-    never covers a file the scan missed): its `listing` when it was modified within RACY_NS of
-    `now_ns` (a later change may not move its mtime), else None (the mtime is enough)."""
-    return listing(dist_dir, folder) if mtime_ns >= now_ns - RACY_NS else None
+def seen(dist_dir: str, folder: str, mtime_ns: int) -> str | None:
+    """What to remember of a folder besides its mtime (as listed before), taken right BEFORE the
+    folder is scanned (so it never covers a file the scan missed): its `listing` when the folder
+    was modified within RACY_NS of now (a later change may not move its mtime), else None: any
+    change after this moment moves the mtime away from `mtime_ns`."""
+    return listing(dist_dir, folder) if mtime_ns >= now_ns() - RACY_NS else None
+
+
+def settled(cached: dict[str, list], folders: dict[str, int], changed: list[str], listed_at: int) -> list[str]:
+    """Folders remembered by listing that can now be remembered by mtime alone: unchanged (their
+    listing matched, checked after `listed_at`) and modified over RACY_NS before `listed_at`."""
+    skip = set(changed)
+    return [f for f, m in folders.items() if f not in skip and f in cached and len(cached[f]) > 2
+            and cached[f][2] is not None and m < listed_at - RACY_NS]
 
 
 def now_ns() -> int:
