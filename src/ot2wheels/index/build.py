@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
+from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import incremental, quick, swap
 from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
@@ -218,7 +218,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
         name, version, _build, _tags = parse_wheel_filename(path.name)
-    except InvalidWheelFilename as exc:
+    except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     import csv
 
@@ -233,7 +233,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         same_version = Version(meta_version) == version
     except InvalidVersion:
         same_version = False
-    if canonicalize_name(meta_name) != name or not same_version:
+    if canonical_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = raw.get("requires-python")
@@ -279,7 +279,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                 if info and info.get("size") == size and meta.is_file():
                     try:
                         name, version, _b, _t = parse_wheel_filename(wheel.name)
-                    except InvalidWheelFilename as exc:
+                    except BadWheelName as exc:
                         raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
                                               "remove it from the index directory by hand") from None
                     entry = WheelEntry(
@@ -425,9 +425,9 @@ class _TagCheck:
 
 def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not {str(tag) for tag in wheel_tags} & supported:
+    if not wheel_tags & supported:
         raise IndexBuildError(
-            f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
+            f"{path}: its tags {sorted(wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
             "dist/<target>/ folder or delete it")
 
@@ -655,7 +655,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
 
 def _folder_key(folder: str) -> tuple[str, str]:
     target, _, project = folder.partition("/")
-    return target, canonicalize_name(project)
+    return target, canonical_name(project)
 
 
 def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
@@ -803,7 +803,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
 def _wheel_project(filename: str) -> str | None:
     try:
         return str(parse_wheel_filename(filename)[0])
-    except InvalidWheelFilename:
+    except BadWheelName:
         return None
 
 

@@ -34,6 +34,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..wheelname import parse_wheel_filename
 from .model import Failure, ProjectRow, WheelEntry
 from .quick import STATE_NAME, now_ns, read_scan_doc, scan_cache_path
 
@@ -77,8 +78,6 @@ def parse_state(data: bytes) -> State | None:
 def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]:
     """The published wheels of one project of one target, from its PEP 691 page: the per-project
     part of the state (what the page says is what is published)."""
-    from packaging.utils import parse_wheel_filename
-
     page = index_dir / target / "simple" / project / "index.json"
     doc = json.loads(page.read_bytes())
     return [WheelEntry(target=target, project=project, filename=f["filename"],

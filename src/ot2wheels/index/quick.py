@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 # The modules whose code shapes the pages: a change to any of them means a full build.
-CODE = ("render.py", "instructions.py", "model.py", "build.py", "incremental.py", "quick.py")
+CODE = ("render.py", "instructions.py", "model.py", "build.py", "incremental.py", "quick.py", "../wheelname.py")
 STATE_NAME = ".ot2wheels-index.json"
 # A folder modified this close to its scan may change again within the file system's timestamp
 # granularity without its mtime moving: what its scan saw is remembered in more detail.
