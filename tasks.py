@@ -301,20 +301,6 @@ def _index_paths(root: str | None, dist: str | None, index: str | None, yanked: 
     return layout, index_dir, yanked_file
 
 
-def _print_index_result(r) -> None:
-    for line in r.skipped:
-        print(f"not published: {line}")
-    for rule in r.unused_yanks:
-        print(f"warning: {rule} matches no published wheel")
-    for name in r.added:
-        print(f"added   {name}")
-    for name in r.removed:
-        print(f"removed {name}")
-    state = f"{len(r.rewritten)} file(s) rewritten" if r.changed else "unchanged"
-    print(f"{r.index_dir}: {r.wheels} wheel(s), {r.projects} project page(s), "
-          f"targets {', '.join(r.targets) or '-'}; {state} in {r.seconds:.2f}s")
-
-
 @task(name="build", help={
     "base_url": "write absolute links under this URL (default: relative links)",
     "dist": "wheels to publish (default: dist/)",
@@ -325,13 +311,10 @@ def _print_index_result(r) -> None:
 @friendly
 def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None, full=False):
     """Regenerate index/ from dist/ and what index/ already publishes (atomic, incremental)."""
-    from ot2wheels.index import build_index
-    from ot2wheels.targets import load_targets
+    from ot2wheels.index.cli import publish
 
     layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
-    result = build_index(layout.dist, index_dir, yanked_file, base_url, targets=load_targets(layout.targets_file),
-                         full=full)
-    _print_index_result(result)
+    publish(str(layout.dist), str(index_dir), str(layout.targets_file), str(yanked_file), base_url, full)
 
 
 @task(name="remove", iterable=["wheel"], help={
@@ -341,6 +324,7 @@ def index_build(c, base_url=None, dist=None, index=None, yanked=None, root=None,
 def index_remove(c, wheel, base_url=None, dist=None, index=None, yanked=None, root=None):
     """Take published wheels out of the index on purpose (refused while still in dist/)."""
     from ot2wheels.index import remove_wheels
+    from ot2wheels.index.cli import print_result
     from ot2wheels.targets import load_targets
 
     pairs = []
@@ -352,7 +336,7 @@ def index_remove(c, wheel, base_url=None, dist=None, index=None, yanked=None, ro
     layout, index_dir, yanked_file = _index_paths(root, dist, index, yanked)
     result = remove_wheels(layout.dist, index_dir, yanked_file, pairs, base_url,
                            targets=load_targets(layout.targets_file))
-    _print_index_result(result)
+    print_result(result)
 
 
 @task(name="serve", help={"port": "TCP port on 127.0.0.1 (default 8000; 0 picks a free one)"})

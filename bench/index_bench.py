@@ -68,10 +68,8 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
 
 
 def ours(dist: Path, out: Path) -> list[str]:
-    code = ("import sys; from pathlib import Path; from ot2wheels.index import build_index; "
-            "from ot2wheels.targets import load_targets; "
-            f"build_index(Path(sys.argv[1]), Path(sys.argv[2]), None, targets=load_targets(Path({str(TARGETS)!r})))")
-    return [sys.executable, "-c", code, str(dist), str(out)]
+    # The command line `invoke index.build` runs too (ot2wheels.index.cli.publish).
+    return [sys.executable, "-m", "ot2wheels.index", str(dist), str(out), "--targets", str(TARGETS)]
 
 
 def main() -> None:
@@ -106,12 +104,14 @@ def main() -> None:
         return wheel
 
     tools: dict[str, Callable[[Path, Path | None], list[list[str]]]] = {"ours": lambda out, _old: [ours(dist, out)]}
-    simple503 = shutil.which("simple503")
+    # Peers installed beside this interpreter (a venv's bin/ need not be on PATH).
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    simple503 = shutil.which("simple503", path=path)
     if simple503:  # the same work as ours: hash, copy, PEP 658 metadata; origin keeps <project>/ folders
         tools["simple503"] = lambda out, _old: [[simple503, "--copy", "--extract-metadata", str(dist / TARGET), str(out)]]
     else:
         print("simple503 not installed: skipped (pip install simple503)")
-    dumb = shutil.which("dumb-pypi")
+    dumb = shutil.which("dumb-pypi", path=path)
     if dumb:  # filenames only; its incremental mode is given the previous list
         def dumb_argv(out: Path, old: Path | None) -> list[list[str]]:
             listing = out.parent / f"{out.name}.list"

@@ -8,22 +8,23 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fakeindex import FakeIndex, make_sdist
 
-from ot2wheels import hostguard
-from ot2wheels.build import build_one
+from ot2wheels import hostguard, hosttools
+from ot2wheels.build import BuildResult, build_one
 from ot2wheels.debcontents import header_map, parse_contents
-from ot2wheels.errors import ConfigError
+from ot2wheels.errors import ConfigError, ToolchainError
 from ot2wheels.paths import Layout
 from ot2wheels.pipeline import Project
 from ot2wheels.pypi import IndexClient
 from ot2wheels.recipe_new import load_cross_switches, new_recipe, refine_smoke_imports, target_libs, wheel_smoke
 from ot2wheels.recipes import load_recipe
 from ot2wheels.smoke import smoke_test
-from ot2wheels.targets import load_targets
+from ot2wheels.targets import Target, load_targets
 from ot2wheels.toolchains import get_toolchain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,7 +280,23 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers) == ["pybind11-dev"]
     # pybind11 as a build requirement ships its headers; bookworm's older -dev copy would shadow them
     assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers, ["pybind11==3.1.0"]) == []
+    assert headers["sqlfront.h"] == "freetds-dev"  # pymssql's Cython extern header
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
+
+
+def test_cython_extern_from_headers_count_as_includes() -> None:
+    # pymssql: `cdef extern from "sqlfront.h":` in a .pxd was missed, so freetds-dev never
+    # reached the sysroot ("sqlfront.h: No such file or directory")
+    _, data = make_sdist("dbthing", "1.0", {
+        "src/_db.pxd": 'cdef extern from "sqlfront.h":\n    ctypedef int DBINT\n',
+        "src/_db.pyx": "cdef extern from 'sybdb.h' nogil:\n    pass\ncdef extern from \"own.h\":\n    pass\n"
+                       "# extern from \"comment.h\" is not at the start of a statement\n",
+        "src/own.h": "",
+        "src/plain.py": 'cdef extern from "notcython.h":\n',
+    })
+    headers = {"sqlfront.h": "freetds-dev", "sybdb.h": "freetds-dev", "own.h": "libown-dev",
+               "comment.h": "libcomment-dev", "notcython.h": "libnot-dev"}
+    assert target_libs(data, "dbthing-1.0.tar.gz", headers) == ["freetds-dev"]
 
 
 # --- 4. host include and library paths kept out of the cross build ----------------------------
@@ -326,27 +343,135 @@ setup(name="leaky", version="1.0", ext_modules=[Extension("leaky", ["leaky.c"],
 """
 
 
-@pytest.mark.integration
-def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class LocalBuild:
+    project: Project
+    target: Target
+    result: BuildResult
+
+    def smoke_passes(self) -> bool:
+        r = self.project.recipe(self.result.recipe.name)
+        return smoke_test(r, self.result.wheel, get_toolchain(self.target, self.project.layout)).passed
+
+
+def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str, str],
+                      build_extra: str = "") -> LocalBuild:
+    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for bookworm-armhf by a recipe
+    of a pinned setuptools plus `build_extra` ([build] lines) that smoke-imports `name`."""
     from conftest import serve_directory, sha
 
-    archive = tmp_path / "leaky-1.0.tar.gz"
-    archive.write_bytes(make_sdist("leaky", "1.0", {
-        "setup.py": LEAKY_SETUP,
-        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})[1])
-    (layout.packages / "leaky").mkdir(parents=True)
+    archive = tmp_path / f"{name}-1.0.tar.gz"
+    archive.write_bytes(make_sdist(name, "1.0", files)[1])
+    (layout.packages / name).mkdir(parents=True)
     with serve_directory(tmp_path) as url:
-        (layout.packages / "leaky" / "recipe.toml").write_text(
-            f'[package]\nname = "leaky"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
-            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n'
-            '[smoke]\nimports = ["leaky"]\n')
+        (layout.packages / name / "recipe.toml").write_text(
+            f'[package]\nname = "{name}"\nversion = "1.0"\n[source]\nkind = "url"\nurl = "{url}/{archive.name}"\n'
+            f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n{build_extra}'
+            f'[smoke]\nimports = ["{name}"]\n')
         project = Project.load(layout)
         target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe("leaky"), target, layout, say=lambda s: None)
-    log = result.record_path.with_suffix(".log").read_text()
-    assert result.ok, result.record.error
+        result = build_one(project.recipe(name), target, layout, say=lambda s: None)
+    return LocalBuild(project, target, result)
+
+
+@pytest.mark.integration
+def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, tmp_path: Path) -> None:
+    b = build_local_sdist(layout, tmp_path, "leaky", {
+        "setup.py": LEAKY_SETUP,
+        "leaky.c": module_c("leaky", "#include <zlib.h>", 'if (zlibVersion()[0] != \'1\') return NULL;')})
+    log = b.result.record_path.with_suffix(".log").read_text()
+    assert b.result.ok, b.result.record.error
     assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
-    assert smoke_test(project.recipe("leaky"), result.wheel, get_toolchain(target, layout)).passed
+    assert b.smoke_passes()
+
+
+@pytest.mark.integration
+def test_vendoring_follows_libraries_a_manylinux_policy_whitelists(layout: Layout, tmp_path: Path) -> None:
+    """libraqm -> libharfbuzz -> libglib-2.0: glib is on manylinux's whitelist, not on the target,
+    so auditwheel left it out and the gate refused the wheel (pillow)."""
+    assert "libglib-2.0.so.0" not in get_toolchain(load_targets(layout.targets_file).get("bookworm-armhf"),
+                                                   layout).system_libs()  # what makes this a test
+    b = build_local_sdist(layout, tmp_path, "shaper", {
+        "setup.py": 'from setuptools import Extension, setup\nsetup(name="shaper", version="1.0", '
+                    'ext_modules=[Extension("shaper", ["shaper.c"], libraries=["raqm"])])\n',
+        "shaper.c": module_c("shaper", "const char *raqm_version_string(void);  /* raqm.h needs freetype2's -I */",
+                             "if (!raqm_version_string()) return NULL;")}, 'target-libs = ["libraqm-dev"]\n')
+    assert b.result.ok, b.result.record.error
+    assert b.result.record.gate.repaired
+    with zipfile.ZipFile(b.result.wheel) as zf:
+        vendored = {Path(n).name.split("-")[0] for n in zf.namelist() if n.startswith("shaper.libs/")}
+    assert {"libraqm", "libharfbuzz", "libglib"} <= vendored, vendored
+    assert b.smoke_passes()
+
+
+@pytest.mark.integration
+def test_openmp_extension_vendors_the_compilers_libgomp(layout: Layout, tmp_path: Path) -> None:
+    """-fopenmp links the cross gcc's libgomp.so.1, which the sysroot has not: auditwheel could not
+    locate it (scikit-learn, numba); the compiler's runtime folder is searched after the sysroot."""
+    b = build_local_sdist(layout, tmp_path, "omp", {
+        "setup.py": 'from setuptools import Extension, setup\nsetup(name="omp", version="1.0", '
+                    'ext_modules=[Extension("omp", ["omp.c"], extra_compile_args=["-fopenmp"], '
+                    'extra_link_args=["-fopenmp"])])\n',
+        "omp.c": module_c("omp", "#include <omp.h>", "if (omp_get_max_threads() < 1) return NULL;")})
+    assert b.result.ok, b.result.record.error
+    with zipfile.ZipFile(b.result.wheel) as zf:
+        assert any(n.startswith("omp.libs/libgomp") for n in zf.namelist()), zf.namelist()
+    assert b.smoke_passes()
+
+
+BUNDLED_SETUP = """
+import subprocess
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+class BuildExt(build_ext):
+    def run(self):
+        # what uvloop (libuv) and gevent (libev, c-ares) do: the bundled library's configure, no --host
+        subprocess.run(["sh", "./configure"], cwd="vendor", check=True)
+        super().run()
+
+setup(name="bundled", version="1.0", cmdclass={"build_ext": BuildExt},
+      ext_modules=[Extension("bundled", ["bundled.c"], include_dirs=["vendor"])])
+"""
+BUNDLED_CONFIGURE_AC = """AC_INIT([vendored], [1.0])
+AC_PROG_CC
+AC_CHECK_SIZEOF([long])
+AC_SUBST([SIZEOF_LONG], [$ac_cv_sizeof_long])
+AC_CONFIG_FILES([vendored.h])
+AC_OUTPUT
+"""
+
+
+def autoconf_configure(tmp_path: Path) -> str:
+    """A real autoconf-generated configure script for BUNDLED_CONFIGURE_AC."""
+    try:
+        hosttools.ensure([hosttools.HostTool("autoconf", "autoconf")], log=lambda m: None)
+    except ToolchainError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path / "ac"
+    work.mkdir()
+    (work / "configure.ac").write_text(BUNDLED_CONFIGURE_AC)
+    subprocess.run(["autoconf"], cwd=work, check=True, capture_output=True)
+    return (work / "configure").read_text()
+
+
+@pytest.mark.integration
+def test_bundled_configure_cross_compiles_for_the_target(layout: Layout, tmp_path: Path) -> None:
+    """A setup.py that runs a bundled autoconf ./configure without --host: CONFIG_SITE makes it a
+    cross configure for the target (it stopped at "cannot run C compiled programs")."""
+    b = build_local_sdist(layout, tmp_path, "bundled", {
+        "setup.py": BUNDLED_SETUP,
+        "vendor/configure": autoconf_configure(tmp_path),
+        "vendor/vendored.h.in": "#define VENDORED_SIZEOF_LONG @SIZEOF_LONG@\n",
+        # configured for the build machine (8 on x86-64) it would not compile for 32-bit ARM
+        "bundled.c": module_c("bundled", '#include "vendored.h"\n'
+                              '_Static_assert(VENDORED_SIZEOF_LONG == sizeof(long), "configured for another machine");'),
+    })
+    log = b.result.record_path.with_suffix(".log").read_text()
+    assert b.result.ok, b.result.record.error
+    assert "checking whether we are cross compiling... yes" in log
+    assert "checking size of long... 4" in log
+    assert b.smoke_passes()
 
 
 # --- 5. official cross switches, as data --------------------------------------------------------

@@ -120,6 +120,11 @@ def test_meson_and_cmake_backends_get_their_cross_setup() -> None:
     assert backend_name("scikit_build_core.build", ["scikit-build-core"]) in CMAKE_BACKENDS
     assert backend_name("setuptools.build_meta", ["setuptools", "setuptools-rust"]) == "setuptools-rust"
     assert backend_name("hatchling.build", ["hatchling"]) == "other"
+    # an in-tree wrapper (duckdb_packaging.build_backend) of one crossfiles backend is that backend
+    wrapper = ["scikit-build-core==1.1.2", "nanobind==3.1.0", "cmake==4.4.5"]
+    assert backend_name("duckdb_packaging.build_backend", wrapper, in_tree=True) in CMAKE_BACKENDS
+    assert backend_name("duckdb_packaging.build_backend", wrapper) == "other"  # not in-tree: unknown
+    assert backend_name("pkg.backend", ["meson-python", "scikit-build-core"], in_tree=True) == "other"  # ambiguous
 
 
 def test_a_build_requirement_on_numpy_becomes_target_requires(layout: Layout) -> None:

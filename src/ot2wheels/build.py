@@ -18,6 +18,7 @@ from . import (
     __version__,
     buildenv,
     ccache,
+    crossenv,
     crossfiles,
     gate,
     hostguard,
@@ -190,7 +191,9 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         cross = toolchain.env()
         if rust.needs_rust(recipe):  # maturin / setuptools-rust: cargo + PyO3 cross variables
             cross = {**cross, **rust.rust_env(toolchain, layout.cache, extra_path=(python.parent,))}
-        env = {**cross, **parallel_env(make_jobs, work), **dict(recipe.env),
+        env = {**cross, **parallel_env(make_jobs, work),
+               "CONFIG_SITE": str(crossenv.write_config_site(work / "config.site", target.triplet)),
+               **dict(recipe.env),
                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
                # scripts run from the source tree (numpy's conv_template) must not leave
                # __pycache__/ folders for the backend to copy into the wheel
@@ -271,7 +274,9 @@ def _gate(raw: Path, toolchain: Toolchain, work: Path, log: Path,
     system = toolchain.system_libs()
     report = gate.check(raw, toolchain.target, system, toolchain.library_dirs)
     if report.only_needs_vendoring:
-        repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths], log)
+        missing = {lib for e in report.elves for lib in e.needed if lib not in system}
+        runtime = gate.compiler_runtime_dirs(toolchain.compilers()["CC"], missing)  # after the sysroot's
+        repaired = gate.repair(raw, work / "repaired", [*toolchain.library_dirs, *ld_paths, *runtime], system, log)
         report = gate.check(repaired, toolchain.target, system, toolchain.library_dirs)
         report.repaired = True
         raw = repaired

@@ -86,6 +86,22 @@ def sysconfigdata_name(toolchain: CrossToolchain) -> str:
     return found[0].stem
 
 
+# Read by every autoconf `./configure` (CONFIG_SITE) after its options and before its compiler
+# checks. A bundled library's configure that a setup.py runs without --host (uvloop's libuv,
+# gevent's libev and c-ares, PyNaCl's libsodium) would otherwise take the build machine for the
+# host, try to run what the cross compiler made and stop: "cannot run C compiled programs".
+_CONFIG_SITE = """# ot2wheels: every autoconf configure of this build is a cross build for {triplet}
+test -n "$host_alias" || host_alias={triplet}
+cross_compiling=yes
+"""
+
+
+def write_config_site(dest: Path, triplet: str) -> Path:
+    """The CONFIG_SITE file at `dest` that makes autoconf configure scripts cross compile for `triplet`."""
+    atomic_write(dest, _CONFIG_SITE.format(triplet=triplet))
+    return dest
+
+
 def cross_environment(toolchain: CrossToolchain) -> dict[str, str]:
     target = toolchain.target
     sysroot = toolchain.sysroot

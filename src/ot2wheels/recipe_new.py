@@ -74,11 +74,14 @@ BACKENDS = {
 # with the requirement in [build-system], the sysroot's -dev copy would shadow it (contourpy:
 # "PYBIND11_MODULE passed 3 arguments" against bookworm's pybind11 2.10).
 FROM_BUILD_REQUIREMENT = {"pybind11/": "pybind11", "nanobind/": "nanobind"}
+_WRAPPABLE = ("mesonpy", "scikit_build_core.build")  # backends an in-tree backend may wrap
 _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks", "examples", "example",
                 "tools", "scripts", "setup", "conftest", "build", "ci"}
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
+# Cython names the C headers it includes in `cdef extern from "sqlfront.h":` (.pyx/.pxd), not #include
+_CYTHON_EXTERN = re.compile(rb'^\s*(?:cdef\s+)?extern\s+from\s+(<[^>]+>|"[^"]+"|\'[^\']+\')', re.M)
 _EXTENSION = re.compile(r"""Extension\(\s*(?:name\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]""")
-_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd")
+_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd", ".pxi")
 
 
 def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
@@ -89,10 +92,18 @@ def _sdist(files: list[IndexFile], name: str, version: Version) -> IndexFile:
     return sdists[0]
 
 
-def backend_name(build_backend: str, requires: Iterable[str]) -> str:
+def backend_name(build_backend: str, requires: Iterable[str], in_tree: bool = False) -> str:
+    """The recipe's backend name; `in_tree`: the sdist's own backend module (backend-path)."""
     names = {canonicalize_name(Requirement(r).name) for r in requires}
     if build_backend.startswith("setuptools") and "setuptools-rust" in names:
         return "setuptools-rust"
+    if build_backend not in BACKENDS and in_tree:
+        # An in-tree wrapper around meson-python or scikit-build-core (duckdb's
+        # duckdb_packaging.build_backend): without the name the build gets no cross file and
+        # configures for the build machine (duckdb: -march=x86-64-v3 for an ARM compiler).
+        wrapped = {BACKENDS[b] for b in _WRAPPABLE if BACKENDS[b] in names}
+        if len(wrapped) == 1:
+            return wrapped.pop()
     return BACKENDS.get(build_backend, "other")
 
 
@@ -235,7 +246,7 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
             own = {PurePosixPath(n).name for n in zf.namelist()}
             for name in zf.namelist():
                 if name.endswith(_SOURCE_SUFFIXES):
-                    found.update(_INCLUDE.findall(zf.read(name)))
+                    found.update(_includes(name, zf.read(name)))
     else:
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
             own = {PurePosixPath(i.name).name for i in tf.getmembers()}
@@ -243,10 +254,12 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
                 if info.isfile() and info.name.endswith(_SOURCE_SUFFIXES):
                     fh = tf.extractfile(info)
                     if fh is not None:
-                        found.update(_INCLUDE.findall(fh.read()))
+                        found.update(_includes(info.name, fh.read()))
     included = set()
     for raw in found:
         h = raw.decode(errors="replace")
+        if h.startswith("'"):
+            h = '"' + h[1:-1] + '"'
         if h.startswith('"') and PurePosixPath(h[1:-1]).name in own:
             continue  # "bundled.h": the sdist's own header
         included.add(h[1:-1])
@@ -260,6 +273,14 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
         elif headers is not None and (pkg := headers.get(h)):
             libs.add(pkg)
     return sorted(libs)
+
+
+def _includes(name: str, text: bytes) -> list[bytes]:
+    """The headers a source file includes, `<x.h>` or `"x.h"` (Cython's `extern from` too)."""
+    found = _INCLUDE.findall(text)
+    if name.endswith((".pyx", ".pxd", ".pxi")):
+        found += _CYTHON_EXTERN.findall(text)
+    return found
 
 
 # --- smoke imports from the built wheel ------------------------------------------------------
@@ -566,7 +587,7 @@ def new_recipe(spec: str, layout: Layout, force: bool = False, client: IndexClie
         summary = ""
     tops = import_names(members, data, sdist.filename, pyproject) or [name.replace("-", "_")]
     imports = tops + [e for e in extension_modules(data, sdist.filename) if e not in tops]
-    backend = backend_name(backend_string, requires)
+    backend = backend_name(backend_string, requires, in_tree=bool(build_system.get("backend-path")))
     libs = target_libs(data, sdist.filename, headers, requires)
     if backend in RUST_BACKENDS:  # the target's Rust standard library goes into the sysroot
         libs = sorted({*libs, DEBIAN_STD_PACKAGE})

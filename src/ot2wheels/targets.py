@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging import tags
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError, ToolchainError
 from .tomlfile import check_keys, read_table
+from .wheelname import canonical_name
+
+if TYPE_CHECKING:  # packaging.tags is imported where tags are computed: publishing one wheel does not
+    from packaging import tags
 
 # "none": a planning target (`invoke plan`): the device's Python/glibc/platform, no toolchain.
 PROVIDERS = ("debian", "buildroot-sdk", "none")
@@ -155,6 +157,8 @@ class Target:
 
     def supported_tags(self) -> list[tags.Tag]:
         """Every wheel tag the target's CPython accepts, in preference order."""
+        from packaging import tags
+
         platforms = self.platform_tags()
         return [
             *tags.cpython_tags(self.python_tuple, platforms=platforms),
@@ -282,7 +286,7 @@ def _device(table: Any, where: str) -> tuple[tuple[str, str], ...]:
             Version(version if isinstance(version, str) else "")
         except InvalidVersion:
             raise ConfigError(f"{where}.{pkg}: {version!r} is not a version like '1.21.6'") from None
-        out.append((canonicalize_name(pkg), version))
+        out.append((canonical_name(pkg), version))
     return tuple(sorted(out))
 
 

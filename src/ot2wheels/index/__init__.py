@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Loaded on first use: `invoke index.build` should not pay for the HTTP server's imports.
 _EXPORTS = {

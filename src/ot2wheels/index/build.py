@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
-from . import incremental, swap
+from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
+from . import incremental, quick, swap
 from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
@@ -218,7 +218,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
         name, version, _build, _tags = parse_wheel_filename(path.name)
-    except InvalidWheelFilename as exc:
+    except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     import csv
 
@@ -233,7 +233,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         same_version = Version(meta_version) == version
     except InvalidVersion:
         same_version = False
-    if canonicalize_name(meta_name) != name or not same_version:
+    if canonical_name(meta_name) != name or not same_version:
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = raw.get("requires-python")
@@ -279,7 +279,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                 if info and info.get("size") == size and meta.is_file():
                     try:
                         name, version, _b, _t = parse_wheel_filename(wheel.name)
-                    except InvalidWheelFilename as exc:
+                    except BadWheelName as exc:
                         raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
                                               "remove it from the index directory by hand") from None
                     entry = WheelEntry(
@@ -405,31 +405,6 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
     return found, skipped, recs.failure
 
 
-def dist_folders(dist_dir: Path) -> dict[str, int]:
-    """Every dist/<target>/<project>/ folder ("<target>/<project>") with its mtime in ns.
-
-    A folder's mtime changes whenever a file is created, renamed into it or deleted, which is
-    how ot2wheels writes wheels and records (atomically, by rename): an incremental index build
-    rescans only folders whose mtime moved.
-    """
-    out: dict[str, int] = {}
-    try:
-        tops = [e for e in os.scandir(dist_dir) if e.is_dir() and not e.name.startswith(".")]
-    except FileNotFoundError:
-        return out
-    for top in sorted(tops, key=lambda e: e.name):
-        # Listed through a descriptor: each stat then resolves one name, not the whole path
-        # (half the time of a no-op build with thousands of folders).
-        fd = os.open(top.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for entry in os.scandir(fd):
-                if entry.is_dir() and not entry.name.startswith("."):
-                    out[f"{top.name}/{entry.name}"] = entry.stat().st_mtime_ns
-        finally:
-            os.close(fd)
-    return dict(sorted(out.items()))
-
-
 class _TagCheck:
     """Whether a wheel's tags fit its target; each target's tag set is computed once (`known`:
     the sets the scan cache kept, as strings)."""
@@ -450,9 +425,9 @@ class _TagCheck:
 
 def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
-    if not {str(tag) for tag in wheel_tags} & supported:
+    if not wheel_tags & supported:
         raise IndexBuildError(
-            f"{path}: its tags {sorted(str(x) for x in wheel_tags)} cannot be installed on target "
+            f"{path}: its tags {sorted(wheel_tags)} cannot be installed on target "
             f"{t.name} (CPython {t.python}, {t.platform}, glibc {t.glibc_str}); move it to the right "
             "dist/<target>/ folder or delete it")
 
@@ -583,23 +558,28 @@ def build_index(
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
     full: bool = False,
+    listed: tuple[int, dict[str, int]] | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
     of each project page as it is written. `full` skips the incremental path (incremental.py):
-    every page is recomputed and the whole tree swapped in at once.
+    every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
+    the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
+    an incremental build does not list them again; a folder changed since then has a newer mtime
+    than the one remembered, so it is rescanned next time.
     """
     try:
-        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full)
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed)
     except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
         raise disk_error(exc, exc.filename or index_dir, "building the index") from None
 
 
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet, remove: Iterable[tuple[str, str]],
-                 progress: Callable[[str], None] | None, full: bool) -> IndexResult:
+                 progress: Callable[[str], None] | None, full: bool,
+                 listed: tuple[int, dict[str, int]] | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -610,15 +590,16 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         swap.recover(index_dir)
         fp = _fingerprint(dist_dir, yanked_file, base_url, targets)
         if not remove and not full:
-            quick = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start)
-            if quick is not None:
-                return quick
+            done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, listed)
+            if done is not None:
+                return done
         published = read_published(index_dir)
-        scanned_at = incremental.now_ns()
-        folders = dist_folders(dist_dir)
+        folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
         candidates, skipped, skipped_by_folder = [], [], {}
         failures: render.Failures = {}
-        for folder in folders:
+        seen: dict[str, str | None] = {}
+        for folder, mtime in folders.items():
+            seen[folder] = quick.seen(str(dist_dir), folder, mtime)
             found, sk, failure = scan_project(dist_dir, folder, targets)
             candidates += found
             skipped_by_folder[folder] = sk
@@ -643,8 +624,8 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                      check_tags, skipped)
 
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        plan, state = _plan(index_dir, published, new, entries, yanks, base_url, targets, failures)
         old_files = _old_files(index_dir)
+        plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
 
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
         changed = unchanged != old_files or len(unchanged) != len(plan)
@@ -654,7 +635,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-            f: [incremental.stamp(m, scanned_at), skipped_by_folder[f]] for f, m in folders.items()},
+            f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
             incremental.summary(state), check_tags.known))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
@@ -674,39 +655,27 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
 
 def _folder_key(folder: str) -> tuple[str, str]:
     target, _, project = folder.partition("/")
-    return target, canonicalize_name(project)
+    return target, canonical_name(project)
 
 
 def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
     """What the pages depend on besides the wheels: a change means a full build."""
-    def read(path: Path | None) -> bytes:
-        try:
-            return path.read_bytes() if path else b""
-        except FileNotFoundError:
-            return b""
-
-    code = b"".join(read(Path(__file__).with_name(n)) for n in ("render.py", "instructions.py", "model.py",
-                                                                  "build.py", "incremental.py"))
-    import packaging  # the tags a target accepts come from it (kept in the scan cache)
-
-    return incremental.fingerprint(str(dist_dir), read(yanked_file), base_url, read(targets.source),
-                                   hashlib.sha256(code).hexdigest(), packaging.__version__)
+    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(targets.source))
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
-                 targets: TargetSet, progress: Callable[[str], None] | None, start: float) -> IndexResult | None:
+                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 listed: tuple[int, dict[str, int]] | None) -> IndexResult | None:
     """Publish what is new in changed dist folders, touching only what that changes; None when a
     full build is needed (see incremental.py)."""
     cache = incremental.read_scan_cache(index_dir)
     if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
         return None
-    raw = incremental.read_state_bytes(index_dir)
+    raw = quick.read_state_bytes(str(index_dir))
     if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
         return None
-    scanned_at = incremental.now_ns()
-    folders = dist_folders(dist_dir)
-    changed = [f for f, m in folders.items()
-               if m == incremental.RESCAN or cache.folders.get(f, [None])[0] != m]
+    scanned_at, folders = listed or (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
+    changed = quick.changed_folders(str(dist_dir), cache.folders, folders)
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
         return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)
     state = incremental.parse_state(raw)
@@ -742,8 +711,11 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     check_tags = _TagCheck(targets, cache.tags)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
+    for f in quick.settled(cache.folders, folders, changed, scanned_at):  # the scan file is rewritten anyway
+        remembered[f] = [folders[f], cache.folders[f][1], None]
     failures = dict(state.failures)
     for folder in changed:
+        seen = quick.seen(str(dist_dir), folder, folders[folder])
         found, skipped, failure = scan_project(dist_dir, folder, targets)
         published: dict[tuple[str, str], tuple[str, str]] = {}
         for cand in found:  # a filename can only be published under its own project
@@ -752,7 +724,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                 published.update((e.key, (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}"))
                                  for e in entries_of((cand.target, project)))
         new.update(_admit(found, published, check_tags, skipped))
-        remembered[folder] = [incremental.stamp(folders[folder], scanned_at), skipped]
+        remembered[folder] = [folders[folder], skipped, seen]
         if folder.split("/")[0] in targets.targets:
             key = _folder_key(folder)
             if failure is None:
@@ -812,7 +784,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     if writes or remembered != cache.folders or check_tags.known != cache.tags:
         scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known)
         items = [(index_dir / rel, data) for rel, data in writes]
-        items.append((incremental.scan_cache_path(index_dir), incremental.scan_cache_bytes(scan)))
+        items.append((Path(incremental.scan_cache_path(str(index_dir))), incremental.scan_cache_bytes(scan)))
 
         def renamed(path: Path) -> None:
             if progress and path.name == "index.html" and path.parent.parent.name == "simple":
@@ -831,7 +803,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
 def _wheel_project(filename: str) -> str | None:
     try:
         return str(parse_wheel_filename(filename)[0])
-    except InvalidWheelFilename:
+    except BadWheelName:
         return None
 
 
@@ -858,7 +830,8 @@ def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dic
 KEPT_DIRS = ("report",)
 
 
-def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: dict[tuple[str, str], _New],
+def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str], _Published],
+          new: dict[tuple[str, str], _New],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
     """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
@@ -867,9 +840,9 @@ def _plan(index_dir: Path, published: dict[tuple[str, str], _Published], new: di
     links = render.Links(base_url)
     plan: dict[str, _Source] = {}
 
-    def page(rel: str, data: bytes) -> None:
-        old = index_dir / rel
-        plan[rel] = ("link", old) if _same_bytes(old, data) else data
+    def page(rel: str, data: bytes) -> None:  # `old_files`: no stat of pages a first build cannot have
+        old = index_dir / rel if rel in old_files else None
+        plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
 
     for p in published.values():
         rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"

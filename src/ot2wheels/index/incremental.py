@@ -9,14 +9,16 @@ What makes it possible:
 - Each project's PEP 691 page (`<target>/simple/<project>/index.json`) is that project's part of
   the state: publishing a wheel reads the pages of its own project only.
 - `.index.scan.json` (beside the tree, like `.index.lock`): the mtime of every dist folder
-  (`dist/<target>/<project>/`) when it was last scanned, what it reported as skipped, a
+  (`dist/<target>/<project>/`) when it was last scanned (and its listing's digest if that was
+  within 2 s of its last change), what it reported as skipped, a
   fingerprint of everything else the pages depend on (yank list, targets file, base URL, tool
   version) and the sha256 of the state file it belongs to. It is renamed into place after the
   tree it describes is complete, so a crash leaves it older than the tree: more folders
   rescanned and pages recomputed, never a wheel missed.
 
 An incremental build rescans only folders whose mtime moved (wheels and records are written by
-rename, which changes it), admits the new wheels with the same checks as a full build, and
+rename, which changes it) or, for a folder modified within 2 s of its last scan, whose listing
+changed (quick.seen), admits the new wheels with the same checks as a full build, and
 updates the live tree in place. All the files it writes are written and fsynced first (one
 journal commit for the lot, fsutil.atomic_write_all), then renamed in an order that keeps every
 page a reader can fetch consistent: new wheel and .metadata files first (not yet linked), then
@@ -28,21 +30,16 @@ version, a missing or mismatched state) takes the full path in build.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import atomic_write
+from ..wheelname import parse_wheel_filename
 from .model import Failure, ProjectRow, WheelEntry
+from .quick import STATE_NAME, now_ns, read_scan_doc, scan_cache_path
 
-STATE_NAME = ".ot2wheels-index.json"
+__all__ = ["STATE_NAME", "now_ns", "scan_cache_path"]  # used by build.py from here
 FORMAT = 2
-# A folder modified this close to the scan may change again within the file system's timestamp
-# granularity without its mtime moving: remember it as "rescan next time".
-RACY_NS = 2_000_000_000
-RESCAN = -1
 
 Failures = dict[tuple[str, str], Failure]
 
@@ -64,13 +61,6 @@ def state_bytes(state: State) -> bytes:
                         "unused_yanks": sorted(state.unused_yanks)}, separators=(",", ":")) + "\n").encode()
 
 
-def read_state_bytes(index_dir: Path) -> bytes | None:
-    try:
-        return (index_dir / STATE_NAME).read_bytes()
-    except OSError:
-        return None
-
-
 def parse_state(data: bytes) -> State | None:
     try:
         doc = json.loads(data)
@@ -88,8 +78,6 @@ def parse_state(data: bytes) -> State | None:
 def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]:
     """The published wheels of one project of one target, from its PEP 691 page: the per-project
     part of the state (what the page says is what is published)."""
-    from packaging.utils import parse_wheel_filename
-
     page = index_dir / target / "simple" / project / "index.json"
     doc = json.loads(page.read_bytes())
     return [WheelEntry(target=target, project=project, filename=f["filename"],
@@ -99,15 +87,11 @@ def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]
             for f in doc["files"]]
 
 
-def scan_cache_path(index_dir: Path) -> Path:
-    return index_dir.parent / f".{index_dir.name}.scan.json"
-
-
 @dataclass(frozen=True)
 class ScanCache:
     fingerprint: str
     tree: str  # sha256 of the state file this scan belongs to
-    folders: dict[str, list]  # folder -> [mtime_ns or RESCAN, [skipped lines]]
+    folders: dict[str, list]  # folder -> [mtime_ns, [skipped lines], quick.seen()]
     summary: list  # [[targets], projects, wheels, unused yanks] of that state: a no-op need not parse it
     # target -> every wheel tag it accepts (computing them costs more than publishing a wheel;
     # the fingerprint covers the targets file and the packaging version they come from)
@@ -120,11 +104,13 @@ def summary(state: State) -> list:
 
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
+    doc = read_scan_doc(str(index_dir))
+    if doc is None:
+        return None
     try:
-        doc = json.loads(scan_cache_path(index_dir).read_bytes())
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
                          list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()})
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (TypeError, KeyError, AttributeError):  # not as we wrote it
         return None
 
 
@@ -135,17 +121,6 @@ def scan_cache_bytes(cache: ScanCache) -> bytes:
 
 
 def write_scan_cache(index_dir: Path, cache: ScanCache) -> None:
-    atomic_write(scan_cache_path(index_dir), scan_cache_bytes(cache))
+    from ..fsutil import atomic_write
 
-
-def fingerprint(*parts: object) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def stamp(mtime_ns: int, now_ns: int) -> int:
-    """The mtime to remember for a folder scanned at `now_ns`."""
-    return RESCAN if mtime_ns >= now_ns - RACY_NS else mtime_ns
-
-
-def now_ns() -> int:
-    return time.time_ns()
+    atomic_write(Path(scan_cache_path(str(index_dir))), scan_cache_bytes(cache))

@@ -9,10 +9,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import ConfigError
+from ..wheelname import canonical_name
 
 _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
 
@@ -52,7 +52,7 @@ class WheelEntry:
 
     @property
     def sort_key(self) -> tuple[Version, str]:
-        return (Version(self.version), self.filename)
+        return (parse_version(self.version), self.filename)
 
 
 class ProjectRow(NamedTuple):
@@ -121,7 +121,7 @@ class Yank:
             return False
         if self.file is not None:
             return entry.filename == self.file
-        return entry.project == self.project and Version(entry.version) == self.version
+        return entry.project == self.project and parse_version(entry.version) == self.version
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,6 @@ def _parse_yank(item: Any, where: str) -> Yank:
             parsed_version = Version(version)
         except InvalidVersion:
             raise ConfigError(f"{where}.version: {version!r} is not a PEP 440 version") from None
-        project = canonicalize_name(project)
+        project = canonical_name(project)
     return Yank(project=project, version=parsed_version, file=file, targets=tuple(targets),
                 reason=item.get("reason", ""), where=where)

@@ -12,10 +12,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from packaging.version import Version
-
 from . import instructions
-from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList, project_row
+from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList, parse_version, project_row
 
 API_VERSION = "1.1"  # PEP 691 + PEP 700 (versions, size)
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -142,7 +140,7 @@ def project_json(project: str, entries: list[WheelEntry], yanks: YankList, links
         if e.requires_python:
             item["requires-python"] = e.requires_python
         files.append(item)
-    versions = sorted({e.version for e in entries}, key=Version)
+    versions = sorted({e.version for e in entries}, key=parse_version)
     return _json_bytes({
         "meta": {"api-version": API_VERSION},
         "name": project,
@@ -294,7 +292,7 @@ def project_page(project: str, entries: list[WheelEntry], failures: Failures, ya
     ]
     for t in targets:
         mine = sorted(by_target.get(t, []), key=lambda e: e.sort_key, reverse=True)
-        versions = sorted({e.version for e in mine}, key=Version, reverse=True)
+        versions = sorted({e.version for e in mine}, key=parse_version, reverse=True)
         href = attr_url(t)
         out.append(f'    <h2 id="{href}">{escape(t)}</h2>')
         failed = failures.get((t, project))

@@ -1,0 +1,129 @@
+"""`python -m ot2wheels.index`: the no-op decided before the index code is imported, and how a new
+wheel is noticed from dist folder times (and listings, for folders written just before a scan)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ot2wheels.index.synth import write_record, write_wheel
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ROOT / "toolchain" / "targets.toml"
+TARGET = "bookworm-armhf"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def _cli(dist: Path, index: Path, *extra: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "ot2wheels.index", str(dist), str(index), "--targets", str(TARGETS),
+                           *extra], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _add(dist: Path, project: str, version: str) -> Path:
+    wheel = write_wheel(dist / TARGET / project, project, version)
+    write_record(wheel, TARGET)
+    return wheel
+
+
+def _tree(index: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the index (and the scan file beside it) with its inode and mtime."""
+    files = [p for p in index.parent.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    return {str(p.relative_to(index.parent)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+
+
+def _age(folder: Path, seconds: int = 60) -> None:
+    """Make a dist folder look written long before the next scan (not racy)."""
+    t = folder.stat().st_mtime_ns - seconds * 10**9
+    os.utime(folder, ns=(t, t))
+
+
+def test_no_op_publishes_nothing_and_imports_no_index_code(tmp_path):
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    _add(dist, "alpha", "1.0")
+    stray = write_wheel(dist / TARGET / "stray", "stray", "1.0")  # no record: reported, not published
+    first = _cli(dist, index)
+    assert f"added   {TARGET}/alpha-1.0-py3-none-any.whl" in first
+    code = ("import sys; from ot2wheels.index.cli import publish; "
+            f"publish({str(dist)!r}, {str(index)!r}, {str(TARGETS)!r}); "
+            "print(sorted(m for m in sys.modules if m in ('ot2wheels.index.build', 'packaging.tags', "
+            "'pathlib', 'dataclasses')))")
+    # Right after the build (its folders are "racy": compared by listing), then once they are old.
+    for when in ("just built", "folders old"):
+        if when == "folders old":
+            for folder in (dist / TARGET).iterdir():
+                _age(folder)
+            assert "unchanged" in _cli(dist, index)  # the long way (times moved), nothing new
+        before = _tree(index)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
+        assert "unchanged" in proc.stdout, when
+        assert f"not published: {TARGET}/stray/{stray.name}: no build record names it" in proc.stdout
+        assert proc.stdout.splitlines()[-1] == "[]", when  # none of the index code, packaging or pathlib
+        assert _tree(index) == before, when  # not a file written, replaced or touched
+
+
+def test_wheel_added_to_a_folder_whose_time_moved_is_published(tmp_path):
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    _age(dist / TARGET / "alpha")
+    _cli(dist, index)
+    scan = json.loads((tmp_path / ".index.scan.json").read_text())["folders"][f"{TARGET}/alpha"]
+    assert scan[2] is None  # an old folder is remembered by its time alone
+    _add(dist, "alpha", "2.0")  # renamed in: the folder's mtime moves
+    out = _cli(dist, index)
+    assert f"added   {TARGET}/alpha-2.0-py3-none-any.whl" in out
+    assert (index / TARGET / "files" / "alpha" / "alpha-2.0-py3-none-any.whl").is_file()
+
+
+def test_wheel_added_within_the_timestamp_granularity_is_published(tmp_path):
+    """A folder written just before its scan may change again without its mtime moving (coarse file
+    system clocks): its listing (names, inodes) was remembered, so the new wheel is still seen."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    folder = dist / TARGET / "alpha"
+    scan = json.loads((tmp_path / ".index.scan.json").read_text())["folders"][f"{TARGET}/alpha"]
+    assert scan[2]  # written less than 2 s before the scan: its listing is kept
+    mtime = folder.stat().st_mtime_ns
+    _add(dist, "alpha", "2.0")
+    os.utime(folder, ns=(mtime, mtime))  # as if the clock had not ticked since the scan
+    out = _cli(dist, index)
+    assert f"added   {TARGET}/alpha-2.0-py3-none-any.whl" in out
+
+
+def test_what_the_folder_time_check_relies_on(tmp_path):
+    """The limit, stated: an old folder whose mtime is put back after a change is not rescanned
+    (ot2wheels writes dist/ by rename, which moves it); `--full` publishes what it missed."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    folder = dist / TARGET / "alpha"
+    _age(folder)
+    _cli(dist, index)
+    mtime = folder.stat().st_mtime_ns
+    _add(dist, "alpha", "2.0")
+    os.utime(folder, ns=(mtime, mtime))
+    assert "unchanged" in _cli(dist, index)
+    assert f"added   {TARGET}/alpha-2.0-py3-none-any.whl" in _cli(dist, index, "--full")
+
+
+def test_a_settled_folder_is_remembered_by_its_time_again(tmp_path):
+    """A listing is kept only while a folder is young: the next publish more than 2 s later (which
+    rewrites the scan file anyway) drops it, so later no-ops stat the folder and list nothing."""
+    dist, index = tmp_path / "dist", tmp_path / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    scan_file = tmp_path / ".index.scan.json"
+    assert json.loads(scan_file.read_text())["folders"][f"{TARGET}/alpha"][2]
+    time.sleep(2.1)
+    _add(dist, "beta", "1.0")
+    assert f"added   {TARGET}/beta-1.0-py3-none-any.whl" in _cli(dist, index)
+    folders = json.loads(scan_file.read_text())["folders"]
+    assert folders[f"{TARGET}/alpha"][2] is None
+    assert folders[f"{TARGET}/beta"][2]  # just written: by listing
