@@ -94,6 +94,13 @@ def test_build_log_check_names_host_numpy_headers() -> None:
     assert targetdeps.check_build_log(good, roots) == []
     assert targetdeps.check_build_log(good + host, roots) == ["/venv/lib/python3.11/site-packages/numpy/core/include"]
     assert targetdeps.check_build_log("-I /other/numpy/_core/include x", roots) == ["/other/numpy/_core/include"]
+    # Meson's compiler lines name folders relative to its build directory
+    meson = "gcc -I../../../target/site/numpy/numpy/_core/include -c a.c\n"
+    assert targetdeps.check_build_log(meson, roots) == []
+    host_rel = "gcc -I../../venv/lib/python3.11/site-packages/numpy/_core/include -c a.c\n"
+    assert targetdeps.check_build_log(host_rel, roots) == ["../../venv/lib/python3.11/site-packages/numpy/_core/include"]
+    assert targetdeps.check_build_log("gcc -I../target/site/numpyx/numpy/_core/include x\n", roots) != []
+    assert targetdeps.check_build_log("gcc -I/c/work/pandas.xy/target/site/numpy/numpy/_core/include x\n", roots) != []
 
 
 def _wheel(path: Path, requires: list[str]) -> Path:

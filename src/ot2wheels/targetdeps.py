@@ -34,7 +34,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
 from packaging.requirements import Requirement
@@ -335,9 +335,23 @@ def check_build_log(text: str, roots: list[str]) -> list[str]:
     bad = []
     for m in _NUMPY_INCLUDE_ARG.finditer(text):
         path = m.group("path")
-        if not any(path.startswith(r.rstrip("/") + "/") for r in roots) and path not in bad:
+        if not any(_in_root(path, r) for r in roots) and path not in bad:
             bad.append(path)
     return bad
+
+
+def _in_root(path: str, root: str) -> bool:
+    """Whether an include folder of a compiler line lies in `root`. Meson writes folders relative to
+    its build directory (`../../../target/site/numpy/...`), which the log does not name: such a
+    path counts when, climbed from some folder above the root, it lands inside the root."""
+    root_parts = PurePosixPath(root).parts
+    if path.startswith("/"):
+        return PurePosixPath(path).parts[:len(root_parts)] == root_parts
+    rest = [p for p in PurePosixPath(path).parts if p not in ("..", ".")]
+    if ".." in PurePosixPath("/".join(rest)).parts or not rest:
+        return False
+    # rest must begin with the root's tail below one of its ancestors ("target/site/numpy/...")
+    return any(tuple(rest[:k]) == root_parts[-k:] for k in range(1, len(root_parts)) if len(rest) > k)
 
 
 def _roots_from_log(text: str) -> list[str]:
