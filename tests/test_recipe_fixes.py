@@ -76,9 +76,24 @@ def test_wheel_smoke_is_what_the_wheel_ships(tmp_path: Path) -> None:
         "optmod-1.0.data/platlib/plat/__init__.py", "optmod-1.0.data/scripts/tool",
         "optmod-1.0.dist-info/METADATA"])
     found = wheel_smoke(whl)
-    assert found.imports == ("optmod", "plat", "single")
+    assert found.imports == ("optmod",)  # the root with compiled code; plat and single are pure
     assert found.load == ("_topext.abi3.so", "optmod.libs/libfoo-1a2b.so.1",
                           "optmod/_fast.cpython-311-arm-linux-gnueabihf.so")
+
+
+def test_wheel_smoke_leaves_out_pure_roots_beside_compiled_ones(tmp_path: Path) -> None:
+    """black's wheel: mypyc-compiled black/ and blib2to3/, a pure blackd/ that needs the optional
+    aiohttp, a top-level mypyc helper module; a wheel without packages of compiled code keeps all."""
+    whl = _zip_wheel(tmp_path / "black-1.0-cp311-cp311-linux_armv7l.whl", [
+        "black/__init__.py", "black/linegen.cpython-311-arm-linux-gnueabihf.so",
+        "blib2to3/__init__.py", "blib2to3/pytree.cpython-311-arm-linux-gnueabihf.so",
+        "blackd/__init__.py", "_black_version.py", "30fc__mypyc.cpython-311-arm-linux-gnueabihf.so"])
+    found = wheel_smoke(whl)
+    assert found.imports == ("black", "blib2to3")
+    assert "30fc__mypyc.cpython-311-arm-linux-gnueabihf.so" in found.load
+    flat = _zip_wheel(tmp_path / "cffi-1.0-cp311-cp311-linux_armv7l.whl", [
+        "cffi/__init__.py", "cffi/api.py", "_cffi_backend.cpython-311-arm-linux-gnueabihf.so"])
+    assert wheel_smoke(flat).imports == ("cffi",)
 
 
 def test_wheel_smoke_imports_only_packages_with_init(tmp_path: Path) -> None:

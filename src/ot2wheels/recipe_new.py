@@ -313,7 +313,8 @@ def wheel_smoke(wheel: Path) -> WheelSmoke:
     - a folder is a package only with an `__init__.py`; leading folders without one are namespace
       portions (`google/`), but below a package a folder without one is not importable as the
       package's code expects (debugpy's vendored `pydevd/_pydevd_bundle` wants its own sys.path);
-    - `imports`: each top-level module and the outermost regular package of each tree;
+    - `imports`: the outermost regular package of each tree that holds a shared object (each
+      top-level module and package when none does);
     - `load`: every shared object (extension or plain library such as pycryptodome's ctypes
       `_ARC4`): opening it checks its native symbols without assuming it is a Python module.
     Test-only trees are left out: shipped or not, a smoke test must not depend on them."""
@@ -325,12 +326,16 @@ def wheel_smoke(wheel: Path) -> WheelSmoke:
     packages = {p[:-1] for p in paths if p[-1] == "__init__.py"}
     imports: set[str] = set()
     load: set[str] = set()
+    native_roots: set[str] = set()  # the import roots that hold shared objects
     for parts in paths:
         if {p.lower() for p in parts[:-1]} & _NOT_MODULES:
             continue
         leaf = parts[-1]
         if leaf.endswith(".so") or ".so." in leaf:
             load.add("/".join(parts))
+            first = next((i for i in range(1, len(parts)) if parts[:i] in packages), None)
+            if first is not None:
+                native_roots.add(".".join(parts[:first]))
             continue
         if not leaf.endswith(".py") or not all(p.isidentifier() for p in (*parts[:-1], leaf[:-3])):
             continue
@@ -344,6 +349,9 @@ def wheel_smoke(wheel: Path) -> WheelSmoke:
             continue
         if all(parts[:i] in packages for i in range(first, len(parts))):
             imports.add(".".join(parts[:first]))
+    # Roots with compiled code are what the build made; a pure root is upstream's Python and may
+    # need an optional extra to import (black's `blackd` wants aiohttp from black[d]).
+    imports = {i for i in imports if i in native_roots} or imports
     return WheelSmoke(tuple(sorted(imports)), tuple(sorted(load)))
 
 
