@@ -67,6 +67,9 @@ def test_project_list_is_validated(tmp_path: Path) -> None:
     (Stage.BUILD, 'CMake Error at CMakeLists.txt:296 (find_package):\n  By not providing "FindArrow.cmake" in '
                   "CMAKE_MODULE_PATH this project has", (), FailureClass.TARGET_LIBS),  # pyarrow: no Arrow C++
     (Stage.BUILD, "error: can't find Rust compiler", (), FailureClass.RUST),
+    (Stage.BUILD, "error: `cargo build` failed", (), FailureClass.RUST),
+    (Stage.BUILD, "PATH: '/root/.cargo/bin:/usr/bin'\nurllib.error.URLError: <urlopen error [Errno -2] Name or "
+                  "service not known>", (), FailureClass.OTHER),  # pymupdf: a download, not Rust
     (Stage.BUILD, "ERROR: Unknown compiler(s): [['gfortran']]", (), FailureClass.FORTRAN),
     (Stage.BUILD, "error: something else", ("rust",), FailureClass.RUST),
     (Stage.BUILD, "error: something else", (), FailureClass.OTHER),

@@ -110,7 +110,8 @@ _ERROR_LINE = [re.compile(p) for p in (
 _CLASSES: list[tuple[FailureClass, re.Pattern[str]]] = [
     (FailureClass.DYNAMIC_REQUIRES, re.compile(r"Missing dependencies|ERROR Backend .*requires|"
                                                r"No module named '(Cython|pybind11|numpy|setuptools_scm)'")),
-    (FailureClass.RUST, re.compile(r"\bcargo\b|\brustc\b|maturin|setuptools[-_]rust|Rust compiler")),
+    # cargo the program, not a path such as ~/.cargo/bin in an environment dump
+    (FailureClass.RUST, re.compile(r"(?<![/.\w])cargo(?![/\w])|\brustc\b|maturin|setuptools[-_]rust|Rust compiler")),
     (FailureClass.FORTRAN, re.compile(r"gfortran|[Ff]ortran compiler|\.f90\b")),
     (FailureClass.ABI3, re.compile(r"abi3")),
     (FailureClass.TARGET_LIBS, re.compile(r"fatal error: [^:]+: No such file|cannot find -l|Could NOT find|"
