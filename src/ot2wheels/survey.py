@@ -369,10 +369,11 @@ def _survey_release(scr: Layout, proj: SurveyProject, version: str, targets: lis
             cell.error = build_error_line(error, _log_text(log))
             continue
         cell.wheel = result.wheel.name
-        if not recipe.raw.get("smoke", {}).get("imports") or "# from the built wheel" not in recipe.path.read_text():
-            refine_smoke_imports(recipe.path, result.wheel)
-            recipe = load_recipe(recipe.path, set(project.targets.targets))
-            project.recipes[recipe.name] = recipe
+        # refined after every build: the scratch recipes are generated, and the [smoke] table is
+        # not part of the build's cache key, so this follows the current rule at no build cost
+        refine_smoke_imports(recipe.path, result.wheel)
+        recipe = load_recipe(recipe.path, set(project.targets.targets))
+        project.recipes[recipe.name] = recipe
         cell.imports = list(recipe.smoke.imports)
         to_smoke.append((cell, recipe, target))
     if to_smoke:
