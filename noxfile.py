@@ -76,7 +76,7 @@ def _closure(session: nox.Session, name: str) -> None:
     failures = [f"[{r.target.name}] {f}" for r in runs for f in r.failures]
     for r in runs:
         if r.rehearsal and r.rehearsal.passed:
-            session.log(r.rehearsal.output[-1500:])  # the flow's own output
+            session.log(r.rehearsal.output)  # the flow's own output (stdout, then stderr's tail)
     if failures:
         session.error("failed:\n  " + "\n  ".join(failures))
 

@@ -247,7 +247,7 @@ def test_numpy_extension_compiles_against_the_target_numpy(numpy_project: Path, 
     prefix = next(ln.split(": ", 1)[1] for ln in log.splitlines() if ln.startswith("#   target prefix: "))
     assert f"# numpy include folder for the build: {prefix}/numpy/core/include" in log
     assert f"-I{prefix}/numpy/core/include" in log  # the compile line used the target copy
-    assert targetdeps.requires_dist(result.wheel) == ["numpy>=1.26.4"]
+    assert targetdeps.requires_dist(result.wheel) == ["numpy>=1.26.4,<2"]  # built against 1.x: not numpy 2
     toolchain = get_toolchain(project.targets.get("bookworm-armhf"), project.layout)
     toolchain.ensure()
     # the cache key covers the numpy wheel's sha256: a rebuilt numpy means a rebuilt npdemo

@@ -175,13 +175,17 @@ def rehearse(requirement: str, toolchain, wheels: list[Path], client: IndexClien
         try:
             run = subprocess.run([str(python), str(program)], env=run_env, cwd=tmp, capture_output=True, text=True,
                                  timeout=timeout)
-            run_out, run_rc = run.stdout + run.stderr, run.returncode
+            # the program's own output and the tail of stderr apart: a library's shutdown noise
+            # on stderr (prefect's aiosqlite under load) must not push the result out of view
+            run_out, run_rc = run.stdout[-2500:], run.returncode
+            if run.stderr.strip():
+                run_out += f"\n[stderr]\n{run.stderr[-1500:]}"
+            passed = run_rc == 0 and OK_MARK in run.stdout
         except subprocess.TimeoutExpired:
-            run_out, run_rc = f"the rehearsal program timed out after {timeout}s", -1
+            run_out, run_rc, passed = f"the rehearsal program timed out after {timeout}s", -1, False
         run_s = round(time.monotonic() - started, 1)
-    passed = run_rc == 0 and OK_MARK in run_out
     return RehearsalResult(target.name, requirement, passed, install_s, run_s, installed, ours,
-                           f"$ python rehearsal.py\n{run_out[-4000:]}")
+                           f"$ python rehearsal.py\n{run_out}")
 
 
 def _read_report(report: Path, house: Path) -> tuple[dict[str, str], list[str]]:
