@@ -337,7 +337,7 @@ def _survey_release(scr: Layout, proj: SurveyProject, version: str, targets: lis
 
     path = scr.packages / proj.name / "recipe.toml"
     try:
-        if not (path.is_file() and load_recipe(path).version == version):  # keep a refined one
+        if not (path.is_file() and load_recipe(path).version == version):  # reuse: same recipe, same cache key
             say(f"survey: recipe.new {proj.name}=={version}")
             new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks,
                        pythons=sorted({t.python for t in targets}, key=Version))
