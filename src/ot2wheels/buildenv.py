@@ -46,6 +46,11 @@ def ensure_build_env(python: Path, requires: tuple[str, ...], cache: Path, log: 
     return exe
 
 
+def venv_root(python: Path) -> Path:
+    """The root (sys.prefix) of the build venv whose interpreter `ensure_build_env` returned."""
+    return python.parent.parent  # <root>/bin/python
+
+
 MADE_AT = ".made-at"  # the path a build env was made at (its scripts name it)
 
 

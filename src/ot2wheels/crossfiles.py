@@ -174,8 +174,10 @@ def _cmake_str(value: str | Path) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = ()) -> Path:
-    """Write `<dest>/toolchain.cmake` for the toolchain's target and return its path."""
+def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, launcher: tuple[str, ...] = (),
+                         build_env: Path | None = None) -> Path:
+    """Write `<dest>/toolchain.cmake` for the toolchain's target and return its path; `build_env` is
+    the build venv's root (sys.prefix), whose CMake packages the build may use."""
     tools = toolchain.compilers()
     cc, cxx = shlex.split(tools["CC"]), shlex.split(tools["CXX"])
     cpu = cpu_of(toolchain.target.arch)
@@ -191,8 +193,12 @@ def cmake_toolchain_file(toolchain: Toolchain, dest: Path, pkg_config: Path, lau
         f"set(CMAKE_CXX_COMPILER {_cmake_str(cxx[0])})",
         f"set(CMAKE_AR {_cmake_str(tools.get('AR', t.triplet + '-ar'))} CACHE FILEPATH \"\")",
         f"set(CMAKE_STRIP {_cmake_str(tools.get('STRIP', t.triplet + '-strip'))} CACHE FILEPATH \"\")",
-        # Libraries and headers only from the sysroot; programs (cython, swig) from the host.
-        f"set(CMAKE_FIND_ROOT_PATH {_cmake_str(toolchain.sysroot)})",
+        # Libraries and headers only from the sysroot; programs (cython, swig) from the host. The
+        # build venv is a second root: CMake keeps a search path already under a root as it is
+        # (re-roots only the others), so the CMake configs its packages ship in site-packages
+        # (nanobind, pybind11; scikit-build-core adds site-packages to the prefix path) are found,
+        # while the host's /usr stays hidden (re-rooted under the sysroot and the venv).
+        f"set(CMAKE_FIND_ROOT_PATH {' '.join(_cmake_str(r) for r in (toolchain.sysroot, build_env) if r)})",
         "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
@@ -244,8 +250,9 @@ class BackendSetup:
 
 def backend_setup(backend: str, toolchain: Toolchain, cross: dict[str, str], dest: Path,
                   make_jobs: int = 1, extra_pkgconfig: tuple[Path, ...] = (),
-                  binaries: tuple[tuple[str, Path], ...] = ()) -> BackendSetup:
-    """Cross file / toolchain file for `backend`; for setuptools backends only the ld paths."""
+                  binaries: tuple[tuple[str, Path], ...] = (), build_env: Path | None = None) -> BackendSetup:
+    """Cross file / toolchain file for `backend`; for setuptools backends only the ld paths.
+    `build_env`: the build venv's root (CMake: its packages' configs may be found)."""
     alt = alternative_lib_dirs(toolchain)
     if backend not in MESON_BACKENDS + CMAKE_BACKENDS:
         return BackendSetup(cross, (), (), alt)
@@ -262,7 +269,7 @@ def backend_setup(backend: str, toolchain: Toolchain, cross: dict[str, str], des
         return BackendSetup(env, (f"setup-args=--cross-file={path}", f"compile-args=-j{make_jobs}",
                                   "compile-args=-v"),
                             (path, pkg_config), alt)
-    path = cmake_toolchain_file(toolchain, dest, pkg_config, launcher)
+    path = cmake_toolchain_file(toolchain, dest, pkg_config, launcher, build_env)
     env["CMAKE_TOOLCHAIN_FILE"] = str(path)
     return BackendSetup(env, (f"cmake.define.CMAKE_TOOLCHAIN_FILE={path}", "build.verbose=true"),
                         (path, pkg_config), alt)

@@ -1,0 +1,3 @@
+from ._pbdemo import crc, facts
+
+__all__ = ["crc", "facts"]
