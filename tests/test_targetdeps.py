@@ -170,6 +170,35 @@ def test_numpy_config_answers_the_target_prefix(tmp_path: Path, cache_dir: Path)
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("longdouble,has_256", [(8, False), (16, True)])
+def test_host_numpy_answers_the_targets_long_double_aliases(longdouble: int, has_256: bool, tmp_path: Path,
+                                                             cache_dir: Path) -> None:
+    """h5py asks the numpy that runs its setup `hasattr(numpy, 'complex256')`: the x86-64 host's says
+    yes, armhf's long double is a double (`'h5py_size_n256' undeclared`). Through the hook, the
+    build venv's real numpy answers from the target prefix's _numpyconfig.h; aarch64 keeps them."""
+    from ot2wheels import buildenv
+
+    target = load_targets(ROOT / "toolchain" / "targets.toml").get("bookworm-armhf")
+    toolchain = get_toolchain(target, Layout(root=ROOT, cache=cache_dir, dist=tmp_path / "dist"))
+    python = buildenv.ensure_build_env(toolchain.build_python(), ("numpy==2.2.6",), cache_dir)
+    site = tmp_path / "target" / "site" / "numpy"
+    (site / "numpy" / "_core" / "include" / "numpy").mkdir(parents=True)
+    (site / "numpy" / "_core" / "include" / "numpy" / "_numpyconfig.h").write_text(
+        f"#define NPY_SIZEOF_LONG 4\n#define NPY_SIZEOF_LONGDOUBLE {longdouble}\n")
+    deps = targetdeps.TargetDeps((targetdeps.TargetDep("numpy", "2.2.6", "wheel", "0" * 64, site=site),))
+    log = tmp_path / "build.log"
+    log.write_text("")
+    env = targetdeps.prepare(deps, toolchain, python, {}, tmp_path / "work", log)
+    probe = ("import numpy; from numpy import *; print(hasattr(numpy, 'complex256'), hasattr(numpy, 'float128'), "
+             "'complex256' in numpy.__all__, numpy.dtype(numpy.longdouble).itemsize, float64(2) * 2)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    host = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=clean)
+    assert host.stdout.split() == ["True", "True", "True", "16", "4.0"], host.stderr  # the x86-64 host's own
+    run = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env={**clean, **env})
+    assert run.stdout.split() == [str(has_256)] * 3 + ["16", "4.0"], run.stderr
+
+
+@pytest.mark.integration
 def test_a_missing_target_dependency_fails_with_one_line(tmp_path: Path, cache_dir: Path) -> None:
     """No recipe, no wheel on the index, not in the sysroot: one line naming it (real pip, real sysroot)."""
     layout = Layout(root=tmp_path, cache=cache_dir, dist=tmp_path / "dist")

@@ -17,7 +17,9 @@ The dependency is installed into a target prefix (a plain folder of the target's
 build's host Python still needs the package to *run* `setup.py` (`import numpy`), so the same
 version is installed in the build venv for the host, and a `sitecustomize` on the build's
 PYTHONPATH makes `numpy.get_include()` answer the target prefix's include folder (headers,
-`_numpyconfig.h` with the target's sizes, `libnpymath.a` beside it). Before compiling, a probe
+`_numpyconfig.h` with the target's sizes, `libnpymath.a` beside it) and hides the host's long
+double aliases the target does not have (`numpy.complex256` on x86-64, not on armhf, whose long
+double is a double: h5py asks `hasattr(numpy, "complex256")`). Before compiling, a probe
 checks that answer; after compiling, the build log must name no numpy include folder outside
 the target prefix. The built wheel's `Requires-Dist` is pinned to `>= the version built against` (numpy 1.x:
 also `<2`, numpy 2 broke the ABI).
@@ -88,8 +90,36 @@ def _target_include():
     raise RuntimeError("ot2wheels: no target numpy headers under " + _os.pathsep.join(_roots))
 
 
+# numpy/__init__.py defines these sized aliases of long double only where it has that size; a
+# build that asks `hasattr(numpy, "complex256")` (h5py) asks about the TARGET, whose long double
+# may be narrower than the host's (armhf: a double; x86-64: 16 bytes).
+_LONGDOUBLE_ALIASES = ("float96", "float128", "complex192", "complex256")
+
+
+def _target_longdouble_size():
+    with open(_os.path.join(_target_include(), "numpy", "_numpyconfig.h")) as header:
+        for line in header:
+            words = line.split()
+            if words[:2] == ["#define", "NPY_SIZEOF_LONGDOUBLE"] and len(words) > 2:
+                return int(words[2])
+    return None
+
+
+def _hide_host_longdouble_aliases(module):
+    size = _target_longdouble_size()
+    if size is None:
+        return
+    target_has = {"float%d" % (8 * size), "complex%d" % (16 * size)}
+    for name in _LONGDOUBLE_ALIASES:
+        if name not in target_has and name in module.__dict__:
+            delattr(module, name)
+            if name in getattr(module, "__all__", ()):
+                module.__all__.remove(name)
+
+
 class _NumpyHook:
-    """After `import numpy` (the host copy: setup.py needs it), patch get_include."""
+    """After `import numpy` (the host copy: setup.py needs it), patch get_include and the
+    long double aliases to the target's."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "numpy":
@@ -107,6 +137,7 @@ class _NumpyHook:
         def exec_module(module):
             run(module)
             module.get_include = _target_include
+            _hide_host_longdouble_aliases(module)
             # numpy 1.x: numpy.lib.utils; numpy 2.x: numpy.lib._utils_impl (numpy-config's)
             for where in ("numpy.lib.utils", "numpy.lib._utils_impl"):
                 utils = _sys.modules.get(where)
