@@ -207,7 +207,7 @@ def _core_fields(metadata: bytes) -> dict[str, str]:
         values = found.get(key)
         if values and len(values) == 1:
             text = "".join(values[0]).rstrip("\r\n")
-            if not any("\udc80" <= c <= "\udcff" for c in text):
+            if text.isascii() or not any("\udc80" <= c <= "\udcff" for c in text):
                 out[key] = text
     return out
 
