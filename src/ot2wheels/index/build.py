@@ -339,8 +339,8 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
     if newest is not None and newest[2].get("result") == "failed":
         from ..report import error_line  # the same extraction as the status page
 
-        data, path = newest[2], project_dir / newest[1]
-        log = path.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
+        data, record = newest[2], project_dir / newest[1]
+        log = record.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
         failure = Failure(version=str(data.get("version", "?")),
                           error=error_line(str(log) if log else None, data.get("error")),
                           log=log.name if log else "")
