@@ -349,6 +349,28 @@ def test_hostguard_puts_cxx_runtime_flags_in_front_of_cxx_compiles_only(tmp_path
     assert run("-shared", "a.o", "-o", "a.so") == ["-shared", "a.o", "-o", "a.so"]
 
 
+def test_hostguard_puts_the_commands_own_library_dirs_before_the_sysroots(tmp_path: Path) -> None:
+    """LDFLAGS' sysroot -L folders come first; a -L of the build's own (PyNaCl's libsodium.a) must win."""
+    sysroot = tmp_path / "sysroot"
+    guard = hostguard.environment({"LDSHARED": "printf %s\\n -shared"}, sysroot, "arm-linux-gnueabihf",
+                                  tmp_path)["LDSHARED"].split()[0]
+    lib = f"-L{sysroot}/usr/lib/arm-linux-gnueabihf"
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run([guard, "%s\\n", *args], capture_output=True, text=True, check=True).stdout.split()
+
+    link = [f"-L{sysroot}/lib", f"-Wl,-rpath-link,{sysroot}/lib", lib, "a.o", "-Lbuild/temp/lib", lib,
+            "-L/opt/own", "-lsodium", "-o", "a.so"]
+    assert run(*link) == [f"-Wl,-rpath-link,{sysroot}/lib", "a.o", "-Lbuild/temp/lib", "-L/opt/own",
+                          f"-L{sysroot}/lib", lib, lib, "-lsodium", "-o", "a.so"]
+    assert run(lib, "-Lbuild") == ["-Lbuild", lib]
+    assert run("-Lbuild", lib, "a.o") == ["-Lbuild", lib, "a.o"]  # already behind: left as it was
+    assert run(lib, "a.o", "-lz") == [lib, "a.o", "-lz"]  # no own folder: nothing to move
+    # a host folder rewritten into the sysroot counts as the sysroot's
+    assert run(lib, "-L/usr/lib/x86_64-linux-gnu", "a.o") == [lib, lib, "a.o"]
+    assert run(lib, f"-L{sysroot}x/lib") == [f"-L{sysroot}x/lib", lib]  # a sibling folder is not the sysroot
+
+
 LEAKY_SETUP = """
 from setuptools import Extension, setup
 # what a setup.py that probes the build machine does
@@ -397,6 +419,41 @@ def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, t
     log = b.result.record_path.with_suffix(".log").read_text()
     assert b.result.ok, b.result.record.error
     assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
+    assert b.smoke_passes()
+
+
+OWN_LIB_SETUP = """
+import os
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        # what PyNaCl does with its bundled libsodium: a static library of its own in the build
+        # tree, linked with -L<that folder> -lz, while the sysroot has a libz.so of its own
+        lib = os.path.join(self.build_temp, "lib")
+        objects = self.compiler.compile(["vendor/z.c"], output_dir=self.build_temp)
+        self.compiler.create_static_lib(objects, "z", output_dir=lib)
+        for ext in self.extensions:
+            ext.library_dirs.append(lib)
+        super().build_extensions()
+
+setup(name="ownlib", version="1.0", cmdclass={"build_ext": BuildExt},
+      ext_modules=[Extension("ownlib", ["ownlib.c"], libraries=["z"])])
+"""
+
+
+@pytest.mark.integration
+def test_a_library_the_build_makes_wins_over_the_sysroots(layout: Layout, tmp_path: Path) -> None:
+    """The sysroot's -L folders come first in LDFLAGS: the link took the sysroot's libz.so and the
+    extension failed to import with an undefined symbol (pynacl: crypto_aead_aegis128l_npubbytes)."""
+    b = build_local_sdist(layout, tmp_path, "ownlib", {
+        "setup.py": OWN_LIB_SETUP,
+        "vendor/z.c": "int ot2w_own_z(void) { return 42; }\n",
+        "ownlib.c": module_c("ownlib", "int ot2w_own_z(void);", "if (ot2w_own_z() != 42) return NULL;")})
+    assert b.result.ok, b.result.record.error
+    assert (b.result.record.gate is not None
+            and all("libz.so.1" not in e.needed for e in b.result.record.gate.elves))  # the sysroot's lost
     assert b.smoke_passes()
 
 
