@@ -282,6 +282,62 @@ def test_contents_lines_become_include_paths() -> None:
     assert "stdio.h" not in m  # libc's own headers are in every sysroot
 
 
+def test_contents_lines_become_library_names() -> None:
+    lines = [
+        b"usr/lib/arm-linux-gnueabihf/libkrb5.so                 libdevel/libkrb5-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libkrb5.so.3               libs/libkrb5-3\n",
+        b"usr/lib/arm-linux-gnueabihf/libsybdb.a                 devel/freetds-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libm.so                    libdevel/libc6-dev\n",
+        b"usr/lib/x86_64-linux-gnu/libother.so                   libdevel/libother-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/pkgconfig/krb5-gssapi.pc   libdevel/libkrb5-dev\n",
+        b"usr/share/pkgconfig/xproto.pc                          libdevel/x11proto-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libfoo/libbar.so           libdevel/libfoo-dev\n",
+    ]
+    m = parse_contents(lines, "arm-linux-gnueabihf")
+    assert m == {"-lkrb5": "libkrb5-dev", "krb5-gssapi.pc": "libkrb5-dev", "xproto.pc": "x11proto-dev"}
+
+
+# pymssql's shape: libraries added in a method, no header names them
+KRB5_SETUP = """
+from setuptools import Extension, setup
+libraries = ['sybdb']
+class build_ext(_build_ext):
+    def build_extensions(self):
+        libraries.extend(['gssapi_krb5', 'krb5'])
+setup(ext_modules=[Extension('m', ['m.c'], libraries=libraries, extra_link_args=["-lpq", '-lm'])])
+"""
+LIB_MAP = {"-lkrb5": "libkrb5-dev", "-lgssapi_krb5": "libkrb5-dev", "-lsybdb": "freetds-dev", "-lpq": "libpq-dev",
+           "-lsodium": "libsodium-dev", "-lxml2": "libxml2-dev", "-lz": "zlib1g-dev", "-lyaml": "libyaml-dev",
+           "-lbz2": "libbz2-dev", "-lcurl": "libcurl4-openssl-dev", "-lgit2": "libgit2-dev",
+           "libzmq.pc": "libzmq3-dev", "pybind11.pc": "pybind11-dev", "glib-2.0.pc": "libglib2.0-dev",
+           "-luv": "libuv1-dev", "-lsnappy": "libsnappy-dev", "libcurl.pc": "libcurl4-openssl-dev"}
+
+
+def test_libraries_the_build_files_name_map_to_dev_packages() -> None:
+    _, data = make_sdist("krbthing", "1.0", {"setup.py": KRB5_SETUP, "m.c": "int x;\n"})
+    assert target_libs(data, "krbthing-1.0.tar.gz", LIB_MAP) == ["freetds-dev", "libkrb5-dev", "libpq-dev"]
+    assert target_libs(data, "krbthing-1.0.tar.gz") == []  # only names the Contents map resolves
+    _, data = make_sdist("mesonthing", "1.0", {
+        "meson.build": "cc = meson.get_compiler('c')\nz = cc.find_library('z')\n"
+                       "zmq = dependency('libzmq', version: '>=4')\npyb = dependency('pybind11')\n"
+                       "py = dependency('python3')\n",
+        "src/meson.build": "glib = dependency( 'glib-2.0' )\n",
+        "subprojects/uv/meson.build": "uv = cc.find_library('uv')\n",  # bundled code's build
+        "tests/meson.build": "snappy = cc.find_library('snappy')\n",
+        "vendored-meson/meson/meson.build": "dependency('libcurl')\n",
+        "setup.cfg": "[build_ext]\nlibraries = yaml, bz2\n",
+        "CMakeLists.txt": "find_library(CURL_LIB NAMES curl HINTS /opt REQUIRED)\nfind_library(GIT git2)\n",
+        "pyproject.toml": "", "a.py": "libraries = ['curl']  # not a build file\n",
+    })
+    assert target_libs(data, "mesonthing-1.0.tar.gz", LIB_MAP, ["pybind11==3.0.1"]) == [
+        "libbz2-dev", "libcurl4-openssl-dev", "libgit2-dev", "libglib2.0-dev", "libyaml-dev", "libzmq3-dev",
+        "zlib1g-dev"]
+    # PyNaCl's shape: it links -lsodium, and builds that from its own src/libsodium
+    _, data = make_sdist("bundler", "1.0", {"setup.py": "Extension('b', ['b.c'], libraries=['sodium', 'xml2'])\n",
+                                            "src/libsodium/configure": "", "b.c": ""})
+    assert target_libs(data, "bundler-1.0.tar.gz", LIB_MAP) == ["libxml2-dev"]
+
+
 @pytest.mark.integration
 def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     target = load_targets(layout.targets_file).get("bookworm-armhf")
@@ -296,6 +352,10 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     # pybind11 as a build requirement ships its headers; bookworm's older -dev copy would shadow them
     assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers, ["pybind11==3.1.0"]) == []
     assert headers["sqlfront.h"] == "freetds-dev"  # pymssql's Cython extern header
+    assert headers["-lkrb5"] == headers["-lgssapi_krb5"] == "libkrb5-dev"  # pymssql links them, no header
+    assert headers["zlib.pc"] == "zlib1g-dev" and "-lm" not in headers  # libc's are in every sysroot
+    _, krb = make_sdist("krbthing", "1.0", {"setup.py": KRB5_SETUP, "m.c": "#include <sqlfront.h>\n"})
+    assert target_libs(krb, "krbthing-1.0.tar.gz", headers) == ["freetds-dev", "libkrb5-dev", "libpq-dev"]
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
 
 
