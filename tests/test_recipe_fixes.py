@@ -452,8 +452,8 @@ class LocalBuild:
 
 
 def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str, str],
-                      build_extra: str = "") -> LocalBuild:
-    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for bookworm-armhf by a recipe
+                      build_extra: str = "", target: str = "bookworm-armhf") -> LocalBuild:
+    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for `target` by a recipe
     of a pinned setuptools plus `build_extra` ([build] lines) that smoke-imports `name`."""
     from conftest import serve_directory, sha
 
@@ -466,9 +466,9 @@ def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str
             f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n{build_extra}'
             f'[smoke]\nimports = ["{name}"]\n')
         project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe(name), target, layout, say=lambda s: None)
-    return LocalBuild(project, target, result)
+        built_for = project.targets.get(target)
+        result = build_one(project.recipe(name), built_for, layout, say=lambda s: None)
+    return LocalBuild(project, built_for, result)
 
 
 @pytest.mark.integration
@@ -499,21 +499,29 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 setup(name="ownlib", version="1.0", cmdclass={"build_ext": BuildExt},
-      ext_modules=[Extension("ownlib", ["ownlib.c"], libraries=["z"])])
+      ext_modules=[Extension("ownlib", ["ownlib.c"], libraries=["z"], extra_link_args=["-Wl,--trace"])])
 """
 
 
 @pytest.mark.integration
-def test_a_library_the_build_makes_wins_over_the_sysroots(layout: Layout, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["bookworm-armhf", "bullseye-armhf"])
+def test_a_library_the_build_makes_wins_over_the_sysroots(layout: Layout, tmp_path: Path, target: str) -> None:
     """The sysroot's -L folders come first in LDFLAGS: the link took the sysroot's libz.so and the
-    extension failed to import with an undefined symbol (pynacl: crypto_aead_aegis128l_npubbytes)."""
+    extension failed to import with an undefined symbol (pynacl: crypto_aead_aegis128l_npubbytes).
+    Moved behind the build's own folder they must still come before the cross gcc's own folders,
+    whose glibc (2.36) is newer than bullseye's (2.31)."""
     b = build_local_sdist(layout, tmp_path, "ownlib", {
         "setup.py": OWN_LIB_SETUP,
         "vendor/z.c": "int ot2w_own_z(void) { return 42; }\n",
-        "ownlib.c": module_c("ownlib", "int ot2w_own_z(void);", "if (ot2w_own_z() != 42) return NULL;")})
+        "ownlib.c": module_c("ownlib", "#include <unistd.h>\nint ot2w_own_z(void);",
+                             "if (ot2w_own_z() != 42 || getpid() <= 0) return NULL;")}, target=target)
     assert b.result.ok, b.result.record.error
-    assert (b.result.record.gate is not None
-            and all("libz.so.1" not in e.needed for e in b.result.record.gate.elves))  # the sysroot's lost
+    # ld's --trace: every file the link opened
+    opened = [ln.strip() for ln in b.result.record_path.with_suffix(".log").read_text().splitlines()]
+    assert any(ln.startswith("build/") and ln.endswith("/lib/libz.a") for ln in opened)  # its own libz
+    libc = [ln for ln in opened if ln.endswith(("/libc.so", "/libc.so.6"))]
+    sysroot = str(get_toolchain(b.target, layout).sysroot)
+    assert libc and all(ln.startswith(sysroot + "/") for ln in libc), libc  # not the cross gcc's
     assert b.smoke_passes()
 
 
