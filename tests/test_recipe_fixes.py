@@ -333,9 +333,10 @@ def test_libraries_the_build_files_name_map_to_dev_packages() -> None:
         "libbz2-dev", "libcurl4-openssl-dev", "libgit2-dev", "libglib2.0-dev", "libyaml-dev", "libzmq3-dev",
         "zlib1g-dev"]
     # PyNaCl's shape: it links -lsodium, and builds that from its own src/libsodium
-    _, data = make_sdist("bundler", "1.0", {"setup.py": "Extension('b', ['b.c'], libraries=['sodium', 'xml2'])\n",
+    _, data = make_sdist("bundler", "1.0", {"setup.py": "Extension('b', ['b.c'], libraries=['sodium', 'xml2'])\n"
+                                                        "cfg = {'libraries': ['z'], 'other': ['yaml']}\n",
                                             "src/libsodium/configure": "", "b.c": ""})
-    assert target_libs(data, "bundler-1.0.tar.gz", LIB_MAP) == ["libxml2-dev"]
+    assert target_libs(data, "bundler-1.0.tar.gz", LIB_MAP) == ["libxml2-dev", "zlib1g-dev"]
 
 
 @pytest.mark.integration

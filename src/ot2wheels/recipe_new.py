@@ -83,8 +83,9 @@ _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
 # Cython names the C headers it includes in `cdef extern from "sqlfront.h":` (.pyx/.pxd), not #include
 _CYTHON_EXTERN = re.compile(rb'^\s*(?:cdef\s+)?extern\s+from\s+(<[^>]+>|"[^"]+"|\'[^\']+\')', re.M)
 # Libraries build files name (-> `-lNAME` / `NAME.pc` keys of the Contents map). Python and
-# setup.cfg: `libraries = [...]`, `libraries.extend([...])`, `libraries=` in Extension(...).
-_PY_LIBRARIES = re.compile(rb"""\blibraries\s*(?:\+?=|:|\.extend\(|\.append\()\s*(\[[^\]]*\]|\([^)]*\)|'[^']*'|"[^"]*")""")
+# setup.cfg: `libraries = [...]`, `libraries.extend([...])`, `libraries=` in Extension(...),
+# `"libraries": [...]` in a dict of settings.
+_PY_LIBRARIES = re.compile(rb"""\blibraries['"]?\s*(?:\+?=|:|\.extend\(|\.append\()\s*(\[[^\]]*\]|\([^)]*\)|'[^']*'|"[^"]*")""")
 _CFG_LIBRARIES = re.compile(rb"^\s*libraries\s*=[ \t]*(.+)$", re.M)
 _DASH_L = re.compile(rb"""(?:^|(?<=[\s"'\[(,=]))-l([A-Za-z0-9_][\w+.-]*)(?=$|[\s"',\])])""", re.M)
 _QUOTED = re.compile(rb"""['"]([A-Za-z0-9_][\w+.-]*)['"]""")
@@ -329,7 +330,7 @@ def _linked_libraries(name: str, text: bytes) -> set[str]:
     pcs: set[bytes] = set()
     if name == "setup.py":
         for group in _PY_LIBRARIES.findall(text):
-            libs.update(_QUOTED.findall(group) or [group.strip(b"'\"")])
+            libs.update(_QUOTED.findall(group))
     elif name == "setup.cfg":
         for value in _CFG_LIBRARIES.findall(text):
             libs.update(w for w in re.split(rb"[\s,]+", value) if _CMAKE_WORD.match(w.lower()))
