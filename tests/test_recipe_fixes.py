@@ -229,6 +229,45 @@ def test_smoke_opens_shared_objects_and_imports_what_can_be_imported(fake: FakeI
     assert "shapes/_plain" in smoke.output and "_bundle_on_its_own_path" not in smoke.output
 
 
+INITPKG_SETUP = """
+from setuptools import Extension, setup
+setup(name="initpkg", version="1.0", packages=["initpkg"],
+      ext_modules=[Extension("initpkg.__init__", ["initpkg/__init__.c"])])
+"""
+# As mypyc's package inits: PyInit_<package> for the package, PyInit___init__ as well; the second
+# refuses here, so importing the file as `initpkg.__init__` fails the smoke test.
+INITPKG_C = """#include <Python.h>
+static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "initpkg", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit_initpkg(void) { return PyModule_Create(&m); }
+PyMODINIT_FUNC PyInit___init__(void) {
+    PyErr_SetString(PyExc_ImportError, "initpkg imported as initpkg.__init__"); return NULL; }
+"""
+
+
+@pytest.mark.integration
+def test_smoke_imports_a_compiled_package_init_as_the_package(fake: FakeIndex, layout: Layout) -> None:
+    """A wheel whose package __init__ is an extension module (mypy's, built with mypyc): the load
+    list's `pkg/__init__....so` is the package itself, not a module named `pkg.__init__`."""
+    fake.sdist("initpkg", "1.0", files={
+        "setup.py": INITPKG_SETUP, "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n',
+        "initpkg/__init__.py": "", "initpkg/__init__.c": INITPKG_C,
+    })
+    fake.start()
+    path = new_recipe("initpkg==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"])
+    serve_as_url(path, fake)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
+    result = build_one(project.recipe("initpkg"), target, layout, say=lambda s: None)
+    assert result.ok and result.wheel is not None, result.record.error
+    found = refine_smoke_imports(path, result.wheel)
+    assert [p.split(".")[0] for p in found.load] == ["initpkg/__init__"]
+    smoke = smoke_test(load_recipe(path), result.wheel, get_toolchain(target, layout))
+    assert smoke.passed, smoke.output
+    assert "native modules:\n  initpkg/__init__." in smoke.output  # the package itself is native
+
+
 # --- 2. dynamic build requirements through the backend's hook --------------------------------
 BACKEND = """
 from setuptools.build_meta import *  # noqa: F401,F403
