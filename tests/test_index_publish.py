@@ -116,6 +116,19 @@ def test_names_are_url_quoted_and_escaped_in_every_attribute():
     assert 'href="javascript%3Aalert%283%29%22%3E%3Cscript%3E/simple/"' in pages[0].decode()
 
 
+@pytest.mark.parametrize("mtime_ns", [0, 999, 1_000_000_000_123_456_789 // 1000 * 1000, 1_764_290_000_999_999_999,
+                                      -1, -1_500_000_000_000_000_001, 253_402_300_799_000_000_000])
+def test_upload_time_matches_datetime(mtime_ns):
+    """PEP 700 upload-time strings from time.gmtime are the ones datetime wrote before (published
+    pages keep them: a different string for the same wheel would rewrite every page)."""
+    from datetime import UTC, datetime
+
+    from ot2wheels.index.model import upload_time
+
+    stamp = datetime.fromtimestamp(mtime_ns // 10**9, tz=UTC).replace(microsecond=mtime_ns // 1000 % 10**6)
+    assert upload_time(mtime_ns) == stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def test_unencoded_format_query_answers_json(tmp_path):
     """`?format=application/vnd.pypi.simple.v1+json` as documented, the `+` not percent-encoded."""
     dist, index = tmp_path / "dist", tmp_path / "index"

@@ -229,6 +229,45 @@ def test_smoke_opens_shared_objects_and_imports_what_can_be_imported(fake: FakeI
     assert "shapes/_plain" in smoke.output and "_bundle_on_its_own_path" not in smoke.output
 
 
+INITPKG_SETUP = """
+from setuptools import Extension, setup
+setup(name="initpkg", version="1.0", packages=["initpkg"],
+      ext_modules=[Extension("initpkg.__init__", ["initpkg/__init__.c"])])
+"""
+# As mypyc's package inits: PyInit_<package> for the package, PyInit___init__ as well; the second
+# refuses here, so importing the file as `initpkg.__init__` fails the smoke test.
+INITPKG_C = """#include <Python.h>
+static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "initpkg", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit_initpkg(void) { return PyModule_Create(&m); }
+PyMODINIT_FUNC PyInit___init__(void) {
+    PyErr_SetString(PyExc_ImportError, "initpkg imported as initpkg.__init__"); return NULL; }
+"""
+
+
+@pytest.mark.integration
+def test_smoke_imports_a_compiled_package_init_as_the_package(fake: FakeIndex, layout: Layout) -> None:
+    """A wheel whose package __init__ is an extension module (mypy's, built with mypyc): the load
+    list's `pkg/__init__....so` is the package itself, not a module named `pkg.__init__`."""
+    fake.sdist("initpkg", "1.0", files={
+        "setup.py": INITPKG_SETUP, "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n',
+        "initpkg/__init__.py": "", "initpkg/__init__.c": INITPKG_C,
+    })
+    fake.start()
+    path = new_recipe("initpkg==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"])
+    serve_as_url(path, fake)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
+    result = build_one(project.recipe("initpkg"), target, layout, say=lambda s: None)
+    assert result.ok and result.wheel is not None, result.record.error
+    found = refine_smoke_imports(path, result.wheel)
+    assert [p.split(".")[0] for p in found.load] == ["initpkg/__init__"]
+    smoke = smoke_test(load_recipe(path), result.wheel, get_toolchain(target, layout))
+    assert smoke.passed, smoke.output
+    assert "native modules:\n  initpkg/__init__." in smoke.output  # the package itself is native
+
+
 # --- 2. dynamic build requirements through the backend's hook --------------------------------
 BACKEND = """
 from setuptools.build_meta import *  # noqa: F401,F403
@@ -282,6 +321,63 @@ def test_contents_lines_become_include_paths() -> None:
     assert "stdio.h" not in m  # libc's own headers are in every sysroot
 
 
+def test_contents_lines_become_library_names() -> None:
+    lines = [
+        b"usr/lib/arm-linux-gnueabihf/libkrb5.so                 libdevel/libkrb5-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libkrb5.so.3               libs/libkrb5-3\n",
+        b"usr/lib/arm-linux-gnueabihf/libsybdb.a                 devel/freetds-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libm.so                    libdevel/libc6-dev\n",
+        b"usr/lib/x86_64-linux-gnu/libother.so                   libdevel/libother-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/pkgconfig/krb5-gssapi.pc   libdevel/libkrb5-dev\n",
+        b"usr/share/pkgconfig/xproto.pc                          libdevel/x11proto-dev\n",
+        b"usr/lib/arm-linux-gnueabihf/libfoo/libbar.so           libdevel/libfoo-dev\n",
+    ]
+    m = parse_contents(lines, "arm-linux-gnueabihf")
+    assert m == {"-lkrb5": "libkrb5-dev", "krb5-gssapi.pc": "libkrb5-dev", "xproto.pc": "x11proto-dev"}
+
+
+# pymssql's shape: libraries added in a method, no header names them
+KRB5_SETUP = """
+from setuptools import Extension, setup
+libraries = ['sybdb']
+class build_ext(_build_ext):
+    def build_extensions(self):
+        libraries.extend(['gssapi_krb5', 'krb5'])
+setup(ext_modules=[Extension('m', ['m.c'], libraries=libraries, extra_link_args=["-lpq", '-lm'])])
+"""
+LIB_MAP = {"-lkrb5": "libkrb5-dev", "-lgssapi_krb5": "libkrb5-dev", "-lsybdb": "freetds-dev", "-lpq": "libpq-dev",
+           "-lsodium": "libsodium-dev", "-lxml2": "libxml2-dev", "-lz": "zlib1g-dev", "-lyaml": "libyaml-dev",
+           "-lbz2": "libbz2-dev", "-lcurl": "libcurl4-openssl-dev", "-lgit2": "libgit2-dev",
+           "libzmq.pc": "libzmq3-dev", "pybind11.pc": "pybind11-dev", "glib-2.0.pc": "libglib2.0-dev",
+           "-luv": "libuv1-dev", "-lsnappy": "libsnappy-dev", "libcurl.pc": "libcurl4-openssl-dev"}
+
+
+def test_libraries_the_build_files_name_map_to_dev_packages() -> None:
+    _, data = make_sdist("krbthing", "1.0", {"setup.py": KRB5_SETUP, "m.c": "int x;\n"})
+    assert target_libs(data, "krbthing-1.0.tar.gz", LIB_MAP) == ["freetds-dev", "libkrb5-dev", "libpq-dev"]
+    assert target_libs(data, "krbthing-1.0.tar.gz") == []  # only names the Contents map resolves
+    _, data = make_sdist("mesonthing", "1.0", {
+        "meson.build": "cc = meson.get_compiler('c')\nz = cc.find_library('z')\n"
+                       "zmq = dependency('libzmq', version: '>=4')\npyb = dependency('pybind11')\n"
+                       "py = dependency('python3')\n",
+        "src/meson.build": "glib = dependency( 'glib-2.0' )\n",
+        "subprojects/uv/meson.build": "uv = cc.find_library('uv')\n",  # bundled code's build
+        "tests/meson.build": "snappy = cc.find_library('snappy')\n",
+        "vendored-meson/meson/meson.build": "dependency('libcurl')\n",
+        "setup.cfg": "[build_ext]\nlibraries = yaml, bz2\n",
+        "CMakeLists.txt": "find_library(CURL_LIB NAMES curl HINTS /opt REQUIRED)\nfind_library(GIT git2)\n",
+        "pyproject.toml": "", "a.py": "libraries = ['curl']  # not a build file\n",
+    })
+    assert target_libs(data, "mesonthing-1.0.tar.gz", LIB_MAP, ["pybind11==3.0.1"]) == [
+        "libbz2-dev", "libcurl4-openssl-dev", "libgit2-dev", "libglib2.0-dev", "libyaml-dev", "libzmq3-dev",
+        "zlib1g-dev"]
+    # PyNaCl's shape: it links -lsodium, and builds that from its own src/libsodium
+    _, data = make_sdist("bundler", "1.0", {"setup.py": "Extension('b', ['b.c'], libraries=['sodium', 'xml2'])\n"
+                                                        "cfg = {'libraries': ['z'], 'other': ['yaml']}\n",
+                                            "src/libsodium/configure": "", "b.c": ""})
+    assert target_libs(data, "bundler-1.0.tar.gz", LIB_MAP) == ["libxml2-dev", "zlib1g-dev"]
+
+
 @pytest.mark.integration
 def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     target = load_targets(layout.targets_file).get("bookworm-armhf")
@@ -296,6 +392,10 @@ def test_libxml_include_maps_to_libxml2_dev(layout: Layout) -> None:
     # pybind11 as a build requirement ships its headers; bookworm's older -dev copy would shadow them
     assert target_libs(pyb, "pybthing-1.0.tar.gz", pyb_headers, ["pybind11==3.1.0"]) == []
     assert headers["sqlfront.h"] == "freetds-dev"  # pymssql's Cython extern header
+    assert headers["-lkrb5"] == headers["-lgssapi_krb5"] == "libkrb5-dev"  # pymssql links them, no header
+    assert headers["zlib.pc"] == "zlib1g-dev" and "-lm" not in headers  # libc's are in every sysroot
+    _, krb = make_sdist("krbthing", "1.0", {"setup.py": KRB5_SETUP, "m.c": "#include <sqlfront.h>\n"})
+    assert target_libs(krb, "krbthing-1.0.tar.gz", headers) == ["freetds-dev", "libkrb5-dev", "libpq-dev"]
     assert header_map(target, layout.cache, say=lambda s: None) == headers  # cached
 
 
@@ -349,6 +449,28 @@ def test_hostguard_puts_cxx_runtime_flags_in_front_of_cxx_compiles_only(tmp_path
     assert run("-shared", "a.o", "-o", "a.so") == ["-shared", "a.o", "-o", "a.so"]
 
 
+def test_hostguard_puts_the_commands_own_library_dirs_before_the_sysroots(tmp_path: Path) -> None:
+    """LDFLAGS' sysroot -L folders come first; a -L of the build's own (PyNaCl's libsodium.a) must win."""
+    sysroot = tmp_path / "sysroot"
+    guard = hostguard.environment({"LDSHARED": "printf %s\\n -shared"}, sysroot, "arm-linux-gnueabihf",
+                                  tmp_path)["LDSHARED"].split()[0]
+    lib = f"-L{sysroot}/usr/lib/arm-linux-gnueabihf"
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run([guard, "%s\\n", *args], capture_output=True, text=True, check=True).stdout.split()
+
+    link = [f"-L{sysroot}/lib", f"-Wl,-rpath-link,{sysroot}/lib", lib, "a.o", "-Lbuild/temp/lib", lib,
+            "-L/opt/own", "-lsodium", "-o", "a.so"]
+    assert run(*link) == [f"-Wl,-rpath-link,{sysroot}/lib", "a.o", "-Lbuild/temp/lib", "-L/opt/own",
+                          f"-L{sysroot}/lib", lib, lib, "-lsodium", "-o", "a.so"]
+    assert run(lib, "-Lbuild") == ["-Lbuild", lib]
+    assert run("-Lbuild", lib, "a.o") == ["-Lbuild", lib, "a.o"]  # already behind: left as it was
+    assert run(lib, "a.o", "-lz") == [lib, "a.o", "-lz"]  # no own folder: nothing to move
+    # a host folder rewritten into the sysroot counts as the sysroot's
+    assert run(lib, "-L/usr/lib/x86_64-linux-gnu", "a.o") == [lib, lib, "a.o"]
+    assert run(lib, f"-L{sysroot}x/lib") == [f"-L{sysroot}x/lib", lib]  # a sibling folder is not the sysroot
+
+
 LEAKY_SETUP = """
 from setuptools import Extension, setup
 # what a setup.py that probes the build machine does
@@ -370,8 +492,8 @@ class LocalBuild:
 
 
 def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str, str],
-                      build_extra: str = "") -> LocalBuild:
-    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for bookworm-armhf by a recipe
+                      build_extra: str = "", target: str = "bookworm-armhf") -> LocalBuild:
+    """A synthetic sdist `name` 1.0 served from `tmp_path`, built for `target` by a recipe
     of a pinned setuptools plus `build_extra` ([build] lines) that smoke-imports `name`."""
     from conftest import serve_directory, sha
 
@@ -384,9 +506,9 @@ def build_local_sdist(layout: Layout, tmp_path: Path, name: str, files: dict[str
             f'sha256 = "{sha(archive)}"\n[build]\nrequires = ["setuptools=={SETUPTOOLS}"]\n{build_extra}'
             f'[smoke]\nimports = ["{name}"]\n')
         project = Project.load(layout)
-        target = project.targets.get("bookworm-armhf")
-        result = build_one(project.recipe(name), target, layout, say=lambda s: None)
-    return LocalBuild(project, target, result)
+        built_for = project.targets.get(target)
+        result = build_one(project.recipe(name), built_for, layout, say=lambda s: None)
+    return LocalBuild(project, built_for, result)
 
 
 @pytest.mark.integration
@@ -397,6 +519,49 @@ def test_setup_py_with_host_library_dirs_links_the_target_zlib(layout: Layout, t
     log = b.result.record_path.with_suffix(".log").read_text()
     assert b.result.ok, b.result.record.error
     assert "ot2wheels-hostguard: host path /usr/lib/x86_64-linux-gnu/libz.so ->" in log
+    assert b.smoke_passes()
+
+
+OWN_LIB_SETUP = """
+import os
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        # what PyNaCl does with its bundled libsodium: a static library of its own in the build
+        # tree, linked with -L<that folder> -lz, while the sysroot has a libz.so of its own
+        lib = os.path.join(self.build_temp, "lib")
+        objects = self.compiler.compile(["vendor/z.c"], output_dir=self.build_temp)
+        self.compiler.create_static_lib(objects, "z", output_dir=lib)
+        for ext in self.extensions:
+            ext.library_dirs.append(lib)
+        super().build_extensions()
+
+setup(name="ownlib", version="1.0", cmdclass={"build_ext": BuildExt},
+      ext_modules=[Extension("ownlib", ["ownlib.c"], libraries=["z"], extra_link_args=["-Wl,--trace"])])
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ["bookworm-armhf", "bullseye-armhf"])
+def test_a_library_the_build_makes_wins_over_the_sysroots(layout: Layout, tmp_path: Path, target: str) -> None:
+    """The sysroot's -L folders come first in LDFLAGS: the link took the sysroot's libz.so and the
+    extension failed to import with an undefined symbol (pynacl: crypto_aead_aegis128l_npubbytes).
+    Moved behind the build's own folder they must still come before the cross gcc's own folders,
+    whose glibc (2.36) is newer than bullseye's (2.31)."""
+    b = build_local_sdist(layout, tmp_path, "ownlib", {
+        "setup.py": OWN_LIB_SETUP,
+        "vendor/z.c": "int ot2w_own_z(void) { return 42; }\n",
+        "ownlib.c": module_c("ownlib", "#include <unistd.h>\nint ot2w_own_z(void);",
+                             "if (ot2w_own_z() != 42 || getpid() <= 0) return NULL;")}, target=target)
+    assert b.result.ok, b.result.record.error
+    # ld's --trace: every file the link opened
+    opened = [ln.strip() for ln in b.result.record_path.with_suffix(".log").read_text().splitlines()]
+    assert any(ln.startswith("build/") and ln.endswith("/lib/libz.a") for ln in opened)  # its own libz
+    libc = [ln for ln in opened if ln.endswith(("/libc.so", "/libc.so.6"))]
+    sysroot = str(get_toolchain(b.target, layout).sysroot)
+    assert libc and all(ln.startswith(sysroot + "/") for ln in libc), libc  # not the cross gcc's
     assert b.smoke_passes()
 
 

@@ -13,7 +13,9 @@ from packaging.version import Version
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
 from ot2wheels.pypi import IndexClient
+from ot2wheels.recipes import load_recipe
 from ot2wheels.survey import (
+    PYTHONS_FILE,
     Cell,
     FailureClass,
     ProjectList,
@@ -25,6 +27,7 @@ from ot2wheels.survey import (
     error_line,
     load_project_list,
     promote,
+    recipe_pythons,
     release_for,
     run_survey,
     scratch_layout,
@@ -264,3 +267,20 @@ def test_build_error_line_falls_back_to_the_records_error() -> None:
     assert build_error_line("build failed (exit 1)", "x.c:1:1: error: boom\n") == "x.c:1:1: error: boom"
     assert build_error_line("timeout: build stopped after the time limit of 30 min", "x.c: error: y\n") == \
         "timeout: build stopped after the time limit of 30 min"
+
+
+def test_a_scratch_recipe_is_reused_only_for_the_pythons_it_was_pinned_for(tmp_path: Path) -> None:
+    """A recipe generated for CPython 3.11 pins setuptools 84 (3.10+): a bullseye (3.9) survey
+    of the same release must generate it again, not reuse it."""
+    recipe = tmp_path / "markupsafe" / "recipe.toml"
+    recipe.parent.mkdir()
+    shutil.copy(REPO / "packages" / "markupsafe" / "recipe.toml", recipe)
+    version = load_recipe(recipe).version
+    assert recipe_pythons(recipe, version) == set()  # no record of its Pythons: generate again
+    (recipe.parent / PYTHONS_FILE).write_text('["3.11"]\n')
+    assert recipe_pythons(recipe, version) == {"3.11"}
+    assert recipe_pythons(recipe, "0.0.1") == set()  # another release
+    (recipe.parent / PYTHONS_FILE).write_text('["3.9", "3.11"]\n')
+    assert {"3.9"} <= recipe_pythons(recipe, version)
+    (recipe.parent / PYTHONS_FILE).write_text("{")
+    assert recipe_pythons(recipe, version) == set()

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 from conftest import URL_RECIPE_HEAD, serve_directory, sha
 from packaging.requirements import Requirement
 
-from ot2wheels import targetdeps
+import ot2wheels
+from ot2wheels import build, targetdeps
 from ot2wheels.build import cache_key
 from ot2wheels.errors import ConfigError
 from ot2wheels.paths import Layout
@@ -316,3 +318,23 @@ def test_a_published_target_dependency_is_the_oldest_fitting_release(repo_projec
     assert oldest == "1.23.2", oldest  # 1.21.6 and 1.22.x have no cp311 wheels
     armhf = repo_project.targets.get("bookworm-armhf")  # numpy publishes no armv7l wheels: our recipe
     assert targetdeps._oldest_wheel_version("numpy", SpecifierSet(">=1.21.6"), armhf, repo_project.layout) is None
+
+
+def test_the_cache_key_covers_the_builder_code(tmp_path: Path) -> None:
+    """A wheel built before a change to the host guard (or any module that shapes the build) is
+    not reused: the builder digest, part of every cache key, changes with that code."""
+    src = tmp_path / "src"
+    shutil.copytree(Path(ot2wheels.__file__).parent, src / "ot2wheels")
+    probe = ["-c", "from ot2wheels.build import builder_digest; print(builder_digest())"]
+
+    def digest() -> str:
+        out = subprocess.run([sys.executable, *probe], env={"PYTHONPATH": str(src)}, capture_output=True,
+                             text=True, check=True)
+        return out.stdout.strip()
+
+    assert digest() == build.builder_digest()
+    (src / "ot2wheels" / "report.py").write_text("# not builder code\n", encoding="utf-8")
+    assert digest() == build.builder_digest()
+    guard = src / "ot2wheels" / "hostguard.py"
+    guard.write_text(guard.read_text() + "\n# changed\n")
+    assert digest() != build.builder_digest()

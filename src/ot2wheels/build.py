@@ -62,10 +62,27 @@ class BuildResult:
         return f"{self.recipe.name} {self.recipe.version} for {self.target.name} ({self.target.cp})"
 
 
+# The code that shapes what a build produces (compiler wrapper and host guard, cross environment,
+# Meson/CMake cross files, CONFIG_SITE, the gate's repair): a wheel built by other code of these
+# modules is not reused, even within one release of ot2wheels.
+_BUILDER_MODULES = (buildenv, crossenv, crossfiles, gate, hostguard, rust, targetdeps)
+
+
+@functools.cache
+def builder_digest() -> str:
+    """sha256 over the source of this module and `_BUILDER_MODULES`."""
+    h = hashlib.sha256()
+    for path in sorted([Path(__file__), *(Path(m.__file__ or "") for m in _BUILDER_MODULES)]):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def cache_key(recipe: Recipe, target: Target, toolchain: Toolchain, deps_digest: str = "") -> str:
-    """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool,
-    and the sha256 of every target-side build dependency: a rebuilt numpy rebuilds pandas)."""
-    parts = [recipe.build_digest, recipe.source.sha256, toolchain.digest, __version__, target.name]
+    """What a build depends on; equal keys give equal wheels (recipe, source, toolchain, tool and
+    its builder code, and the sha256 of every target-side build dependency: a rebuilt numpy
+    rebuilds pandas)."""
+    parts = [recipe.build_digest, recipe.source.sha256, toolchain.digest, __version__, builder_digest(),
+             target.name]
     if deps_digest:
         parts.append(deps_digest)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

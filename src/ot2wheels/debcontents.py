@@ -8,6 +8,10 @@ usr/include of a -dev package, keyed the way C sources include it:
 - `libxml/parser.h` (below one directory that a build adds with -I, e.g. usr/include/libxml2),
   only when the include has a directory part or that directory is the multiarch one (`ffi.h`
   in usr/include/arm-linux-gnueabihf), so a bare `config.h` maps to nothing.
+Libraries a build links by name, where no header names them (pymssql's `-lkrb5`), are in the
+same map under keys no include path has: `-lNAME` for a -dev package's
+usr/lib/<multiarch>/libNAME.so (or usr/lib/libNAME.so), `NAME.pc` for its pkg-config module
+(usr/lib/<multiarch>/pkgconfig, usr/lib/pkgconfig, usr/share/pkgconfig).
 The map is cached as JSON next to the lists, keyed by the Contents files it came from.
 """
 
@@ -56,11 +60,27 @@ def _preferred(packages: set[str]) -> str:
     return min(packages, key=lambda p: (not p.endswith("-dev"), len(p), p))
 
 
+# Bumped when parse_contents maps more: a cached map of an older format is made again.
+_MAP_FORMAT = 2
+
+
+def _library_key(path: str, multiarch: str) -> str | None:
+    """`-lNAME` for a development symlink libNAME.so, `NAME.pc` for a pkg-config module, else None."""
+    folder, _, name = path.rpartition("/")
+    if folder in (f"usr/lib/{multiarch}", "usr/lib") and name.startswith("lib") and name.endswith(".so"):
+        return "-l" + name[3:-3]
+    if folder in (f"usr/lib/{multiarch}/pkgconfig", "usr/lib/pkgconfig", "usr/share/pkgconfig") \
+            and name.endswith(".pc"):
+        return name
+    return None
+
+
 def parse_contents(lines, multiarch: str) -> dict[str, str]:
-    """Contents lines (bytes) -> {include path: package}."""
+    """Contents lines (bytes) -> {include path, `-lNAME` or `NAME.pc`: package}."""
     found: dict[str, set[str]] = {}
     for raw in lines:
-        if not raw.startswith(b"usr/include/"):
+        header = raw.startswith(b"usr/include/")
+        if not header and not raw.startswith((b"usr/lib/", b"usr/share/pkgconfig/")):
             continue
         try:
             path, where = raw.decode().rstrip("\n").rsplit(None, 1)
@@ -69,6 +89,10 @@ def parse_contents(lines, multiarch: str) -> dict[str, str]:
         pkgs = {w.rsplit("/", 1)[-1] for w in where.split(",")}
         pkgs = {p for p in pkgs if p.endswith("-dev") and not p.startswith(NOT_TARGET_LIBS)}
         if not pkgs:
+            continue
+        if not header:
+            if (key := _library_key(path, multiarch)) is not None:
+                found.setdefault(key, set()).update(pkgs)
             continue
         rel = path[len("usr/include/"):]
         found.setdefault(rel, set()).update(pkgs)
@@ -79,7 +103,8 @@ def parse_contents(lines, multiarch: str) -> dict[str, str]:
 
 
 def header_map(target: Target, cache: Path, refresh: bool = False, say=print) -> dict[str, str]:
-    """{include path: Debian package} for `target`'s suites (downloads Contents once, cached)."""
+    """{include path, `-lNAME` or `NAME.pc`: Debian package} for `target`'s suites (downloads
+    Contents once, cached)."""
     if target.debian is None:
         raise ToolchainError(f"target {target.name} has no Debian suites to read a Contents index from")
     state = cache / "apt-contents" / target.name
@@ -94,8 +119,8 @@ def header_map(target: Target, cache: Path, refresh: bool = False, say=print) ->
         if not files:
             raise ToolchainError(f"apt fetched no Contents index into {state / 'lists'}; "
                                  "this apt may not know the Contents-deb index target")
-        key = hashlib.sha256(json.dumps([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
-                             .encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([_MAP_FORMAT, *((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                                        for f in files)]).encode()).hexdigest()
         cached = state / "headers.json"
         if cached.is_file():
             data = json.loads(cached.read_text())

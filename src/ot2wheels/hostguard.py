@@ -7,6 +7,10 @@ format", or worse: a wrong-ABI header that compiles). Every build runs its compi
 small wrapper that rewrites such arguments to the same paths inside the sysroot (and drops
 /usr/local ones, which a sysroot does not have), writing one note per rewrite to the log.
 
+The wrapper also moves the sysroot's `-L` folders (LDFLAGS puts them first) behind the
+command's own ones, so a library the build made itself wins over the sysroot's copy, as in a
+native build; they stay in front of the cross compiler's default folders.
+
 The same wrapper puts the target's C++ runtime flags (`Toolchain.cxx_runtime_flags`: the
 suite's own libstdc++ headers) in front of every C++ compile: distutils compiles `.cpp` files
 with CC, not CXX, so flags carried only by CXX would miss them.
@@ -60,6 +64,16 @@ for arg in sys.argv[1:]:
         sys.stderr.write("ot2wheels-hostguard: host path %s -> %s\n" % (arg, new or "(dropped)"))
     if new is not None:
         out.append(new)
+# GNU ld searches the -L folders in command-line order for every -l: the sysroot's (from LDFLAGS,
+# in front) would shadow a library the build made itself (PyNaCl's own libsodium.a lost to the
+# sysroot's older libsodium.so). Move them behind the command's own -L folders, as in a native
+# build; they stay in front of the compiler's defaults (its own newer glibc).
+SYS_L = [n for n, a in enumerate(out) if a.startswith("-L" + SYSROOT + "/") or a == "-L" + SYSROOT]
+OWN_L = [n for n, a in enumerate(out) if a.startswith("-L") and len(a) > 2 and n not in SYS_L]
+if OWN_L and SYS_L and SYS_L[0] < OWN_L[-1]:
+    early = [n for n in SYS_L if n < OWN_L[-1]]
+    out = [*(a for n, a in enumerate(out[:OWN_L[-1] + 1]) if n not in early),
+           *(out[n] for n in early), *out[OWN_L[-1] + 1:]]
 {cxx_block}os.execv(REAL, [REAL, *out])
 """
 

@@ -7,7 +7,9 @@ From the sdist (downloaded and checked against the index's sha256) it reads:
   become the smoke test;
 - `#include` lines of its C/C++ sources, to suggest the sysroot libraries it links (target-libs),
   through a small hand map and, when given, the header -> package map of the target suite's
-  Debian `Contents` index (ot2wheels.debcontents);
+  Debian `Contents` index (ot2wheels.debcontents); with that map also the libraries its build
+  files name without a header (`libraries=[...]`, `-lNAME`, Meson's `dependency()` and
+  `find_library()`, CMake's `find_library()` and `pkg_check_modules()`);
 - dynamic build requirements, from the backend's own `get_requires_for_build_wheel` hook run in
   a build environment of the static ones (`hooks=True`);
 - official cross-build switches of known projects (toolchain/cross-switches.toml) -> [build] env.
@@ -80,6 +82,21 @@ _NOT_MODULES = {"test", "tests", "testing", "doc", "docs", "bench", "benchmarks"
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*(<[^>]+>|"[^"]+")', re.M)
 # Cython names the C headers it includes in `cdef extern from "sqlfront.h":` (.pyx/.pxd), not #include
 _CYTHON_EXTERN = re.compile(rb'^\s*(?:cdef\s+)?extern\s+from\s+(<[^>]+>|"[^"]+"|\'[^\']+\')', re.M)
+# Libraries build files name (-> `-lNAME` / `NAME.pc` keys of the Contents map). Python and
+# setup.cfg: `libraries = [...]`, `libraries.extend([...])`, `libraries=` in Extension(...),
+# `"libraries": [...]` in a dict of settings.
+_PY_LIBRARIES = re.compile(rb"""\blibraries['"]?\s*(?:\+?=|:|\.extend\(|\.append\()\s*(\[[^\]]*\]|\([^)]*\)|'[^']*'|"[^"]*")""")
+_CFG_LIBRARIES = re.compile(rb"^\s*libraries\s*=[ \t]*(.+)$", re.M)
+_DASH_L = re.compile(rb"""(?:^|(?<=[\s"'\[(,=]))-l([A-Za-z0-9_][\w+.-]*)(?=$|[\s"',\])])""", re.M)
+_QUOTED = re.compile(rb"""['"]([A-Za-z0-9_][\w+.-]*)['"]""")
+_MESON_LIB = re.compile(rb"""\bfind_library\(\s*['"]([\w+.-]+)['"]""")
+_MESON_DEP = re.compile(rb"""\bdependency\(\s*['"]([\w+.-]+)['"]""")
+_CMAKE_LIB = re.compile(rb"\bfind_library\s*\(\s*\w+\s+(?:NAMES\s+)?([^)]*)\)", re.I)
+_CMAKE_PC = re.compile(rb"\bpkg_(?:check|search)_modules?\s*\(\s*\w+\s+([^)]*)\)", re.I)
+_CMAKE_WORD = re.compile(rb"^[a-z0-9_][\w+.-]*$")  # keywords (HINTS, REQUIRED, ...) are upper case
+# Folders whose build files belong to bundled third-party code, not to the project's own build.
+_VENDORED = {"third_party", "thirdparty", "3rdparty", "vendor", "vendored", "deps", "external", "extern",
+             "subprojects", "contrib"}
 _EXTENSION = re.compile(r"""Extension\(\s*(?:name\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]""")
 _SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".pyx", ".pxd", ".pxi")
 
@@ -227,11 +244,13 @@ def extension_modules(data: bytes, filename: str) -> list[str]:
 
 def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = None,
                 requires: Iterable[str] = ()) -> list[str]:
-    """-dev packages whose headers the sdist's C/C++/Cython sources include.
+    """-dev packages whose headers the sdist's C/C++/Cython sources include, and whose libraries
+    its build files name (`_linked_libraries`).
 
-    The hand map INCLUDE_LIBS wins; `headers` (include path -> Debian package, from the
-    suite's Contents index, see ot2wheels.debcontents) covers the rest. Headers that a build
-    requirement in `requires` ships (FROM_BUILD_REQUIREMENT) need no -dev package.
+    The hand map INCLUDE_LIBS wins; `headers` (include path, `-lNAME` or `NAME.pc` -> Debian
+    package, from the suite's Contents index, see ot2wheels.debcontents) covers the rest. Headers
+    that a build requirement in `requires` ships (FROM_BUILD_REQUIREMENT) need no -dev package,
+    nor do libraries the sdist bundles (a folder named like them) or a build requirement ships.
     """
     have = {canonicalize_name(Requirement(r).name) for r in requires}
     shipped = tuple(prefix for prefix, project in FROM_BUILD_REQUIREMENT.items() if project in have)
@@ -240,21 +259,29 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
     import zipfile
 
     found: set[bytes] = set()
-    own: set[str] = set()
+    linked: set[str] = set()
+
+    def scan(name: str, read) -> None:
+        if name.endswith(_SOURCE_SUFFIXES):
+            found.update(_includes(name, read()))
+        elif _is_build_file(name):
+            linked.update(_linked_libraries(PurePosixPath(name).name, read()))
+
     if filename.endswith(".zip"):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            own = {PurePosixPath(n).name for n in zf.namelist()}
-            for name in zf.namelist():
-                if name.endswith(_SOURCE_SUFFIXES):
-                    found.update(_includes(name, zf.read(name)))
+            names = zf.namelist()
+            for name in names:
+                scan(name, lambda name=name: zf.read(name))
     else:
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            own = {PurePosixPath(i.name).name for i in tf.getmembers()}
-            for info in tf.getmembers():
-                if info.isfile() and info.name.endswith(_SOURCE_SUFFIXES):
-                    fh = tf.extractfile(info)
-                    if fh is not None:
-                        found.update(_includes(info.name, fh.read()))
+            members = tf.getmembers()
+            names = [i.name for i in members]
+            for info in members:
+                fh = tf.extractfile(info) if info.isfile() else None
+                if fh is not None:
+                    scan(info.name, fh.read)
+    own = {PurePosixPath(n).name for n in names}
+    folders = {_folder_key(part) for n in names for part in PurePosixPath(n).parts[1:-1]}
     included = set()
     for raw in found:
         h = raw.decode(errors="replace")
@@ -272,7 +299,49 @@ def target_libs(data: bytes, filename: str, headers: Mapping[str, str] | None = 
             libs.update(hand)
         elif headers is not None and (pkg := headers.get(h)):
             libs.add(pkg)
+    for key in sorted(linked):
+        bare = _folder_key(key[2:] if key.startswith("-l") else key.removesuffix(".pc"))
+        if {bare, "lib" + bare, bare.removeprefix("lib")} & folders:
+            continue  # the sdist bundles it (PyNaCl's src/libsodium): its build makes its own
+        if canonicalize_name(bare) in have:
+            continue  # a build requirement ships it (numpy, pybind11)
+        if headers is not None and (pkg := headers.get(key)):
+            libs.add(pkg)
     return sorted(libs)
+
+
+def _is_build_file(name: str) -> bool:
+    """setup.py/setup.cfg at the sdist's top, meson.build and CMakeLists.txt outside vendored folders."""
+    parts = PurePosixPath(name).parts[1:]
+    if len(parts) == 1 and parts[0] in ("setup.py", "setup.cfg"):
+        return True
+    return bool(parts) and parts[-1] in ("meson.build", "CMakeLists.txt") and not any(
+        p.lower() in _VENDORED | _NOT_MODULES or p.lower().startswith(("vendor", "test")) for p in parts[:-1])
+
+
+def _folder_key(name: str) -> str:
+    """A folder or library name compared loosely: http-parser, http_parser and HTTP.parser match."""
+    return re.sub(r"[-_.]+", "_", name.lower())
+
+
+def _linked_libraries(name: str, text: bytes) -> set[str]:
+    """`-lNAME` and `NAME.pc` keys for the libraries a build file names (see debcontents)."""
+    libs: set[bytes] = set(_DASH_L.findall(text))
+    pcs: set[bytes] = set()
+    if name == "setup.py":
+        for group in _PY_LIBRARIES.findall(text):
+            libs.update(_QUOTED.findall(group))
+    elif name == "setup.cfg":
+        for value in _CFG_LIBRARIES.findall(text):
+            libs.update(w for w in re.split(rb"[\s,]+", value) if _CMAKE_WORD.match(w.lower()))
+    elif name == "meson.build":
+        libs.update(_MESON_LIB.findall(text))
+        pcs.update(_MESON_DEP.findall(text))
+    else:
+        libs.update(w for group in _CMAKE_LIB.findall(text) for w in group.split() if _CMAKE_WORD.match(w))
+        pcs.update(re.split(rb"[<>=]", w, maxsplit=1)[0]
+                   for group in _CMAKE_PC.findall(text) for w in group.split() if _CMAKE_WORD.match(w))
+    return {"-l" + n.decode(errors="replace") for n in libs} | {n.decode(errors="replace") + ".pc" for n in pcs}
 
 
 def _includes(name: str, text: bytes) -> list[bytes]:

@@ -66,12 +66,14 @@ for rel in spec.get("load", []):
     handle = ctypes.CDLL(os.path.join(root, rel), mode=os.RTLD_NOW)
     loaded.append(rel)
     parts = rel.split("/")
-    leaf = parts[-1].split(".", 1)[0]
-    if not hasattr(handle, "PyInit_" + leaf) or not all(
+    # pkg/__init__.so (mypyc compiles package inits) is the package pkg: imported as pkg.__init__
+    # it would run the package's init a second time under a name that is no package.
+    modname = ".".join([*parts[:-1], parts[-1].split(".", 1)[0]]).removesuffix(".__init__")
+    if not hasattr(handle, "PyInit_" + modname.rsplit(".", 1)[-1]) or not all(
             os.path.isfile(os.path.join(root, *parts[:i], "__init__.py")) for i in range(1, len(parts))):
         continue
     try:
-        importlib.import_module(".".join([*parts[:-1], leaf]))
+        importlib.import_module(modname)
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if not missing or importlib.util.find_spec(missing) is not None:

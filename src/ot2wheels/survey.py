@@ -326,6 +326,25 @@ def _survey_one(scr: Layout, proj: SurveyProject, targets: list[Target], client,
     return sorted(cells, key=lambda c: order[c.target])
 
 
+# Beside each scratch recipe: the target Pythons its build requirements were pinned for (a pin
+# for CPython 3.11 may not install on 3.9: setuptools 84 needs 3.10).
+PYTHONS_FILE = "generated-for.json"
+
+
+def recipe_pythons(path: Path, version: str) -> set[str]:
+    """The Pythons the scratch recipe at `path` was generated for, if it is for `version`; else none."""
+    from .recipes import load_recipe
+
+    stamp = path.with_name(PYTHONS_FILE)
+    if not (path.is_file() and stamp.is_file()) or load_recipe(path).version != version:
+        return set()
+    try:
+        pythons = json.loads(stamp.read_text())
+    except (OSError, ValueError):  # unreadable: generate again
+        return set()
+    return {p for p in pythons if isinstance(p, str)} if isinstance(pythons, list) else set()
+
+
 def _survey_release(scr: Layout, proj: SurveyProject, version: str, targets: list[Target], client,
                     headers: dict[str, str], hooks: bool, jobs: int, say: Say, ledger, run_id: int,
                     build_timeout_s: float | None) -> list[Cell]:
@@ -337,10 +356,15 @@ def _survey_release(scr: Layout, proj: SurveyProject, version: str, targets: lis
 
     path = scr.packages / proj.name / "recipe.toml"
     try:
-        if not (path.is_file() and load_recipe(path).version == version):  # reuse: same recipe, same cache key
-            say(f"survey: recipe.new {proj.name}=={version}")
+        needed = {t.python for t in targets}
+        made_for = recipe_pythons(path, version)
+        if not needed <= made_for:  # reuse: same recipe, same cache key
+            # pinned for every Python it served before too: one recipe per project (--promote)
+            pythons = sorted(needed | made_for, key=Version)
+            say(f"survey: recipe.new {proj.name}=={version} (CPython {', '.join(pythons)})")
             new_recipe(f"{proj.name}=={version}", scr, force=True, client=client, headers=headers, hooks=hooks,
-                       pythons=sorted({t.python for t in targets}, key=Version))
+                       pythons=pythons)
+            atomic_write(path.with_name(PYTHONS_FILE), json.dumps(pythons) + "\n")
         # not strict: another project's broken recipe must not stop this one
         project = pipeline.Project.load(scr, strict=False)
         recipe = project.recipe(proj.name)

@@ -12,6 +12,7 @@ valid and invalid names.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
@@ -40,6 +41,7 @@ def canonical_name(name: str) -> str:
     return value
 
 
+@lru_cache(maxsize=1 << 15)  # a full build reads each name twice (admission, then its tags)
 def parse_wheel_filename(filename: str) -> tuple[str, Version, tuple[int, str] | tuple[()], frozenset[str]]:
     """(canonical project name, version, build tag, tags as "python-abi-platform" strings in
     lower case), as packaging.utils.parse_wheel_filename gives them; BadWheelName if invalid."""

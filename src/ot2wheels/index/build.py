@@ -207,7 +207,7 @@ def _core_fields(metadata: bytes) -> dict[str, str]:
         values = found.get(key)
         if values and len(values) == 1:
             text = "".join(values[0]).rstrip("\r\n")
-            if not any("\udc80" <= c <= "\udcff" for c in text):
+            if text.isascii() or not any("\udc80" <= c <= "\udcff" for c in text):
                 out[key] = text
     return out
 
@@ -305,7 +305,7 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Records:
-    by_wheel: dict[str, tuple[Path, dict]]  # wheel filename -> its record
+    by_wheel: dict[str, tuple[str, dict]]  # wheel filename -> its record's file name and contents
     failure: Failure | None  # the newest build of the folder, when it failed
     unreadable: list[str]  # records that cannot be read, with why
 
@@ -314,13 +314,14 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
     """Build records (`*.json` beside the wheels, see ot2wheels.records; `names` lists the
     folder): by the wheel they name, and whether the newest one (by modification time) is a
     failed build."""
-    by_wheel: dict[str, tuple[Path, dict]] = {}
+    by_wheel: dict[str, tuple[str, dict]] = {}
     unreadable: list[str] = []
-    newest: tuple[int, str, dict, Path] | None = None
+    newest: tuple[int, str, dict] | None = None
+    top = str(project_dir)  # paths as strings: a Path per record was a tenth of a full build's scan
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
-        path = project_dir / name
+        path = f"{top}/{name}"
         try:
             with open(path, "rb") as fh:  # one lookup of the path for its time and its bytes
                 mtime = os.fstat(fh.fileno()).st_mtime_ns
@@ -331,15 +332,15 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
         if not isinstance(data, dict):
             continue
         if isinstance(data.get("wheel"), str):
-            by_wheel[data["wheel"]] = (path, data)
-        if newest is None or (mtime, path.name) > newest[:2]:
-            newest = (mtime, path.name, data, path)
+            by_wheel[data["wheel"]] = (name, data)
+        if newest is None or (mtime, name) > newest[:2]:
+            newest = (mtime, name, data)
     failure = None
     if newest is not None and newest[2].get("result") == "failed":
         from ..report import error_line  # the same extraction as the status page
 
-        data, path = newest[2], newest[3]
-        log = path.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
+        data, record = newest[2], project_dir / newest[1]
+        log = record.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
         failure = Failure(version=str(data.get("version", "?")),
                           error=error_line(str(log) if log else None, data.get("error")),
                           log=log.name if log else "")
@@ -386,22 +387,24 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
         names = []
     recs = _read_records(pdir, names) if known else _Records({}, None, [])
     skipped += recs.unreadable
-    for wheel in (pdir / n for n in names if n.endswith(".whl")):
-        where = f"{folder}/{wheel.name}"
+    for name in names:
+        if not name.endswith(".whl"):
+            continue
+        where = f"{folder}/{name}"
         if not known:
             skipped.append(f"{where}: {target!r} is not a target of {targets.source}; "
                            "move the wheel under dist/<target>/ or add the target")
             continue
-        if wheel.name not in recs.by_wheel:
+        if name not in recs.by_wheel:
             skipped.append(f"{where}: no build record names it (left by an earlier build or put "
                            "there by hand); rebuild it to publish it")
             continue
-        record_path, record = recs.by_wheel[wheel.name]
+        record_name, record = recs.by_wheel[name]
         why = _record_verdict(record)
         if why:
-            skipped.append(f"{where}: {why} ({record_path.name})")
+            skipped.append(f"{where}: {why} ({record_name})")
             continue
-        found.append(_Candidate(target, wheel, record.get("wheel_sha256")))
+        found.append(_Candidate(target, pdir / name, record.get("wheel_sha256")))
     return found, skipped, recs.failure
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,8 +25,8 @@ def parse_version(text: str) -> Version:
 
 def upload_time(mtime_ns: int) -> str:
     """A file modification time as a PEP 700 upload-time string (UTC, microseconds, Z)."""
-    stamp = datetime.fromtimestamp(mtime_ns // 10**9, tz=UTC).replace(microsecond=mtime_ns // 1000 % 10**6)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # time.gmtime, not datetime: a third of the cost, once per wheel of a full build
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(mtime_ns // 10**9))}.{mtime_ns // 1000 % 10**6:06d}Z"
 
 
 @dataclass(frozen=True)
