@@ -50,6 +50,19 @@ def serve_as_url(recipe: Path, index: FakeIndex) -> None:
     recipe.write_text(text)
 
 
+def _build_generated(fake: FakeIndex, layout: Layout, name: str) -> tuple[Path, Target, BuildResult]:
+    """recipe.new for `name==1.0` from the stand-in index (CPython 3.11), built for bookworm-armhf."""
+    fake.start()
+    path = new_recipe(f"{name}==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
+                      pythons=["3.11"])
+    serve_as_url(path, fake)
+    project = Project.load(layout)
+    target = project.targets.get("bookworm-armhf")
+    result = build_one(project.recipe(name), target, layout, say=lambda s: None)
+    assert result.ok and result.wheel is not None, result.record.error
+    return path, target, result
+
+
 @pytest.fixture
 def fake():
     idx = FakeIndex()
@@ -205,14 +218,7 @@ def test_smoke_opens_shared_objects_and_imports_what_can_be_imported(fake: FakeI
         "shapes/_broken.c": module_c("_broken", body=NEEDS.format("shapes._not_shipped")),
         "shapes/_v.c": module_c("_v", body=NEEDS.format("_bundle_on_its_own_path")),
     })
-    fake.start()
-    path = new_recipe("shapes==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
-                      pythons=["3.11"])
-    serve_as_url(path, fake)
-    project = Project.load(layout)
-    target = project.targets.get("bookworm-armhf")
-    result = build_one(project.recipe("shapes"), target, layout, say=lambda s: None)
-    assert result.ok and result.wheel is not None, result.record.error
+    path, target, result = _build_generated(fake, layout, "shapes")
     found = refine_smoke_imports(path, result.wheel)
     assert found.imports == ("shapes",)
     assert [p.split(".")[0] for p in found.load] == [
@@ -253,14 +259,7 @@ def test_smoke_imports_a_compiled_package_init_as_the_package(fake: FakeIndex, l
         'build-backend = "setuptools.build_meta"\n',
         "initpkg/__init__.py": "", "initpkg/__init__.c": INITPKG_C,
     })
-    fake.start()
-    path = new_recipe("initpkg==1.0", layout, client=IndexClient(layout.cache, index_url=fake.url),
-                      pythons=["3.11"])
-    serve_as_url(path, fake)
-    project = Project.load(layout)
-    target = project.targets.get("bookworm-armhf")
-    result = build_one(project.recipe("initpkg"), target, layout, say=lambda s: None)
-    assert result.ok and result.wheel is not None, result.record.error
+    path, target, result = _build_generated(fake, layout, "initpkg")
     found = refine_smoke_imports(path, result.wheel)
     assert [p.split(".")[0] for p in found.load] == ["initpkg/__init__"]
     smoke = smoke_test(load_recipe(path), result.wheel, get_toolchain(target, layout))
