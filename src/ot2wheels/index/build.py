@@ -23,21 +23,21 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from packaging.version import InvalidVersion, Version
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
-from ..targets import Target, TargetSet, pip_target_args
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import incremental, quick, swap
 from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
+    from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not
     from . import render
 
 # Where one output file of the new tree comes from, when it is not new bytes or a new wheel:
@@ -418,12 +418,13 @@ class _TagCheck:
         self.tags: dict[str, frozenset[str]] = {}
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
-        t = self.targets.targets[entry.target]
-        if t.name not in self.tags:
-            if t.name not in self.known:
-                self.known[t.name] = sorted({str(tag) for tag in t.supported_tags()})
-            self.tags[t.name] = frozenset(self.known[t.name])
-        _check_tags(entry, path, t, self.tags[t.name])
+        name = entry.target  # its Target only when needed: the incremental path may not have parsed it
+        if name not in self.tags:
+            if name not in self.known:
+                self.known[name] = sorted({str(tag) for tag in self.targets.targets[name].supported_tags()})
+            self.tags[name] = frozenset(self.known[name])
+        if not parse_wheel_filename(entry.filename)[3] & self.tags[name]:
+            _check_tags(entry, path, self.targets.targets[name], self.tags[name])
 
 
 def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
@@ -519,6 +520,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
 
 
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    from ..targets import pip_target_args
     from . import render
 
     t = targets.targets.get(name) if targets else None
@@ -557,7 +559,7 @@ def build_index(
     yanked_file: Path | None,
     base_url: str | None = None,
     *,
-    targets: TargetSet,
+    targets: TargetSet | Path,
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
     full: bool = False,
@@ -571,7 +573,8 @@ def build_index(
     every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
     the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
     an incremental build does not list them again; a folder changed since then has a newer mtime
-    than the one remembered, so it is rescanned next time.
+    than the one remembered, so it is rescanned next time. `targets`: the targets, or their file,
+    which then is parsed only if the scan file's copy of what the pages need of it is not valid.
     """
     try:
         return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed)
@@ -580,7 +583,7 @@ def build_index(
 
 
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
-                 targets: TargetSet, remove: Iterable[tuple[str, str]],
+                 targets: TargetSet | Path, remove: Iterable[tuple[str, str]],
                  progress: Callable[[str], None] | None, full: bool,
                  listed: tuple[int, dict[str, int]] | None = None) -> IndexResult:
     start = time.monotonic()
@@ -596,6 +599,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, listed)
             if done is not None:
                 return done
+        targets = _loaded(targets)
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
         candidates, skipped, skipped_by_folder = [], [], {}
@@ -639,7 +643,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
             f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-            incremental.summary(state), check_tags.known))
+            incremental.summary(state), check_tags.known, {n: _target_info(n, targets) for n in targets.targets}))
         all_targets = sorted({e.target for e in entries})
         return IndexResult(
             index_dir=index_dir,
@@ -661,13 +665,59 @@ def _folder_key(folder: str) -> tuple[str, str]:
     return target, canonical_name(project)
 
 
-def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
+def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet | Path) -> str:
     """What the pages depend on besides the wheels: a change means a full build."""
-    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(targets.source))
+    source = targets if isinstance(targets, Path) else targets.source
+    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(source))
+
+
+def _loaded(targets: TargetSet | Path) -> TargetSet:
+    from ..targets import load_targets
+
+    return load_targets(targets) if isinstance(targets, Path) else targets
+
+
+class _Names(Mapping[str, "Target"]):
+    """The targets of a file, named from the scan file, each parsed from the file on first use."""
+
+    def __init__(self, source: Path, names: Iterable[str]) -> None:
+        self.source = source
+        self.names = frozenset(names)
+        self.parsed: TargetSet | None = None
+
+    def load(self) -> TargetSet:
+        if self.parsed is None:
+            self.parsed = _loaded(self.source)
+        return self.parsed
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Target:
+        return self.load().targets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.names))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class _CachedTargets:
+    """A TargetSet as an incremental publish reads one, from the scan file (valid while its
+    fingerprint, which covers the targets file, matches): which targets exist, and the file.
+    Anything more (a target's tags not cached yet, a tag error to describe) parses the file."""
+
+    def __init__(self, source: Path, names: Iterable[str]) -> None:
+        self.source = source
+        self.targets = _Names(source, names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.targets.load(), name)
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
-                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 targets: TargetSet | Path, progress: Callable[[str], None] | None, start: float,
                  listed: tuple[int, dict[str, int]] | None) -> IndexResult | None:
     """Publish what is new in changed dist folders, touching only what that changes; None when a
     full build is needed (see incremental.py)."""
@@ -684,6 +734,8 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     state = incremental.parse_state(raw)
     if state is None:
         return None
+    if isinstance(targets, Path):  # scan_project and _TagCheck read `targets` and `source` of a TargetSet
+        targets = cast("TargetSet", _CachedTargets(targets, cache.targets))
     try:
         return _publish_new(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, cache, state,
                             folders, changed, scanned_at)
@@ -772,7 +824,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
             if any(rows[(t, p)].newest != getattr(state.rows.get((t, p)), "newest", None)
                    for tt, p in touched if tt == t):
                 writes.append((f"{t}/constraints.txt", render.constraints_from_rows(t, mine_rows)))
-        infos = [_target_info(t, targets) for t in sorted(set(served) | {t for t, _p in failures})]
+        infos = [cache.targets.get(t) or render.TargetInfo(name=t) for t in sorted(set(served) | {t for t, _p in failures})]
         writes.append(("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url,
                                                                failures)))
         unused = yanks.unused_rules([n.entry for n in new.values()], state.unused_yanks) if yanks.rules else []
@@ -785,7 +837,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                   or not _same_bytes(index_dir / rel, data)]
         written += [rel for rel, data in writes if isinstance(data, bytes)]
     if writes or remembered != cache.folders or check_tags.known != cache.tags:
-        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known)
+        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known, cache.targets)
         items = [(index_dir / rel, data) for rel, data in writes]
         items.append((Path(incremental.scan_cache_path(str(index_dir))), incremental.scan_cache_bytes(scan)))
 
