@@ -212,3 +212,25 @@ def test_the_plain_command_line_is_read_as_argparse_reads_it():
                  ["d", "i", "j", "--targets", "t"], ["d", "i", "--targets"], ["d", "i", "--targets", "-t"],
                  ["d", "i", "--targets", "t", "--"]):
         assert _plain_args(argv) is None
+
+
+def test_a_publish_between_the_check_and_the_build_is_not_undone(tmp_path):
+    """cli.py hands build.py what it listed and read under the lock, then lets the lock go: a
+    publish that runs before the build takes it replaces the scan file: both are read again."""
+    from ot2wheels.index import build_index, quick
+
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    _add(dist, "beta", "1.0")
+    fp = quick.fingerprint(str(dist), None, None, str(TARGETS))
+    doc, listed = quick.probe(str(dist), str(index), fp)
+    assert doc is None and listed is not None and listed[2] is not None and listed[2][2] == [f"{TARGET}/beta"]
+    stamp = quick.scan_stamp(str(index))
+    _add(dist, "gamma", "1.0")
+    assert "added   " in _cli(dist, index)  # the other publish: beta and gamma
+    assert quick.scan_stamp(str(index)) != stamp
+    result = build_index(dist, index, None, targets=TARGETS, listed=listed)
+    assert not result.added and result.wheels == 3
+    assert quick.probe(str(dist), str(index), fp)[0] is not None  # nothing new: the scan file agrees
+    assert {"alpha", "beta", "gamma"} <= {p.name for p in (index / TARGET / "simple").iterdir()}

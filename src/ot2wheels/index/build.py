@@ -563,17 +563,17 @@ def build_index(
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
     full: bool = False,
-    listed: tuple[int, dict[str, int]] | None = None,
+    listed: quick.Listed | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
     of each project page as it is written. `full` skips the incremental path (incremental.py):
-    every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
-    the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
-    an incremental build does not list them again; a folder changed since then has a newer mtime
-    than the one remembered, so it is rescanned next time. `targets`: the targets, or their file,
+    every page is recomputed and the whole tree swapped in at once. `listed`: `quick.probe`'s
+    listing from a caller that just listed the folders (cli.py), so an incremental build does not
+    list them again (a folder changed since then has a newer mtime than the one remembered, so it
+    is rescanned next time), nor read the scan file again if it is still the one read then. `targets`: the targets, or their file,
     which then is parsed only if the scan file's copy of what the pages need of it is not valid.
     """
     try:
@@ -585,7 +585,7 @@ def build_index(
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet | Path, remove: Iterable[tuple[str, str]],
                  progress: Callable[[str], None] | None, full: bool,
-                 listed: tuple[int, dict[str, int]] | None = None) -> IndexResult:
+                 listed: quick.Listed | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -718,17 +718,20 @@ class _CachedTargets:
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
                  targets: TargetSet | Path, progress: Callable[[str], None] | None, start: float,
-                 listed: tuple[int, dict[str, int]] | None) -> IndexResult | None:
+                 listed: quick.Listed | None) -> IndexResult | None:
     """Publish what is new in changed dist folders, touching only what that changes; None when a
     full build is needed (see incremental.py)."""
-    cache = incremental.read_scan_cache(index_dir)
+    read = listed[2] if listed else None
+    if read is not None and read[0] != quick.scan_stamp(str(index_dir)):  # another build ran since
+        listed = read = None
+    cache = incremental.scan_cache_from(read[1]) if read else incremental.read_scan_cache(index_dir)
     if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
         return None
     raw = quick.read_state_bytes(str(index_dir))
     if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
         return None
-    scanned_at, folders = listed or (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
-    changed = quick.changed_folders(str(dist_dir), cache.folders, folders)
+    scanned_at, folders = listed[:2] if listed else (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
+    changed = read[2] if read else quick.changed_folders(str(dist_dir), cache.folders, folders)
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
         return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)
     state = incremental.parse_state(raw)

@@ -109,7 +109,10 @@ def summary(state: State) -> list:
 
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
-    doc = read_scan_doc(str(index_dir))
+    return scan_cache_from(read_scan_doc(str(index_dir))[0])
+
+
+def scan_cache_from(doc: dict | None) -> ScanCache | None:
     if doc is None:
         return None
     try:
