@@ -17,7 +17,6 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
-from . import incremental, quick, swap
+from . import fanout, incremental, quick, swap
 from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
@@ -89,6 +88,14 @@ class _DistWheel:
 # bigger ones are hashed and copied from the file. Bytes kept for copies are capped in total.
 _READ_WHOLE = 64 << 20
 _KEEP_TOTAL = 256 << 20
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    """The whole file behind `fd`, whose size is `size` (one read for a small file)."""
+    chunks = []
+    while chunk := os.read(fd, max(size + 1, 1 << 16)):  # +1: a file grown since its stat still ends
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes] | None:
@@ -304,6 +311,18 @@ class _Candidate:
 
 
 @dataclass(frozen=True)
+class _Scanned:
+    """What a part of the dist folders holds: per folder (its name, quick.seen(), the wheels it
+    may publish, what it does not publish and why, its failed newest build), the new wheels
+    admitted from them, the ones refused (why), and the tag sets computed (_TagCheck.known)."""
+
+    folders: list[tuple[str, str | None, list[_Candidate], list[str], Failure | None]]
+    new: dict[tuple[str, str], _New]
+    refused: list[str]
+    tags: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class _Records:
     by_wheel: dict[str, tuple[str, dict]]  # wheel filename -> its record's file name and contents
     failure: Failure | None  # the newest build of the folder, when it failed
@@ -435,67 +454,53 @@ def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[s
             "dist/<target>/ folder or delete it")
 
 
-def _chunks(items: list, n: int) -> list[list]:
-    """`items` in `n` contiguous parts (thread pool tasks: a future per file costs more than a copy)."""
-    size = -(-len(items) // n) if items else 1
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tuple[str, Path | str]],
-           check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
+           check_tags: _TagCheck, skipped: list[str], keep: int = _KEEP_TOTAL) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
-    error (published wheels are immutable); a broken wheel is skipped with the reason."""
-    import threading
+    error (published wheels are immutable); a broken wheel is skipped with the reason. Up to
+    `keep` bytes of wheels are kept in memory for their copies into the index."""
+    budget = [keep]
 
-    budget, lock = [_KEEP_TOTAL], threading.Lock()
-    kept: dict[Path, tuple[bytes, os.stat_result]] = {}
-
-    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
-        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads.
-        The wheel is read once: hashed, its METADATA taken from the same bytes, which are kept
-        (within a budget) for its copy into the index."""
+    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None,
+                                        tuple[bytes, os.stat_result] | None] | None:
+        """(sha256, the wheel described or why it is broken, its bytes and stat when kept for its copy).
+        The wheel is read once: hashed and its METADATA taken from the same bytes."""
         old = published.get((cand.target, cand.path.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
             return None
         data: bytes | None = None
-        with open(cand.path, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        fd = os.open(cand.path, os.O_RDONLY)  # os-level: a buffered file object costs more than the read
+        try:
+            st = os.fstat(fd)
             if st.st_size <= _READ_WHOLE:
-                data = fh.read()
+                data = _read_fd(fd, st.st_size)
                 sha = hashlib.sha256(data).hexdigest()
             else:
-                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                with open(fd, "rb", closefd=False) as fh:
+                    sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        finally:
+            os.close(fd)
         if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
-            return sha, None
+            return sha, None, None
         try:
             described = inspect_wheel(cand.path, cand.target, sha, data, st)
         except IndexBuildError as exc:
-            return sha, exc
-        if data is not None:
-            with lock:
-                if len(data) <= budget[0]:
-                    budget[0] -= len(data)
-                    kept[cand.path] = (data, st)
-        return sha, described
+            return sha, exc, None
+        if data is not None and len(data) <= budget[0]:
+            budget[0] -= len(data)
+            return sha, described, (data, st)
+        return sha, described, None
 
-    if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
-        results = [read(c) for c in candidates]
-    else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
-        from concurrent.futures import ThreadPoolExecutor
-
-        workers = min(8, len(candidates))
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
-            parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
-            results = [r for part in parts for r in part]
     new: dict[tuple[str, str], _New] = {}
-    for cand, result in zip(candidates, results, strict=True):  # decisions in input order: deterministic
+    for cand in candidates:  # decisions in input order: deterministic
+        result = read(cand)
         if result is None:
             continue
         target, path = cand.target, cand.path
         key = (target, path.name)
         old = published.get(key)
-        sha, described = result
+        sha, described, kept = result
         if cand.expected_sha256 and sha != cand.expected_sha256:
             skipped.append(f"{target}/{path.name}: changed since its build record was written "
                            f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
@@ -514,7 +519,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         assert described is not None
         entry, metadata = described
         check_tags(entry, path)
-        new[key] = _New(entry, path, metadata, kept.get(path))
+        new[key] = _New(entry, path, metadata, kept)
     return new
 
 
@@ -562,6 +567,7 @@ def build_index(
     progress: Callable[[str], None] | None = None,
     full: bool = False,
     listed: tuple[int, dict[str, int]] | None = None,
+    workers: int | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
@@ -571,10 +577,12 @@ def build_index(
     every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
     the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
     an incremental build does not list them again; a folder changed since then has a newer mtime
-    than the one remembered, so it is rescanned next time.
+    than the one remembered, so it is rescanned next time. `workers`: processes a full build
+    splits its wheels and files over (fanout.py; None: one per core for a large index).
     """
     try:
-        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed)
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed,
+                            workers)
     except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
         raise disk_error(exc, exc.filename or index_dir, "building the index") from None
 
@@ -582,7 +590,7 @@ def build_index(
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet, remove: Iterable[tuple[str, str]],
                  progress: Callable[[str], None] | None, full: bool,
-                 listed: tuple[int, dict[str, int]] | None = None) -> IndexResult:
+                 listed: tuple[int, dict[str, int]] | None = None, workers: int | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -598,17 +606,40 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                 return done
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
+        published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
+        split = fanout.parts(list(folders.items()), workers)
+
+        def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
+            """Scan these dist folders and admit their new wheels (in a forked worker or here)."""
+            scanned = []
+            found: list[_Candidate] = []
+            for folder, mtime in part:
+                seen = quick.seen(str(dist_dir), folder, mtime)
+                cands, sk, failure = scan_project(dist_dir, folder, targets)
+                found += cands
+                scanned.append((folder, seen, cands, sk, failure))
+            check, refused = _TagCheck(targets), []
+            return _Scanned(scanned, _admit(found, published_files, check, refused, _KEEP_TOTAL // len(split)),
+                            refused, check.known)
+
         candidates, skipped, skipped_by_folder = [], [], {}
         failures: render.Failures = {}
         seen: dict[str, str | None] = {}
-        for folder, mtime in folders.items():
-            seen[folder] = quick.seen(str(dist_dir), folder, mtime)
-            found, sk, failure = scan_project(dist_dir, folder, targets)
-            candidates += found
-            skipped_by_folder[folder] = sk
-            skipped += sk
-            if failure is not None and folder.split("/")[0] in targets.targets:
-                failures[_folder_key(folder)] = failure
+        check_tags = _TagCheck(targets)
+        new: dict[tuple[str, str], _New] = {}
+        results = fanout.run(scan_and_admit, split)
+        for result in results:  # in folder order, as one process would have gone through them
+            for folder, folder_seen, found, sk, failure in result.folders:
+                seen[folder] = folder_seen
+                candidates += found
+                skipped_by_folder[folder] = sk
+                skipped += sk
+                if failure is not None and folder.split("/")[0] in targets.targets:
+                    failures[_folder_key(folder)] = failure
+        for result in results:
+            new.update(result.new)
+            skipped += result.refused
+            check_tags.known.update(result.tags)
 
         removed = []
         dist_keys = {(c.target, c.path.name): c.path for c in candidates}
@@ -622,10 +653,6 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             del published[key]
             removed.append(f"{target}/{filename}")
 
-        check_tags = _TagCheck(targets)
-        new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
-                     check_tags, skipped)
-
         entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
         old_files = _old_files(index_dir)
         plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
@@ -634,7 +661,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         changed = unchanged != old_files or len(unchanged) != len(plan)
         rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
         if changed:
-            _write_tree(index_dir, plan, progress)
+            _write_tree(index_dir, plan, progress, workers)
         tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
         # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
         incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
@@ -949,62 +976,54 @@ def _is_current(dest: str, src: _Source) -> bool:
     return False  # a copy from dist: always written anew
 
 
-_WORKERS = 4  # file creation is kernel time: threads overlap it (and the disk's waits)
-
-
 def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | None,
-          existing: set[str]) -> None:
+          existing: set[str], workers: int | None = None) -> None:
     """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
     (they may be hard links shared with the live tree): they are kept, or unlinked and recreated.
-    Folders are made first, then the files are written by worker threads, each a contiguous run
-    of the sorted paths (so mostly its own folders); `progress` is called from those threads."""
+    The files to write are split over worker processes (fanout.py), each a contiguous run of the
+    sorted paths, so mostly its own folders; `progress` is called in the process writing the page."""
     for rel in sorted(existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
-    folders: set[str] = set()
     for rel in sorted(plan):
         src = plan[rel]
         if rel in existing:
             if _is_current(f"{top}/{rel}", src):
                 continue
             os.unlink(f"{top}/{rel}")
-        else:
-            folder = rel.rpartition("/")[0]
-            while folder and folder not in folders:
-                folders.add(folder)
-                folder = folder.rpartition("/")[0]
         ops.append((rel, src))
-    from concurrent.futures import ThreadPoolExecutor
-
-    def make(part: list[str]) -> None:
-        for folder in part:
-            with contextlib.suppress(FileExistsError):  # a folder of the spare tree
-                os.mkdir(f"{top}/{folder}")
 
     def put_all(part: list[tuple[str, _Source]]) -> None:
+        made: set[str] = set()
         for rel, src in part:
+            folder = rel.rpartition("/")[0]
+            if folder and folder not in made:
+                _make_folder(f"{top}/{folder}")
+                made.add(folder)
             _put(f"{top}/{rel}", src)
             if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
                 progress(rel)
 
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        by_depth: dict[int, list[str]] = {}
-        for folder in folders:
-            by_depth.setdefault(folder.count("/"), []).append(folder)
-        for depth in sorted(by_depth):  # parents before children
-            for done in [pool.submit(make, part) for part in _chunks(sorted(by_depth[depth]), _WORKERS)]:
-                done.result()
-        # One task per worker, not per file; the first error (disk full...) stops the build and
-        # the tree is not swapped in.
-        for done in [pool.submit(put_all, part) for part in _chunks(ops, _WORKERS if len(ops) > 64 else 1)]:
-            done.result()
+    fanout.run(put_all, fanout.parts(ops, workers))  # the first error (disk full...) stops the build
     if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, _dirs, files in os.walk(top, topdown=False):
             if dirpath != top and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
 
-def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None) -> None:
+def _make_folder(path: str) -> None:
+    """`path` and its parents, one mkdir when only the last is missing (the common case: the
+    paths come sorted). Another worker may make the same folder at the same time."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None,
+                workers: int | None = None) -> None:
     """Write the new tree beside the live one and swap it in.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
@@ -1022,7 +1041,7 @@ def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[s
         work.mkdir(parents=True)
         existing = set()
     try:
-        _fill(str(work), plan, progress, existing)
+        _fill(str(work), plan, progress, existing, workers)
     except BaseException:
         if work != spare:
             shutil.rmtree(work, ignore_errors=True)
