@@ -217,6 +217,63 @@ def test_broken_wheel_is_refused(tmp_path):
     assert result.wheels == 0 and "not a valid wheel" in result.skipped[0]
 
 
+
+# --- a full build split over worker processes (fanout.py) -------------------------------------------
+def _varied_dist(dist: Path) -> None:
+    """Projects that exercise every outcome of a scan: published, skipped without a record,
+    broken, failed newest build, over several folders so that every worker gets some."""
+    for i in range(12):
+        _synth(dist / TARGET / f"proj{i:02d}", f"proj{i:02d}", "1.0", requires_python=">=3.9")
+    _synth(dist / TARGET / "proj03", "proj03", "1.1", tag="cp311-cp311-linux_armv7l")
+    write_wheel(dist / TARGET / "norecord", "norecord", "1.0")
+    bad = dist / TARGET / "proj07" / "proj07-2.0-py3-none-any.whl"
+    bad.write_bytes(b"not a zip")
+    write_record(bad, TARGET)
+
+
+@pytest.mark.parametrize("workers", [2, 5])
+def test_workers_build_the_same_index_as_one_process(tmp_path, dist, workers):
+    _varied_dist(dist)
+    one, many = tmp_path / "one", tmp_path / "many"
+    r1 = build_index(dist, one, None, targets=TARGETS, workers=1)
+    rn = build_index(dist, many, None, targets=TARGETS, workers=workers)
+    assert _tree(one) == _tree(many) and _dirs(one) == _dirs(many)
+    assert (r1.added, r1.skipped, r1.rewritten, r1.wheels) == (rn.added, rn.skipped, rn.rewritten, rn.wheels)
+    assert r1.wheels == 15 and any("not a valid wheel" in s for s in rn.skipped)
+    assert any("norecord" in s and "no build record" in s for s in rn.skipped)
+    # a second full build updates the spare tree (files shared with the live tree by hard links)
+    _synth(dist / TARGET / "proj11", "proj11", "2.0")
+    live = _inodes(many)
+    build_index(dist, one, None, targets=TARGETS, workers=1, full=True)
+    build_index(dist, many, None, targets=TARGETS, workers=workers, full=True)
+    assert _tree(one) == _tree(many) and (tmp_path / ".many.spare").is_dir()
+    assert _inodes(tmp_path / ".many.spare") == live  # the previous tree, untouched by the new one
+    assert (many / TARGET / "files" / "proj11" / "proj11-2.0-py3-none-any.whl").is_file()
+    # the third one writes into that spare: the live tree it shares files with must not change
+    _synth(dist / TARGET / "proj11", "proj11", "2.1")
+    before = _tree(many)
+    build_index(dist, one, None, targets=TARGETS, workers=1, full=True)
+    build_index(dist, many, None, targets=TARGETS, workers=workers, full=True)
+    assert _tree(one) == _tree(many) and _tree(tmp_path / ".many.spare") == before
+
+
+def test_a_workers_error_stops_the_build_and_keeps_the_index(tmp_path, dist):
+    _varied_dist(dist)
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS, workers=3)
+    published = _tree(index)
+    # the last folder (a later worker's part) gets a wheel with a published name and other bytes
+    wheel = next((dist / TARGET / "tinypure").glob("*.whl"))
+    other = write_wheel(tmp_path / "other", "tinypure", "1.0")
+    shutil.copyfile(other, wheel)
+    write_record(wheel, TARGET)
+    _synth(dist / TARGET / "proj00", "proj00", "3.0")  # a new wheel the first worker copies in
+    with pytest.raises(IndexBuildError, match="immutable"):
+        build_index(dist, index, None, targets=TARGETS, workers=3, full=True)
+    assert _tree(index) == published
+    assert not list(tmp_path.glob(".index.building-*"))
+
+
 @pytest.mark.parametrize("metadata", [
     b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\nRequires-Python: >=3.9\n\nName: body\n",
     b"Metadata-Version: 2.1\r\nName: Foo_Bar\r\nVersion: 2.0.post1\r\nRequires-Python: >=3.8,\r\n <4\r\n\r\n",

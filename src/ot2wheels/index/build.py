@@ -17,13 +17,14 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -39,10 +40,12 @@ from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, projec
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
 
-# Where one output file of the new tree comes from, when it is not new bytes or a new wheel:
-# ("link", path in the previous tree).
-_Copy = tuple[str, Path]
-_Source: TypeAlias = "bytes | _Copy | _DistWheel"
+# Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
+# the previous tree), or ("written", None) for a new wheel and its .metadata, which the worker
+# that admitted the wheel wrote into the new tree already (_write_new).
+_Copy = tuple[str, Path | None]
+_Source: TypeAlias = "bytes | _Copy"
+_WRITTEN: _Copy = ("written", None)
 
 
 @dataclass(frozen=True)
@@ -73,21 +76,11 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
-    kept: tuple[bytes, os.stat_result] | None = None  # its bytes and stat, when kept for its copy
-
-
-@dataclass(frozen=True)
-class _DistWheel:
-    """A new wheel's copy in the plan: from its bytes kept from admission, else from the file."""
-
-    path: Path
-    kept: tuple[bytes, os.stat_result] | None
 
 
 # A wheel is read into memory once (hash, METADATA, then its copy into the index) up to this size;
-# bigger ones are hashed and copied from the file. Bytes kept for copies are capped in total.
+# bigger ones are hashed and copied from the file.
 _READ_WHOLE = 64 << 20
-_KEEP_TOTAL = 256 << 20
 
 
 def _read_fd(fd: int, size: int) -> bytes:
@@ -312,12 +305,14 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Scanned:
-    """What a part of the dist folders holds: per folder (its name, quick.seen(), the wheels it
-    may publish, what it does not publish and why, its failed newest build), the new wheels
-    admitted from them, the ones refused (why), and the tag sets computed (_TagCheck.known)."""
+    """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
+    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels it may
+    publish as (target, filename, path), what it does not publish and why, its failed newest
+    build), the new wheels admitted and copied from them, the ones refused (why), and the tag
+    sets computed (_TagCheck.known)."""
 
-    folders: list[tuple[str, str | None, list[_Candidate], list[str], Failure | None]]
-    new: dict[tuple[str, str], _New]
+    folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
+    new: dict[tuple[str, str], WheelEntry]
     refused: list[str]
     tags: dict[str, list[str]]
 
@@ -454,17 +449,20 @@ def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[s
             "dist/<target>/ folder or delete it")
 
 
+_Publish = Callable[[_New, bytes | None, os.stat_result], None]
+
+
 def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tuple[str, Path | str]],
-           check_tags: _TagCheck, skipped: list[str], keep: int = _KEEP_TOTAL) -> dict[tuple[str, str], _New]:
+           check_tags: _TagCheck, skipped: list[str], publish: _Publish | None = None) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
-    error (published wheels are immutable); a broken wheel is skipped with the reason. Up to
-    `keep` bytes of wheels are kept in memory for their copies into the index."""
-    budget = [keep]
+    error (published wheels are immutable); a broken wheel is skipped with the reason.
+    `publish` is called with each new wheel as it is admitted, with its bytes (None when too
+    big to hold) and its stat."""
 
     def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None,
-                                        tuple[bytes, os.stat_result] | None] | None:
-        """(sha256, the wheel described or why it is broken, its bytes and stat when kept for its copy).
+                                        bytes | None, os.stat_result] | None:
+        """(sha256, the wheel described or why it is broken, its bytes or None, its stat).
         The wheel is read once: hashed and its METADATA taken from the same bytes."""
         old = published.get((cand.target, cand.path.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
@@ -482,15 +480,11 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         finally:
             os.close(fd)
         if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
-            return sha, None, None
+            return sha, None, None, st
         try:
-            described = inspect_wheel(cand.path, cand.target, sha, data, st)
+            return sha, inspect_wheel(cand.path, cand.target, sha, data, st), data, st
         except IndexBuildError as exc:
-            return sha, exc, None
-        if data is not None and len(data) <= budget[0]:
-            budget[0] -= len(data)
-            return sha, described, (data, st)
-        return sha, described, None
+            return sha, exc, None, st
 
     new: dict[tuple[str, str], _New] = {}
     for cand in candidates:  # decisions in input order: deterministic
@@ -500,7 +494,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         target, path = cand.target, cand.path
         key = (target, path.name)
         old = published.get(key)
-        sha, described, kept = result
+        sha, described, data, st = result
         if cand.expected_sha256 and sha != cand.expected_sha256:
             skipped.append(f"{target}/{path.name}: changed since its build record was written "
                            f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
@@ -519,7 +513,9 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         assert described is not None
         entry, metadata = described
         check_tags(entry, path)
-        new[key] = _New(entry, path, metadata, kept)
+        new[key] = _New(entry, path, metadata)
+        if publish is not None:
+            publish(new[key], data, st)
     return new
 
 
@@ -606,81 +602,136 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                 return done
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
-        published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
-        split = fanout.parts(list(folders.items()), workers)
+        work, existing = _work_tree(index_dir)
+        try:
+            result = _full_build(dist_dir, index_dir, work, existing, published, folders, remove, fp, yanks,
+                                 base_url, targets, progress, workers)
+        except BaseException:
+            if work != swap.spare_dir(index_dir):
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        return replace(result, seconds=time.monotonic() - start)
 
-        def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
-            """Scan these dist folders and admit their new wheels (in a forked worker or here)."""
-            scanned = []
-            found: list[_Candidate] = []
-            for folder, mtime in part:
-                seen = quick.seen(str(dist_dir), folder, mtime)
-                cands, sk, failure = scan_project(dist_dir, folder, targets)
-                found += cands
-                scanned.append((folder, seen, cands, sk, failure))
-            check, refused = _TagCheck(targets), []
-            return _Scanned(scanned, _admit(found, published_files, check, refused, _KEEP_TOTAL // len(split)),
-                            refused, check.known)
 
-        candidates, skipped, skipped_by_folder = [], [], {}
-        failures: render.Failures = {}
-        seen: dict[str, str | None] = {}
-        check_tags = _TagCheck(targets)
-        new: dict[tuple[str, str], _New] = {}
-        results = fanout.run(scan_and_admit, split)
-        for result in results:  # in folder order, as one process would have gone through them
-            for folder, folder_seen, found, sk, failure in result.folders:
-                seen[folder] = folder_seen
-                candidates += found
-                skipped_by_folder[folder] = sk
-                skipped += sk
-                if failure is not None and folder.split("/")[0] in targets.targets:
-                    failures[_folder_key(folder)] = failure
-        for result in results:
-            new.update(result.new)
-            skipped += result.refused
-            check_tags.known.update(result.tags)
+def _full_build(dist_dir: Path, index_dir: Path, work: Path, existing: set[str],
+                published: dict[tuple[str, str], _Published], folders: dict[str, int],
+                remove: list[tuple[str, str]], fp: str, yanks: YankList, base_url: str | None,
+                targets: TargetSet, progress: Callable[[str], None] | None, workers: int | None) -> IndexResult:
+    """Every page recomputed, the tree at `work` (holding `existing` files) brought to what they
+    say and swapped in. The dist folders are scanned, and their new wheels admitted and copied
+    into `work`, by worker processes (fanout.py), each taking a run of the sorted folders."""
+    published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
+    split = fanout.parts(list(folders.items()), workers)
 
-        removed = []
-        dist_keys = {(c.target, c.path.name): c.path for c in candidates}
-        for target, filename in remove:
-            key = (target, filename)
-            if key not in published:
-                raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
-            if key in dist_keys:
-                raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
-                                      "again; delete it from dist first")
-            del published[key]
-            removed.append(f"{target}/{filename}")
+    def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
+        scanned, found, made = [], [], set[str]()
+        for folder, mtime in part:
+            seen = quick.seen(str(dist_dir), folder, mtime)
+            cands, sk, failure = scan_project(dist_dir, folder, targets)
+            found += cands
+            scanned.append((folder, seen, [(c.target, c.path.name, str(c.path)) for c in cands], sk, failure))
+        check, refused = _TagCheck(targets), list[str]()
+        admitted = _admit(found, published_files, check, refused,
+                          lambda n, data, st: _write_new(str(work), n, data, st, bool(existing), made))
+        return _Scanned(scanned, {k: n.entry for k, n in admitted.items()}, refused, check.known)
 
-        entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        old_files = _old_files(index_dir)
-        plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
+    skipped: list[str] = []
+    skipped_by_folder: dict[str, list[str]] = {}
+    failures: render.Failures = {}
+    seen: dict[str, str | None] = {}
+    dist_keys: dict[tuple[str, str], str] = {}
+    check_tags = _TagCheck(targets)
+    new: dict[tuple[str, str], WheelEntry] = {}
+    results = fanout.run(scan_and_admit, split)
+    for result in results:  # in folder order, as one process would have gone through them
+        for folder, folder_seen, found, sk, failure in result.folders:
+            seen[folder] = folder_seen
+            dist_keys.update(((t, name), path) for t, name, path in found)
+            skipped_by_folder[folder] = sk
+            skipped += sk
+            if failure is not None and folder.split("/")[0] in targets.targets:
+                failures[_folder_key(folder)] = failure
+    for result in results:
+        new.update(result.new)
+        skipped += result.refused
+        check_tags.known.update(result.tags)
 
-        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
-        changed = unchanged != old_files or len(unchanged) != len(plan)
-        rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
-        if changed:
-            _write_tree(index_dir, plan, progress, workers)
-        tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
-        # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-            f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-            incremental.summary(state), check_tags.known))
-        all_targets = sorted({e.target for e in entries})
-        return IndexResult(
-            index_dir=index_dir,
-            targets=tuple(all_targets),
-            projects=len({(e.target, e.project) for e in entries}),
-            wheels=len(entries),
-            added=tuple(sorted(f"{t}/{f}" for t, f in new)),
-            removed=tuple(sorted(removed)),
-            skipped=tuple(skipped),
-            rewritten=rewritten,
-            unused_yanks=tuple(yanks.unused(entries)),
-            changed=changed,
-            seconds=time.monotonic() - start,
-        )
+    removed = []
+    for target, filename in remove:
+        key = (target, filename)
+        if key not in published:
+            raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
+        if key in dist_keys:
+            raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
+                                  "again; delete it from dist first")
+        del published[key]
+        removed.append(f"{target}/{filename}")
+
+    entries = [p.entry for p in published.values()] + list(new.values())
+    old_files = _old_files(index_dir)
+    plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
+
+    unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
+    changed = unchanged != old_files or len(unchanged) != len(plan)
+    rewritten = tuple(sorted(r for r, s in plan.items()
+                             if isinstance(s, bytes) or (s == _WRITTEN and r.endswith(".metadata"))))
+    if changed:
+        _fill(str(work), plan, progress, existing, workers)
+        swap.swap_in(work, index_dir)
+    elif work != swap.spare_dir(index_dir):
+        shutil.rmtree(work)
+    tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
+    # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
+    incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
+        f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
+        incremental.summary(state), check_tags.known))
+    return IndexResult(
+        index_dir=index_dir,
+        targets=tuple(sorted({e.target for e in entries})),
+        projects=len({(e.target, e.project) for e in entries}),
+        wheels=len(entries),
+        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+        removed=tuple(sorted(removed)),
+        skipped=tuple(skipped),
+        rewritten=rewritten,
+        unused_yanks=tuple(yanks.unused(entries)),
+        changed=changed,
+        seconds=0.0,
+    )
+
+
+def _write_new(top: str, n: _New, data: bytes | None, st: os.stat_result, spare: bool, made: set[str]) -> None:
+    """A new wheel (`data`: its bytes, None to copy it from dist) and its .metadata, into the new
+    tree at `top`, right after its admission (by the worker that admitted it). In a spare tree a
+    file of the same name may be a hard link shared with the live tree: it is unlinked, never
+    written in place. A copy from dist must still have the hash admission saw."""
+    folder = f"{top}/{n.entry.target}/files/{n.entry.project}"
+    if folder not in made:
+        _make_folder(folder)
+        made.add(folder)
+    dest = f"{folder}/{n.entry.filename}"
+    for path in (dest, dest + ".metadata") if spare else ():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    try:
+        if data is None:
+            with open(n.wheel, "rb") as src, open(dest, "xb") as out:
+                digest = hashlib.sha256()
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != n.entry.sha256:
+                raise IndexBuildError(f"{n.wheel} changed while it was being published; run the build again")
+            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            fd = _write_bytes(dest, data)
+            try:
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does: the upload-time
+            finally:                                              # of a wheel without a page
+                os.close(fd)
+        os.close(_write_bytes(dest + ".metadata", n.metadata_bytes))
+    except OSError as exc:  # name the file being written, not the copy's source or nothing
+        raise OSError(exc.errno, exc.strerror, dest) from exc
 
 
 def _folder_key(folder: str) -> tuple[str, str]:
@@ -861,7 +912,7 @@ KEPT_DIRS = ("report",)
 
 
 def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str], _Published],
-          new: dict[tuple[str, str], _New],
+          new: dict[tuple[str, str], WheelEntry],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
     """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
@@ -881,10 +932,9 @@ def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str],
             plan[rel + ".metadata"] = ("link", p.metadata)
         else:
             page(rel + ".metadata", p.metadata_bytes or b"")
-    for n in new.values():
-        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-        plan[rel] = _DistWheel(n.wheel, n.kept)
-        page(rel + ".metadata", n.metadata_bytes)
+    for e in new.values():  # already in the new tree
+        rel = f"{e.target}/files/{e.project}/{e.filename}"
+        plan[rel] = plan[rel + ".metadata"] = _WRITTEN
 
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
     for e in entries:
@@ -942,21 +992,8 @@ def _write_bytes(dest: str, data: bytes) -> int:
 def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
         os.close(_write_bytes(dest, src))
-    elif isinstance(src, _DistWheel):
-        # From dist: a copy, never a hard link. ot2wheels only renames files into dist/, but a
-        # person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place
-        # and would change the published wheel through a link
-        # (tests/test_index.py::test_same_filename_different_bytes_is_refused).
-        if src.kept is None:
-            shutil.copy2(src.path, dest)  # keeps the mtime: the upload-time of a wheel without a page
-        else:
-            data, st = src.kept
-            fd = _write_bytes(dest, data)
-            try:
-                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does
-            finally:
-                os.close(fd)
     else:
+        assert src[1] is not None
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
@@ -968,7 +1005,7 @@ def _is_current(dest: str, src: _Source) -> bool:
     try:
         if isinstance(src, bytes):
             return _same_bytes(Path(dest), src)
-        if isinstance(src, tuple):
+        if isinstance(src, tuple) and src[1] is not None:
             a, b = os.stat(dest), os.stat(src[1])
             return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
     except FileNotFoundError:
@@ -987,6 +1024,8 @@ def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | 
     ops: list[tuple[str, _Source]] = []
     for rel in sorted(plan):
         src = plan[rel]
+        if src == _WRITTEN:
+            continue
         if rel in existing:
             if _is_current(f"{top}/{rel}", src):
                 continue
@@ -1022,31 +1061,22 @@ def _make_folder(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None,
-                workers: int | None = None) -> None:
-    """Write the new tree beside the live one and swap it in.
+def _work_tree(index_dir: Path) -> tuple[Path, set[str]]:
+    """Where a full build writes its new tree, and the files already there.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
     brings the spare up to date, touching only what differs, instead of recreating every file.
-    A crash while the spare is being written leaves the live tree as it was.
+    Otherwise a new folder beside the index. A crash while either is written leaves the live
+    tree as it was.
     """
     spare = swap.spare_dir(index_dir)
     if spare.is_dir() and index_dir.is_dir():
-        work = spare
-        existing = _old_files(spare)
-    else:
-        work = swap.building_dir(index_dir)
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-        existing = set()
-    try:
-        _fill(str(work), plan, progress, existing, workers)
-    except BaseException:
-        if work != spare:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    swap.swap_in(work, index_dir)
+        return spare, _old_files(spare)
+    work = swap.building_dir(index_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work, set()
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],

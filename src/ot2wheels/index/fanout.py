@@ -19,7 +19,7 @@ import os
 import pickle
 import signal
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,7 +82,7 @@ def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
         os.close(read_fd)
         try:
             payload = pickle.dumps((True, fn(part)), pickle.HIGHEST_PROTOCOL)
-        except BaseException as exc:  # noqa: BLE001 - every error goes to the parent
+        except BaseException as exc:  # every error goes to the parent
             try:
                 payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
             except Exception:  # an exception that does not pickle: its text does
@@ -93,7 +93,7 @@ def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
         os._exit(0)
 
 
-def _collect(pid: int, fd: int) -> R:
+def _collect(pid: int, fd: int) -> Any:
     chunks = []
     try:
         with open(fd, "rb") as inp:
