@@ -602,26 +602,24 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
                 return done
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
-        work, existing = _work_tree(index_dir)
+        work = _work_tree(index_dir, progress, workers)
         try:
-            result = _full_build(dist_dir, index_dir, work, existing, published, folders, remove, fp, yanks,
-                                 base_url, targets, progress, workers)
+            result = _full_build(dist_dir, index_dir, work, published, folders, remove, fp, yanks, base_url, targets)
         except BaseException:
-            if work != swap.spare_dir(index_dir):
-                shutil.rmtree(work, ignore_errors=True)
+            if not work.spare:
+                shutil.rmtree(work.path, ignore_errors=True)
             raise
         return replace(result, seconds=time.monotonic() - start)
 
 
-def _full_build(dist_dir: Path, index_dir: Path, work: Path, existing: set[str],
-                published: dict[tuple[str, str], _Published], folders: dict[str, int],
-                remove: list[tuple[str, str]], fp: str, yanks: YankList, base_url: str | None,
-                targets: TargetSet, progress: Callable[[str], None] | None, workers: int | None) -> IndexResult:
-    """Every page recomputed, the tree at `work` (holding `existing` files) brought to what they
-    say and swapped in. The dist folders are scanned, and their new wheels admitted and copied
-    into `work`, by worker processes (fanout.py), each taking a run of the sorted folders."""
+def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tuple[str, str], _Published],
+                folders: dict[str, int], remove: list[tuple[str, str]], fp: str, yanks: YankList,
+                base_url: str | None, targets: TargetSet) -> IndexResult:
+    """Every page recomputed, the tree `work` brought to what they say and swapped in. The dist
+    folders are scanned, and their new wheels admitted and copied into `work`, by worker
+    processes (fanout.py), each taking a run of the sorted folders."""
     published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
-    split = fanout.parts(list(folders.items()), workers)
+    split = fanout.parts(list(folders.items()), work.workers)
 
     def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
         scanned, found, made = [], [], set[str]()
@@ -632,7 +630,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: Path, existing: set[str],
             scanned.append((folder, seen, [(c.target, c.path.name, str(c.path)) for c in cands], sk, failure))
         check, refused = _TagCheck(targets), list[str]()
         admitted = _admit(found, published_files, check, refused,
-                          lambda n, data, st: _write_new(str(work), n, data, st, bool(existing), made))
+                          lambda n, data, st: work.put_wheel(n, data, st, made))
         return _Scanned(scanned, {k: n.entry for k, n in admitted.items()}, refused, check.known)
 
     skipped: list[str] = []
@@ -669,17 +667,17 @@ def _full_build(dist_dir: Path, index_dir: Path, work: Path, existing: set[str],
 
     entries = [p.entry for p in published.values()] + list(new.values())
     old_files = _old_files(index_dir)
-    plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
+    plan, state = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets, failures)
 
     unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
     changed = unchanged != old_files or len(unchanged) != len(plan)
-    rewritten = tuple(sorted(r for r, s in plan.items()
-                             if isinstance(s, bytes) or (s == _WRITTEN and r.endswith(".metadata"))))
+    rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes) or (
+        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r))))  # not the wheels themselves
     if changed:
-        _fill(str(work), plan, progress, existing, workers)
-        swap.swap_in(work, index_dir)
-    elif work != swap.spare_dir(index_dir):
-        shutil.rmtree(work)
+        _fill(work, plan)
+        swap.swap_in(work.path, index_dir)
+    elif not work.spare:
+        shutil.rmtree(work.path)
     tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
     # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
     incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
@@ -700,38 +698,67 @@ def _full_build(dist_dir: Path, index_dir: Path, work: Path, existing: set[str],
     )
 
 
-def _write_new(top: str, n: _New, data: bytes | None, st: os.stat_result, spare: bool, made: set[str]) -> None:
-    """A new wheel (`data`: its bytes, None to copy it from dist) and its .metadata, into the new
-    tree at `top`, right after its admission (by the worker that admitted it). In a spare tree a
-    file of the same name may be a hard link shared with the live tree: it is unlinked, never
-    written in place. A copy from dist must still have the hash admission saw."""
-    folder = f"{top}/{n.entry.target}/files/{n.entry.project}"
-    if folder not in made:
-        _make_folder(folder)
-        made.add(folder)
-    dest = f"{folder}/{n.entry.filename}"
-    for path in (dest, dest + ".metadata") if spare else ():
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    try:
-        if data is None:
-            with open(n.wheel, "rb") as src, open(dest, "xb") as out:
-                digest = hashlib.sha256()
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != n.entry.sha256:
-                raise IndexBuildError(f"{n.wheel} changed while it was being published; run the build again")
-            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+@dataclass(frozen=True)
+class _Work:
+    """The tree a full build writes before swapping it in: a new folder beside the index, or the
+    spare tree (the previous generation, never served) brought up to date. A file the spare
+    holds may be a hard link shared with the live tree: it is unlinked, never written in place.
+    Written by several worker processes at once (fanout.py); `made` is each one's record of the
+    folders it made."""
+
+    path: Path
+    spare: bool
+    existing: set[str]  # the files it held when the build started
+    progress: Callable[[str], None] | None
+    workers: int | None
+
+    def _folder(self, rel: str, made: set[str]) -> None:
+        folder = rel.rpartition("/")[0]
+        if folder and folder not in made:
+            _make_folder(f"{self.path}/{folder}")
+            made.add(folder)
+
+    def put(self, rel: str, data: bytes, made: set[str]) -> None:
+        """A page (`data`) at `rel`, unless the tree holds these bytes there already."""
+        dest = f"{self.path}/{rel}"
+        if rel in self.existing:
+            if _same_bytes(Path(dest), data):
+                return
+            os.unlink(dest)
         else:
-            fd = _write_bytes(dest, data)
-            try:
-                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does: the upload-time
-            finally:                                              # of a wheel without a page
-                os.close(fd)
-        os.close(_write_bytes(dest + ".metadata", n.metadata_bytes))
-    except OSError as exc:  # name the file being written, not the copy's source or nothing
-        raise OSError(exc.errno, exc.strerror, dest) from exc
+            self._folder(rel, made)
+        _put(dest, data)
+        if self.progress and rel.endswith("/index.html") and "/simple/" in rel:
+            self.progress(rel)
+
+    def put_wheel(self, n: _New, data: bytes | None, st: os.stat_result, made: set[str]) -> None:
+        """A new wheel (`data`: its bytes, None to copy it from dist) and its .metadata, right
+        after its admission. A copy from dist must still have the hash admission saw."""
+        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+        self._folder(rel, made)
+        dest = f"{self.path}/{rel}"
+        for path in (dest, dest + ".metadata") if self.spare else ():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        try:
+            if data is None:
+                with open(n.wheel, "rb") as src, open(dest, "xb") as out:
+                    digest = hashlib.sha256()
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != n.entry.sha256:
+                    raise IndexBuildError(f"{n.wheel} changed while it was being published; run the build again")
+                os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            else:
+                fd = _write_bytes(dest, data)
+                try:  # as copy2 does: the upload-time of a wheel whose page is lost
+                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                finally:
+                    os.close(fd)
+            os.close(_write_bytes(dest + ".metadata", n.metadata_bytes))
+        except OSError as exc:  # name the file being written, not the copy's source or nothing
+            raise OSError(exc.errno, exc.strerror, dest) from exc
 
 
 def _folder_key(folder: str) -> tuple[str, str]:
@@ -911,11 +938,13 @@ def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dic
 KEPT_DIRS = ("report",)
 
 
-def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str], _Published],
+def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tuple[str, str], _Published],
           new: dict[tuple[str, str], WheelEntry],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
-    """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
+    """Every file of the new tree (its bytes, or where to copy/link it from), and its state.
+    The projects' own pages are rendered and written into the new tree by worker processes
+    (each a run of the sorted project names); the pages listing every project are made here."""
     from . import render
 
     links = render.Links(base_url)
@@ -939,21 +968,45 @@ def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str],
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
     for e in entries:
         by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-    rows: dict[tuple[str, str], ProjectRow] = {}
-    for target, projects in sorted(by_target.items()):
-        names = sorted(projects)
-        page(f"{target}/simple/index.html", render.root_html(names, target, links))
-        page(f"{target}/simple/index.json", render.root_json(names))
-        for name in names:
-            page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
-            page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
-            rows[(target, name)] = project_row(target, name, projects[name], yanks)
-        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
     for e in entries:
         by_project.setdefault(e.project, []).append(e)
-    for name in sorted(by_project):
-        page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
+    served = sorted(by_target)
+
+    def project_pages(names: list[str]) -> tuple[dict[tuple[str, str], ProjectRow], list[tuple[str, _Source]]]:
+        """Each project's simple pages (per target) and page for people, written into the new tree
+        unless the live tree has them already (then linked from it); their rows."""
+        rows: dict[tuple[str, str], ProjectRow] = {}
+        out: list[tuple[str, _Source]] = []
+        made: set[str] = set()
+
+        def put(rel: str, data: bytes) -> None:
+            old = f"{index_dir}/{rel}" if rel in old_files else None
+            if old is not None and _same_bytes(Path(old), data):
+                out.append((rel, ("link", Path(old))))
+            else:
+                work.put(rel, data, made)
+                out.append((rel, _WRITTEN))
+
+        for name in names:
+            for target in served:
+                mine = by_target[target].get(name)
+                if mine is not None:
+                    put(f"{target}/simple/{name}/index.html", render.project_html(name, mine, yanks, links))
+                    put(f"{target}/simple/{name}/index.json", render.project_json(name, mine, yanks, links))
+                    rows[(target, name)] = project_row(target, name, mine, yanks)
+            put(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
+        return rows, out
+
+    rows: dict[tuple[str, str], ProjectRow] = {}
+    for part_rows, part_files in fanout.run(project_pages, fanout.parts(sorted(by_project), work.workers)):
+        rows.update(part_rows)
+        plan.update(part_files)
+    for target in served:
+        names = sorted(by_target[target])
+        page(f"{target}/simple/index.html", render.root_html(names, target, links))
+        page(f"{target}/simple/index.json", render.root_json(names))
+        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
     state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
     page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
@@ -1013,20 +1066,19 @@ def _is_current(dest: str, src: _Source) -> bool:
     return False  # a copy from dist: always written anew
 
 
-def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | None,
-          existing: set[str], workers: int | None = None) -> None:
-    """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
-    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated.
-    The files to write are split over worker processes (fanout.py), each a contiguous run of the
-    sorted paths, so mostly its own folders; `progress` is called in the process writing the page."""
-    for rel in sorted(existing - plan.keys()):
+def _fill(work: _Work, plan: dict[str, _Source]) -> None:
+    """Make the tree `work` hold exactly `plan`: what the workers wrote already stays, files it
+    held that the plan does not name go, the rest is written by worker processes, each a
+    contiguous run of the sorted paths (so mostly its own folders)."""
+    top = work.path
+    for rel in sorted(work.existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
     for rel in sorted(plan):
         src = plan[rel]
         if src == _WRITTEN:
             continue
-        if rel in existing:
+        if rel in work.existing and not isinstance(src, bytes):  # (bytes: Work.put checks)
             if _is_current(f"{top}/{rel}", src):
                 continue
             os.unlink(f"{top}/{rel}")
@@ -1035,18 +1087,16 @@ def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | 
     def put_all(part: list[tuple[str, _Source]]) -> None:
         made: set[str] = set()
         for rel, src in part:
-            folder = rel.rpartition("/")[0]
-            if folder and folder not in made:
-                _make_folder(f"{top}/{folder}")
-                made.add(folder)
-            _put(f"{top}/{rel}", src)
-            if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
-                progress(rel)
+            if isinstance(src, bytes):
+                work.put(rel, src, made)
+            else:
+                work._folder(rel, made)
+                _put(f"{top}/{rel}", src)
 
-    fanout.run(put_all, fanout.parts(ops, workers))  # the first error (disk full...) stops the build
-    if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
+    fanout.run(put_all, fanout.parts(ops, work.workers))  # the first error (disk full...) stops the build
+    if work.existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, _dirs, files in os.walk(top, topdown=False):
-            if dirpath != top and not files and not os.listdir(dirpath):
+            if dirpath != str(top) and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
 
@@ -1061,8 +1111,8 @@ def _make_folder(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def _work_tree(index_dir: Path) -> tuple[Path, set[str]]:
-    """Where a full build writes its new tree, and the files already there.
+def _work_tree(index_dir: Path, progress: Callable[[str], None] | None, workers: int | None) -> _Work:
+    """Where a full build writes its new tree.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
     brings the spare up to date, touching only what differs, instead of recreating every file.
@@ -1071,12 +1121,12 @@ def _work_tree(index_dir: Path) -> tuple[Path, set[str]]:
     """
     spare = swap.spare_dir(index_dir)
     if spare.is_dir() and index_dir.is_dir():
-        return spare, _old_files(spare)
+        return _Work(spare, True, _old_files(spare), progress, workers)
     work = swap.building_dir(index_dir)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    return work, set()
+    return _Work(work, False, set(), progress, workers)
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
