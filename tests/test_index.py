@@ -306,11 +306,12 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
     def wanted(name: str) -> bool:
         return name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
 
+    ends = (b".dist-info/METADATA", b".dist-info/RECORD")  # names ending otherwise are not decoded
     for wheel in real_wheels.values():
         data = wheel.read_bytes()
         with zipfile.ZipFile(wheel) as zf:
             expected = {n: zf.read(n) for n in zf.namelist() if wanted(n)}
-        assert _zip_members(data, wanted) == expected and len(expected) == 2
+        assert _zip_members(data, wanted, ends) == expected and len(expected) == 2
         assert _read_metadata(wheel, data) == _read_metadata(wheel)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -318,15 +319,50 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
         zf.writestr("x.dist-info/METADATA", b"Name: x\n", compress_type=zipfile.ZIP_STORED)
         zf.writestr("x.dist-info/RECORD", b"", compress_type=zipfile.ZIP_DEFLATED)
     plain = buf.getvalue()
-    assert _zip_members(plain, wanted) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
-    assert _zip_members(b"#!prefix\n" + plain, wanted) is None  # offsets shifted: zipfile's job
-    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted) is None  # CRC mismatch
-    assert _zip_members(b"not a zip", wanted) is None
+    assert _zip_members(plain, wanted, ends) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
+    assert _zip_members(b"#!prefix\n" + plain, wanted, ends) is None  # offsets shifted: zipfile's job
+    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted, ends) is None  # CRC mismatch
+    assert _zip_members(b"not a zip", wanted, ends) is None
     with zipfile.ZipFile(buf := io.BytesIO(), "w") as zf:
         zf.writestr("x.dist-info/METADATA", b"1")
         with pytest.warns(UserWarning, match="Duplicate name"):
             zf.writestr("x.dist-info/METADATA", b"2")
-    assert _zip_members(buf.getvalue(), wanted) is None
+    assert _zip_members(buf.getvalue(), wanted, ends) is None
+
+
+@pytest.mark.parametrize("style", ["plain", "quoted-crlf", "metadata-last"])
+def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
+    """RECORD is searched for METADATA's line rather than parsed whole; quoting and CRLF line
+    ends (csv.QUOTE_ALL writers) and any position still verify, and a wrong hash still fails."""
+    import base64
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
+    from ot2wheels.index.build import _read_metadata
+
+    metadata = b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+    rows = [["x/__init__.py", "sha256=abc", "1"], ["x-1.0.dist-info/METADATA", f"sha256={digest}", "40"],
+            ["x-1.0.dist-info/RECORD", "", ""]]
+    if style == "metadata-last":
+        rows = [rows[0], rows[2], rows[1]]
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL if style == "quoted-crlf" else csv.QUOTE_MINIMAL,
+               lineterminator="\r\n" if style == "quoted-crlf" else "\n").writerows(rows)
+
+    def wheel(record: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("x-1.0.dist-info/METADATA", metadata)
+            zf.writestr("x-1.0.dist-info/RECORD", record)
+        return buf.getvalue()
+
+    path = tmp_path / "x-1.0-py3-none-any.whl"
+    assert _read_metadata(path, wheel(out.getvalue())) == metadata
+    with pytest.raises(ValueError, match="does not match the hash in RECORD"):
+        _read_metadata(path, wheel(out.getvalue().replace(digest, digest[::-1])))
 
 
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):

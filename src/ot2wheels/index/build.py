@@ -28,14 +28,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..targets import Target, TargetSet, pip_target_args
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import fanout, incremental, quick, swap
-from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
+from .model import (
+    Failure,
+    ProjectRow,
+    WheelEntry,
+    YankList,
+    load_yanks,
+    parse_version,
+    project_row,
+    upload_time,
+    version_text,
+)
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from . import render
@@ -91,10 +101,12 @@ def _read_fd(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes] | None:
+def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, ...]) -> dict[str, bytes] | None:
     """The members of a zip archive (in memory) whose names `wanted` accepts, or None when the
     archive is anything but a plain one (zip64, encryption, a method other than stored/deflate,
     a repeated name, an offset that does not add up): zipfile then reads it and says what is wrong.
+    A name is decoded and given to `wanted` only when it ends with one of `ends` (ASCII, the same
+    bytes in UTF-8 and cp437): a wheel can hold thousands of members.
 
     A full build reads thousands of small wheels; zipfile builds a ZipInfo for every member of
     each and cost most of the build's CPU time."""
@@ -115,8 +127,10 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes]
         (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
             struct.unpack_from("<8xHH4xLLLHHH8xL", data, pos))
         raw_name = data[pos + 46:pos + 46 + nlen]
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         pos += 46 + nlen + xlen + clen
+        if not raw_name.endswith(ends):
+            continue
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         if wanted(name):
             if name in found or flags & 1 or method not in (0, 8):
                 return None
@@ -151,7 +165,7 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
     def wanted(name: str) -> bool:
         return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
 
-    members = _zip_members(data, wanted) if data is not None else None
+    members = _zip_members(data, wanted, (b".dist-info/METADATA", b".dist-info/RECORD")) if data is not None else None
     if members is not None:
         names = list(members)
     else:
@@ -169,7 +183,11 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
         raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
     metadata = members[infos[0]]
     record = members[infos[0].rsplit("/", 1)[0] + "/RECORD"].decode()
-    for row in csv.reader(record.splitlines()):
+    # The METADATA line found without parsing every line (RECORD lists every file of the wheel);
+    # a valid dist-info name holds no comma or quote, but a writer may quote every field.
+    start = f"\n{record}".find(f"\n{infos[0]},")
+    lines = [record[start:].partition("\n")[0]] if start >= 0 else record.splitlines()
+    for row in csv.reader(lines):
         if row and row[0] == infos[0]:
             algo, _, digest = row[1].partition("=")
             if algo != "sha256":
@@ -230,7 +248,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     raw = _core_fields(metadata)
     meta_name, meta_version = raw.get("name", ""), raw.get("version", "")
     try:
-        same_version = Version(meta_version) == version
+        same_version = parse_version(meta_version) == version
     except InvalidVersion:
         same_version = False
     if canonical_name(meta_name) != name or not same_version:
@@ -242,7 +260,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         target=target,
         project=name,
         filename=path.name,
-        version=str(version),
+        version=version_text(version),
         sha256=sha256 or sha256_file(path),
         size=stat.st_size,
         requires_python=requires_python or None,
@@ -337,9 +355,12 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
             continue
         path = f"{top}/{name}"
         try:
-            with open(path, "rb") as fh:  # one lookup of the path for its time and its bytes
-                mtime = os.fstat(fh.fileno()).st_mtime_ns
-                data = json.loads(fh.read())
+            fd = os.open(path, os.O_RDONLY)  # one lookup of the path for its time and its bytes
+            try:
+                st = os.fstat(fd)
+                mtime, data = st.st_mtime_ns, json.loads(_read_fd(fd, st.st_size))
+            finally:
+                os.close(fd)
         except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
             unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
             continue
