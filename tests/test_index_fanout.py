@@ -81,3 +81,17 @@ def test_no_worker_is_left_behind():
         fanout.run(_fail_on(0), fanout.parts(list(range(10)), 3))
     with pytest.raises(ChildProcessError):  # every child was waited for
         os.waitpid(-1, os.WNOHANG)
+
+
+def test_no_fork_while_other_threads_run():
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert fanout.parts(list(range(10)), 3) == [list(range(10))]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(fanout.parts(list(range(10)), 3)) == 3

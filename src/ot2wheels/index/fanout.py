@@ -8,9 +8,10 @@ contiguous parts, each part but the first runs in a forked child, the first in t
 and the results come back pickled, in input order. An error is raised as the same sequence
 would raise it: the first part's first.
 
-Only for a fresh fork of a process without threads (the index build has none): fork is what
-makes this cheap (the children inherit the plan, the wheels read so far and the targets
-without pickling them) and what would be unsafe with threads running.
+Only in a process without other threads (the index build starts none; called from a threaded
+program it runs in one process): fork is what makes this cheap (the children inherit the
+plan, the entries and the targets without pickling them) and what would be unsafe with threads
+running.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -38,11 +40,13 @@ def cores() -> int:
 
 def parts(items: Sequence[T], workers: int | None) -> list[list[T]]:
     """`items` cut into contiguous parts: `workers` of them (None: one per core, each part of at
-    least MIN_PER_PART items); one part when processes cannot be forked here."""
+    least MIN_PER_PART items); one part when processes cannot be forked safely here (no fork, or
+    other threads running: an index build called from a threaded program runs in one process)."""
     if workers is None:
         workers = min(cores(), len(items) // MIN_PER_PART)
-    if not hasattr(os, "fork"):
-        workers = 1
+    threading = sys.modules.get("threading")  # not imported: no thread was started through it
+    if not hasattr(os, "fork") or (threading is not None and threading.active_count() > 1):
+        workers = 1  # a fork while another thread holds a lock (an import's, a stream's) can hang the child
     n = max(1, min(workers, len(items)))
     size = -(-len(items) // n) if items else 1
     return [list(items[i:i + size]) for i in range(0, len(items), size)] or [[]]
