@@ -17,7 +17,6 @@ running.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ def run(fn: Callable[[list[T]], R], split: list[list[T]]) -> list[R]:
     """[fn(part) for part in split], the parts after the first in forked children."""
     if len(split) <= 1:
         return [fn(part) for part in split]
+
     children: list[tuple[int, int]] = []
     try:
         for part in split[1:]:
@@ -75,6 +75,8 @@ def run(fn: Callable[[list[T]], R], split: list[list[T]]) -> list[R]:
 
 
 def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
+    import pickle
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid:
@@ -98,6 +100,8 @@ def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
 
 
 def _collect(pid: int, fd: int) -> Any:
+    import pickle
+
     chunks = []
     try:
         with open(fd, "rb") as inp:
