@@ -196,12 +196,18 @@ def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
 
 
 def test_wrong_target_is_refused_by_an_incremental_build_too(tmp_path, dist, real_wheels):
-    """The tags a target accepts are kept in the scan cache after the first build: a later
-    incremental build checks against them without recomputing, and refuses the same way."""
+    """Wheels with the target's common tags are accepted without computing every tag it
+    accepts; the first wheel that needs the whole set has it computed and kept in the scan
+    cache, so later incremental builds check against it without recomputing, and refuse the
+    same way."""
     index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)  # pure and cp311-cp311-linux_armv7l wheels
+    assert TARGET not in json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
+    _synth(dist / TARGET / "older", "older", "1.0", tag="cp38-abi3-linux_armv7l")  # accepted, not common
     build_index(dist, index, None, targets=TARGETS)
     cached = json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
-    assert "cp311-cp311-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    assert "cp38-abi3-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    assert (index / TARGET / "files" / "older").is_dir()
     _synth(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l")
     with pytest.raises(IndexBuildError, match=f"cannot be installed on target {TARGET}"):
         build_index(dist, index, None, targets=TARGETS)

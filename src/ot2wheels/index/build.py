@@ -445,15 +445,21 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
 
 class _TagCheck:
     """Whether a wheel's tags fit its target; each target's tag set is computed once (`known`:
-    the sets the scan cache kept, as strings)."""
+    the sets the scan cache kept, as strings), and only for a wheel whose tags are not among
+    the target's common ones (Target.common_tags)."""
 
     def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
         self.known = dict(known or {})
         self.tags: dict[str, frozenset[str]] = {}
+        self.common: dict[str, frozenset[str]] = {}
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
         t = self.targets.targets[entry.target]
+        if t.name not in self.common:
+            self.common[t.name] = t.common_tags()
+        if parse_wheel_filename(entry.filename)[3] & self.common[t.name]:
+            return
         if t.name not in self.tags:
             if t.name not in self.known:
                 self.known[t.name] = sorted({str(tag) for tag in t.supported_tags()})
