@@ -196,12 +196,18 @@ def test_wheel_for_the_wrong_target_is_refused(tmp_path, real_wheels, targets):
 
 
 def test_wrong_target_is_refused_by_an_incremental_build_too(tmp_path, dist, real_wheels):
-    """The tags a target accepts are kept in the scan cache after the first build: a later
-    incremental build checks against them without recomputing, and refuses the same way."""
+    """Wheels with the target's common tags are accepted without computing every tag it
+    accepts; the first wheel that needs the whole set has it computed and kept in the scan
+    cache, so later incremental builds check against it without recomputing, and refuse the
+    same way."""
     index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS)  # pure and cp311-cp311-linux_armv7l wheels
+    assert TARGET not in json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
+    _synth(dist / TARGET / "older", "older", "1.0", tag="cp38-abi3-linux_armv7l")  # accepted, not common
     build_index(dist, index, None, targets=TARGETS)
     cached = json.loads((tmp_path / ".index.scan.json").read_text())["tags"]
-    assert "cp311-cp311-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    assert "cp38-abi3-linux_armv7l" in cached[TARGET] and "cp39-cp39-linux_armv7l" not in cached[TARGET]
+    assert (index / TARGET / "files" / "older").is_dir()
     _synth(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l")
     with pytest.raises(IndexBuildError, match=f"cannot be installed on target {TARGET}"):
         build_index(dist, index, None, targets=TARGETS)
@@ -215,6 +221,63 @@ def test_broken_wheel_is_refused(tmp_path):
     write_record(bad, TARGET)
     result = build_index(tmp_path / "dist", tmp_path / "index", None, targets=TARGETS)
     assert result.wheels == 0 and "not a valid wheel" in result.skipped[0]
+
+
+
+# --- a full build split over worker processes (fanout.py) -------------------------------------------
+def _varied_dist(dist: Path) -> None:
+    """Projects that exercise every outcome of a scan: published, skipped without a record,
+    broken, failed newest build, over several folders so that every worker gets some."""
+    for i in range(12):
+        _synth(dist / TARGET / f"proj{i:02d}", f"proj{i:02d}", "1.0", requires_python=">=3.9")
+    _synth(dist / TARGET / "proj03", "proj03", "1.1", tag="cp311-cp311-linux_armv7l")
+    write_wheel(dist / TARGET / "norecord", "norecord", "1.0")
+    bad = dist / TARGET / "proj07" / "proj07-2.0-py3-none-any.whl"
+    bad.write_bytes(b"not a zip")
+    write_record(bad, TARGET)
+
+
+@pytest.mark.parametrize("workers", [2, 5])
+def test_workers_build_the_same_index_as_one_process(tmp_path, dist, workers):
+    _varied_dist(dist)
+    one, many = tmp_path / "one", tmp_path / "many"
+    r1 = build_index(dist, one, None, targets=TARGETS, workers=1)
+    rn = build_index(dist, many, None, targets=TARGETS, workers=workers)
+    assert _tree(one) == _tree(many) and _dirs(one) == _dirs(many)
+    assert (r1.added, r1.skipped, r1.rewritten, r1.wheels) == (rn.added, rn.skipped, rn.rewritten, rn.wheels)
+    assert r1.wheels == 15 and any("not a valid wheel" in s for s in rn.skipped)
+    assert any("norecord" in s and "no build record" in s for s in rn.skipped)
+    # a second full build updates the spare tree (files shared with the live tree by hard links)
+    _synth(dist / TARGET / "proj11", "proj11", "2.0")
+    live = _inodes(many)
+    build_index(dist, one, None, targets=TARGETS, workers=1, full=True)
+    build_index(dist, many, None, targets=TARGETS, workers=workers, full=True)
+    assert _tree(one) == _tree(many) and (tmp_path / ".many.spare").is_dir()
+    assert _inodes(tmp_path / ".many.spare") == live  # the previous tree, untouched by the new one
+    assert (many / TARGET / "files" / "proj11" / "proj11-2.0-py3-none-any.whl").is_file()
+    # the third one writes into that spare: the live tree it shares files with must not change
+    _synth(dist / TARGET / "proj11", "proj11", "2.1")
+    before = _tree(many)
+    build_index(dist, one, None, targets=TARGETS, workers=1, full=True)
+    build_index(dist, many, None, targets=TARGETS, workers=workers, full=True)
+    assert _tree(one) == _tree(many) and _tree(tmp_path / ".many.spare") == before
+
+
+def test_a_workers_error_stops_the_build_and_keeps_the_index(tmp_path, dist):
+    _varied_dist(dist)
+    index = tmp_path / "index"
+    build_index(dist, index, None, targets=TARGETS, workers=3)
+    published = _tree(index)
+    # the last folder (a later worker's part) gets a wheel with a published name and other bytes
+    wheel = next((dist / TARGET / "tinypure").glob("*.whl"))
+    other = write_wheel(tmp_path / "other", "tinypure", "1.0")
+    shutil.copyfile(other, wheel)
+    write_record(wheel, TARGET)
+    _synth(dist / TARGET / "proj00", "proj00", "3.0")  # a new wheel the first worker copies in
+    with pytest.raises(IndexBuildError, match="immutable"):
+        build_index(dist, index, None, targets=TARGETS, workers=3, full=True)
+    assert _tree(index) == published
+    assert not list(tmp_path.glob(".index.building-*"))
 
 
 @pytest.mark.parametrize("metadata", [
@@ -249,11 +312,12 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
     def wanted(name: str) -> bool:
         return name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
 
+    ends = (b".dist-info/METADATA", b".dist-info/RECORD")  # names ending otherwise are not decoded
     for wheel in real_wheels.values():
         data = wheel.read_bytes()
         with zipfile.ZipFile(wheel) as zf:
             expected = {n: zf.read(n) for n in zf.namelist() if wanted(n)}
-        assert _zip_members(data, wanted) == expected and len(expected) == 2
+        assert _zip_members(data, wanted, ends) == expected and len(expected) == 2
         assert _read_metadata(wheel, data) == _read_metadata(wheel)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -261,15 +325,50 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
         zf.writestr("x.dist-info/METADATA", b"Name: x\n", compress_type=zipfile.ZIP_STORED)
         zf.writestr("x.dist-info/RECORD", b"", compress_type=zipfile.ZIP_DEFLATED)
     plain = buf.getvalue()
-    assert _zip_members(plain, wanted) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
-    assert _zip_members(b"#!prefix\n" + plain, wanted) is None  # offsets shifted: zipfile's job
-    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted) is None  # CRC mismatch
-    assert _zip_members(b"not a zip", wanted) is None
+    assert _zip_members(plain, wanted, ends) == {"x.dist-info/METADATA": b"Name: x\n", "x.dist-info/RECORD": b""}
+    assert _zip_members(b"#!prefix\n" + plain, wanted, ends) is None  # offsets shifted: zipfile's job
+    assert _zip_members(plain.replace(b"Name: x", b"Name: y"), wanted, ends) is None  # CRC mismatch
+    assert _zip_members(b"not a zip", wanted, ends) is None
     with zipfile.ZipFile(buf := io.BytesIO(), "w") as zf:
         zf.writestr("x.dist-info/METADATA", b"1")
         with pytest.warns(UserWarning, match="Duplicate name"):
             zf.writestr("x.dist-info/METADATA", b"2")
-    assert _zip_members(buf.getvalue(), wanted) is None
+    assert _zip_members(buf.getvalue(), wanted, ends) is None
+
+
+@pytest.mark.parametrize("style", ["plain", "quoted-crlf", "metadata-last"])
+def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
+    """RECORD is searched for METADATA's line rather than parsed whole; quoting and CRLF line
+    ends (csv.QUOTE_ALL writers) and any position still verify, and a wrong hash still fails."""
+    import base64
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
+    from ot2wheels.index.build import _read_metadata
+
+    metadata = b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+    rows = [["x/__init__.py", "sha256=abc", "1"], ["x-1.0.dist-info/METADATA", f"sha256={digest}", "40"],
+            ["x-1.0.dist-info/RECORD", "", ""]]
+    if style == "metadata-last":
+        rows = [rows[0], rows[2], rows[1]]
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL if style == "quoted-crlf" else csv.QUOTE_MINIMAL,
+               lineterminator="\r\n" if style == "quoted-crlf" else "\n").writerows(rows)
+
+    def wheel(record: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("x-1.0.dist-info/METADATA", metadata)
+            zf.writestr("x-1.0.dist-info/RECORD", record)
+        return buf.getvalue()
+
+    path = tmp_path / "x-1.0-py3-none-any.whl"
+    assert _read_metadata(path, wheel(out.getvalue())) == metadata
+    with pytest.raises(ValueError, match="does not match the hash in RECORD"):
+        _read_metadata(path, wheel(out.getvalue().replace(digest, digest[::-1])))
 
 
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):

@@ -181,17 +181,19 @@ def test_a_changed_targets_file_shows_on_the_landing_page_after_a_publish(tmp_pa
 
 
 def test_a_publish_parses_the_targets_file_when_the_scan_file_lacks_what_it_needs(tmp_path):
-    """A wheel for a target the index has no tags for yet, and a wheel its target cannot install:
-    the incremental publish parses the targets file for them (the error names the target's facts)."""
+    """The scan file keeps each target's common tags; a wheel with other tags (one its target
+    accepts, one it cannot install) makes the incremental publish parse the targets file for the
+    target's whole tag set (kept from then on) and for the facts its error names."""
     dist, index = tmp_path / "dist", tmp_path / "out" / "index"
     _add(dist, "alpha", "1.0")
     _cli(dist, index)
-    other = "bookworm-arm64"
-    assert other not in json.loads((index.parent / ".index.scan.json").read_text())["tags"]
-    write_record(write_wheel(dist / other / "gamma", "gamma", "1.0"), other)
-    out = _cli(dist, index)
-    assert f"added   {other}/gamma-1.0-py3-none-any.whl" in out
-    assert other in json.loads((index.parent / ".index.scan.json").read_text())["tags"]
+    scan = json.loads((index.parent / ".index.scan.json").read_text())
+    assert "py3-none-any" in scan["common"][TARGET] and TARGET not in scan["tags"]
+    tag = "cp37-abi3-linux_armv7l"  # accepted by CPython 3.11, not a common tag
+    assert tag not in scan["common"][TARGET]
+    write_record(write_wheel(dist / TARGET / "gamma", "gamma", "1.0", tag=tag), TARGET)
+    assert f"added   {TARGET}/gamma-1.0-{tag}.whl" in _cli(dist, index)
+    assert tag in json.loads((index.parent / ".index.scan.json").read_text())["tags"][TARGET]
     write_record(write_wheel(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l"), TARGET)
     proc = subprocess.run([sys.executable, "-m", "ot2wheels.index", str(dist), str(index), "--targets",
                            str(TARGETS)], capture_output=True, text=True, env=ENV)

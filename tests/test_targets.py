@@ -37,6 +37,18 @@ def test_platform_tags_stop_at_the_glibc_floor() -> None:
     assert Tag("cp311", "cp311", "linux_armv7l") not in supported
 
 
+
+def test_common_tags_are_supported_tags_of_every_target() -> None:
+    """The index accepts a wheel carrying one of common_tags() without computing the full set:
+    each must be one packaging's tags module accepts for the target, and they must cover the
+    everyday cases (pure, CPython-specific, abi3, manylinux)."""
+    for t in load_targets(REPO / "toolchain" / "targets.toml").targets.values():
+        supported = {str(tag) for tag in t.supported_tags()}
+        common = t.common_tags()
+        assert common <= supported, (t.name, sorted(common - supported))
+        assert {"py3-none-any", f"{t.cp}-{t.cp}-{t.platform}", f"{t.cp}-abi3-{t.platform}",
+                f"{t.cp}-{t.cp}-manylinux_2_17_{t.arch}"} <= common
+
 def _write(tmp_path: Path, body: str) -> Path:
     p = tmp_path / "targets.toml"
     p.write_text(body)

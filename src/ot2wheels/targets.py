@@ -155,6 +155,19 @@ class Target:
         out.append(self.platform)
         return out
 
+    def common_tags(self) -> frozenset[str]:
+        """The tags of nearly every wheel built or published for this target (pure Python, or
+        CPython-specific for one of its platform tags): a subset of supported_tags(), made
+        without importing packaging.tags (logging, subprocess, platform, sysconfig), which cost
+        a full index build more than checking a thousand wheels' tags.
+        tests/test_targets.py checks the subset on every target."""
+        py = "py{}{}".format(*self.python_tuple)
+        out = {"py3-none-any", f"{py}-none-any", f"{self.cp}-none-any"}
+        for plat in self.platform_tags():
+            out |= {f"{self.cp}-{self.cp}-{plat}", f"{self.cp}-abi3-{plat}", f"{self.cp}-none-{plat}",
+                    f"{py}-none-{plat}", f"py3-none-{plat}"}
+        return frozenset(out)
+
     def supported_tags(self) -> list[tags.Tag]:
         """Every wheel tag the target's CPython accepts, in preference order."""
         from packaging import tags

@@ -41,6 +41,17 @@ def canonical_name(name: str) -> str:
     return value
 
 
+@lru_cache(maxsize=1 << 12)  # versions and tag sets repeat across the wheels of an index
+def _version(text: str) -> Version:
+    return Version(text)
+
+
+@lru_cache(maxsize=1 << 12)
+def _tags(py: str, abi: str, plat: str) -> frozenset[str]:
+    return frozenset(f"{p}-{a}-{pl}" for p in py.lower().split(".") for a in abi.lower().split(".")
+                     for pl in plat.lower().split("."))
+
+
 @lru_cache(maxsize=1 << 15)  # a full build reads each name twice (admission, then its tags)
 def parse_wheel_filename(filename: str) -> tuple[str, Version, tuple[int, str] | tuple[()], frozenset[str]]:
     """(canonical project name, version, build tag, tags as "python-abi-platform" strings in
@@ -48,14 +59,12 @@ def parse_wheel_filename(filename: str) -> tuple[str, Version, tuple[int, str] |
     m = _PLAIN.fullmatch(filename)
     if m is not None and "__" not in m["name"]:
         try:
-            version = Version(m["version"])
+            version = _version(m["version"])
         except InvalidVersion:
             pass  # packaging says why
         else:
             build: tuple[int, str] | tuple[()] = (int(m["build"]), m["build_rest"]) if m["build"] else ()
-            tags = frozenset(f"{py}-{abi}-{plat}" for py in m["py"].lower().split(".")
-                             for abi in m["abi"].lower().split(".") for plat in m["plat"].lower().split("."))
-            return canonical_name(m["name"]), version, build, tags
+            return canonical_name(m["name"]), version, build, _tags(m["py"], m["abi"], m["plat"])
     from packaging.utils import InvalidWheelFilename
     from packaging.utils import parse_wheel_filename as packaging_parse
 

@@ -24,26 +24,38 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
-from . import incremental, quick, swap
-from .model import Failure, ProjectRow, WheelEntry, YankList, load_yanks, project_row, upload_time
+from . import fanout, incremental, quick, swap
+from .model import (
+    Failure,
+    ProjectRow,
+    WheelEntry,
+    YankList,
+    load_yanks,
+    parse_version,
+    project_row,
+    upload_time,
+    version_text,
+)
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not
     from . import render
 
-# Where one output file of the new tree comes from, when it is not new bytes or a new wheel:
-# ("link", path in the previous tree).
-_Copy = tuple[str, Path]
-_Source: TypeAlias = "bytes | _Copy | _DistWheel"
+# Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
+# the previous tree), or ("written", None) for a new wheel and its .metadata, which the worker
+# that admitted the wheel wrote into the new tree already (_write_new).
+_Copy = tuple[str, Path | None]
+_Source: TypeAlias = "bytes | _Copy"
+_WRITTEN: _Copy = ("written", None)
 
 
 @dataclass(frozen=True)
@@ -74,27 +86,27 @@ class _New:
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
-    kept: tuple[bytes, os.stat_result] | None = None  # its bytes and stat, when kept for its copy
-
-
-@dataclass(frozen=True)
-class _DistWheel:
-    """A new wheel's copy in the plan: from its bytes kept from admission, else from the file."""
-
-    path: Path
-    kept: tuple[bytes, os.stat_result] | None
 
 
 # A wheel is read into memory once (hash, METADATA, then its copy into the index) up to this size;
-# bigger ones are hashed and copied from the file. Bytes kept for copies are capped in total.
+# bigger ones are hashed and copied from the file.
 _READ_WHOLE = 64 << 20
-_KEEP_TOTAL = 256 << 20
 
 
-def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes] | None:
+def _read_fd(fd: int, size: int) -> bytes:
+    """The whole file behind `fd`, whose size is `size` (one read for a small file)."""
+    chunks = []
+    while chunk := os.read(fd, max(size + 1, 1 << 16)):  # +1: a file grown since its stat still ends
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, ...]) -> dict[str, bytes] | None:
     """The members of a zip archive (in memory) whose names `wanted` accepts, or None when the
     archive is anything but a plain one (zip64, encryption, a method other than stored/deflate,
     a repeated name, an offset that does not add up): zipfile then reads it and says what is wrong.
+    A name is decoded and given to `wanted` only when it ends with one of `ends` (ASCII, the same
+    bytes in UTF-8 and cp437): a wheel can hold thousands of members.
 
     A full build reads thousands of small wheels; zipfile builds a ZipInfo for every member of
     each and cost most of the build's CPU time."""
@@ -115,8 +127,10 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool]) -> dict[str, bytes]
         (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
             struct.unpack_from("<8xHH4xLLLHHH8xL", data, pos))
         raw_name = data[pos + 46:pos + 46 + nlen]
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         pos += 46 + nlen + xlen + clen
+        if not raw_name.endswith(ends):
+            continue
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         if wanted(name):
             if name in found or flags & 1 or method not in (0, 8):
                 return None
@@ -151,7 +165,7 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
     def wanted(name: str) -> bool:
         return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
 
-    members = _zip_members(data, wanted) if data is not None else None
+    members = _zip_members(data, wanted, (b".dist-info/METADATA", b".dist-info/RECORD")) if data is not None else None
     if members is not None:
         names = list(members)
     else:
@@ -169,7 +183,11 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
         raise ValueError(f"expected one *.dist-info/METADATA at the top, found {len(infos) or 'none'}")
     metadata = members[infos[0]]
     record = members[infos[0].rsplit("/", 1)[0] + "/RECORD"].decode()
-    for row in csv.reader(record.splitlines()):
+    # The METADATA line found without parsing every line (RECORD lists every file of the wheel);
+    # a valid dist-info name holds no comma or quote, but a writer may quote every field.
+    start = f"\n{record}".find(f"\n{infos[0]},")
+    lines = [record[start:].partition("\n")[0]] if start >= 0 else record.splitlines()
+    for row in csv.reader(lines):
         if row and row[0] == infos[0]:
             algo, _, digest = row[1].partition("=")
             if algo != "sha256":
@@ -230,7 +248,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     raw = _core_fields(metadata)
     meta_name, meta_version = raw.get("name", ""), raw.get("version", "")
     try:
-        same_version = Version(meta_version) == version
+        same_version = parse_version(meta_version) == version
     except InvalidVersion:
         same_version = False
     if canonical_name(meta_name) != name or not same_version:
@@ -242,7 +260,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         target=target,
         project=name,
         filename=path.name,
-        version=str(version),
+        version=version_text(version),
         sha256=sha256 or sha256_file(path),
         size=stat.st_size,
         requires_python=requires_python or None,
@@ -304,6 +322,20 @@ class _Candidate:
 
 
 @dataclass(frozen=True)
+class _Scanned:
+    """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
+    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels it may
+    publish as (target, filename, path), what it does not publish and why, its failed newest
+    build), the new wheels admitted and copied from them, the ones refused (why), and the tag
+    sets computed (_TagCheck.known)."""
+
+    folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
+    new: dict[tuple[str, str], WheelEntry]
+    refused: list[str]
+    tags: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class _Records:
     by_wheel: dict[str, tuple[str, dict]]  # wheel filename -> its record's file name and contents
     failure: Failure | None  # the newest build of the folder, when it failed
@@ -323,9 +355,12 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
             continue
         path = f"{top}/{name}"
         try:
-            with open(path, "rb") as fh:  # one lookup of the path for its time and its bytes
-                mtime = os.fstat(fh.fileno()).st_mtime_ns
-                data = json.loads(fh.read())
+            fd = os.open(path, os.O_RDONLY)  # one lookup of the path for its time and its bytes
+            try:
+                st = os.fstat(fd)
+                mtime, data = st.st_mtime_ns, json.loads(_read_fd(fd, st.st_size))
+            finally:
+                os.close(fd)
         except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
             unreadable.append(f"{path}: unreadable build record ({exc}); fix or delete it")
             continue
@@ -410,21 +445,28 @@ def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[
 
 class _TagCheck:
     """Whether a wheel's tags fit its target; each target's tag set is computed once (`known`:
-    the sets the scan cache kept, as strings)."""
+    the sets the scan cache kept, as strings), and only for a wheel whose tags are not among
+    the target's common ones (Target.common_tags)."""
 
-    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None,
+                 common: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
         self.known = dict(known or {})
         self.tags: dict[str, frozenset[str]] = {}
+        self.common = {name: frozenset(tags) for name, tags in (common or {}).items()}  # kept by the scan cache
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
-        name = entry.target  # its Target only when needed: the incremental path may not have parsed it
+        name = entry.target  # a Target only when needed: an incremental publish may not have parsed the file
+        if name not in self.common:
+            self.common[name] = self.targets.targets[name].common_tags()
+        if parse_wheel_filename(entry.filename)[3] & self.common[name]:
+            return
+        t = self.targets.targets[name]
         if name not in self.tags:
             if name not in self.known:
-                self.known[name] = sorted({str(tag) for tag in self.targets.targets[name].supported_tags()})
+                self.known[name] = sorted({str(tag) for tag in t.supported_tags()})
             self.tags[name] = frozenset(self.known[name])
-        if not parse_wheel_filename(entry.filename)[3] & self.tags[name]:
-            _check_tags(entry, path, self.targets.targets[name], self.tags[name])
+        _check_tags(entry, path, t, self.tags[name])
 
 
 def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
@@ -436,67 +478,52 @@ def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[s
             "dist/<target>/ folder or delete it")
 
 
-def _chunks(items: list, n: int) -> list[list]:
-    """`items` in `n` contiguous parts (thread pool tasks: a future per file costs more than a copy)."""
-    size = -(-len(items) // n) if items else 1
-    return [items[i:i + size] for i in range(0, len(items), size)]
+_Publish = Callable[[_New, bytes | None, os.stat_result], None]
 
 
 def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tuple[str, Path | str]],
-           check_tags: _TagCheck, skipped: list[str]) -> dict[tuple[str, str], _New]:
+           check_tags: _TagCheck, skipped: list[str], publish: _Publish | None = None) -> dict[tuple[str, str], _New]:
     """The candidates that are new to the index (checked); `published` maps each published
     (target, filename) to (sha256, its file in the index). Same filename with other bytes is an
-    error (published wheels are immutable); a broken wheel is skipped with the reason."""
-    import threading
+    error (published wheels are immutable); a broken wheel is skipped with the reason.
+    `publish` is called with each new wheel as it is admitted, with its bytes (None when too
+    big to hold) and its stat."""
 
-    budget, lock = [_KEEP_TOTAL], threading.Lock()
-    kept: dict[Path, tuple[bytes, os.stat_result]] = {}
-
-    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None] | None:
-        """(sha256, the wheel described or why it is broken) -- the I/O, run on worker threads.
-        The wheel is read once: hashed, its METADATA taken from the same bytes, which are kept
-        (within a budget) for its copy into the index."""
+    def read(cand: _Candidate) -> tuple[str, tuple[WheelEntry, bytes] | IndexBuildError | None,
+                                        bytes | None, os.stat_result] | None:
+        """(sha256, the wheel described or why it is broken, its bytes or None, its stat).
+        The wheel is read once: hashed and its METADATA taken from the same bytes."""
         old = published.get((cand.target, cand.path.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
             return None
         data: bytes | None = None
-        with open(cand.path, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        fd = os.open(cand.path, os.O_RDONLY)  # os-level: a buffered file object costs more than the read
+        try:
+            st = os.fstat(fd)
             if st.st_size <= _READ_WHOLE:
-                data = fh.read()
+                data = _read_fd(fd, st.st_size)
                 sha = hashlib.sha256(data).hexdigest()
             else:
-                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                with open(fd, "rb", closefd=False) as fh:
+                    sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        finally:
+            os.close(fd)
         if old is not None or (cand.expected_sha256 and sha != cand.expected_sha256):
-            return sha, None
+            return sha, None, None, st
         try:
-            described = inspect_wheel(cand.path, cand.target, sha, data, st)
+            return sha, inspect_wheel(cand.path, cand.target, sha, data, st), data, st
         except IndexBuildError as exc:
-            return sha, exc
-        if data is not None:
-            with lock:
-                if len(data) <= budget[0]:
-                    budget[0] -= len(data)
-                    kept[cand.path] = (data, st)
-        return sha, described
+            return sha, exc, None, st
 
-    if len(candidates) < 4:  # an incremental publish: starting threads would cost more than it saves
-        results = [read(c) for c in candidates]
-    else:  # hashing and unzipping wait on the disk more than on the interpreter: overlap them
-        from concurrent.futures import ThreadPoolExecutor
-
-        workers = min(8, len(candidates))
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # one task per worker, not per wheel
-            parts = pool.map(lambda part: [read(c) for c in part], _chunks(candidates, workers))
-            results = [r for part in parts for r in part]
     new: dict[tuple[str, str], _New] = {}
-    for cand, result in zip(candidates, results, strict=True):  # decisions in input order: deterministic
+    for cand in candidates:  # decisions in input order: deterministic
+        result = read(cand)
         if result is None:
             continue
         target, path = cand.target, cand.path
         key = (target, path.name)
         old = published.get(key)
-        sha, described = result
+        sha, described, data, st = result
         if cand.expected_sha256 and sha != cand.expected_sha256:
             skipped.append(f"{target}/{path.name}: changed since its build record was written "
                            f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
@@ -515,8 +542,16 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         assert described is not None
         entry, metadata = described
         check_tags(entry, path)
-        new[key] = _New(entry, path, metadata, kept.get(path))
+        new[key] = _New(entry, path, metadata)
+        if publish is not None:
+            publish(new[key], data, st)
     return new
+
+
+def _targets_kept(targets: TargetSet) -> tuple[dict[str, render.TargetInfo], dict[str, list[str]]]:
+    """What the scan cache keeps of the targets file (ScanCache.targets and .common)."""
+    return ({n: _target_info(n, targets) for n in targets.targets},
+            {n: sorted(t.common_tags()) for n, t in targets.targets.items()})
 
 
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
@@ -564,6 +599,7 @@ def build_index(
     progress: Callable[[str], None] | None = None,
     full: bool = False,
     listed: quick.Listed | None = None,
+    workers: int | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
 
@@ -573,11 +609,14 @@ def build_index(
     every page is recomputed and the whole tree swapped in at once. `listed`: `quick.probe`'s
     listing from a caller that just listed the folders (cli.py), so an incremental build does not
     list them again (a folder changed since then has a newer mtime than the one remembered, so it
-    is rescanned next time), nor read the scan file again if it is still the one read then. `targets`: the targets, or their file,
-    which then is parsed only if the scan file's copy of what the pages need of it is not valid.
+    is rescanned next time), nor read the scan file again if it is still the one read then.
+    `workers`: processes a full build splits its wheels and files over (fanout.py; None: one per
+    core for a large index). `targets`: the targets, or their file, which then is parsed only if
+    the scan file's copy of what the pages need of it is not valid.
     """
     try:
-        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed)
+        return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed,
+                            workers)
     except OSError as exc:  # disk full, permissions: one line naming the path, not a traceback
         raise disk_error(exc, exc.filename or index_dir, "building the index") from None
 
@@ -585,7 +624,7 @@ def build_index(
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
                  targets: TargetSet | Path, remove: Iterable[tuple[str, str]],
                  progress: Callable[[str], None] | None, full: bool,
-                 listed: quick.Listed | None = None) -> IndexResult:
+                 listed: quick.Listed | None = None, workers: int | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -602,62 +641,163 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
         targets = _loaded(targets)
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
-        candidates, skipped, skipped_by_folder = [], [], {}
-        failures: render.Failures = {}
-        seen: dict[str, str | None] = {}
-        for folder, mtime in folders.items():
-            seen[folder] = quick.seen(str(dist_dir), folder, mtime)
-            found, sk, failure = scan_project(dist_dir, folder, targets)
-            candidates += found
+        work = _work_tree(index_dir, progress, workers)
+        try:
+            result = _full_build(dist_dir, index_dir, work, published, folders, remove, fp, yanks, base_url, targets)
+        except BaseException:
+            if not work.spare:
+                shutil.rmtree(work.path, ignore_errors=True)
+            raise
+        return replace(result, seconds=time.monotonic() - start)
+
+
+def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tuple[str, str], _Published],
+                folders: dict[str, int], remove: list[tuple[str, str]], fp: str, yanks: YankList,
+                base_url: str | None, targets: TargetSet) -> IndexResult:
+    """Every page recomputed, the tree `work` brought to what they say and swapped in. The dist
+    folders are scanned, and their new wheels admitted and copied into `work`, by worker
+    processes (fanout.py), each taking a run of the sorted folders."""
+    published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
+    split = fanout.parts(list(folders.items()), work.workers)
+
+    def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
+        scanned, found, made = [], [], set[str]()
+        for folder, mtime in part:
+            seen = quick.seen(str(dist_dir), folder, mtime)
+            cands, sk, failure = scan_project(dist_dir, folder, targets)
+            found += cands
+            scanned.append((folder, seen, [(c.target, c.path.name, str(c.path)) for c in cands], sk, failure))
+        check, refused = _TagCheck(targets), list[str]()
+        admitted = _admit(found, published_files, check, refused,
+                          lambda n, data, st: work.put_wheel(n, data, st, made))
+        return _Scanned(scanned, {k: n.entry for k, n in admitted.items()}, refused, check.known)
+
+    skipped: list[str] = []
+    skipped_by_folder: dict[str, list[str]] = {}
+    failures: render.Failures = {}
+    seen: dict[str, str | None] = {}
+    dist_keys: dict[tuple[str, str], str] = {}
+    check_tags = _TagCheck(targets)
+    new: dict[tuple[str, str], WheelEntry] = {}
+    results = fanout.run(scan_and_admit, split)
+    for result in results:  # in folder order, as one process would have gone through them
+        for folder, folder_seen, found, sk, failure in result.folders:
+            seen[folder] = folder_seen
+            dist_keys.update(((t, name), path) for t, name, path in found)
             skipped_by_folder[folder] = sk
             skipped += sk
             if failure is not None and folder.split("/")[0] in targets.targets:
                 failures[_folder_key(folder)] = failure
+    for result in results:
+        new.update(result.new)
+        skipped += result.refused
+        check_tags.known.update(result.tags)
 
-        removed = []
-        dist_keys = {(c.target, c.path.name): c.path for c in candidates}
-        for target, filename in remove:
-            key = (target, filename)
-            if key not in published:
-                raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
-            if key in dist_keys:
-                raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
-                                      "again; delete it from dist first")
-            del published[key]
-            removed.append(f"{target}/{filename}")
+    removed = []
+    for target, filename in remove:
+        key = (target, filename)
+        if key not in published:
+            raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
+        if key in dist_keys:
+            raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
+                                  "again; delete it from dist first")
+        del published[key]
+        removed.append(f"{target}/{filename}")
 
-        check_tags = _TagCheck(targets)
-        new = _admit(candidates, {k: (p.entry.sha256, p.wheel) for k, p in published.items()},
-                     check_tags, skipped)
+    entries = [p.entry for p in published.values()] + list(new.values())
+    old_files = _old_files(index_dir)
+    plan, state = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets, failures)
 
-        entries = [p.entry for p in published.values()] + [n.entry for n in new.values()]
-        old_files = _old_files(index_dir)
-        plan, state = _plan(index_dir, old_files, published, new, entries, yanks, base_url, targets, failures)
+    unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
+    changed = unchanged != old_files or len(unchanged) != len(plan)
+    rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes) or (
+        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r))))  # not the wheels themselves
+    if changed:
+        _fill(work, plan)
+        swap.swap_in(work.path, index_dir)
+    elif not work.spare:
+        shutil.rmtree(work.path)
+    tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
+    # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
+    incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
+        f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
+        incremental.summary(state), check_tags.known, *_targets_kept(targets)))
+    return IndexResult(
+        index_dir=index_dir,
+        targets=tuple(sorted({e.target for e in entries})),
+        projects=len({(e.target, e.project) for e in entries}),
+        wheels=len(entries),
+        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
+        removed=tuple(sorted(removed)),
+        skipped=tuple(skipped),
+        rewritten=rewritten,
+        unused_yanks=tuple(yanks.unused(entries)),
+        changed=changed,
+        seconds=0.0,
+    )
 
-        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
-        changed = unchanged != old_files or len(unchanged) != len(plan)
-        rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes)))
-        if changed:
-            _write_tree(index_dir, plan, progress)
-        tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
-        # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
-        incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-            f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-            incremental.summary(state), check_tags.known, {n: _target_info(n, targets) for n in targets.targets}))
-        all_targets = sorted({e.target for e in entries})
-        return IndexResult(
-            index_dir=index_dir,
-            targets=tuple(all_targets),
-            projects=len({(e.target, e.project) for e in entries}),
-            wheels=len(entries),
-            added=tuple(sorted(f"{t}/{f}" for t, f in new)),
-            removed=tuple(sorted(removed)),
-            skipped=tuple(skipped),
-            rewritten=rewritten,
-            unused_yanks=tuple(yanks.unused(entries)),
-            changed=changed,
-            seconds=time.monotonic() - start,
-        )
+
+@dataclass(frozen=True)
+class _Work:
+    """The tree a full build writes before swapping it in: a new folder beside the index, or the
+    spare tree (the previous generation, never served) brought up to date. A file the spare
+    holds may be a hard link shared with the live tree: it is unlinked, never written in place.
+    Written by several worker processes at once (fanout.py); `made` is each one's record of the
+    folders it made."""
+
+    path: Path
+    spare: bool
+    existing: set[str]  # the files it held when the build started
+    progress: Callable[[str], None] | None
+    workers: int | None
+
+    def _folder(self, rel: str, made: set[str]) -> None:
+        folder = rel.rpartition("/")[0]
+        if folder and folder not in made:
+            _make_folder(f"{self.path}/{folder}")
+            made.add(folder)
+
+    def put(self, rel: str, data: bytes, made: set[str]) -> None:
+        """A page (`data`) at `rel`, unless the tree holds these bytes there already."""
+        dest = f"{self.path}/{rel}"
+        if rel in self.existing:
+            if _same_bytes(Path(dest), data):
+                return
+            os.unlink(dest)
+        else:
+            self._folder(rel, made)
+        _put(dest, data)
+        if self.progress and rel.endswith("/index.html") and "/simple/" in rel:
+            self.progress(rel)
+
+    def put_wheel(self, n: _New, data: bytes | None, st: os.stat_result, made: set[str]) -> None:
+        """A new wheel (`data`: its bytes, None to copy it from dist) and its .metadata, right
+        after its admission. A copy from dist must still have the hash admission saw."""
+        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
+        self._folder(rel, made)
+        dest = f"{self.path}/{rel}"
+        for path in (dest, dest + ".metadata") if self.spare else ():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        try:
+            if data is None:
+                with open(n.wheel, "rb") as src, open(dest, "xb") as out:
+                    digest = hashlib.sha256()
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != n.entry.sha256:
+                    raise IndexBuildError(f"{n.wheel} changed while it was being published; run the build again")
+                os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            else:
+                fd = _write_bytes(dest, data)
+                try:  # as copy2 does: the upload-time of a wheel whose page is lost
+                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                finally:
+                    os.close(fd)
+            os.close(_write_bytes(dest + ".metadata", n.metadata_bytes))
+        except OSError as exc:  # name the file being written, not the copy's source or nothing
+            raise OSError(exc.errno, exc.strerror, dest) from exc
 
 
 def _folder_key(folder: str) -> tuple[str, str]:
@@ -766,7 +906,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                 raise _FullBuildNeeded
         return pages[key]
 
-    check_tags = _TagCheck(targets, cache.tags)
+    check_tags = _TagCheck(targets, cache.tags, cache.common)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
     for f in quick.settled(cache.folders, folders, changed, scanned_at):  # the scan file is rewritten anyway
@@ -840,7 +980,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                   or not _same_bytes(index_dir / rel, data)]
         written += [rel for rel, data in writes if isinstance(data, bytes)]
     if writes or remembered != cache.folders or check_tags.known != cache.tags:
-        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known, cache.targets)
+        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known, cache.targets, cache.common)
         items = [(index_dir / rel, data) for rel, data in writes]
         items.append((Path(incremental.scan_cache_path(str(index_dir))), incremental.scan_cache_bytes(scan)))
 
@@ -888,11 +1028,13 @@ def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dic
 KEPT_DIRS = ("report",)
 
 
-def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str], _Published],
-          new: dict[tuple[str, str], _New],
+def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tuple[str, str], _Published],
+          new: dict[tuple[str, str], WheelEntry],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
           targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
-    """Every file of the new tree (its bytes, or where to copy/link it from), and its state."""
+    """Every file of the new tree (its bytes, or where to copy/link it from), and its state.
+    The projects' own pages are rendered and written into the new tree by worker processes
+    (each a run of the sorted project names); the pages listing every project are made here."""
     from . import render
 
     links = render.Links(base_url)
@@ -909,29 +1051,52 @@ def _plan(index_dir: Path, old_files: set[str], published: dict[tuple[str, str],
             plan[rel + ".metadata"] = ("link", p.metadata)
         else:
             page(rel + ".metadata", p.metadata_bytes or b"")
-    for n in new.values():
-        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-        plan[rel] = _DistWheel(n.wheel, n.kept)
-        page(rel + ".metadata", n.metadata_bytes)
+    for e in new.values():  # already in the new tree
+        rel = f"{e.target}/files/{e.project}/{e.filename}"
+        plan[rel] = plan[rel + ".metadata"] = _WRITTEN
 
     by_target: dict[str, dict[str, list[WheelEntry]]] = {}
     for e in entries:
         by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-    rows: dict[tuple[str, str], ProjectRow] = {}
-    for target, projects in sorted(by_target.items()):
-        names = sorted(projects)
-        page(f"{target}/simple/index.html", render.root_html(names, target, links))
-        page(f"{target}/simple/index.json", render.root_json(names))
-        for name in names:
-            page(f"{target}/simple/{name}/index.html", render.project_html(name, projects[name], yanks, links))
-            page(f"{target}/simple/{name}/index.json", render.project_json(name, projects[name], yanks, links))
-            rows[(target, name)] = project_row(target, name, projects[name], yanks)
-        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
     for e in entries:
         by_project.setdefault(e.project, []).append(e)
-    for name in sorted(by_project):
-        page(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
+    served = sorted(by_target)
+
+    def project_pages(names: list[str]) -> tuple[dict[tuple[str, str], ProjectRow], list[tuple[str, _Source]]]:
+        """Each project's simple pages (per target) and page for people, written into the new tree
+        unless the live tree has them already (then linked from it); their rows."""
+        rows: dict[tuple[str, str], ProjectRow] = {}
+        out: list[tuple[str, _Source]] = []
+        made: set[str] = set()
+
+        def put(rel: str, data: bytes) -> None:
+            old = f"{index_dir}/{rel}" if rel in old_files else None
+            if old is not None and _same_bytes(Path(old), data):
+                out.append((rel, ("link", Path(old))))
+            else:
+                work.put(rel, data, made)
+                out.append((rel, _WRITTEN))
+
+        for name in names:
+            for target in served:
+                mine = by_target[target].get(name)
+                if mine is not None:
+                    put(f"{target}/simple/{name}/index.html", render.project_html(name, mine, yanks, links))
+                    put(f"{target}/simple/{name}/index.json", render.project_json(name, mine, yanks, links))
+                    rows[(target, name)] = project_row(target, name, mine, yanks)
+            put(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
+        return rows, out
+
+    rows: dict[tuple[str, str], ProjectRow] = {}
+    for part_rows, part_files in fanout.run(project_pages, fanout.parts(sorted(by_project), work.workers)):
+        rows.update(part_rows)
+        plan.update(part_files)
+    for target in served:
+        names = sorted(by_target[target])
+        page(f"{target}/simple/index.html", render.root_html(names, target, links))
+        page(f"{target}/simple/index.json", render.root_json(names))
+        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
     state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
     page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
@@ -970,21 +1135,8 @@ def _write_bytes(dest: str, data: bytes) -> int:
 def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
         os.close(_write_bytes(dest, src))
-    elif isinstance(src, _DistWheel):
-        # From dist: a copy, never a hard link. ot2wheels only renames files into dist/, but a
-        # person's `cp other.whl dist/<target>/<project>/<same name>` rewrites the file in place
-        # and would change the published wheel through a link
-        # (tests/test_index.py::test_same_filename_different_bytes_is_refused).
-        if src.kept is None:
-            shutil.copy2(src.path, dest)  # keeps the mtime: the upload-time of a wheel without a page
-        else:
-            data, st = src.kept
-            fd = _write_bytes(dest, data)
-            try:
-                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # as copy2 does
-            finally:
-                os.close(fd)
     else:
+        assert src[1] is not None
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
@@ -996,7 +1148,7 @@ def _is_current(dest: str, src: _Source) -> bool:
     try:
         if isinstance(src, bytes):
             return _same_bytes(Path(dest), src)
-        if isinstance(src, tuple):
+        if isinstance(src, tuple) and src[1] is not None:
             a, b = os.stat(dest), os.stat(src[1])
             return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
     except FileNotFoundError:
@@ -1004,85 +1156,67 @@ def _is_current(dest: str, src: _Source) -> bool:
     return False  # a copy from dist: always written anew
 
 
-_WORKERS = 4  # file creation is kernel time: threads overlap it (and the disk's waits)
-
-
-def _fill(top: str, plan: dict[str, _Source], progress: Callable[[str], None] | None,
-          existing: set[str]) -> None:
-    """Make the tree at `top` hold exactly `plan`. Existing files are never written in place
-    (they may be hard links shared with the live tree): they are kept, or unlinked and recreated.
-    Folders are made first, then the files are written by worker threads, each a contiguous run
-    of the sorted paths (so mostly its own folders); `progress` is called from those threads."""
-    for rel in sorted(existing - plan.keys()):
+def _fill(work: _Work, plan: dict[str, _Source]) -> None:
+    """Make the tree `work` hold exactly `plan`: what the workers wrote already stays, files it
+    held that the plan does not name go, the rest is written by worker processes, each a
+    contiguous run of the sorted paths (so mostly its own folders)."""
+    top = work.path
+    for rel in sorted(work.existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
-    folders: set[str] = set()
     for rel in sorted(plan):
         src = plan[rel]
-        if rel in existing:
+        if src == _WRITTEN:
+            continue
+        if rel in work.existing and not isinstance(src, bytes):  # (bytes: Work.put checks)
             if _is_current(f"{top}/{rel}", src):
                 continue
             os.unlink(f"{top}/{rel}")
-        else:
-            folder = rel.rpartition("/")[0]
-            while folder and folder not in folders:
-                folders.add(folder)
-                folder = folder.rpartition("/")[0]
         ops.append((rel, src))
-    from concurrent.futures import ThreadPoolExecutor
-
-    def make(part: list[str]) -> None:
-        for folder in part:
-            with contextlib.suppress(FileExistsError):  # a folder of the spare tree
-                os.mkdir(f"{top}/{folder}")
 
     def put_all(part: list[tuple[str, _Source]]) -> None:
+        made: set[str] = set()
         for rel, src in part:
-            _put(f"{top}/{rel}", src)
-            if progress and isinstance(src, bytes) and rel.endswith("/index.html") and "/simple/" in rel:
-                progress(rel)
+            if isinstance(src, bytes):
+                work.put(rel, src, made)
+            else:
+                work._folder(rel, made)
+                _put(f"{top}/{rel}", src)
 
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        by_depth: dict[int, list[str]] = {}
-        for folder in folders:
-            by_depth.setdefault(folder.count("/"), []).append(folder)
-        for depth in sorted(by_depth):  # parents before children
-            for done in [pool.submit(make, part) for part in _chunks(sorted(by_depth[depth]), _WORKERS)]:
-                done.result()
-        # One task per worker, not per file; the first error (disk full...) stops the build and
-        # the tree is not swapped in.
-        for done in [pool.submit(put_all, part) for part in _chunks(ops, _WORKERS if len(ops) > 64 else 1)]:
-            done.result()
-    if existing:  # folders left empty by removed files (an empty folder would be served as a listing)
+    fanout.run(put_all, fanout.parts(ops, work.workers))  # the first error (disk full...) stops the build
+    if work.existing:  # folders left empty by removed files (an empty folder would be served as a listing)
         for dirpath, _dirs, files in os.walk(top, topdown=False):
-            if dirpath != top and not files and not os.listdir(dirpath):
+            if dirpath != str(top) and not files and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
 
-def _write_tree(index_dir: Path, plan: dict[str, _Source], progress: Callable[[str], None] | None) -> None:
-    """Write the new tree beside the live one and swap it in.
+def _make_folder(path: str) -> None:
+    """`path` and its parents, one mkdir when only the last is missing (the common case: the
+    paths come sorted). Another worker may make the same folder at the same time."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _work_tree(index_dir: Path, progress: Callable[[str], None] | None, workers: int | None) -> _Work:
+    """Where a full build writes its new tree.
 
     The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
     brings the spare up to date, touching only what differs, instead of recreating every file.
-    A crash while the spare is being written leaves the live tree as it was.
+    Otherwise a new folder beside the index. A crash while either is written leaves the live
+    tree as it was.
     """
     spare = swap.spare_dir(index_dir)
     if spare.is_dir() and index_dir.is_dir():
-        work = spare
-        existing = _old_files(spare)
-    else:
-        work = swap.building_dir(index_dir)
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-        existing = set()
-    try:
-        _fill(str(work), plan, progress, existing)
-    except BaseException:
-        if work != spare:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    swap.swap_in(work, index_dir)
+        return _Work(spare, True, _old_files(spare), progress, workers)
+    work = swap.building_dir(index_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return _Work(work, False, set(), progress, workers)
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],

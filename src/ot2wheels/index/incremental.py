@@ -101,6 +101,7 @@ class ScanCache:
     # every target of the targets file as the landing page shows it (the fingerprint covers the
     # file: parsing it and importing its code was a tenth of publishing one wheel)
     targets: dict[str, TargetInfo]
+    common: dict[str, list[str]]  # target -> its common tags (Target.common_tags), likewise
 
 
 def summary(state: State) -> list:
@@ -119,7 +120,7 @@ def scan_cache_from(doc: dict | None) -> ScanCache | None:
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
                          list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()},
                          {k: TargetInfo(**{**v, "pip_target_args": tuple(v["pip_target_args"])})
-                          for k, v in doc["targets"].items()})
+                          for k, v in doc["targets"].items()}, {k: list(v) for k, v in doc["common"].items()})
     except (TypeError, KeyError, AttributeError):  # not as we wrote it
         return None
 
@@ -127,7 +128,8 @@ def scan_cache_from(doc: dict | None) -> ScanCache | None:
 def scan_cache_bytes(cache: ScanCache) -> bytes:
     return (json.dumps({"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders,
                         "summary": cache.summary, "tags": cache.tags,
-                        "targets": {k: asdict(v) for k, v in cache.targets.items()}}, separators=(",", ":"),
+                        "targets": {k: asdict(v) for k, v in cache.targets.items()}, "common": cache.common},
+                       separators=(",", ":"),
                        sort_keys=True) + "\n").encode()
 
 

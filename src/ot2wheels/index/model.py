@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,10 +22,21 @@ def parse_version(text: str) -> Version:
     return Version(text)
 
 
+@cache
+def version_text(version: Version) -> str:
+    """str(version), made once per distinct version (a full build has thousands of "1.0")."""
+    return str(version)
+
+
 def upload_time(mtime_ns: int) -> str:
     """A file modification time as a PEP 700 upload-time string (UTC, microseconds, Z)."""
-    # time.gmtime, not datetime: a third of the cost, once per wheel of a full build
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(mtime_ns // 10**9))}.{mtime_ns // 1000 % 10**6:06d}Z"
+    return f"{_utc_seconds(mtime_ns // 10**9)}.{mtime_ns // 1000 % 10**6:06d}Z"
+
+
+@lru_cache(maxsize=4096)  # wheels built in the same second (a full build formats one per wheel)
+def _utc_seconds(seconds: int) -> str:
+    # time.gmtime, not datetime: a third of the cost
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 @dataclass(frozen=True)

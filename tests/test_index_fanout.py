@@ -1,0 +1,97 @@
+"""fanout.py: work split over forked processes, results and errors as one process gives them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ot2wheels.errors import IndexBuildError
+from ot2wheels.index import fanout
+
+
+def _pids_and_squares(part: list[int]) -> tuple[int, list[int]]:
+    return os.getpid(), [i * i for i in part]
+
+
+def test_parts_are_contiguous_and_cover_everything():
+    items = list(range(10))
+    split = fanout.parts(items, 3)
+    assert [i for part in split for i in part] == items and len(split) == 3
+    assert fanout.parts(items, 50) == [[i] for i in items]  # never more parts than items
+    assert fanout.parts([], 4) == [[]]
+    # None: one part per core, but not for a small list (a fork costs more than it saves)
+    assert len(fanout.parts(items, None)) == 1
+    many = list(range(fanout.MIN_PER_PART * 64))
+    assert len(fanout.parts(many, None)) == min(fanout.cores(), 64)
+
+
+def test_results_come_back_in_order_from_other_processes():
+    split = fanout.parts(list(range(30)), 3)
+    results = fanout.run(_pids_and_squares, split)
+    assert [sq for _pid, part in results for sq in part] == [i * i for i in range(30)]
+    pids = [pid for pid, _part in results]
+    assert pids[0] == os.getpid() and len(set(pids)) == 3  # the first part here, the others forked
+
+
+def _fail_on(bad: int):
+    def work(part: list[int]) -> list[int]:
+        if bad in part:
+            raise IndexBuildError(f"item {bad} is broken")
+        return part
+    return work
+
+
+@pytest.mark.parametrize("bad", [0, 5, 9])
+def test_an_error_in_any_part_is_raised_as_itself(bad):
+    with pytest.raises(IndexBuildError, match=f"item {bad} is broken"):
+        fanout.run(_fail_on(bad), fanout.parts(list(range(10)), 3))
+
+
+def test_the_first_parts_error_wins():
+    def work(part: list[int]) -> list[int]:
+        raise IndexBuildError(f"part starting at {part[0]}")
+    with pytest.raises(IndexBuildError, match="part starting at 0"):
+        fanout.run(work, fanout.parts(list(range(10)), 3))
+
+
+def test_a_worker_that_dies_is_an_error_not_a_short_result():
+    def work(part: list[int]) -> list[int]:
+        if part[0] != 0:
+            os._exit(3)  # killed, out of memory...: no result
+        return part
+    with pytest.raises(RuntimeError, match="died without a result"):
+        fanout.run(work, fanout.parts(list(range(10)), 2))
+
+
+def test_an_exception_that_does_not_pickle_comes_back_as_its_text():
+    class Local(Exception):  # a local class cannot be pickled
+        pass
+
+    def work(part: list[int]) -> list[int]:
+        if part[0] != 0:
+            raise Local("no such wheel")
+        return part
+    with pytest.raises(RuntimeError, match="Local: no such wheel"):
+        fanout.run(work, fanout.parts(list(range(10)), 2))
+
+
+def test_no_worker_is_left_behind():
+    with pytest.raises(IndexBuildError):
+        fanout.run(_fail_on(0), fanout.parts(list(range(10)), 3))
+    with pytest.raises(ChildProcessError):  # every child was waited for
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_no_fork_while_other_threads_run():
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert fanout.parts(list(range(10)), 3) == [list(range(10))]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(fanout.parts(list(range(10)), 3)) == 3
