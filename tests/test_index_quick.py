@@ -127,3 +127,112 @@ def test_a_settled_folder_is_remembered_by_its_time_again(tmp_path):
     folders = json.loads(scan_file.read_text())["folders"]
     assert folders[f"{TARGET}/alpha"][2] is None
     assert folders[f"{TARGET}/beta"][2]  # just written: by listing
+
+
+def test_publishing_a_wheel_parses_neither_arguments_nor_targets_with_their_modules(tmp_path):
+    """An incremental publish takes what it needs of the targets file from the scan file, and the
+    plain command line is read without argparse: neither module is imported, nor tomllib."""
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    _add(dist, "beta", "2.0")
+    code = ("import sys; from ot2wheels.index.cli import main; "
+            f"rc = main([{str(dist)!r}, {str(index)!r}, '--targets', {str(TARGETS)!r}]); "
+            "print(rc, sorted(m for m in sys.modules if m in ('ot2wheels.targets', 'tomllib', 'argparse')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    assert f"added   {TARGET}/beta-2.0-py3-none-any.whl" in out
+    assert out.splitlines()[-1] == "0 []"
+    assert (index / TARGET / "simple" / "beta" / "index.html").is_file()
+    assert ">beta</a>" in (index / "index.html").read_text()
+
+
+def test_a_changed_targets_file_shows_on_the_landing_page_after_a_publish(tmp_path):
+    """The landing page's facts about a target come from the scan file on an incremental publish:
+    a changed targets file changes the fingerprint, so the next publish takes the full path."""
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    targets = tmp_path / "targets.toml"
+    text = TARGETS.read_text()
+    targets.write_text(text)
+
+    def publish() -> str:
+        proc = subprocess.run([sys.executable, "-m", "ot2wheels.index", str(dist), str(index), "--targets",
+                               str(targets)], capture_output=True, text=True, env=ENV)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    _add(dist, "alpha", "1.0")
+    publish()
+    scan = json.loads((index.parent / ".index.scan.json").read_text())
+    old = scan["targets"][TARGET]["description"]
+    assert old and old in (index / "index.html").read_text()
+    assert text.count(f'description = "{old}"') == 1
+    targets.write_text(text.replace(f'description = "{old}"', 'description = "Renamed & described anew"'))
+    _add(dist, "beta", "2.0")
+    assert f"added   {TARGET}/beta-2.0-py3-none-any.whl" in publish()
+    landing = (index / "index.html").read_text()
+    assert "Renamed &amp; described anew" in landing and old not in landing
+    scan = json.loads((index.parent / ".index.scan.json").read_text())
+    assert scan["targets"][TARGET]["description"] == "Renamed & described anew"
+    # Broken now: the full path parses it and says so, naming the file.
+    targets.write_text(text + "\n[targets.broken\n")
+    proc = subprocess.run([sys.executable, "-m", "ot2wheels.index", str(dist), str(index), "--targets",
+                           str(targets)], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 1 and str(targets) in proc.stderr
+
+
+def test_a_publish_parses_the_targets_file_when_the_scan_file_lacks_what_it_needs(tmp_path):
+    """The scan file keeps each target's common tags; a wheel with other tags (one its target
+    accepts, one it cannot install) makes the incremental publish parse the targets file for the
+    target's whole tag set (kept from then on) and for the facts its error names."""
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    scan = json.loads((index.parent / ".index.scan.json").read_text())
+    assert "py3-none-any" in scan["common"][TARGET] and TARGET not in scan["tags"]
+    tag = "cp37-abi3-linux_armv7l"  # accepted by CPython 3.11, not a common tag
+    assert tag not in scan["common"][TARGET]
+    write_record(write_wheel(dist / TARGET / "gamma", "gamma", "1.0", tag=tag), TARGET)
+    assert f"added   {TARGET}/gamma-1.0-{tag}.whl" in _cli(dist, index)
+    assert tag in json.loads((index.parent / ".index.scan.json").read_text())["tags"][TARGET]
+    write_record(write_wheel(dist / TARGET / "old", "old", "1.0", tag="cp39-cp39-linux_armv7l"), TARGET)
+    proc = subprocess.run([sys.executable, "-m", "ot2wheels.index", str(dist), str(index), "--targets",
+                           str(TARGETS)], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 1 and f"cannot be installed on target {TARGET} (CPython 3.11" in proc.stderr
+    assert not (index / TARGET / "files" / "old").exists()
+
+
+def test_the_plain_command_line_is_read_as_argparse_reads_it():
+    from ot2wheels.index.cli import _parse_args, _plain_args
+
+    plain = [["d", "i", "--targets", "t"], ["--targets", "t", "d", "i", "--full"],
+             ["d", "--yanked", "y", "i", "--base-url", "https://x/", "--targets", "t"],
+             ["d", "i", "--targets", "t", "--targets", "u"]]
+    for argv in plain:
+        assert _plain_args(argv) == _parse_args(argv)
+    # Anything else is left to argparse: help, "--opt=value", abbreviations, mistakes.
+    for argv in (["-h"], ["d", "i", "--targets=t"], ["d", "i", "--targ", "t"], ["d", "i"],
+                 ["d", "i", "j", "--targets", "t"], ["d", "i", "--targets"], ["d", "i", "--targets", "-t"],
+                 ["d", "i", "--targets", "t", "--"]):
+        assert _plain_args(argv) is None
+
+
+def test_a_publish_between_the_check_and_the_build_is_not_undone(tmp_path):
+    """cli.py hands build.py what it listed and read under the lock, then lets the lock go: a
+    publish that runs before the build takes it replaces the scan file: both are read again."""
+    from ot2wheels.index import build_index, quick
+
+    dist, index = tmp_path / "dist", tmp_path / "out" / "index"
+    _add(dist, "alpha", "1.0")
+    _cli(dist, index)
+    _add(dist, "beta", "1.0")
+    fp = quick.fingerprint(str(dist), None, None, str(TARGETS))
+    doc, listed = quick.probe(str(dist), str(index), fp)
+    assert doc is None and listed is not None and listed[2] is not None and listed[2][2] == [f"{TARGET}/beta"]
+    stamp = quick.scan_stamp(str(index))
+    _add(dist, "gamma", "1.0")
+    assert "added   " in _cli(dist, index)  # the other publish: beta and gamma
+    assert quick.scan_stamp(str(index)) != stamp
+    result = build_index(dist, index, None, targets=TARGETS, listed=listed)
+    assert not result.added and result.wheels == 3
+    assert quick.probe(str(dist), str(index), fp)[0] is not None  # nothing new: the scan file agrees
+    assert {"alpha", "beta", "gamma"} <= {p.name for p in (index / TARGET / "simple").iterdir()}

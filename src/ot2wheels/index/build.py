@@ -23,16 +23,15 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from packaging.version import InvalidVersion
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, sha256_file
-from ..targets import Target, TargetSet, pip_target_args
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import fanout, incremental, quick, swap
 from .model import (
@@ -48,6 +47,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
+    from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not
     from . import render
 
 # Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
@@ -448,23 +448,25 @@ class _TagCheck:
     the sets the scan cache kept, as strings), and only for a wheel whose tags are not among
     the target's common ones (Target.common_tags)."""
 
-    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None,
+                 common: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
         self.known = dict(known or {})
         self.tags: dict[str, frozenset[str]] = {}
-        self.common: dict[str, frozenset[str]] = {}
+        self.common = {name: frozenset(tags) for name, tags in (common or {}).items()}  # kept by the scan cache
 
     def __call__(self, entry: WheelEntry, path: Path) -> None:
-        t = self.targets.targets[entry.target]
-        if t.name not in self.common:
-            self.common[t.name] = t.common_tags()
-        if parse_wheel_filename(entry.filename)[3] & self.common[t.name]:
+        name = entry.target  # a Target only when needed: an incremental publish may not have parsed the file
+        if name not in self.common:
+            self.common[name] = self.targets.targets[name].common_tags()
+        if parse_wheel_filename(entry.filename)[3] & self.common[name]:
             return
-        if t.name not in self.tags:
-            if t.name not in self.known:
-                self.known[t.name] = sorted({str(tag) for tag in t.supported_tags()})
-            self.tags[t.name] = frozenset(self.known[t.name])
-        _check_tags(entry, path, t, self.tags[t.name])
+        t = self.targets.targets[name]
+        if name not in self.tags:
+            if name not in self.known:
+                self.known[name] = sorted({str(tag) for tag in t.supported_tags()})
+            self.tags[name] = frozenset(self.known[name])
+        _check_tags(entry, path, t, self.tags[name])
 
 
 def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
@@ -546,7 +548,14 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
     return new
 
 
+def _targets_kept(targets: TargetSet) -> tuple[dict[str, render.TargetInfo], dict[str, list[str]]]:
+    """What the scan cache keeps of the targets file (ScanCache.targets and .common)."""
+    return ({n: _target_info(n, targets) for n in targets.targets},
+            {n: sorted(t.common_tags()) for n, t in targets.targets.items()})
+
+
 def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
+    from ..targets import pip_target_args
     from . import render
 
     t = targets.targets.get(name) if targets else None
@@ -585,11 +594,11 @@ def build_index(
     yanked_file: Path | None,
     base_url: str | None = None,
     *,
-    targets: TargetSet,
+    targets: TargetSet | Path,
     remove: Iterable[tuple[str, str]] = (),
     progress: Callable[[str], None] | None = None,
     full: bool = False,
-    listed: tuple[int, dict[str, int]] | None = None,
+    listed: quick.Listed | None = None,
     workers: int | None = None,
 ) -> IndexResult:
     """Regenerate `index_dir` from `dist_dir` plus what `index_dir` already publishes.
@@ -597,11 +606,13 @@ def build_index(
     `remove` lists (target, wheel filename) pairs to take out of the index on purpose; use
     `remove_wheels` rather than passing it here. `progress` is called with the relative path
     of each project page as it is written. `full` skips the incremental path (incremental.py):
-    every page is recomputed and the whole tree swapped in at once. `listed`: (a time before
-    the listing, `quick.dist_folders(dist_dir)`) from a caller that just listed them (cli.py), so
-    an incremental build does not list them again; a folder changed since then has a newer mtime
-    than the one remembered, so it is rescanned next time. `workers`: processes a full build
-    splits its wheels and files over (fanout.py; None: one per core for a large index).
+    every page is recomputed and the whole tree swapped in at once. `listed`: `quick.probe`'s
+    listing from a caller that just listed the folders (cli.py), so an incremental build does not
+    list them again (a folder changed since then has a newer mtime than the one remembered, so it
+    is rescanned next time), nor read the scan file again if it is still the one read then.
+    `workers`: processes a full build splits its wheels and files over (fanout.py; None: one per
+    core for a large index). `targets`: the targets, or their file, which then is parsed only if
+    the scan file's copy of what the pages need of it is not valid.
     """
     try:
         return _build_index(dist_dir, index_dir, yanked_file, base_url, targets, remove, progress, full, listed,
@@ -611,9 +622,9 @@ def build_index(
 
 
 def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base_url: str | None,
-                 targets: TargetSet, remove: Iterable[tuple[str, str]],
+                 targets: TargetSet | Path, remove: Iterable[tuple[str, str]],
                  progress: Callable[[str], None] | None, full: bool,
-                 listed: tuple[int, dict[str, int]] | None = None, workers: int | None = None) -> IndexResult:
+                 listed: quick.Listed | None = None, workers: int | None = None) -> IndexResult:
     start = time.monotonic()
     dist_dir, index_dir = Path(dist_dir).absolute(), Path(index_dir).absolute()
     if base_url is not None and not base_url.startswith(("http://", "https://", "file://")):
@@ -627,6 +638,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, listed)
             if done is not None:
                 return done
+        targets = _loaded(targets)
         published = read_published(index_dir)
         folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
         work = _work_tree(index_dir, progress, workers)
@@ -709,7 +721,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
     # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
     incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
         f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-        incremental.summary(state), check_tags.known))
+        incremental.summary(state), check_tags.known, *_targets_kept(targets)))
     return IndexResult(
         index_dir=index_dir,
         targets=tuple(sorted({e.target for e in entries})),
@@ -793,29 +805,80 @@ def _folder_key(folder: str) -> tuple[str, str]:
     return target, canonical_name(project)
 
 
-def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet) -> str:
+def _fingerprint(dist_dir: Path, yanked_file: Path | None, base_url: str | None, targets: TargetSet | Path) -> str:
     """What the pages depend on besides the wheels: a change means a full build."""
-    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(targets.source))
+    source = targets if isinstance(targets, Path) else targets.source
+    return quick.fingerprint(str(dist_dir), str(yanked_file) if yanked_file else None, base_url, str(source))
+
+
+def _loaded(targets: TargetSet | Path) -> TargetSet:
+    from ..targets import load_targets
+
+    return load_targets(targets) if isinstance(targets, Path) else targets
+
+
+class _Names(Mapping[str, "Target"]):
+    """The targets of a file, named from the scan file, each parsed from the file on first use."""
+
+    def __init__(self, source: Path, names: Iterable[str]) -> None:
+        self.source = source
+        self.names = frozenset(names)
+        self.parsed: TargetSet | None = None
+
+    def load(self) -> TargetSet:
+        if self.parsed is None:
+            self.parsed = _loaded(self.source)
+        return self.parsed
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Target:
+        return self.load().targets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.names))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class _CachedTargets:
+    """A TargetSet as an incremental publish reads one, from the scan file (valid while its
+    fingerprint, which covers the targets file, matches): which targets exist, and the file.
+    Anything more (a target's tags not cached yet, a tag error to describe) parses the file."""
+
+    def __init__(self, source: Path, names: Iterable[str]) -> None:
+        self.source = source
+        self.targets = _Names(source, names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.targets.load(), name)
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
-                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
-                 listed: tuple[int, dict[str, int]] | None) -> IndexResult | None:
+                 targets: TargetSet | Path, progress: Callable[[str], None] | None, start: float,
+                 listed: quick.Listed | None) -> IndexResult | None:
     """Publish what is new in changed dist folders, touching only what that changes; None when a
     full build is needed (see incremental.py)."""
-    cache = incremental.read_scan_cache(index_dir)
+    read = listed[2] if listed else None
+    if read is not None and read[0] != quick.scan_stamp(str(index_dir)):  # another build ran since
+        listed = read = None
+    cache = incremental.scan_cache_from(read[1]) if read else incremental.read_scan_cache(index_dir)
     if cache is None or cache.fingerprint != fp or not index_dir.is_dir():
         return None
     raw = quick.read_state_bytes(str(index_dir))
     if raw is None or hashlib.sha256(raw).hexdigest() != cache.tree:
         return None
-    scanned_at, folders = listed or (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
-    changed = quick.changed_folders(str(dist_dir), cache.folders, folders)
+    scanned_at, folders = listed[:2] if listed else (incremental.now_ns(), quick.dist_folders(str(dist_dir)))
+    changed = read[2] if read else quick.changed_folders(str(dist_dir), cache.folders, folders)
     if not changed and set(cache.folders) <= set(folders):  # nothing to look at: no need to parse the state
         return _result(index_dir, cache.summary, (), cache.folders, yanks, False, [], start)
     state = incremental.parse_state(raw)
     if state is None:
         return None
+    if isinstance(targets, Path):  # scan_project and _TagCheck read `targets` and `source` of a TargetSet
+        targets = cast("TargetSet", _CachedTargets(targets, cache.targets))
     try:
         return _publish_new(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, cache, state,
                             folders, changed, scanned_at)
@@ -843,7 +906,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                 raise _FullBuildNeeded
         return pages[key]
 
-    check_tags = _TagCheck(targets, cache.tags)
+    check_tags = _TagCheck(targets, cache.tags, cache.common)
     new: dict[tuple[str, str], _New] = {}
     remembered = {f: v for f, v in cache.folders.items() if f in folders}
     for f in quick.settled(cache.folders, folders, changed, scanned_at):  # the scan file is rewritten anyway
@@ -904,7 +967,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
             if any(rows[(t, p)].newest != getattr(state.rows.get((t, p)), "newest", None)
                    for tt, p in touched if tt == t):
                 writes.append((f"{t}/constraints.txt", render.constraints_from_rows(t, mine_rows)))
-        infos = [_target_info(t, targets) for t in sorted(set(served) | {t for t, _p in failures})]
+        infos = [cache.targets.get(t) or render.TargetInfo(name=t) for t in sorted(set(served) | {t for t, _p in failures})]
         writes.append(("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url,
                                                                failures)))
         unused = yanks.unused_rules([n.entry for n in new.values()], state.unused_yanks) if yanks.rules else []
@@ -917,7 +980,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
                   or not _same_bytes(index_dir / rel, data)]
         written += [rel for rel, data in writes if isinstance(data, bytes)]
     if writes or remembered != cache.folders or check_tags.known != cache.tags:
-        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known)
+        scan = incremental.ScanCache(fp, tree, remembered, summary, check_tags.known, cache.targets, cache.common)
         items = [(index_dir / rel, data) for rel, data in writes]
         items.append((Path(incremental.scan_cache_path(str(index_dir))), incremental.scan_cache_bytes(scan)))
 

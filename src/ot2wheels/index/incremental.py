@@ -12,7 +12,9 @@ What makes it possible:
   (`dist/<target>/<project>/`) when it was last scanned (and its listing's digest if that was
   within 2 s of its last change), what it reported as skipped, a
   fingerprint of everything else the pages depend on (yank list, targets file, base URL, tool
-  version) and the sha256 of the state file it belongs to. It is renamed into place after the
+  version), the sha256 of the state file it belongs to, and what the pages and checks need of
+  the targets file (each target's tags and landing-page facts: publishing a wheel does not
+  parse it). It is renamed into place after the
   tree it describes is complete, so a crash leaves it older than the tree: more folders
   rescanned and pages recomputed, never a wheel missed.
 
@@ -31,11 +33,11 @@ version, a missing or mismatched state) takes the full path in build.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..wheelname import parse_wheel_filename
-from .model import Failure, ProjectRow, WheelEntry
+from .model import Failure, ProjectRow, TargetInfo, WheelEntry
 from .quick import STATE_NAME, now_ns, read_scan_doc, scan_cache_path
 
 __all__ = ["STATE_NAME", "now_ns", "scan_cache_path"]  # used by build.py from here
@@ -96,6 +98,10 @@ class ScanCache:
     # target -> every wheel tag it accepts (computing them costs more than publishing a wheel;
     # the fingerprint covers the targets file and the packaging version they come from)
     tags: dict[str, list[str]]
+    # every target of the targets file as the landing page shows it (the fingerprint covers the
+    # file: parsing it and importing its code was a tenth of publishing one wheel)
+    targets: dict[str, TargetInfo]
+    common: dict[str, list[str]]  # target -> its common tags (Target.common_tags), likewise
 
 
 def summary(state: State) -> list:
@@ -104,19 +110,26 @@ def summary(state: State) -> list:
 
 
 def read_scan_cache(index_dir: Path) -> ScanCache | None:
-    doc = read_scan_doc(str(index_dir))
+    return scan_cache_from(read_scan_doc(str(index_dir))[0])
+
+
+def scan_cache_from(doc: dict | None) -> ScanCache | None:
     if doc is None:
         return None
     try:
         return ScanCache(doc["fingerprint"], doc["tree"], {k: list(v) for k, v in doc["folders"].items()},
-                         list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()})
+                         list(doc["summary"]), {k: list(v) for k, v in doc["tags"].items()},
+                         {k: TargetInfo(**{**v, "pip_target_args": tuple(v["pip_target_args"])})
+                          for k, v in doc["targets"].items()}, {k: list(v) for k, v in doc["common"].items()})
     except (TypeError, KeyError, AttributeError):  # not as we wrote it
         return None
 
 
 def scan_cache_bytes(cache: ScanCache) -> bytes:
     return (json.dumps({"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders,
-                        "summary": cache.summary, "tags": cache.tags}, separators=(",", ":"),
+                        "summary": cache.summary, "tags": cache.tags,
+                        "targets": {k: asdict(v) for k, v in cache.targets.items()}, "common": cache.common},
+                       separators=(",", ":"),
                        sort_keys=True) + "\n").encode()
 
 

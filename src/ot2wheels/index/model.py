@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import tomllib
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -163,6 +162,8 @@ def load_yanks(path: Path | None) -> YankList:
     """
     if path is None or not path.exists():
         return YankList()
+    import tomllib  # here: publishing without a yank list need not import it
+
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -21,6 +21,14 @@ import os
 import time
 from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # (a time taken before the listing, the dist folders as listed, and, when read under the same
+    # lock: the scan file's stamp, its JSON, and the folders changed since it was written)
+    Listed: TypeAlias = tuple[int, dict[str, int], tuple[tuple[int, int, int], dict, list[str]] | None]
+
 # The modules whose code shapes the pages: a change to any of them means a full build.
 CODE = ("render.py", "instructions.py", "model.py", "build.py", "incremental.py", "quick.py", "../wheelname.py")
 STATE_NAME = ".ot2wheels-index.json"
@@ -55,14 +63,29 @@ def scan_cache_path(index_dir: str) -> str:
     return os.path.join(head, f".{name}.scan.json")
 
 
-def read_scan_doc(index_dir: str) -> dict | None:
-    """The scan file as JSON (incremental.read_scan_cache checks its fields), None if unreadable."""
+def read_scan_doc(index_dir: str) -> tuple[dict | None, tuple[int, int, int] | None]:
+    """The scan file as JSON (incremental.read_scan_cache checks its fields), None if unreadable,
+    and its `scan_stamp`."""
     try:
         with open(scan_cache_path(index_dir), "rb") as f:
+            stamp = _stamp(os.fstat(f.fileno()))
             doc = json.loads(f.read())
     except (OSError, ValueError):
+        return None, None
+    return (doc, stamp) if isinstance(doc, dict) else (None, None)
+
+
+def scan_stamp(index_dir: str) -> tuple[int, int, int] | None:
+    """The scan file's inode, size and mtime: it is replaced by rename, never written in place, so
+    a copy read earlier is current while its stamp is."""
+    try:
+        return _stamp(os.stat(scan_cache_path(index_dir)))
+    except OSError:
         return None
-    return doc if isinstance(doc, dict) else None
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def read_state_bytes(index_dir: str) -> bytes | None:
@@ -171,18 +194,19 @@ def lock(index_dir: str) -> Callable[[], None]:
     return release
 
 
-def probe(dist_dir: str, index_dir: str, fp: str) -> tuple[dict | None, tuple[int, dict[str, int]] | None]:
-    """(the scan file's contents when nothing is new since it was written, else None; the dist
-    folders as listed, with a time taken before listing them, or None if not listed). Call
-    with the lock held. The listing saves build.py listing them again."""
-    doc = read_scan_doc(index_dir)
+def probe(dist_dir: str, index_dir: str, fp: str) -> tuple[dict | None, Listed | None]:
+    """(the scan file's contents when nothing is new since it was written, else None; what was
+    listed and read, or None if not listed). Call with the lock held. What was listed and read
+    saves build.py listing the folders and reading the scan file again."""
+    doc, stamp = read_scan_doc(index_dir)
     if doc is None or doc.get("fingerprint") != fp or not os.path.isdir(index_dir) or leftovers(index_dir):
         return None, None
     raw = read_state_bytes(index_dir)
     cached = doc.get("folders")
     if raw is None or hashlib.sha256(raw).hexdigest() != doc.get("tree") or not isinstance(cached, dict):
         return None, None
-    listed = (now_ns(), dist_folders(dist_dir))
-    if changed_folders(dist_dir, cached, listed[1]) or not set(cached) <= set(listed[1]):
-        return None, listed
-    return doc, listed
+    scanned_at, folders = now_ns(), dist_folders(dist_dir)
+    changed = changed_folders(dist_dir, cached, folders)
+    if changed or not set(cached) <= set(folders):
+        return None, (scanned_at, folders, (stamp, doc, changed) if stamp else None)
+    return doc, (scanned_at, folders, None)

@@ -9,11 +9,14 @@ import json
 import re
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import instructions
 from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList, parse_version, project_row
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 API_VERSION = "1.1"  # PEP 691 + PEP 700 (versions, size)
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -21,6 +24,13 @@ HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")  # what quote() and escape() leave as it is
+
+
+def _all_plain(texts: Iterable[str]) -> bool:
+    """Whether quote() and escape() leave every one of `texts` as it is: one match over all the
+    names and versions of a page listing every project instead of quote() and escape() per cell
+    (~3 ms of publishing one wheel into an index of 10,000)."""
+    return _PLAIN.fullmatch("".join(texts)) is not None
 
 
 def _quote(part: str) -> str:
@@ -71,6 +81,8 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
 
 
 def root_html(project_names: list[str], target: str, links: Links) -> bytes:
+    base = links.base_url or ""
+    esc = _same if _all_plain([target, *project_names]) and escape(base) == base else escape
     lines = [
         "<!DOCTYPE html>",
         "<html>",
@@ -81,7 +93,7 @@ def root_html(project_names: list[str], target: str, links: Links) -> bytes:
         "  <body>",
     ]
     for name in sorted(project_names):
-        lines.append(f'    <a href="{escape(links.project(target, name))}">{escape(name)}</a><br>')
+        lines.append(f'    <a href="{esc(links.project(target, name))}">{esc(name)}</a><br>')
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()
 
@@ -196,14 +208,22 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
     return landing_from_rows(targets, project_rows(entries, yanks), base_url, failures)
 
 
-def landing_row(target: str, project: str, versions: tuple[str, ...], failed: Failure | None) -> str:
-    """The landing page's table row of one project of one target."""
+def _same(text: str) -> str:
+    return text
+
+
+def landing_row(target: str, project: str, versions: tuple[str, ...], failed: Failure | None,
+                plain: bool = False) -> str:
+    """The landing page's table row of one project of one target (`plain`: `_all_plain` holds
+    for the target, the project and its versions)."""
     status = (f'<td class="failed">{escape(_failure_text(failed, list(versions)))}</td>' if failed
               else "<td>passed</td>")
-    name = attr_url(project)
-    return (f'      <tr><td><a href="project/{name}/">{escape(project)}</a></td>'
-            f"<td>{escape(', '.join(versions)) or '&mdash;'}</td>"
-            f'<td><a href="{attr_url(target)}/simple/{name}/">simple</a></td>{status}</tr>')
+    name, shown = project, ", ".join(versions)
+    if not plain:
+        name, project, shown, target = attr_url(project), escape(project), escape(shown), attr_url(target)
+    return (f'      <tr><td><a href="project/{name}/">{project}</a></td>'
+            f"<td>{shown or '&mdash;'}</td>"
+            f'<td><a href="{target}/simple/{name}/">simple</a></td>{status}</tr>')
 
 
 def landing_from_rows(targets: list[TargetInfo], rows: list[ProjectRow], base_url: str | None,
@@ -235,6 +255,8 @@ def landing_from_rows(targets: list[TargetInfo], rows: list[ProjectRow], base_ur
     by_target: dict[str, dict[str, tuple[str, ...]]] = {}
     for r in rows:
         by_target.setdefault(r.target, {})[r.project] = r.versions
+    plain = _all_plain([*(p for _t, p in failures or ()), *(r.project for r in rows),
+                        *(v for r in rows for v in r.versions)])
     for t in sorted(targets, key=lambda t: t.name):
         simple, constraints = instructions.urls(t, base)
         facts = ", ".join(x for x in (
@@ -253,8 +275,9 @@ def landing_from_rows(targets: list[TargetInfo], rows: list[ProjectRow], base_ur
                    "<th>newest build</th></tr>")
         served = by_target.get(t.name, {})
         failed = {p: f for (tn, p), f in (failures or {}).items() if tn == t.name}
-        for name in sorted(served.keys() | failed.keys()):
-            out.append(landing_row(t.name, name, served.get(name, ()), failed.get(name)))
+        names = sorted(served.keys() | failed.keys()) if failed else served  # rows come sorted
+        row_plain = plain and _all_plain([t.name])
+        out += [landing_row(t.name, name, served.get(name, ()), failed.get(name), row_plain) for name in names]
         out.append("    </table>")
         for ins in instructions.for_target(t, base):
             out.append(f"    <p>{ins.intro}</p>")
