@@ -92,6 +92,18 @@ class _Attrs(HTMLParser):
         self.values += [(k, v or "") for k, v in attrs]
 
 
+@pytest.mark.parametrize("text", ["numpy", "bookworm-armhf", "a.b_c~d-1", "", "a/b", "a b", "javascript:x",
+                                  "caf\u00e9", "%41", "a?b#c", "x&y"])
+@pytest.mark.parametrize("safe", ["/", ""])
+def test_url_quote_is_urllib_quote(text, safe):
+    """The index quotes names itself for plain text (urllib.parse is imported for the rest)."""
+    from urllib.parse import quote
+
+    from ot2wheels.index.instructions import url_quote
+
+    assert url_quote(text, safe=safe) == quote(text, safe=safe)
+
+
 def test_names_are_url_quoted_and_escaped_in_every_attribute():
     """Whatever a name holds, every href/id the pages write is a relative path with no scheme and
     no markup: quoted (the colon becomes %3A) and escaped."""

@@ -17,13 +17,14 @@ running.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_SIGKILL = 9  # signal.SIGKILL on Linux, where fork is used; the signal module is not imported for it
 
 # Below this many items a part is not worth a process (a fork of the builder costs ~2-5 ms).
 MIN_PER_PART = 256
@@ -68,7 +69,7 @@ def run(fn: Callable[[list[T]], R], split: list[list[T]]) -> list[R]:
         for pid, fd in children:
             os.close(fd)
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _SIGKILL)
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
@@ -108,7 +109,7 @@ def _collect(pid: int, fd: int) -> Any:
             while chunk := inp.read(1 << 20):
                 chunks.append(chunk)
     except BaseException:  # interrupted: the child may be blocked writing to us
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, _SIGKILL)
         os.waitpid(pid, 0)
         raise
     _pid, status = os.waitpid(pid, 0)

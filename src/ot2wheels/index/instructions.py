@@ -12,12 +12,13 @@ project to the version built here, so pip does not pick a newer wheel from PyPI 
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from .model import TargetInfo
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")  # RFC 3986 unreserved: never quoted
 PLACEHOLDER = "PROJECT"  # what the user replaces with the project to install
 VENV = "~/ot2wheels-venv"
 
@@ -29,9 +30,19 @@ class Instruction:
     text: str  # the command lines (plain text; PLACEHOLDER where the project goes)
 
 
+def url_quote(part: str, safe: str = "/") -> str:
+    """urllib.parse.quote(part, safe), which leaves letters, digits and `._~-` as they are:
+    urllib.parse (it imports ipaddress, ~1.5 ms of an add-one) is imported only for other text."""
+    if _UNRESERVED.fullmatch(part):
+        return part
+    from urllib.parse import quote
+
+    return quote(part, safe=safe)
+
+
 def urls(t: TargetInfo, base: str) -> tuple[str, str]:
     """The target's simple index URL and constraints file URL under `base`."""
-    root = f"{base.rstrip('/')}/{quote(t.name, safe='')}"
+    root = f"{base.rstrip('/')}/{url_quote(t.name, safe='')}"
     return f"{root}/simple/", f"{root}/constraints.txt"
 
 

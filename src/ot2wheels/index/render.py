@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from . import instructions
+from .instructions import url_quote as quote
 from .model import Failure, ProjectRow, TargetInfo, WheelEntry, YankList, parse_version, project_row
 
 if TYPE_CHECKING:
