@@ -151,6 +151,11 @@ def main() -> None:
         print(f"{tool:<11} {r['full']:>7.2f} {r['incremental']:>7.2f} {r['again']:>9.2f} {noop:>7}   "
               f"{r['full'] / mine['full']:>14.2f}x {r['incremental'] / mine['incremental']:>5.2f}x "
               f"{r['again'] / mine['again']:>8.2f}x")
+    if "dumb-pypi" in results:  # issue 12's yardstick: ours against dumb-pypi's add-one of the same files
+        dumb = results["dumb-pypi"]
+        print(f"\nours vs dumb-pypi's +1: +1 {mine['incremental'] / dumb['incremental']:.3f}x, "
+              f"+1 again {mine['again'] / dumb['incremental']:.3f}x, no-op {mine['no-op'] / dumb['incremental']:.3f}x "
+              f"(target < 0.1x); full vs dumb-pypi's full {mine['full'] / dumb['full']:.3f}x (target < 0.5x)")
     print("\nseconds, median; '+1': one wheel added after the full build; '+1 again': another one after that")
     print("(steady state: ours then updates its spare tree instead of writing a new one).")
     print("ratio > 1: the peer took longer than ours. dumb-pypi reads no wheels (no hashes, no metadata).")
