@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from packaging.version import InvalidVersion
 
@@ -403,7 +403,7 @@ def _record_verdict(record: dict) -> str | None:
     return None
 
 
-def scan_project(dist_dir: Path, folder: str, targets: TargetSet) -> tuple[list[_Candidate], list[str], Failure | None]:
+def scan_project(dist_dir: Path, folder: str, targets: _Targets) -> tuple[list[_Candidate], list[str], Failure | None]:
     """The wheels of one dist folder ("<target>/<project>") that may be published, the others (why),
     and the newest build's failure if it failed.
 
@@ -448,7 +448,7 @@ class _TagCheck:
     the sets the scan cache kept, as strings), and only for a wheel whose tags are not among
     the target's common ones (Target.common_tags)."""
 
-    def __init__(self, targets: TargetSet, known: dict[str, list[str]] | None = None,
+    def __init__(self, targets: _Targets, known: dict[str, list[str]] | None = None,
                  common: dict[str, list[str]] | None = None) -> None:
         self.targets = targets
         self.known = dict(known or {})
@@ -843,17 +843,25 @@ class _Names(Mapping[str, "Target"]):
         return len(self.names)
 
 
+class _Targets(Protocol):
+    """What scanning and admitting wheels need of the targets: each by name, and their file
+    (a TargetSet, or _CachedTargets)."""
+
+    @property
+    def targets(self) -> Mapping[str, Target]: ...
+
+    @property
+    def source(self) -> Path: ...
+
+
 class _CachedTargets:
-    """A TargetSet as an incremental publish reads one, from the scan file (valid while its
+    """The targets as an incremental publish reads them, from the scan file (valid while its
     fingerprint, which covers the targets file, matches): which targets exist, and the file.
-    Anything more (a target's tags not cached yet, a tag error to describe) parses the file."""
+    A Target itself (a target's tags not cached yet, a tag error to describe) parses the file."""
 
     def __init__(self, source: Path, names: Iterable[str]) -> None:
         self.source = source
         self.targets = _Names(source, names)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.targets.load(), name)
 
 
 def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
@@ -878,9 +886,11 @@ def _incremental(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
     if state is None:
         return None
     if isinstance(targets, Path):  # scan_project and _TagCheck read `targets` and `source` of a TargetSet
-        targets = cast("TargetSet", _CachedTargets(targets, cache.targets))
+        known: _Targets = _CachedTargets(targets, cache.targets)
+    else:
+        known = targets
     try:
-        return _publish_new(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, cache, state,
+        return _publish_new(dist_dir, index_dir, fp, yanks, base_url, known, progress, start, cache, state,
                             folders, changed, scanned_at)
     except (_FullBuildNeeded, ValueError, KeyError, TypeError, FileNotFoundError):  # or a page not as we wrote it
         return None
@@ -891,7 +901,7 @@ class _FullBuildNeeded(Exception):
 
 
 def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base_url: str | None,
-                 targets: TargetSet, progress: Callable[[str], None] | None, start: float,
+                 targets: _Targets, progress: Callable[[str], None] | None, start: float,
                  cache: incremental.ScanCache, state: incremental.State, folders: dict[str, int],
                  changed: list[str], scanned_at: int) -> IndexResult:
     top = str(index_dir)
