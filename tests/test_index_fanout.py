@@ -55,12 +55,15 @@ def test_the_first_parts_error_wins():
         fanout.run(work, fanout.parts(list(range(10)), 3))
 
 
-def test_a_worker_that_dies_is_an_error_not_a_short_result():
+@pytest.mark.parametrize("how", ["exit", "killed"])
+def test_a_worker_that_dies_is_an_error_not_a_short_result(how):
     def work(part: list[int]) -> list[int]:
         if part[0] != 0:
-            os._exit(3)  # killed, out of memory...: no result
+            if how == "exit":
+                os._exit(3)
+            os.kill(os.getpid(), 9)  # out of memory...: killed
         return part
-    with pytest.raises(RuntimeError, match="died without a result"):
+    with pytest.raises(IndexBuildError, match=r"died without a result \((exit status 3|signal 9)\); nothing"):
         fanout.run(work, fanout.parts(list(range(10)), 2))
 
 

@@ -113,9 +113,13 @@ def _collect(pid: int, fd: int) -> Any:
         os.waitpid(pid, 0)
         raise
     _pid, status = os.waitpid(pid, 0)
-    if not chunks:
-        raise RuntimeError(f"an index build worker (pid {pid}) died without a result "
-                           f"(wait status {status}); run the build again")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not chunks:  # killed (out of memory...) before or while sending its result
+        from ..errors import IndexBuildError
+
+        raise IndexBuildError(f"an index build worker process (pid {pid}) died without a result "
+                              f"({f'signal {-code}' if code < 0 else f'exit status {code}'}); "
+                              "nothing was published, run the build again")
     ok, value = pickle.loads(b"".join(chunks))
     if not ok:
         raise value
