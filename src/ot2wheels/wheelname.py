@@ -42,7 +42,8 @@ def canonical_name(name: str) -> str:
 
 
 @lru_cache(maxsize=1 << 12)  # versions and tag sets repeat across the wheels of an index
-def _version(text: str) -> Version:
+def parse_version(text: str) -> Version:
+    """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
     return Version(text)
 
 
@@ -59,7 +60,7 @@ def parse_wheel_filename(filename: str) -> tuple[str, Version, tuple[int, str] |
     m = _PLAIN.fullmatch(filename)
     if m is not None and "__" not in m["name"]:
         try:
-            version = _version(m["version"])
+            version = parse_version(m["version"])
         except InvalidVersion:
             pass  # packaging says why
         else:

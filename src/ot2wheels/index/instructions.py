@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .model import TargetInfo
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")  # RFC 3986 unreserved: never quoted
+UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")  # RFC 3986 unreserved: never quoted, nor escaped in HTML
 PLACEHOLDER = "PROJECT"  # what the user replaces with the project to install
 VENV = "~/ot2wheels-venv"
 
@@ -33,7 +33,7 @@ class Instruction:
 def url_quote(part: str, safe: str = "/") -> str:
     """urllib.parse.quote(part, safe), which leaves letters, digits and `._~-` as they are:
     urllib.parse (it imports ipaddress, ~1.5 ms of an add-one) is imported only for other text."""
-    if _UNRESERVED.fullmatch(part):
+    if UNRESERVED.fullmatch(part):
         return part
     from urllib.parse import quote
 

@@ -11,15 +11,9 @@ from typing import Any, NamedTuple
 from packaging.version import InvalidVersion, Version
 
 from ..errors import ConfigError
-from ..wheelname import canonical_name
+from ..wheelname import canonical_name, parse_version
 
 _YANK_KEYS = {"project", "version", "file", "targets", "reason"}
-
-
-@cache
-def parse_version(text: str) -> Version:
-    """Version(text), parsed once per distinct string (pages sort the same versions again and again)."""
-    return Version(text)
 
 
 @cache
