@@ -104,6 +104,26 @@ def test_url_quote_is_urllib_quote(text, safe):
     assert url_quote(text, safe=safe) == quote(text, safe=safe)
 
 
+@pytest.mark.parametrize("text", ["numpy", "", "a&b", "<x>", 'say "hi"', "it's", "&amp;", "caf\u00e9 <&>\"'"])
+def test_escape_is_html_escape(text):
+    """The pages escape text themselves (the html module is not imported for it)."""
+    import html
+
+    assert render.escape(text) == html.escape(text)
+
+
+@pytest.mark.parametrize("base_url", [None, "https://example.invalid/ot2", "https://example.invalid/a b/"])
+def test_root_page_of_plain_names_is_the_general_form(base_url):
+    """The root page of names that quoting and escaping leave alone is written with one format per
+    name: the same bytes as quoting and escaping each link (a base URL with a space is not plain)."""
+    names = [f"p-{i}" for i in range(5, 0, -1)] + ["a.b_c"]
+    links = render.Links(base_url)
+    page = render.root_html(names, "bookworm-armhf", links)
+    escaped = [f'    <a href="{render.escape(links.project("bookworm-armhf", n))}">{render.escape(n)}</a><br>'
+               for n in sorted(names)]
+    assert page.decode().splitlines()[7:-2] == escaped
+
+
 def test_names_are_url_quoted_and_escaped_in_every_attribute():
     """Whatever a name holds, every href/id the pages write is a relative path with no scheme and
     no markup: quoted (the colon becomes %3A) and escaped."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +48,19 @@ def disk_error(exc: OSError, path: Path | str, doing: str = "writing") -> DiskEr
     return DiskError(f"{doing} {path} failed: {exc.strerror or exc}")
 
 
+def _temp_beside(path: Path, folder: Path | None = None) -> tuple[int, str]:
+    """A new, empty temp file for `path` (in `folder`, default its own folder), mode 0600: an
+    open descriptor and its name. (Not tempfile.mkstemp: importing tempfile, with random and
+    shutil, was a tenth of the imports of publishing one wheel.)"""
+    where = folder or path.parent
+    while True:
+        tmp = f"{where}/.{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:  # 48 random bits: only another writer's leftover
+            continue
+
+
 @contextmanager
 def _replacing(path: Path, mode: int, doing: str) -> Iterator[BinaryIO]:
     """A file to fill; on success it is fsynced and renamed over `path`, on any error removed
@@ -57,7 +68,7 @@ def _replacing(path: Path, mode: int, doing: str) -> Iterator[BinaryIO]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temp_beside(path)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -80,8 +91,15 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
 
 def atomic_copy(src: Path, dest: Path, mode: int = 0o644) -> None:
     """Copy `src` to `dest` atomically: across file systems too, `dest` is whole or absent."""
-    with _replacing(Path(dest), mode, f"copying {src} to") as out, open(src, "rb") as inp:
-        shutil.copyfileobj(inp, out, 1 << 20)
+    with _replacing(Path(dest), mode, f"copying {src} to") as out:
+        _pour(src, out)
+
+
+def _pour(src: Path, out: BinaryIO) -> None:
+    """The bytes of `src` written to `out` (shutil.copyfileobj, without importing shutil)."""
+    with open(src, "rb") as inp:
+        while chunk := inp.read(1 << 20):
+            out.write(chunk)
 
 
 def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callable[[Path], None] | None = None,
@@ -105,15 +123,15 @@ def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callab
         try:
             for path, data in items:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=staging or path.parent)
+                fd, tmp = _temp_beside(path, staging)
                 temps.append((tmp, path))
                 fds.append(fd)
                 if isinstance(data, bytes):
                     with open(fd, "wb", closefd=False) as out:
                         out.write(data)
                 else:
-                    with open(fd, "wb", closefd=False) as out, open(data, "rb") as inp:
-                        shutil.copyfileobj(inp, out, 1 << 20)
+                    with open(fd, "wb", closefd=False) as out:
+                        _pour(data, out)
                     st = os.stat(data)
                     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
                 os.fchmod(fd, mode)
@@ -172,4 +190,11 @@ def rename_tree(tmp: Path, dest: Path, done: Path) -> None:
     except OSError:
         if not done.is_file():
             raise
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, ignore_errors=True)
+
+
+def remove_tree(path: Path | str, ignore_errors: bool = False) -> None:
+    """shutil.rmtree, imported when a tree is removed: publishing one wheel removes none."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)

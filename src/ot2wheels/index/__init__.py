@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
 
 if TYPE_CHECKING:
@@ -20,4 +18,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module  # here: the package itself is on every publish's path
+
     return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

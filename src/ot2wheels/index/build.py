@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 from packaging.version import InvalidVersion
 
 from ..errors import IndexBuildError
-from ..fsutil import atomic_write_all, disk_error, sha256_file
+from ..fsutil import atomic_write_all, disk_error, remove_tree, sha256_file
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import fanout, incremental, quick, swap
 from .model import (
@@ -60,6 +59,8 @@ _WRITTEN: _Copy = ("written", None)
 
 @dataclass(frozen=True)
 class IndexResult:
+    """What a build did, for the summary it prints (cli.print_result)."""
+
     index_dir: Path
     targets: tuple[str, ...]
     projects: int  # across all targets
@@ -75,6 +76,8 @@ class IndexResult:
 
 @dataclass
 class _Published:
+    """A wheel the index publishes now, and its files there."""
+
     entry: WheelEntry
     wheel: Path  # in the current index
     metadata: Path | None  # in the current index, None if it must be regenerated
@@ -83,6 +86,8 @@ class _Published:
 
 @dataclass
 class _New:
+    """A dist wheel admitted to the index: its entry, its file in dist, its METADATA."""
+
     entry: WheelEntry
     wheel: Path  # in dist
     metadata_bytes: bytes
@@ -316,6 +321,8 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
 
 @dataclass(frozen=True)
 class _Candidate:
+    """A dist wheel whose build record allows publishing it (admission checks the rest)."""
+
     target: str
     path: Path
     expected_sha256: str | None  # from its build record, if it has one
@@ -337,6 +344,8 @@ class _Scanned:
 
 @dataclass(frozen=True)
 class _Records:
+    """The build records of one dist folder (_read_records)."""
+
     by_wheel: dict[str, tuple[str, dict]]  # wheel filename -> its record's file name and contents
     failure: Failure | None  # the newest build of the folder, when it failed
     unreadable: list[str]  # records that cannot be read, with why
@@ -646,7 +655,7 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             result = _full_build(dist_dir, index_dir, work, published, folders, remove, fp, yanks, base_url, targets)
         except BaseException:
             if not work.spare:
-                shutil.rmtree(work.path, ignore_errors=True)
+                remove_tree(work.path, ignore_errors=True)
             raise
         return replace(result, seconds=time.monotonic() - start)
 
@@ -716,7 +725,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         _fill(work, plan)
         swap.swap_in(work.path, index_dir)
     elif not work.spare:
-        shutil.rmtree(work.path)
+        remove_tree(work.path)
     tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
     # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
     incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
@@ -1003,7 +1012,10 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         try:
             atomic_write_all(items, renamed, staging=staging)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                os.rmdir(staging)  # empty: every temp file was renamed in or removed
+            except OSError:
+                remove_tree(staging, ignore_errors=True)
     return _result(index_dir, summary, tuple(sorted(f"{t}/{f}" for t, f in new)), remembered, yanks,
                    bool(people), written, start)
 
@@ -1150,6 +1162,8 @@ def _put_unnamed(dest: str, src: _Source) -> None:
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
+            import shutil
+
             shutil.copy2(src[1], dest)
 
 
@@ -1224,7 +1238,7 @@ def _work_tree(index_dir: Path, progress: Callable[[str], None] | None, workers:
         return _Work(spare, True, _old_files(spare), progress, workers)
     work = swap.building_dir(index_dir)
     if work.exists():
-        shutil.rmtree(work)
+        remove_tree(work)
     work.mkdir(parents=True)
     return _Work(work, False, set(), progress, workers)
 
@@ -1243,5 +1257,5 @@ def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, whe
     spare = swap.spare_dir(Path(index_dir).absolute())
     with swap.locked(Path(index_dir).absolute()):  # the spare (previous tree) must not keep them either
         if spare.is_dir():
-            shutil.rmtree(spare)
+            remove_tree(spare)
     return result

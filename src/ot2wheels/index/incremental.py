@@ -91,6 +91,8 @@ def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]
 
 @dataclass(frozen=True)
 class ScanCache:
+    """The scan file beside the index: what the last build saw in dist/ (see above)."""
+
     fingerprint: str
     tree: str  # sha256 of the state file this scan belongs to
     folders: dict[str, list]  # folder -> [mtime_ns, [skipped lines], quick.seen()]

@@ -25,6 +25,8 @@ VENV = "~/ot2wheels-venv"
 
 @dataclass(frozen=True)
 class Instruction:
+    """One way to install from the index, as the landing page prints it."""
+
     kind: str  # install | venv | pip-config | offline-download | offline-install
     intro: str  # the sentence above the block (HTML)
     text: str  # the command lines (plain text; PLACEHOLDER where the project goes)

@@ -130,6 +130,8 @@ class Yank:
 
 @dataclass(frozen=True)
 class YankList:
+    """The yank list (toolchain/yanked.toml): its rules, in file order."""
+
     rules: tuple[Yank, ...] = ()
 
     def status(self, entry: WheelEntry) -> str | None:

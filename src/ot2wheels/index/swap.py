@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+
+from ..fsutil import remove_tree
+from .quick import leftovers
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -83,14 +85,14 @@ def swap_in(new: Path, final: Path) -> None:
     elif exchange(new, final):
         if new != spare:  # `new` now holds the previous tree
             if spare.exists():
-                shutil.rmtree(spare)
+                remove_tree(spare)
             os.rename(new, spare)
     else:
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         os.rename(final, old)
         os.rename(new, final)
         if spare.exists():
-            shutil.rmtree(spare)
+            remove_tree(spare)
         os.rename(old, spare)
     _fsync_dir(final.parent)
 
@@ -98,7 +100,7 @@ def swap_in(new: Path, final: Path) -> None:
 def recover(final: Path) -> list[Path]:
     """Undo what a crashed build left beside `final`. Call with the lock held. Returns removed paths."""
     parent = final.parent
-    if not parent.is_dir():
+    if not leftovers(str(final)):  # one listing; the common case
         return []
     olds = sorted(parent.glob(f".{final.name}.old-*"))
     if not final.exists() and olds:
@@ -107,7 +109,7 @@ def recover(final: Path) -> list[Path]:
     removed = []
     for leftover in [*olds, *sorted(parent.glob(f".{final.name}.building-*")),
                      *sorted(parent.glob(f".{final.name}.staging-*"))]:
-        shutil.rmtree(leftover, ignore_errors=True)
+        remove_tree(leftover, ignore_errors=True)
         removed.append(leftover)
     return removed
 
