@@ -160,7 +160,7 @@ def test_landing_page_names_each_targets_architecture(tmp_path):
     """An armhf and an arm64 target on one page: each section names its own machine, and the
     intro names both (not "32-bit ARM" for everything)."""
     from ot2wheels.index import render
-    from ot2wheels.index.build import _target_info
+    from ot2wheels.index.full import _target_info
     from ot2wheels.index.model import YankList
 
     infos = [_target_info(name, TARGETS) for name in ("bookworm-arm64", TARGET)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,15 +108,13 @@ def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callab
     """Write several files atomically, as `atomic_write` does each, in one go.
 
     Every temp file is written first (a `bytes` item is written, a `Path` item copied from that
-    file, keeping its modification time) and all are fsynced together, on threads: the file
-    system's journal then commits once for the lot instead of once per file (~5 ms each here).
+    file, keeping its modification time) and all are fsynced together (`_fsync_all`: on threads
+    where an fsync waits for the journal, which then commits once for the lot, not once per file).
     Then each temp file is renamed over its path in the order given, so readers and a crash see a
     prefix of the renames, each file whole. `renamed` is called after each rename. `staging` (a
     folder on the same file system) holds the temp files instead of each destination's folder, so
     what a killed process leaves is in one place, not among the files it was replacing.
     """
-    import threading
-
     temps: list[tuple[str, Path]] = []
     path = Path(".")
     try:
@@ -135,23 +134,7 @@ def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callab
                     st = os.stat(data)
                     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
                 os.fchmod(fd, mode)
-            errors: list[OSError] = []
-
-            def sync(part: list[int]) -> None:
-                try:
-                    for fd in part:
-                        os.fsync(fd)
-                except OSError as exc:
-                    errors.append(exc)
-
-            n = min(16, len(fds))
-            threads = [threading.Thread(target=sync, args=(fds[i::n],)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
+            _fsync_all(fds)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -166,6 +149,40 @@ def atomic_write_all(items: Sequence[tuple[Path, bytes | Path]], renamed: Callab
     finally:
         for tmp, _path in temps:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync_all(fds: list[int]) -> None:
+    """fsync every descriptor. On a journaling file system each fsync waits for a commit (~5 ms):
+    concurrent ones share it, so the rest go on threads. When the first one returns at once (tmpfs,
+    nothing to write), so would the rest: starting threads (~0.5 ms each) would cost more."""
+    if not fds:
+        return
+    start = time.monotonic()
+    os.fsync(fds[0])
+    rest = fds[1:]
+    if time.monotonic() - start < 0.001 or len(rest) < 2:
+        for fd in rest:
+            os.fsync(fd)
+        return
+    import threading
+
+    errors: list[OSError] = []
+
+    def sync(part: list[int]) -> None:
+        try:
+            for fd in part:
+                os.fsync(fd)
+        except OSError as exc:
+            errors.append(exc)
+
+    n = min(16, len(rest))
+    threads = [threading.Thread(target=sync, args=(rest[i::n],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def atomic_move(src: Path, dest: Path, mode: int = 0o644) -> None:

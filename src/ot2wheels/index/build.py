@@ -17,25 +17,23 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol
 
 from packaging.version import InvalidVersion
 
 from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, remove_tree, sha256_file
 from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
-from . import fanout, incremental, quick, swap
+from . import incremental, quick, swap
 from .model import (
     Failure,
-    ProjectRow,
     WheelEntry,
     YankList,
     load_yanks,
@@ -47,14 +45,6 @@ from .model import (
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not
-    from . import render
-
-# Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
-# the previous tree), or ("written", None) for a new wheel and its .metadata, which the worker
-# that admitted the wheel wrote into the new tree already (_write_new).
-_Copy = tuple[str, Path | None]
-_Source: TypeAlias = "bytes | _Copy"
-_WRITTEN: _Copy = ("written", None)
 
 
 @dataclass(frozen=True)
@@ -72,16 +62,6 @@ class IndexResult:
     unused_yanks: tuple[str, ...]  # yank rules that match no published wheel
     changed: bool  # False: nothing differed, the index was left untouched
     seconds: float
-
-
-@dataclass
-class _Published:
-    """A wheel the index publishes now, and its files there."""
-
-    entry: WheelEntry
-    wheel: Path  # in the current index
-    metadata: Path | None  # in the current index, None if it must be regenerated
-    metadata_bytes: bytes | None = None
 
 
 @dataclass
@@ -275,50 +255,6 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     return entry, metadata
 
 
-def _visible_dirs(path: Path) -> list[Path]:
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
-    """Every wheel the index publishes now, described from its JSON pages (or the wheel itself)."""
-    out: dict[tuple[str, str], _Published] = {}
-    for tdir in _visible_dirs(index_dir):
-        target = tdir.name
-        for pdir in _visible_dirs(tdir / "files"):
-            known: dict[str, dict] = {}
-            page = tdir / "simple" / pdir.name / "index.json"
-            if page.is_file():
-                try:
-                    known = {f["filename"]: f for f in json.loads(page.read_text())["files"]}
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise IndexBuildError(f"{page}: unreadable published page ({exc}); restore it "
-                                          "from a backup or delete it to have it rebuilt from the wheels") from None
-            for wheel in sorted(pdir.glob("*.whl")):
-                meta = wheel.with_name(wheel.name + ".metadata")
-                info = known.get(wheel.name)
-                size = wheel.stat().st_size
-                if info and info.get("size") == size and meta.is_file():
-                    try:
-                        name, version, _b, _t = parse_wheel_filename(wheel.name)
-                    except BadWheelName as exc:
-                        raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
-                                              "remove it from the index directory by hand") from None
-                    entry = WheelEntry(
-                        target=target, project=name, filename=wheel.name, version=str(version),
-                        sha256=info["hashes"]["sha256"], size=size,
-                        requires_python=info.get("requires-python"),
-                        metadata_sha256=info["core-metadata"]["sha256"],
-                        upload_time=info.get("upload-time") or upload_time(wheel.stat().st_mtime_ns),
-                    )
-                    out[entry.key] = _Published(entry, wheel, meta)
-                else:  # not described by a page (or changed size): read the wheel itself
-                    entry, metadata = inspect_wheel(wheel, target)
-                    out[entry.key] = _Published(entry, wheel, None, metadata)
-    return out
-
-
 @dataclass(frozen=True)
 class _Candidate:
     """A dist wheel whose build record allows publishing it (admission checks the rest)."""
@@ -326,20 +262,6 @@ class _Candidate:
     target: str
     path: Path
     expected_sha256: str | None  # from its build record, if it has one
-
-
-@dataclass(frozen=True)
-class _Scanned:
-    """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
-    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels it may
-    publish as (target, filename, path), what it does not publish and why, its failed newest
-    build), the new wheels admitted and copied from them, the ones refused (why), and the tag
-    sets computed (_TagCheck.known)."""
-
-    folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
-    new: dict[tuple[str, str], WheelEntry]
-    refused: list[str]
-    tags: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -557,37 +479,6 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
     return new
 
 
-def _targets_kept(targets: TargetSet) -> tuple[dict[str, render.TargetInfo], dict[str, list[str]]]:
-    """What the scan cache keeps of the targets file (ScanCache.targets and .common)."""
-    return ({n: _target_info(n, targets) for n in targets.targets},
-            {n: sorted(t.common_tags()) for n, t in targets.targets.items()})
-
-
-def _target_info(name: str, targets: TargetSet | None) -> render.TargetInfo:
-    from ..targets import pip_target_args
-    from . import render
-
-    t = targets.targets.get(name) if targets else None
-    if t is None:
-        return render.TargetInfo(name=name)
-    return render.TargetInfo(name=name, description=t.description, python=t.python,
-                             platform=t.platform, glibc=t.glibc_str, site=t.site, provider=t.provider,
-                             pip_target_args=tuple(pip_target_args(t)), machine=t.arch,
-                             arch=t.architecture.label)
-
-
-def _old_files(index_dir: Path) -> set[str]:
-    if not index_dir.is_dir():
-        return set()
-    out: set[str] = set()
-    top = str(index_dir)
-    for dirpath, _dirs, files in os.walk(top):
-        rel = os.path.relpath(dirpath, top)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        out.update(prefix + f for f in files)
-    return out
-
-
 def _same_bytes(path: Path, data: bytes) -> bool:
     try:
         if path.stat().st_size != len(data):
@@ -647,166 +538,9 @@ def _build_index(dist_dir: Path, index_dir: Path, yanked_file: Path | None, base
             done = _incremental(dist_dir, index_dir, fp, yanks, base_url, targets, progress, start, listed)
             if done is not None:
                 return done
-        targets = _loaded(targets)
-        published = read_published(index_dir)
-        folders = dict(sorted(quick.dist_folders(str(dist_dir)).items()))
-        work = _work_tree(index_dir, progress, workers)
-        try:
-            result = _full_build(dist_dir, index_dir, work, published, folders, remove, fp, yanks, base_url, targets)
-        except BaseException:
-            if not work.spare:
-                remove_tree(work.path, ignore_errors=True)
-            raise
-        return replace(result, seconds=time.monotonic() - start)
+        from .full import rebuild
 
-
-def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tuple[str, str], _Published],
-                folders: dict[str, int], remove: list[tuple[str, str]], fp: str, yanks: YankList,
-                base_url: str | None, targets: TargetSet) -> IndexResult:
-    """Every page recomputed, the tree `work` brought to what they say and swapped in. The dist
-    folders are scanned, and their new wheels admitted and copied into `work`, by worker
-    processes (fanout.py), each taking a run of the sorted folders."""
-    published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
-    split = fanout.parts(list(folders.items()), work.workers)
-
-    def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
-        scanned, found, made = [], [], set[str]()
-        for folder, mtime in part:
-            seen = quick.seen(str(dist_dir), folder, mtime)
-            cands, sk, failure = scan_project(dist_dir, folder, targets)
-            found += cands
-            scanned.append((folder, seen, [(c.target, c.path.name, str(c.path)) for c in cands], sk, failure))
-        check, refused = _TagCheck(targets), list[str]()
-        admitted = _admit(found, published_files, check, refused,
-                          lambda n, data, st: work.put_wheel(n, data, st, made))
-        return _Scanned(scanned, {k: n.entry for k, n in admitted.items()}, refused, check.known)
-
-    skipped: list[str] = []
-    skipped_by_folder: dict[str, list[str]] = {}
-    failures: render.Failures = {}
-    seen: dict[str, str | None] = {}
-    dist_keys: dict[tuple[str, str], str] = {}
-    check_tags = _TagCheck(targets)
-    new: dict[tuple[str, str], WheelEntry] = {}
-    results = fanout.run(scan_and_admit, split)
-    for result in results:  # in folder order, as one process would have gone through them
-        for folder, folder_seen, found, sk, failure in result.folders:
-            seen[folder] = folder_seen
-            dist_keys.update(((t, name), path) for t, name, path in found)
-            skipped_by_folder[folder] = sk
-            skipped += sk
-            if failure is not None and folder.split("/")[0] in targets.targets:
-                failures[_folder_key(folder)] = failure
-    for result in results:
-        new.update(result.new)
-        skipped += result.refused
-        check_tags.known.update(result.tags)
-
-    removed = []
-    for target, filename in remove:
-        key = (target, filename)
-        if key not in published:
-            raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
-        if key in dist_keys:
-            raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
-                                  "again; delete it from dist first")
-        del published[key]
-        removed.append(f"{target}/{filename}")
-
-    entries = [p.entry for p in published.values()] + list(new.values())
-    old_files = _old_files(index_dir)
-    plan, state = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets, failures)
-
-    unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
-    changed = unchanged != old_files or len(unchanged) != len(plan)
-    rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes) or (
-        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r))))  # not the wheels themselves
-    if changed:
-        _fill(work, plan)
-        swap.swap_in(work.path, index_dir)
-    elif not work.spare:
-        remove_tree(work.path)
-    tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
-    # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
-    incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-        f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-        incremental.summary(state), check_tags.known, *_targets_kept(targets)))
-    return IndexResult(
-        index_dir=index_dir,
-        targets=tuple(sorted({e.target for e in entries})),
-        projects=len({(e.target, e.project) for e in entries}),
-        wheels=len(entries),
-        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
-        removed=tuple(sorted(removed)),
-        skipped=tuple(skipped),
-        rewritten=rewritten,
-        unused_yanks=tuple(yanks.unused(entries)),
-        changed=changed,
-        seconds=0.0,
-    )
-
-
-@dataclass(frozen=True)
-class _Work:
-    """The tree a full build writes before swapping it in: a new folder beside the index, or the
-    spare tree (the previous generation, never served) brought up to date. A file the spare
-    holds may be a hard link shared with the live tree: it is unlinked, never written in place.
-    Written by several worker processes at once (fanout.py); `made` is each one's record of the
-    folders it made."""
-
-    path: Path
-    spare: bool
-    existing: set[str]  # the files it held when the build started
-    progress: Callable[[str], None] | None
-    workers: int | None
-
-    def _folder(self, rel: str, made: set[str]) -> None:
-        folder = rel.rpartition("/")[0]
-        if folder and folder not in made:
-            _make_folder(f"{self.path}/{folder}")
-            made.add(folder)
-
-    def put(self, rel: str, data: bytes, made: set[str]) -> None:
-        """A page (`data`) at `rel`, unless the tree holds these bytes there already."""
-        dest = f"{self.path}/{rel}"
-        if rel in self.existing:
-            if _same_bytes(Path(dest), data):
-                return
-            os.unlink(dest)
-        else:
-            self._folder(rel, made)
-        _put(dest, data)
-        if self.progress and rel.endswith("/index.html") and "/simple/" in rel:
-            self.progress(rel)
-
-    def put_wheel(self, n: _New, data: bytes | None, st: os.stat_result, made: set[str]) -> None:
-        """A new wheel (`data`: its bytes, None to copy it from dist) and its .metadata, right
-        after its admission. A copy from dist must still have the hash admission saw."""
-        rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-        self._folder(rel, made)
-        dest = f"{self.path}/{rel}"
-        for path in (dest, dest + ".metadata") if self.spare else ():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        try:
-            if data is None:
-                with open(n.wheel, "rb") as src, open(dest, "xb") as out:
-                    digest = hashlib.sha256()
-                    while chunk := src.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-                if digest.hexdigest() != n.entry.sha256:
-                    raise IndexBuildError(f"{n.wheel} changed while it was being published; run the build again")
-                os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
-            else:
-                fd = _write_bytes(dest, data)
-                try:  # as copy2 does: the upload-time of a wheel whose page is lost
-                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-                finally:
-                    os.close(fd)
-            os.close(_write_bytes(dest + ".metadata", n.metadata_bytes))
-        except OSError as exc:  # name the file being written, not the copy's source or nothing
-            raise OSError(exc.errno, exc.strerror, dest) from exc
+        return rebuild(dist_dir, index_dir, remove, fp, yanks, base_url, _loaded(targets), progress, workers, start)
 
 
 def _folder_key(folder: str) -> tuple[str, str]:
@@ -1044,203 +778,6 @@ def _result(index_dir: Path, summary: list, added: tuple[str, ...], folders: dic
         changed=changed,
         seconds=time.monotonic() - start,
     )
-
-
-# Subtrees of the index written by other tools, carried over into every new tree.
-KEPT_DIRS = ("report",)
-
-
-def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tuple[str, str], _Published],
-          new: dict[tuple[str, str], WheelEntry],
-          entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
-    """Every file of the new tree (its bytes, or where to copy/link it from), and its state.
-    The projects' own pages are rendered and written into the new tree by worker processes
-    (each a run of the sorted project names); the pages listing every project are made here."""
-    from . import render
-
-    links = render.Links(base_url)
-    plan: dict[str, _Source] = {}
-
-    def page(rel: str, data: bytes) -> None:  # `old_files`: no stat of pages a first build cannot have
-        old = index_dir / rel if rel in old_files else None
-        plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
-
-    for p in published.values():
-        rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
-        plan[rel] = ("link", p.wheel)
-        if p.metadata is not None:
-            plan[rel + ".metadata"] = ("link", p.metadata)
-        else:
-            page(rel + ".metadata", p.metadata_bytes or b"")
-    for e in new.values():  # already in the new tree
-        rel = f"{e.target}/files/{e.project}/{e.filename}"
-        plan[rel] = plan[rel + ".metadata"] = _WRITTEN
-
-    by_target: dict[str, dict[str, list[WheelEntry]]] = {}
-    for e in entries:
-        by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-    by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
-    for e in entries:
-        by_project.setdefault(e.project, []).append(e)
-    served = sorted(by_target)
-
-    def project_pages(names: list[str]) -> tuple[dict[tuple[str, str], ProjectRow], list[tuple[str, _Source]]]:
-        """Each project's simple pages (per target) and page for people, written into the new tree
-        unless the live tree has them already (then linked from it); their rows."""
-        rows: dict[tuple[str, str], ProjectRow] = {}
-        out: list[tuple[str, _Source]] = []
-        made: set[str] = set()
-
-        def put(rel: str, data: bytes) -> None:
-            old = f"{index_dir}/{rel}" if rel in old_files else None
-            if old is not None and _same_bytes(Path(old), data):
-                out.append((rel, ("link", Path(old))))
-            else:
-                work.put(rel, data, made)
-                out.append((rel, _WRITTEN))
-
-        for name in names:
-            for target in served:
-                mine = by_target[target].get(name)
-                if mine is not None:
-                    put(f"{target}/simple/{name}/index.html", render.project_html(name, mine, yanks, links))
-                    put(f"{target}/simple/{name}/index.json", render.project_json(name, mine, yanks, links))
-                    rows[(target, name)] = project_row(target, name, mine, yanks)
-            put(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
-        return rows, out
-
-    rows: dict[tuple[str, str], ProjectRow] = {}
-    for part_rows, part_files in fanout.run(project_pages, fanout.parts(sorted(by_project), work.workers)):
-        rows.update(part_rows)
-        plan.update(part_files)
-    for target in served:
-        names = sorted(by_target[target])
-        page(f"{target}/simple/index.html", render.root_html(names, target, links))
-        page(f"{target}/simple/index.json", render.root_json(names))
-        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
-    infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
-    state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
-    page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
-    page(incremental.STATE_NAME, incremental.state_bytes(state))
-    # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
-    # `invoke report` writes (report/) are kept as they are.
-    if index_dir.is_dir():
-        for extra in sorted(index_dir.iterdir()):
-            if extra.is_file() and extra.name not in plan:
-                plan[extra.name] = ("link", extra)
-        for kept in KEPT_DIRS:
-            for f in sorted((index_dir / kept).rglob("*")):
-                if f.is_file():
-                    plan[f.relative_to(index_dir).as_posix()] = ("link", f)
-    return plan, state
-
-
-def _put(dest: str, src: _Source) -> None:
-    """Create `dest` (which must not exist) from new bytes, a hard link, or a copy."""
-    try:
-        _put_unnamed(dest, src)
-    except OSError as exc:  # name the file being written, not the copy's source or nothing
-        raise OSError(exc.errno, exc.strerror, dest) from exc
-
-
-def _write_bytes(dest: str, data: bytes) -> int:
-    """A new file holding `data` (os-level: tens of thousands of small files per full build);
-    returns its descriptor, still open."""
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return fd
-
-
-def _put_unnamed(dest: str, src: _Source) -> None:
-    if isinstance(src, bytes):
-        os.close(_write_bytes(dest, src))
-    else:
-        assert src[1] is not None
-        try:
-            os.link(src[1], dest)
-        except OSError:  # filesystem without hard links
-            import shutil
-
-            shutil.copy2(src[1], dest)
-
-
-def _is_current(dest: str, src: _Source) -> bool:
-    """Whether `dest` in the spare tree already holds what the plan wants there."""
-    try:
-        if isinstance(src, bytes):
-            return _same_bytes(Path(dest), src)
-        if isinstance(src, tuple) and src[1] is not None:
-            a, b = os.stat(dest), os.stat(src[1])
-            return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
-    except FileNotFoundError:
-        return False
-    return False  # a copy from dist: always written anew
-
-
-def _fill(work: _Work, plan: dict[str, _Source]) -> None:
-    """Make the tree `work` hold exactly `plan`: what the workers wrote already stays, files it
-    held that the plan does not name go, the rest is written by worker processes, each a
-    contiguous run of the sorted paths (so mostly its own folders)."""
-    top = work.path
-    for rel in sorted(work.existing - plan.keys()):
-        os.unlink(f"{top}/{rel}")
-    ops: list[tuple[str, _Source]] = []
-    for rel in sorted(plan):
-        src = plan[rel]
-        if src == _WRITTEN:
-            continue
-        if rel in work.existing and not isinstance(src, bytes):  # (bytes: Work.put checks)
-            if _is_current(f"{top}/{rel}", src):
-                continue
-            os.unlink(f"{top}/{rel}")
-        ops.append((rel, src))
-
-    def put_all(part: list[tuple[str, _Source]]) -> None:
-        made: set[str] = set()
-        for rel, src in part:
-            if isinstance(src, bytes):
-                work.put(rel, src, made)
-            else:
-                work._folder(rel, made)
-                _put(f"{top}/{rel}", src)
-
-    fanout.run(put_all, fanout.parts(ops, work.workers))  # the first error (disk full...) stops the build
-    if work.existing:  # folders left empty by removed files (an empty folder would be served as a listing)
-        for dirpath, _dirs, files in os.walk(top, topdown=False):
-            if dirpath != str(top) and not files and not os.listdir(dirpath):
-                os.rmdir(dirpath)
-
-
-def _make_folder(path: str) -> None:
-    """`path` and its parents, one mkdir when only the last is missing (the common case: the
-    paths come sorted). Another worker may make the same folder at the same time."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
-
-
-def _work_tree(index_dir: Path, progress: Callable[[str], None] | None, workers: int | None) -> _Work:
-    """Where a full build writes its new tree.
-
-    The previous live tree is kept as the spare (`.<name>.spare`) after a swap; the next build
-    brings the spare up to date, touching only what differs, instead of recreating every file.
-    Otherwise a new folder beside the index. A crash while either is written leaves the live
-    tree as it was.
-    """
-    spare = swap.spare_dir(index_dir)
-    if spare.is_dir() and index_dir.is_dir():
-        return _Work(spare, True, _old_files(spare), progress, workers)
-    work = swap.building_dir(index_dir)
-    if work.exists():
-        remove_tree(work)
-    work.mkdir(parents=True)
-    return _Work(work, False, set(), progress, workers)
 
 
 def remove_wheels(dist_dir: Path, index_dir: Path, yanked_file: Path | None, wheels: Iterable[tuple[str, str]],
