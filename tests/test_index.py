@@ -336,7 +336,7 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
     assert _zip_members(buf.getvalue(), wanted, ends) is None
 
 
-@pytest.mark.parametrize("style", ["plain", "quoted-crlf", "metadata-last"])
+@pytest.mark.parametrize("style", ["plain", "quoted-crlf", "metadata-last", "plain-crlf", "no-size-crlf"])
 def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
     """RECORD is searched for METADATA's line rather than parsed whole; quoting and CRLF line
     ends (csv.QUOTE_ALL writers) and any position still verify, and a wrong hash still fails."""
@@ -354,9 +354,11 @@ def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
             ["x-1.0.dist-info/RECORD", "", ""]]
     if style == "metadata-last":
         rows = [rows[0], rows[2], rows[1]]
+    if style == "no-size-crlf":  # the hash is then the last field, just before the line end
+        rows[1] = rows[1][:2]
     out = io.StringIO()
     csv.writer(out, quoting=csv.QUOTE_ALL if style == "quoted-crlf" else csv.QUOTE_MINIMAL,
-               lineterminator="\r\n" if style == "quoted-crlf" else "\n").writerows(rows)
+               lineterminator="\r\n" if style.endswith("crlf") else "\n").writerows(rows)
 
     def wheel(record: str) -> bytes:
         buf = io.BytesIO()
@@ -369,6 +371,25 @@ def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
     assert _read_metadata(path, wheel(out.getvalue())) == metadata
     with pytest.raises(ValueError, match="does not match the hash in RECORD"):
         _read_metadata(path, wheel(out.getvalue().replace(digest, digest[::-1])))
+
+
+@pytest.mark.parametrize(("record", "error"), [
+    ("x-1.0.dist-info/METADATA\n", "RECORD has no line for METADATA"),
+    (f'x-1.0.dist-info/METADATA,"sha256={"a" * 140_000}"\n', "RECORD is not valid CSV"),  # csv's field limit
+    ("x-1.0.dist-info/METADATA,md5=abc,4\n", "hashes METADATA with 'md5'"),
+])
+def test_broken_record_line_is_a_clear_error(tmp_path, record, error):
+    import io
+    import zipfile
+
+    from ot2wheels.index.build import _read_metadata
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x-1.0.dist-info/METADATA", b"Name: x\n")
+        zf.writestr("x-1.0.dist-info/RECORD", record)
+    with pytest.raises(ValueError, match=error):
+        _read_metadata(tmp_path / "x-1.0-py3-none-any.whl", buf.getvalue())
 
 
 def test_tampered_or_mislabelled_wheels_are_refused(tmp_path, real_wheels):

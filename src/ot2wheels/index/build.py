@@ -17,6 +17,7 @@ beside the old one and swapped in atomically.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -115,7 +116,8 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
         pos += 46 + nlen + xlen + clen
         if not raw_name.endswith(ends):
             continue
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+        # ASCII reads the same in both encodings (and needs no codec loaded for cp437)
+        name = raw_name.decode("ascii" if raw_name.isascii() else "utf-8" if flags & 0x800 else "cp437")
         if wanted(name):
             if name in found or flags & 1 or method not in (0, 8):
                 return None
@@ -144,9 +146,6 @@ class BadZipFile(ValueError):
 def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
     """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
     RECORD gives for it. Only the central directory and these two members are read."""
-    import base64
-    import csv
-
     def wanted(name: str) -> bool:
         return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
 
@@ -171,13 +170,24 @@ def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
     # The METADATA line found without parsing every line (RECORD lists every file of the wheel);
     # a valid dist-info name holds no comma or quote, but a writer may quote every field.
     start = f"\n{record}".find(f"\n{infos[0]},")
-    lines = [record[start:].partition("\n")[0]] if start >= 0 else record.splitlines()
-    for row in csv.reader(lines):
-        if row and row[0] == infos[0]:
+    line = record[start:].partition("\n")[0].rstrip("\r") if start >= 0 else None
+    if line is not None and '"' not in line:  # what csv would read: no quoting to undo
+        rows = [line.split(",")]
+    else:
+        import csv
+
+        try:
+            rows = list(csv.reader([line] if line is not None else record.splitlines()))
+        except csv.Error as exc:
+            raise ValueError(f"RECORD is not valid CSV ({exc})") from None
+    for row in rows:
+        if len(row) > 1 and row[0] == infos[0]:
             algo, _, digest = row[1].partition("=")
             if algo != "sha256":
                 raise ValueError(f"RECORD hashes METADATA with {algo!r}, expected sha256")
-            actual = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+            # base64.urlsafe_b64encode without importing base64 (a module for one call)
+            actual = (binascii.b2a_base64(hashlib.sha256(metadata).digest(), newline=False).rstrip(b"=")
+                      .replace(b"+", b"-").replace(b"/", b"_").decode())
             if actual != digest:
                 raise ValueError("METADATA does not match the hash in RECORD")
             return metadata
@@ -223,11 +233,9 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         name, version, _build, _tags = parse_wheel_filename(path.name)
     except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
-    import csv
-
     try:
         metadata = _read_metadata(path, data)
-    except (KeyError, ValueError, OSError, csv.Error) as exc:
+    except (KeyError, ValueError, OSError) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
     raw = _core_fields(metadata)

@@ -13,7 +13,6 @@ project to the version built here, so pip does not pick a newer wheel from PyPI 
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from .model import TargetInfo
@@ -52,7 +51,11 @@ def for_target(t: TargetInfo, base: str) -> list[Instruction]:
     simple, constraints = urls(t, base)
     buildroot = t.provider == "buildroot-sdk"
     # On a Buildroot device (the OT-2) /usr is read-only: user packages go to the target's site.
-    target_opt = f" --target {shlex.quote(t.site)}" if buildroot and t.site else ""
+    target_opt = ""
+    if buildroot and t.site:
+        import shlex
+
+        target_opt = f" --target {shlex.quote(t.site)}"
     install = (f"python3 -m pip install --only-binary=:all: --extra-index-url {simple} "
                f"-c {constraints}{target_opt} {PLACEHOLDER}")
     out = []
