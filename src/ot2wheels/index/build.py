@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from packaging.version import InvalidVersion
 
@@ -65,9 +65,9 @@ class IndexResult:
     seconds: float
 
 
-@dataclass
-class _New:
-    """A dist wheel admitted to the index: its entry, its file in dist, its METADATA."""
+class _New(NamedTuple):
+    """A dist wheel admitted to the index: its entry, its file in dist, its METADATA. (This and
+    the other per-wheel records are NamedTuples, as WheelEntry is: see there.)"""
 
     entry: WheelEntry
     wheel: Path  # in dist
@@ -263,8 +263,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     return entry, metadata
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     """A dist wheel whose build record allows publishing it (admission checks the rest)."""
 
     target: str
@@ -272,8 +271,7 @@ class _Candidate:
     expected_sha256: str | None  # from its build record, if it has one
 
 
-@dataclass(frozen=True)
-class _Records:
+class _Records(NamedTuple):
     """The build records of one dist folder (_read_records)."""
 
     by_wheel: dict[str, tuple[str, dict]]  # wheel filename -> its record's file name and contents
