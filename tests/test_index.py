@@ -1070,3 +1070,26 @@ def test_upload_time_is_first_publication_and_uv_exclude_newer_honours_it(tmp_pa
                                   env=_client_env(tmp_path), capture_output=True, text=True)
             assert proc.returncode == 0, proc.stderr
             assert expected in proc.stdout, (cutoff, proc.stdout)
+
+
+@pytest.mark.parametrize("told", [0, 5, 99_999, 100_000, 100_001, 300_000])
+def test_read_fd_reads_the_whole_file_whatever_its_size_was(tmp_path, told, monkeypatch):
+    """A file read with the size its stat gave takes one read; one that grew or shrank since
+    (the size told is stale) is still read whole."""
+    import os
+
+    from ot2wheels.index import build
+
+    data = os.urandom(100_000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(build.os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert build._read_fd(fd, told) == data
+    finally:
+        os.close(fd)
+    if told == len(data):
+        assert len(reads) == 1

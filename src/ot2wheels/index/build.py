@@ -80,9 +80,14 @@ _READ_WHOLE = 64 << 20
 
 
 def _read_fd(fd: int, size: int) -> bytes:
-    """The whole file behind `fd`, whose size is `size` (one read for a small file)."""
-    chunks = []
-    while chunk := os.read(fd, max(size + 1, 1 << 16)):  # +1: a file grown since its stat still ends
+    """The whole file behind `fd`, whose size is `size`: one read when it holds that many bytes
+    (one more is asked for, so a file that grew since its stat is read on to its end)."""
+    chunk = os.read(fd, max(size + 1, 1 << 16))
+    if len(chunk) == size:  # no read to see the end: a full build reads 20,000 files
+        return chunk
+    chunks = [chunk]
+    while chunk:
+        chunk = os.read(fd, max(size + 1, 1 << 16))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -230,7 +235,8 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it.
     `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
-        name, version, _build, _tags = parse_wheel_filename(path.name)
+        filename = path.name
+        name, version, _build, _tags = parse_wheel_filename(filename)
     except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     try:
@@ -252,7 +258,7 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
     entry = WheelEntry(
         target=target,
         project=name,
-        filename=path.name,
+        filename=filename,
         version=version_text(version),
         sha256=sha256 or sha256_file(path),
         size=stat.st_size,
@@ -268,6 +274,7 @@ class _Candidate(NamedTuple):
 
     target: str
     path: Path
+    name: str  # path.name (a property computed on each use)
     expected_sha256: str | None  # from its build record, if it has one
 
 
@@ -376,7 +383,7 @@ def scan_project(dist_dir: Path, folder: str, targets: _Targets) -> tuple[list[_
         if why:
             skipped.append(f"{where}: {why} ({record_name})")
             continue
-        found.append(_Candidate(target, pdir / name, record.get("wheel_sha256")))
+        found.append(_Candidate(target, pdir / name, name, record.get("wheel_sha256")))
     return found, skipped, recs.failure
 
 
@@ -430,7 +437,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
                                         bytes | None, os.stat_result] | None:
         """(sha256, the wheel described or why it is broken, its bytes or None, its stat).
         The wheel is read once: hashed and its METADATA taken from the same bytes."""
-        old = published.get((cand.target, cand.path.name))
+        old = published.get((cand.target, cand.name))
         if old is not None and os.path.exists(old[1]) and os.path.samefile(old[1], cand.path):
             return None
         data: bytes | None = None
@@ -458,11 +465,11 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
         if result is None:
             continue
         target, path = cand.target, cand.path
-        key = (target, path.name)
+        key = (target, cand.name)
         old = published.get(key)
         sha, described, data, st = result
         if cand.expected_sha256 and sha != cand.expected_sha256:
-            skipped.append(f"{target}/{path.name}: changed since its build record was written "
+            skipped.append(f"{target}/{cand.name}: changed since its build record was written "
                            f"(sha256 {sha}, record says {cand.expected_sha256}); rebuild it")
             continue
         if old is not None:
@@ -676,7 +683,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         found, skipped, failure = scan_project(dist_dir, folder, targets)
         published: dict[tuple[str, str], tuple[str, str]] = {}
         for cand in found:  # a filename can only be published under its own project
-            project = _wheel_project(cand.path.name)
+            project = _wheel_project(cand.name)
             if project is not None:
                 published.update((e.key, (e.sha256, f"{top}/{e.target}/files/{e.project}/{e.filename}"))
                                  for e in entries_of((cand.target, project)))

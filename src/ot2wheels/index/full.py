@@ -179,7 +179,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             seen = quick.seen(str(dist_dir), folder, mtime)
             cands, sk, failure = scan_project(dist_dir, folder, targets)
             found += cands
-            scanned.append((folder, seen, [(c.target, c.path.name, str(c.path)) for c in cands], sk, failure))
+            scanned.append((folder, seen, [(c.target, c.name, str(c.path)) for c in cands], sk, failure))
         check, refused = _TagCheck(targets), list[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
@@ -219,7 +219,8 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
 
     entries = [p.entry for p in published.values()] + list(new.values())
     old_files = _old_files(index_dir)
-    plan, state = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets, failures)
+    plan, state, state_data = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets,
+                                    failures)
 
     unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
     changed = unchanged != old_files or len(unchanged) != len(plan)
@@ -230,7 +231,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         swap.swap_in(work.path, index_dir)
     elif not work.spare:
         remove_tree(work.path)
-    tree = hashlib.sha256(incremental.state_bytes(state)).hexdigest()
+    tree = hashlib.sha256(state_data).hexdigest()
     # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
     incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
         f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
@@ -320,8 +321,10 @@ KEPT_DIRS = ("report",)
 def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tuple[str, str], _Published],
           new: dict[tuple[str, str], WheelEntry],
           entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures) -> tuple[dict[str, _Source], incremental.State]:
-    """Every file of the new tree (its bytes, or where to copy/link it from), and its state.
+          targets: TargetSet | None, failures: render.Failures,
+          ) -> tuple[dict[str, _Source], incremental.State, bytes]:
+    """Every file of the new tree (its bytes, or where to copy/link it from), its state, and the
+    state file's bytes.
     The projects' own pages are rendered and written into the new tree by worker processes
     (each a run of the sorted project names); the pages listing every project are made here."""
     from . import render
@@ -389,7 +392,8 @@ def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tup
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
     state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
     page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
-    page(incremental.STATE_NAME, incremental.state_bytes(state))
+    state_data = incremental.state_bytes(state)
+    page(incremental.STATE_NAME, state_data)
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
     if index_dir.is_dir():
@@ -400,7 +404,7 @@ def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tup
             for f in sorted((index_dir / kept).rglob("*")):
                 if f.is_file():
                     plan[f.relative_to(index_dir).as_posix()] = ("link", f)
-    return plan, state
+    return plan, state, state_data
 
 
 def _put(dest: str, src: _Source) -> None:
