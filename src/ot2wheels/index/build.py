@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import json
 import os
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class _New(NamedTuple):
     the other per-wheel records are NamedTuples, as WheelEntry is: see there.)"""
 
     entry: WheelEntry
-    wheel: Path  # in dist
+    wheel: str  # its file in dist
     metadata_bytes: bytes
 
 
@@ -92,6 +93,13 @@ def _read_fd(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+# Zip records, compiled once: the end of the central directory, a central directory entry (from its
+# flags on), and a local header's name and extra lengths.
+_END = struct.Struct("<4s4H2LH")
+_ENTRY = struct.Struct("<8xHH4xLLLHHH8xL")
+_LOCAL_NAMES = struct.Struct("<HH")
+
+
 def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, ...]) -> dict[str, bytes] | None:
     """The members of a zip archive (in memory) whose names `wanted` accepts, or None when the
     archive is anything but a plain one (zip64, encryption, a method other than stored/deflate,
@@ -101,13 +109,12 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
 
     A full build reads thousands of small wheels; zipfile builds a ZipInfo for every member of
     each and cost most of the build's CPU time."""
-    import struct
     import zlib
 
     end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
     if end < 0 or len(data) < end + 22:
         return None
-    _sig, disk, cd_disk, _n_here, count, cd_size, cd_offset, _clen = struct.unpack_from("<4s4H2LH", data, end)
+    _sig, disk, cd_disk, _n_here, count, cd_size, cd_offset, _clen = _END.unpack_from(data, end)
     if disk or cd_disk or count == 0xFFFF or cd_offset == 0xFFFFFFFF or cd_offset + cd_size != end:
         return None
     found: dict[str, tuple[int, int, int, int, int, int]] = {}
@@ -116,7 +123,7 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
         if data[pos:pos + 4] != b"PK\x01\x02":
             return None
         (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
-            struct.unpack_from("<8xHH4xLLLHHH8xL", data, pos))
+            _ENTRY.unpack_from(data, pos))
         raw_name = data[pos + 46:pos + 46 + nlen]
         pos += 46 + nlen + xlen + clen
         if not raw_name.endswith(ends):
@@ -133,7 +140,7 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
     for name, (_flags, method, crc, csize, usize, offset) in found.items():
         if data[offset:offset + 4] != b"PK\x03\x04":
             return None
-        nlen, xlen = struct.unpack_from("<HH", data, offset + 26)
+        nlen, xlen = _LOCAL_NAMES.unpack_from(data, offset + 26)
         start = offset + 30 + nlen + xlen
         raw = data[start:start + csize]
         member = raw if method == 0 else zlib.decompress(raw, -15)
@@ -148,7 +155,7 @@ class BadZipFile(ValueError):
     ...)"), so that catching it does not import zipfile, which a wheel read by _zip_members never needs."""
 
 
-def _read_metadata(path: Path, data: bytes | None = None) -> bytes:
+def _read_metadata(path: Path | str, data: bytes | None = None) -> bytes:
     """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
     RECORD gives for it. Only the central directory and these two members are read."""
     def wanted(name: str) -> bool:
@@ -230,12 +237,12 @@ def _core_fields(metadata: bytes) -> dict[str, str]:
     return out
 
 
-def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: bytes | None = None,
+def inspect_wheel(path: Path | str, target: str, sha256: str | None = None, data: bytes | None = None,
                   stat: os.stat_result | None = None) -> tuple[WheelEntry, bytes]:
     """Check a wheel (filename, RECORD hash of METADATA, name/version agree) and describe it.
     `data` (its bytes), `sha256` and `stat` save reading the file again when the caller has them."""
     try:
-        filename = path.name
+        filename = os.path.basename(path)
         name, version, _build, _tags = parse_wheel_filename(filename)
     except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
@@ -254,13 +261,13 @@ def inspect_wheel(path: Path, target: str, sha256: str | None = None, data: byte
         raise IndexBuildError(f"{path}: METADATA says {meta_name} {meta_version} but the filename says "
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = raw.get("requires-python")
-    stat = stat or path.stat()
+    stat = stat or os.stat(path)
     entry = WheelEntry(
         target=target,
         project=name,
         filename=filename,
         version=version_text(version),
-        sha256=sha256 or sha256_file(path),
+        sha256=sha256 or sha256_file(Path(path)),
         size=stat.st_size,
         requires_python=requires_python or None,
         metadata_sha256=hashlib.sha256(metadata).hexdigest(),
@@ -273,8 +280,8 @@ class _Candidate(NamedTuple):
     """A dist wheel whose build record allows publishing it (admission checks the rest)."""
 
     target: str
-    path: Path
-    name: str  # path.name (a property computed on each use)
+    path: str  # its file in dist: a string (a Path per wheel cost more than parsing its METADATA)
+    name: str  # its file name
     expected_sha256: str | None  # from its build record, if it has one
 
 
@@ -365,6 +372,7 @@ def scan_project(dist_dir: Path, folder: str, targets: _Targets) -> tuple[list[_
     except (FileNotFoundError, NotADirectoryError):  # removed since dist_folders listed it
         names = []
     recs = _read_records(pdir, names) if known else _Records({}, None, [])
+    top = str(pdir)
     skipped += recs.unreadable
     for name in names:
         if not name.endswith(".whl"):
@@ -383,7 +391,7 @@ def scan_project(dist_dir: Path, folder: str, targets: _Targets) -> tuple[list[_
         if why:
             skipped.append(f"{where}: {why} ({record_name})")
             continue
-        found.append(_Candidate(target, pdir / name, name, record.get("wheel_sha256")))
+        found.append(_Candidate(target, f"{top}/{name}", name, record.get("wheel_sha256")))
     return found, skipped, recs.failure
 
 
@@ -399,7 +407,7 @@ class _TagCheck:
         self.tags: dict[str, frozenset[str]] = {}
         self.common = {name: frozenset(tags) for name, tags in (common or {}).items()}  # kept by the scan cache
 
-    def __call__(self, entry: WheelEntry, path: Path) -> None:
+    def __call__(self, entry: WheelEntry, path: Path | str) -> None:
         name = entry.target  # a Target only when needed: an incremental publish may not have parsed the file
         if name not in self.common:
             self.common[name] = self.targets.targets[name].common_tags()
@@ -413,7 +421,7 @@ class _TagCheck:
         _check_tags(entry, path, t, self.tags[name])
 
 
-def _check_tags(entry: WheelEntry, path: Path, t: Target, supported: frozenset[str]) -> None:
+def _check_tags(entry: WheelEntry, path: Path | str, t: Target, supported: frozenset[str]) -> None:
     wheel_tags = parse_wheel_filename(entry.filename)[3]
     if not wheel_tags & supported:
         raise IndexBuildError(
@@ -481,7 +489,7 @@ def _admit(candidates: list[_Candidate], published: Mapping[tuple[str, str], tup
                     "(e.g. `python -m wheel tags --build 1 WHEEL`), or delete the new one from dist.")
             continue
         if isinstance(described, IndexBuildError):  # one broken wheel must not stop every other project
-            skipped.append(f"{target}/{path.parent.name}/{path.name}: {described}")
+            skipped.append(f"{target}/{os.path.basename(os.path.dirname(path))}/{cand.name}: {described}")
             continue
         assert described is not None
         entry, metadata = described
@@ -709,7 +717,7 @@ def _publish_new(dist_dir: Path, index_dir: Path, fp: str, yanks: YankList, base
         rows = dict(state.rows)
         for n in new.values():  # 1. the files, not linked from anywhere yet
             rel = f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}"
-            writes += [(rel, n.wheel), (rel + ".metadata", n.metadata_bytes)]
+            writes += [(rel, Path(n.wheel)), (rel + ".metadata", n.metadata_bytes)]
             written.append(rel)
         for t, p in touched:  # 2. their project pages
             mine = entries_of((t, p)) + [n.entry for n in new.values() if (n.entry.target, n.entry.project) == (t, p)]

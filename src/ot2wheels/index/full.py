@@ -123,7 +123,7 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
 class _Scanned:
     """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
     Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels it may
-    publish as (target, filename, path), what it does not publish and why, its failed newest
+    publish that `remove` names, as (target, filename, path), what it does not publish and why, its failed newest
     build), the new wheels admitted and copied from them, the ones refused (why), and the tag
     sets computed (_TagCheck.known)."""
 
@@ -172,6 +172,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
     processes (fanout.py), each taking a run of the sorted folders."""
     published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
     split = fanout.parts(list(folders.items()), work.workers)
+    removing = set(remove)
 
     def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
         scanned, found, made = [], [], set[str]()
@@ -179,7 +180,9 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             seen = quick.seen(str(dist_dir), folder, mtime)
             cands, sk, failure = scan_project(dist_dir, folder, targets)
             found += cands
-            scanned.append((folder, seen, [(c.target, c.name, str(c.path)) for c in cands], sk, failure))
+            # Of the wheels found, only those `remove` names go back (they would be published again).
+            scanned.append((folder, seen, [(c.target, c.name, c.path) for c in cands if (c.target, c.name) in removing],
+                            sk, failure))
         check, refused = _TagCheck(targets), list[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
@@ -459,10 +462,8 @@ def _fill(work: _Work, plan: dict[str, _Source]) -> None:
     for rel in sorted(work.existing - plan.keys()):
         os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
-    for rel in sorted(plan):
-        src = plan[rel]
-        if src == _WRITTEN:
-            continue
+    # Sorted after the filter: a first build has written all but a handful of its 30,000 files.
+    for rel, src in sorted((rel, src) for rel, src in plan.items() if src != _WRITTEN):
         if rel in work.existing and not isinstance(src, bytes):  # (bytes: Work.put checks)
             if _is_current(f"{top}/{rel}", src):
                 continue
