@@ -128,7 +128,7 @@ class _Scanned:
     sets computed (_TagCheck.known)."""
 
     folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
-    new: dict[tuple[str, str], WheelEntry]
+    new: list[WheelEntry]  # (a list: the dict's keys would pickle each file name twice)
     refused: list[str]
     tags: dict[str, list[str]]
 
@@ -186,7 +186,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         check, refused = _TagCheck(targets), list[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
-        return _Scanned(scanned, {k: n.entry for k, n in admitted.items()}, refused, check.known)
+        return _Scanned(scanned, [n.entry for n in admitted.values()], refused, check.known)
 
     skipped: list[str] = []
     skipped_by_folder: dict[str, list[str]] = {}
@@ -205,7 +205,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             if failure is not None and folder.split("/")[0] in targets.targets:
                 failures[_folder_key(folder)] = failure
     for result in results:
-        new.update(result.new)
+        new.update((e.key, e) for e in result.new)
         skipped += result.refused
         check_tags.known.update(result.tags)
 
@@ -227,8 +227,9 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
 
     unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
     changed = unchanged != old_files or len(unchanged) != len(plan)
-    rewritten = tuple(sorted(r for r, s in plan.items() if isinstance(s, bytes) or (
-        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r))))  # not the wheels themselves
+    # In the plan's order (deterministic; sorting 20,000 paths only to count them cost ~4 ms).
+    rewritten = tuple(r for r, s in plan.items() if isinstance(s, bytes) or (
+        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r)))  # not the wheels themselves
     if changed:
         _fill(work, plan)
         swap.swap_in(work.path, index_dir)
