@@ -225,8 +225,11 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
     plan, state, state_data = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets,
                                     failures)
 
-    unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
-    changed = unchanged != old_files or len(unchanged) != len(plan)
+    if old_files:
+        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
+        changed = unchanged != old_files or len(unchanged) != len(plan)
+    else:  # a first build: nothing to compare with
+        changed = bool(plan)
     # In the plan's order (deterministic; sorting 20,000 paths only to count them cost ~4 ms).
     rewritten = tuple(r for r, s in plan.items() if isinstance(s, bytes) or (
         s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r)))  # not the wheels themselves
