@@ -155,12 +155,20 @@ class BadZipFile(ValueError):
     ...)"), so that catching it does not import zipfile, which a wheel read by _zip_members never needs."""
 
 
+def _wanted(name: str) -> bool:
+    """A top-level dist-info's METADATA or RECORD."""
+    return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+
+
 def _read_metadata(path: Path | str, data: bytes | None = None) -> bytes:
     """METADATA of a wheel (from `data`, its bytes, when given), checked against the hash its
     RECORD gives for it. Only the central directory and these two members are read."""
-    def wanted(name: str) -> bool:
-        return name.count("/") == 1 and name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
+    return _checked_metadata(path, data)[0]
 
+
+def _checked_metadata(path: Path | str, data: bytes | None) -> tuple[bytes, bytes]:
+    """_read_metadata's METADATA and its sha256 digest."""
+    wanted = _wanted
     members = _zip_members(data, wanted, (b".dist-info/METADATA", b".dist-info/RECORD")) if data is not None else None
     if members is not None:
         names = list(members)
@@ -198,11 +206,12 @@ def _read_metadata(path: Path | str, data: bytes | None = None) -> bytes:
             if algo != "sha256":
                 raise ValueError(f"RECORD hashes METADATA with {algo!r}, expected sha256")
             # base64.urlsafe_b64encode without importing base64 (a module for one call)
-            actual = (binascii.b2a_base64(hashlib.sha256(metadata).digest(), newline=False).rstrip(b"=")
+            sha = hashlib.sha256(metadata).digest()
+            actual = (binascii.b2a_base64(sha, newline=False).rstrip(b"=")
                       .replace(b"+", b"-").replace(b"/", b"_").decode())
             if actual != digest:
                 raise ValueError("METADATA does not match the hash in RECORD")
-            return metadata
+            return metadata, sha
     raise ValueError("RECORD has no line for METADATA")
 
 
@@ -247,7 +256,7 @@ def inspect_wheel(path: Path | str, target: str, sha256: str | None = None, data
     except BadWheelName as exc:
         raise IndexBuildError(f"{path}: not a valid wheel filename ({exc}); rename or delete it") from None
     try:
-        metadata = _read_metadata(path, data)
+        metadata, metadata_sha = _checked_metadata(path, data)
     except (KeyError, ValueError, OSError) as exc:
         raise IndexBuildError(f"{path}: not a valid wheel ({type(exc).__name__}: {exc}); "
                               "rebuild it or delete it from dist") from None
@@ -262,17 +271,10 @@ def inspect_wheel(path: Path | str, target: str, sha256: str | None = None, data
                               f"{name} {version}; the wheel is broken, rebuild it")
     requires_python = raw.get("requires-python")
     stat = stat or os.stat(path)
-    entry = WheelEntry(
-        target=target,
-        project=name,
-        filename=filename,
-        version=version_text(version),
-        sha256=sha256 or sha256_file(Path(path)),
-        size=stat.st_size,
-        requires_python=requires_python or None,
-        metadata_sha256=hashlib.sha256(metadata).hexdigest(),
-        upload_time=upload_time(stat.st_mtime_ns),
-    )
+    # (target, project, filename, version, sha256, size, requires_python, metadata_sha256, upload_time):
+    # positional, as made once per wheel
+    entry = WheelEntry(target, name, filename, version_text(version), sha256 or sha256_file(Path(path)),
+                       stat.st_size, requires_python or None, metadata_sha.hex(), upload_time(stat.st_mtime_ns))
     return entry, metadata
 
 
@@ -293,14 +295,14 @@ class _Records(NamedTuple):
     unreadable: list[str]  # records that cannot be read, with why
 
 
-def _read_records(project_dir: Path, names: list[str]) -> _Records:
+def _read_records(top: str, names: list[str]) -> _Records:
     """Build records (`*.json` beside the wheels, see ot2wheels.records; `names` lists the
     folder): by the wheel they name, and whether the newest one (by modification time) is a
-    failed build."""
+    failed build. `top`: the folder (paths as strings: a Path per record was a tenth of a full
+    build's scan)."""
     by_wheel: dict[str, tuple[str, dict]] = {}
     unreadable: list[str] = []
     newest: tuple[int, str, dict] | None = None
-    top = str(project_dir)  # paths as strings: a Path per record was a tenth of a full build's scan
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
@@ -325,7 +327,7 @@ def _read_records(project_dir: Path, names: list[str]) -> _Records:
     if newest is not None and newest[2].get("result") == "failed":
         from ..report import error_line  # the same extraction as the status page
 
-        data, record = newest[2], project_dir / newest[1]
+        data, record = newest[2], Path(top, newest[1])
         log = record.with_name(data["log"]) if isinstance(data.get("log"), str) and data["log"] else None
         failure = Failure(version=str(data.get("version", "?")),
                           error=error_line(str(log) if log else None, data.get("error")),
@@ -364,15 +366,14 @@ def scan_project(dist_dir: Path, folder: str, targets: _Targets) -> tuple[list[_
     never published.
     """
     target = folder.split("/", 1)[0]
-    pdir = dist_dir / folder
+    top = f"{dist_dir}/{folder}"  # a string: see _Candidate
     known = target in targets.targets
     found, skipped = [], []
     try:
-        names = sorted(os.listdir(pdir))  # one listing for records and wheels
+        names = sorted(os.listdir(top))  # one listing for records and wheels
     except (FileNotFoundError, NotADirectoryError):  # removed since dist_folders listed it
         names = []
-    recs = _read_records(pdir, names) if known else _Records({}, None, [])
-    top = str(pdir)
+    recs = _read_records(top, names) if known else _Records({}, None, [])
     skipped += recs.unreadable
     for name in names:
         if not name.endswith(".whl"):

@@ -426,9 +426,15 @@ def _write_bytes(dest: str, data: bytes) -> int:
     """A new file holding `data` (os-level: tens of thousands of small files per full build);
     returns its descriptor, still open."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    try:
+        done = os.write(fd, data)
+        if done < len(data):  # a short write: the rest (a full disk raises on the next one)
+            view = memoryview(data)[done:]
+            while view:
+                view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
