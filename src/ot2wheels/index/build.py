@@ -24,7 +24,6 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -49,8 +48,7 @@ if TYPE_CHECKING:  # render is imported where pages are written: a no-op build w
     from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not
 
 
-@dataclass(frozen=True)
-class IndexResult:
+class IndexResult(NamedTuple):
     """What a build did, for the summary it prints (cli.print_result)."""
 
     index_dir: Path

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -54,7 +54,7 @@ def rebuild(dist_dir: Path, index_dir: Path, remove: list[tuple[str, str]], fp: 
         raise
     import time
 
-    return replace(result, seconds=time.monotonic() - start)
+    return result._replace(seconds=time.monotonic() - start)
 
 
 # Where one output file of the new tree comes from, when it is not new bytes: ("link", path in

@@ -33,8 +33,8 @@ version, a missing or mismatched state) takes the full path in build.py.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..wheelname import parse_wheel_filename
 from .model import Failure, ProjectRow, TargetInfo, WheelEntry
@@ -46,8 +46,7 @@ FORMAT = 2
 Failures = dict[tuple[str, str], Failure]
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     """The index's state file: one row per published (target, project), the failed newest builds,
     and which yank rules match nothing (indexes into the yank list)."""
 
@@ -91,8 +90,7 @@ def page_entries(index_dir: Path, target: str, project: str) -> list[WheelEntry]
             for f in doc["files"]]
 
 
-@dataclass(frozen=True)
-class ScanCache:
+class ScanCache(NamedTuple):
     """The scan file beside the index: what the last build saw in dist/ (see above)."""
 
     fingerprint: str
@@ -132,7 +130,7 @@ def scan_cache_from(doc: dict | None) -> ScanCache | None:
 def scan_cache_bytes(cache: ScanCache) -> bytes:
     return (json.dumps({"fingerprint": cache.fingerprint, "tree": cache.tree, "folders": cache.folders,
                         "summary": cache.summary, "tags": cache.tags,
-                        "targets": {k: asdict(v) for k, v in cache.targets.items()}, "common": cache.common},
+                        "targets": {k: v._asdict() for k, v in cache.targets.items()}, "common": cache.common},
                        separators=(",", ":"),
                        sort_keys=True) + "\n").encode()
 

@@ -13,7 +13,7 @@ project to the version built here, so pip does not pick a newer wheel from PyPI 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .model import TargetInfo
 
@@ -22,8 +22,7 @@ PLACEHOLDER = "PROJECT"  # what the user replaces with the project to install
 VENV = "~/ot2wheels-venv"
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
     """One way to install from the index, as the landing page prints it."""
 
     kind: str  # install | venv | pip-config | offline-download | offline-install

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -85,8 +84,7 @@ def project_row(target: str, project: str, entries: list[WheelEntry], yanks: Yan
                       str(max(unyanked)) if unyanked else None)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """The newest build of a project on a target failed: what the pages say next to what is served."""
 
     version: str
@@ -94,8 +92,7 @@ class Failure:
     log: str  # the build log's file name (copied to report/logs/<target>/ by `invoke report`)
 
 
-@dataclass(frozen=True)
-class TargetInfo:
+class TargetInfo(NamedTuple):
     """What the landing page says about a target (from toolchain/targets.toml when known)."""
 
     name: str
@@ -112,8 +109,7 @@ class TargetInfo:
     pip_target_args: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Yank:
+class Yank(NamedTuple):
     """A rule of the yank list: a release (project + version) or a single file, on some targets."""
 
     project: str | None
@@ -131,8 +127,7 @@ class Yank:
         return entry.project == self.project and parse_version(entry.version) == self.version
 
 
-@dataclass(frozen=True)
-class YankList:
+class YankList(NamedTuple):
     """The yank list (toolchain/yanked.toml): its rules, in file order."""
 
     rules: tuple[Yank, ...] = ()

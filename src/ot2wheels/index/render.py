@@ -6,8 +6,7 @@ Every function here is deterministic: same entries in, same bytes out (sorted, n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import instructions
 from .instructions import url_quote as quote
@@ -38,8 +37,7 @@ def _all_plain(texts: Iterable[str]) -> bool:
     return _PLAIN.fullmatch("".join(texts)) is not None
 
 
-@dataclass(frozen=True)
-class Links:
+class Links(NamedTuple):
     """How pages link to each other: relative (default) or under an absolute base URL.
 
     Layout (per target): <target>/simple/index.html, <target>/simple/<project>/index.html,
