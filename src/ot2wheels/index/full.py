@@ -128,7 +128,10 @@ class _Scanned:
     sets computed (_TagCheck.known)."""
 
     folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
-    new: list[WheelEntry]  # (a list: the dict's keys would pickle each file name twice)
+    # As plain tuples (WheelEntry's fields), in a list: pickling a NamedTuple calls its Python-level
+    # __getnewargs__ for each (half of a worker's 10 ms to send 5,000), and a dict's keys would
+    # pickle each file name twice.
+    new: list[tuple]
     refused: list[str]
     tags: dict[str, list[str]]
 
@@ -186,7 +189,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         check, refused = _TagCheck(targets), list[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
-        return _Scanned(scanned, [n.entry for n in admitted.values()], refused, check.known)
+        return _Scanned(scanned, [tuple(n.entry) for n in admitted.values()], refused, check.known)
 
     skipped: list[str] = []
     skipped_by_folder: dict[str, list[str]] = {}
@@ -205,7 +208,9 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             if failure is not None and folder.split("/")[0] in targets.targets:
                 failures[_folder_key(folder)] = failure
     for result in results:
-        new.update((e.key, e) for e in result.new)
+        for fields in result.new:
+            entry = WheelEntry._make(fields)
+            new[entry.key] = entry
         skipped += result.refused
         check_tags.known.update(result.tags)
 
@@ -362,10 +367,11 @@ def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tup
         by_project.setdefault(e.project, []).append(e)
     served = sorted(by_target)
 
-    def project_pages(names: list[str]) -> tuple[dict[tuple[str, str], ProjectRow], list[tuple[str, _Source]]]:
+    def project_pages(names: list[str]) -> tuple[list[tuple], list[tuple[str, _Source]]]:
         """Each project's simple pages (per target) and page for people, written into the new tree
-        unless the live tree has them already (then linked from it); their rows."""
-        rows: dict[tuple[str, str], ProjectRow] = {}
+        unless the live tree has them already (then linked from it); their rows (as plain tuples,
+        see _Scanned.new)."""
+        rows: list[tuple] = []
         out: list[tuple[str, _Source]] = []
         made: set[str] = set()
 
@@ -383,13 +389,15 @@ def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tup
                 if mine is not None:
                     put(f"{target}/simple/{name}/index.html", render.project_html(name, mine, yanks, links))
                     put(f"{target}/simple/{name}/index.json", render.project_json(name, mine, yanks, links))
-                    rows[(target, name)] = project_row(target, name, mine, yanks)
+                    rows.append(tuple(project_row(target, name, mine, yanks)))
             put(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
         return rows, out
 
     rows: dict[tuple[str, str], ProjectRow] = {}
     for part_rows, part_files in fanout.run(project_pages, fanout.parts(sorted(by_project), work.workers)):
-        rows.update(part_rows)
+        for fields in part_rows:
+            row = ProjectRow._make(fields)
+            rows[(row.target, row.project)] = row
         plan.update(part_files)
     for target in served:
         names = sorted(by_target[target])
