@@ -293,7 +293,7 @@ def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
     than an incremental publish): the same values as packaging.metadata.parse_email gives."""
     from packaging.metadata import parse_email
 
-    from ot2wheels.index.build import _core_fields
+    from ot2wheels.index.scan import _core_fields
 
     raw, _ = parse_email(metadata)
     expected = {k: raw[f] for k, f in (("name", "name"), ("version", "version"),
@@ -307,7 +307,7 @@ def test_lean_zip_reader_agrees_with_zipfile_or_steps_aside(tmp_path, real_wheel
     import io
     import zipfile
 
-    from ot2wheels.index.build import _read_metadata, _zip_members
+    from ot2wheels.index.scan import _read_metadata, _zip_members
 
     def wanted(name: str) -> bool:
         return name.endswith((".dist-info/METADATA", ".dist-info/RECORD"))
@@ -346,7 +346,7 @@ def test_record_line_of_metadata_is_found_however_written(tmp_path, style):
     import io
     import zipfile
 
-    from ot2wheels.index.build import _read_metadata
+    from ot2wheels.index.scan import _read_metadata
 
     metadata = b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
     digest = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
@@ -382,7 +382,7 @@ def test_broken_record_line_is_a_clear_error(tmp_path, record, error):
     import io
     import zipfile
 
-    from ot2wheels.index.build import _read_metadata
+    from ot2wheels.index.scan import _read_metadata
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -1078,17 +1078,17 @@ def test_read_fd_reads_the_whole_file_whatever_its_size_was(tmp_path, told, monk
     (the size told is stale) is still read whole."""
     import os
 
-    from ot2wheels.index import build
+    from ot2wheels.index import scan
 
     data = os.urandom(100_000)
     path = tmp_path / "f"
     path.write_bytes(data)
     reads = []
     real_read = os.read
-    monkeypatch.setattr(build.os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    monkeypatch.setattr(scan.os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert build._read_fd(fd, told) == data
+        assert scan._read_fd(fd, told) == data
     finally:
         os.close(fd)
     if told == len(data):

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 # Loaded on first use: `invoke index.build` should not pay for the HTTP server's imports.
 _EXPORTS = {
-    "IndexResult": "build", "build_index": "build", "inspect_wheel": "build", "remove_wheels": "build",
+    "IndexResult": "scan", "build_index": "build", "inspect_wheel": "scan", "remove_wheels": "build",
     "WheelEntry": "model", "YankList": "model", "load_yanks": "model", "serve_index": "serve",
 }
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,8 @@ from ..errors import IndexBuildError
 from ..fsutil import remove_tree
 from ..wheelname import BadWheelName, parse_wheel_filename
 from . import fanout, incremental, quick, swap
-from .build import (
+from .model import Failure, ProjectRow, WheelEntry, YankList, project_row, upload_time
+from .scan import (
     IndexResult,
     _admit,
     _folder_key,
@@ -32,7 +33,6 @@ from .build import (
     inspect_wheel,
     scan_project,
 )
-from .model import Failure, ProjectRow, WheelEntry, YankList, project_row, upload_time
 
 if TYPE_CHECKING:
     from ..targets import TargetSet

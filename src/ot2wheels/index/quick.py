@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     Listed: TypeAlias = tuple[int, dict[str, int], tuple[tuple[int, int, int], dict, list[str]] | None]
 
 # The modules whose code shapes the pages: a change to any of them means a full build.
-CODE = ("render.py", "instructions.py", "model.py", "build.py", "full.py", "incremental.py", "quick.py",
-        "../wheelname.py")
+CODE = ("render.py", "instructions.py", "model.py", "build.py", "scan.py", "full.py", "incremental.py",
+        "quick.py", "../wheelname.py")
 STATE_NAME = ".ot2wheels-index.json"
 # A folder modified this close to its scan may change again within the file system's timestamp
 # granularity without its mtime moving: what its scan saw is remembered in more detail.
