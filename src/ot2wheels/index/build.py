@@ -28,22 +28,8 @@ from ..errors import IndexBuildError
 from ..fsutil import atomic_write_all, disk_error, remove_tree
 from ..wheelname import BadWheelName, parse_wheel_filename
 from . import incremental, quick, swap
-from .model import (
-    WheelEntry,
-    YankList,
-    load_yanks,
-    project_row,
-)
-from .scan import (
-    IndexResult,
-    _admit,
-    _folder_key,
-    _New,
-    _same_bytes,
-    _TagCheck,
-    _Targets,
-    scan_project,
-)
+from .model import WheelEntry, YankList, load_yanks, project_row
+from .scan import IndexResult, _admit, _folder_key, _New, _same_bytes, _TagCheck, _Targets, scan_project
 
 if TYPE_CHECKING:  # render is imported where pages are written: a no-op build writes none
     from ..targets import Target, TargetSet  # parsed where needed: publishing a wheel does not

@@ -23,16 +23,7 @@ from ..fsutil import remove_tree
 from ..wheelname import BadWheelName, parse_wheel_filename
 from . import fanout, incremental, quick, swap
 from .model import Failure, ProjectRow, WheelEntry, YankList, project_row, upload_time
-from .scan import (
-    IndexResult,
-    _admit,
-    _folder_key,
-    _New,
-    _same_bytes,
-    _TagCheck,
-    inspect_wheel,
-    scan_project,
-)
+from .scan import IndexResult, _admit, _folder_key, _New, _same_bytes, _TagCheck, inspect_wheel, scan_project
 
 if TYPE_CHECKING:
     from ..targets import TargetSet
