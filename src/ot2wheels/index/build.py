@@ -1,4 +1,5 @@
-"""Regenerate the static index from dist/ and from what the index already publishes.
+"""Regenerate the static index from dist/ and from what the index already publishes: publish
+what is new in place (here, with incremental.py) or rebuild the whole tree (full.py).
 
 Layout of the index directory (see docs/index.md):
 

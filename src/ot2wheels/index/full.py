@@ -1,7 +1,7 @@
 """The full rebuild of the index: every page recomputed, a whole new tree swapped in.
 
-build.py decides between this and an incremental publish (incremental.py), and holds what both
-share: scanning the dist folders, reading and admitting wheels. Here: what the index publishes
+build.py decides between this and an incremental publish; scan.py holds what both share:
+scanning the dist folders, reading and admitting wheels. Here: what the index publishes
 now (read back from its pages), the new tree (`_Work`: written beside the index, or the spare
 tree brought up to date), the plan of every file in it, and the swap. The per-wheel and per-page
 work is split over forked processes (fanout.py). Publishing one wheel never imports this module.
@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +44,12 @@ def rebuild(dist_dir: Path, index_dir: Path, remove: list[tuple[str, str]], fp: 
         if not work.spare:
             remove_tree(work.path, ignore_errors=True)
         raise
-    import time
-
     return result._replace(seconds=time.monotonic() - start)
 
 
 # Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
 # the previous tree), or ("written", None) for a new wheel and its .metadata, which the worker
-# that admitted the wheel wrote into the new tree already (_write_new).
+# that admitted the wheel wrote into the new tree already (_Work.put_wheel).
 _Copy = tuple[str, Path | None]
 _Source: TypeAlias = "bytes | _Copy"
 _WRITTEN: _Copy = ("written", None)
@@ -113,10 +112,10 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
 @dataclass(frozen=True)
 class _Scanned:
     """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
-    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels it may
-    publish that `remove` names, as (target, filename, path), what it does not publish and why, its failed newest
-    build), the new wheels admitted and copied from them, the ones refused (why), and the tag
-    sets computed (_TagCheck.known)."""
+    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels found
+    there that `remove` names, as (target, filename, path), what it does not publish and why,
+    its failed newest build), the new wheels admitted and copied from them, the ones refused
+    (why), and the tag sets computed (_TagCheck.known)."""
 
     folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
     # As plain tuples (WheelEntry's fields), in a list: pickling a NamedTuple calls its Python-level

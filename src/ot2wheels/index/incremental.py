@@ -27,7 +27,7 @@ page a reader can fetch consistent: new wheel and .metadata files first (not yet
 the project pages that link them, the people's project pages, the target's root pages and
 constraints (only when what they say changed), the landing page, the state file and last the
 scan cache. Anything else (a removal, a changed yank list, targets file, base URL or tool
-version, a missing or mismatched state) takes the full path in build.py.
+version, a missing or mismatched state) takes the full path (full.py).
 """
 
 from __future__ import annotations

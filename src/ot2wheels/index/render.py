@@ -80,7 +80,7 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
 
 def root_html(project_names: list[str], target: str, links: Links) -> bytes:
     base = links.base_url or ""
-    esc = _same if _all_plain([target, *project_names]) and escape(base) == base else escape
+    plain = _all_plain([target, *project_names]) and escape(base) == base
     lines = [
         "<!DOCTYPE html>",
         "<html>",
@@ -90,11 +90,11 @@ def root_html(project_names: list[str], target: str, links: Links) -> bytes:
         "  </head>",
         "  <body>",
     ]
-    if esc is _same:  # links.project() is then its plain form: one format per project
+    if plain:  # quoting and escaping change nothing: links.project()'s plain form, one format per project
         start = f"{links.base_url.rstrip('/')}/{target}/simple/" if links.base_url else ""
         lines += [f'    <a href="{start}{name}/">{name}</a><br>' for name in sorted(project_names)]
     else:
-        lines += [f'    <a href="{esc(links.project(target, name))}">{esc(name)}</a><br>'
+        lines += [f'    <a href="{escape(links.project(target, name))}">{escape(name)}</a><br>'
                   for name in sorted(project_names)]
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()
@@ -208,10 +208,6 @@ def landing_html(targets: list[TargetInfo], entries: list[WheelEntry], yanks: Ya
                  base_url: str | None, failures: Failures | None = None) -> bytes:
     """The index's front page, for people: what is here per target, and how to use it."""
     return landing_from_rows(targets, project_rows(entries, yanks), base_url, failures)
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def landing_row(target: str, project: str, versions: tuple[str, ...], failed: Failure | None,
