@@ -235,6 +235,11 @@ def _varied_dist(dist: Path) -> None:
     bad = dist / TARGET / "proj07" / "proj07-2.0-py3-none-any.whl"
     bad.write_bytes(b"not a zip")
     write_record(bad, TARGET)
+    # Wheels in another project's folder: of a project a different worker renders (proj01), and
+    # of one with no folder of its own (lonely); the same project on a second target.
+    _synth(dist / TARGET / "proj10", "proj01", "1.5")
+    _synth(dist / TARGET / "proj09", "lonely", "0.1")
+    _synth(dist / "bookworm-arm64" / "proj01", "proj01", "1.0")
 
 
 @pytest.mark.parametrize("workers", [2, 5])
@@ -244,8 +249,14 @@ def test_workers_build_the_same_index_as_one_process(tmp_path, dist, workers):
     r1 = build_index(dist, one, None, targets=TARGETS, workers=1)
     rn = build_index(dist, many, None, targets=TARGETS, workers=workers)
     assert _tree(one) == _tree(many) and _dirs(one) == _dirs(many)
-    assert (r1.added, r1.skipped, r1.rewritten, r1.wheels) == (rn.added, rn.skipped, rn.rewritten, rn.wheels)
-    assert r1.wheels == 15 and any("not a valid wheel" in s for s in rn.skipped)
+    # (rewritten is in the order pages were planned: by worker, then the strays' pages)
+    assert (r1.added, r1.skipped, sorted(r1.rewritten), r1.wheels) == (rn.added, rn.skipped, sorted(rn.rewritten),
+                                                                        rn.wheels)
+    assert r1.wheels == 18 and any("not a valid wheel" in s for s in rn.skipped)
+    page = json.loads((many / TARGET / "simple" / "proj01" / "index.json").read_bytes())
+    assert [f["filename"] for f in page["files"]] == ["proj01-1.0-py3-none-any.whl", "proj01-1.5-py3-none-any.whl"]
+    assert (many / TARGET / "simple" / "lonely" / "index.json").is_file()
+    assert "bookworm-arm64" in (many / "project" / "proj01" / "index.html").read_text()
     assert any("norecord" in s and "no build record" in s for s in rn.skipped)
     # a second full build updates the spare tree (files shared with the live tree by hard links)
     _synth(dist / TARGET / "proj11", "proj11", "2.0")

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import IndexBuildError
 from ..fsutil import remove_tree
-from ..wheelname import BadWheelName, parse_wheel_filename
+from ..wheelname import BadWheelName, canonical_name, parse_wheel_filename
 from . import fanout, incremental, quick, swap
-from .model import Failure, ProjectRow, WheelEntry, YankList, project_row, upload_time
+from .model import Failure, ProjectRow, WheelEntry, YankList, project_row, upload_time, version_text
 from .scan import IndexResult, _admit, _folder_key, _New, _same_bytes, _TagCheck, inspect_wheel, scan_project
 
 if TYPE_CHECKING:
@@ -91,17 +91,12 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
                 size = wheel.stat().st_size
                 if info and info.get("size") == size and meta.is_file():
                     try:
-                        name, version, _b, _t = parse_wheel_filename(wheel.name)
+                        entry = _json_entry(target, wheel.name, info, size)
                     except BadWheelName as exc:
                         raise IndexBuildError(f"{wheel}: published under an invalid wheel filename ({exc}); "
                                               "remove it from the index directory by hand") from None
-                    entry = WheelEntry(
-                        target=target, project=name, filename=wheel.name, version=str(version),
-                        sha256=info["hashes"]["sha256"], size=size,
-                        requires_python=info.get("requires-python"),
-                        metadata_sha256=info["core-metadata"]["sha256"],
-                        upload_time=info.get("upload-time") or upload_time(wheel.stat().st_mtime_ns),
-                    )
+                    if not entry.upload_time:
+                        entry = entry._replace(upload_time=upload_time(wheel.stat().st_mtime_ns))
                     out[entry.key] = _Published(entry, wheel, meta)
                 else:  # not described by a page (or changed size): read the wheel itself
                     entry, metadata = inspect_wheel(wheel, target)
@@ -109,21 +104,31 @@ def read_published(index_dir: Path) -> dict[tuple[str, str], _Published]:
     return out
 
 
-@dataclass(frozen=True)
-class _Scanned:
-    """What a part of the dist folders holds, as a worker sends it back (plain data: pickling
-    Path objects cost more than scanning): per folder (its name, quick.seen(), the wheels found
-    there that `remove` names, as (target, filename, path), what it does not publish and why,
-    its failed newest build), the new wheels admitted and copied from them, the ones refused
-    (why), and the tag sets computed (_TagCheck.known)."""
+def _json_entry(target: str, filename: str, info: dict, size: int) -> WheelEntry:
+    """A wheel as a project's JSON page describes it (`info`: its item of "files"); BadWheelName
+    if its filename is not valid. upload_time is "" when the page gives none."""
+    name, version, _b, _t = parse_wheel_filename(filename)
+    return WheelEntry(target=target, project=name, filename=filename, version=version_text(version),
+                      sha256=info["hashes"]["sha256"], size=size, requires_python=info.get("requires-python"),
+                      metadata_sha256=info["core-metadata"]["sha256"], upload_time=info.get("upload-time") or "")
 
-    folders: list[tuple[str, str | None, list[tuple[str, str, str]], list[str], Failure | None]]
-    # As plain tuples (WheelEntry's fields), in a list: pickling a NamedTuple calls its Python-level
-    # __getnewargs__ for each (half of a worker's 10 ms to send 5,000), and a dict's keys would
-    # pickle each file name twice.
-    new: list[tuple]
-    refused: list[str]
-    tags: dict[str, list[str]]
+
+@dataclass(frozen=True)
+class _Part:
+    """What one worker did with its run of projects (see _full_build), as it sends it back: plain
+    data (pickling Path objects or NamedTuples runs Python code for each; a dict's keys would
+    pickle each file name twice)."""
+
+    # per dist folder: its name, its mtime, quick.seen(), what it does not publish and why, its
+    # failed newest build
+    folders: list[tuple[str, int, str | None, list[str], Failure | None]]
+    added: list[tuple[str, str, str]]  # the new wheels it admitted and copied in: (target, project, filename)
+    strays: list[tuple]  # those of a project it does not own, as WheelEntry fields: see _strays
+    refused: list[str]  # new wheels refused, why
+    tags: dict[str, list[str]]  # the tag sets it computed (_TagCheck.known)
+    rows: list[tuple]  # ProjectRow fields of each (target, project) it rendered
+    files: list[tuple[str, _Source]]  # the pages it rendered: written into the new tree, or linked
+    unused_yanks: list[int]  # the yank rules none of its projects' wheels match
 
 
 def _targets_kept(targets: TargetSet) -> tuple[dict[str, render.TargetInfo], dict[str, list[str]]]:
@@ -160,65 +165,92 @@ def _old_files(index_dir: Path) -> set[str]:
 def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tuple[str, str], _Published],
                 folders: dict[str, int], remove: list[tuple[str, str]], fp: str, yanks: YankList,
                 base_url: str | None, targets: TargetSet) -> IndexResult:
-    """Every page recomputed, the tree `work` brought to what they say and swapped in. The dist
-    folders are scanned, and their new wheels admitted and copied into `work`, by worker
-    processes (fanout.py), each taking a run of the sorted folders."""
-    published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
-    split = fanout.parts(list(folders.items()), work.workers)
-    removing = set(remove)
+    """Every page recomputed, the tree `work` brought to what they say and swapped in.
 
-    def scan_and_admit(part: list[tuple[str, int]]) -> _Scanned:
-        scanned, found, made = [], [], set[str]()
-        for folder, mtime in part:
-            seen = quick.seen(str(dist_dir), folder, mtime)
-            cands, sk, failure = scan_project(dist_dir, folder, targets)
-            found += cands
-            # Of the wheels found, only those `remove` names go back (they would be published again).
-            scanned.append((folder, seen, [(c.target, c.name, c.path) for c in cands if (c.target, c.name) in removing],
-                            sk, failure))
-        check, refused = _TagCheck(targets), list[str]()
+    The work is split by project over worker processes (fanout.py): each takes a run of the
+    sorted project names with every dist folder of those names (on every target) and every
+    published wheel of those projects; it scans the folders, admits their new wheels and copies
+    them into `work`, then renders and writes its projects' own pages. What lists every project
+    (root pages, landing page, state) is made here from the rows they send back. A wheel found
+    in another project's folder is "stray" for the worker that found it: see _strays."""
+    from . import render  # before the fork: each worker renders
+
+    for target, filename in remove:
+        if (target, filename) not in published:
+            raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
+        del published[(target, filename)]
+    removing = set(remove)
+    published_files = {k: (p.entry.sha256, p.wheel) for k, p in published.items()}
+    projects: dict[str, list[str]] = {}  # canonical name -> its dist folders, in folder order
+    for folder in folders:
+        projects.setdefault(canonical_name(folder.partition("/")[2]), []).append(folder)
+    for p in published.values():
+        projects.setdefault(p.entry.project, [])
+    old_files = _old_files(index_dir)
+    put = _Pages(index_dir, work, old_files, yanks, render.Links(base_url), base_url)
+
+    def build_part(names: list[str]) -> _Part:
+        mine = set(names)
+        scanned, found = [], []
+        for name in names:
+            for folder in projects[name]:
+                mtime = folders[folder]
+                seen = quick.seen(str(dist_dir), folder, mtime)
+                cands, sk, failure = scan_project(dist_dir, folder, targets)
+                for c in cands:
+                    if (c.target, c.name) in removing:
+                        raise IndexBuildError(f"cannot remove {c.target}/{c.name}: {c.path} would publish it "
+                                              "again; delete it from dist first")
+                found += cands
+                scanned.append((folder, mtime, seen, sk, failure))
+        check, refused, made = _TagCheck(targets), list[str](), set[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
-        return _Scanned(scanned, [tuple(n.entry) for n in admitted.values()], refused, check.known)
+        entries: dict[str, list[WheelEntry]] = {}
+        for p in published.values():
+            if p.entry.project in mine:
+                entries.setdefault(p.entry.project, []).append(p.entry)
+        strays = []
+        for n in admitted.values():
+            if n.entry.project in mine:
+                entries.setdefault(n.entry.project, []).append(n.entry)
+            else:
+                strays.append(tuple(n.entry))
+        failures = _failures(scanned, targets)
+        rows, files = put.projects(sorted(entries.keys() | {p for _t, p in failures}), entries, failures)
+        unused = yanks.unused_rules([e for es in entries.values() for e in es]) if yanks.rules else []
+        return _Part(scanned, [(n.entry.target, n.entry.project, n.entry.filename) for n in admitted.values()],
+                     strays, refused, check.known, rows, files, unused)
 
-    skipped: list[str] = []
-    skipped_by_folder: dict[str, list[str]] = {}
-    failures: render.Failures = {}
-    seen: dict[str, str | None] = {}
-    dist_keys: dict[tuple[str, str], str] = {}
-    check_tags = _TagCheck(targets)
-    new: dict[tuple[str, str], WheelEntry] = {}
-    results = fanout.run(scan_and_admit, split)
-    for result in results:  # in folder order, as one process would have gone through them
-        for folder, folder_seen, found, sk, failure in result.folders:
-            seen[folder] = folder_seen
-            dist_keys.update(((t, name), path) for t, name, path in found)
-            skipped_by_folder[folder] = sk
-            skipped += sk
-            if failure is not None and folder.split("/")[0] in targets.targets:
-                failures[_folder_key(folder)] = failure
-    for result in results:
-        for fields in result.new:
-            entry = WheelEntry._make(fields)
-            new[entry.key] = entry
-        skipped += result.refused
-        check_tags.known.update(result.tags)
+    results = fanout.run(build_part, fanout.parts(sorted(projects), work.workers))
 
-    removed = []
-    for target, filename in remove:
-        key = (target, filename)
-        if key not in published:
-            raise IndexBuildError(f"cannot remove {target}/{filename}: it is not published in {index_dir}")
-        if key in dist_keys:
-            raise IndexBuildError(f"cannot remove {target}/{filename}: {dist_keys[key]} would publish it "
-                                  "again; delete it from dist first")
-        del published[key]
-        removed.append(f"{target}/{filename}")
-
-    entries = [p.entry for p in published.values()] + list(new.values())
-    old_files = _old_files(index_dir)
-    plan, state, state_data = _plan(index_dir, work, old_files, published, new, entries, yanks, base_url, targets,
-                                    failures)
+    scanned = sorted(f for r in results for f in r.folders)  # in folder order, as one process would
+    failures = _failures(scanned, targets)
+    plan: dict[str, _Source] = {}
+    for p in published.values():
+        rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
+        plan[rel] = ("link", p.wheel)
+        if p.metadata is not None:
+            plan[rel + ".metadata"] = ("link", p.metadata)
+        else:
+            put.page(plan, rel + ".metadata", p.metadata_bytes or b"")
+    added = []
+    for r in results:
+        for target, project, filename in r.added:  # already in the new tree
+            rel = f"{target}/files/{project}/{filename}"
+            plan[rel] = plan[rel + ".metadata"] = _WRITTEN
+            added.append(f"{target}/{filename}")
+    rows: dict[tuple[str, str], ProjectRow] = {}
+    for r in results:
+        for fields in r.rows:
+            row = ProjectRow._make(fields)
+            rows[(row.target, row.project)] = row
+        plan.update(r.files)
+    strays = [WheelEntry._make(fields) for r in results for fields in r.strays]
+    if strays:
+        _strays(put, plan, rows, strays, published, failures)
+    unused = sorted(set.intersection(*(set(r.unused_yanks) for r in results))) if yanks.rules else []
+    state, state_data = _top_pages(put, plan, rows, failures, unused, targets)
 
     if old_files:
         unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
@@ -235,22 +267,32 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         remove_tree(work.path)
     tree = hashlib.sha256(state_data).hexdigest()
     # Folders whose new wheels were refused by an error above are not recorded: rescanned next time.
+    tags: dict[str, list[str]] = {}
+    for r in results:
+        tags.update(r.tags)
     incremental.write_scan_cache(index_dir, incremental.ScanCache(fp, tree, {
-        f: [m, skipped_by_folder[f], seen[f]] for f, m in folders.items()},
-        incremental.summary(state), check_tags.known, *_targets_kept(targets)))
+        folder: [mtime, sk, seen] for folder, mtime, seen, sk, _failure in scanned},
+        incremental.summary(state), tags, *_targets_kept(targets)))
     return IndexResult(
         index_dir=index_dir,
-        targets=tuple(sorted({e.target for e in entries})),
-        projects=len({(e.target, e.project) for e in entries}),
-        wheels=len(entries),
-        added=tuple(sorted(f"{t}/{f}" for t, f in new)),
-        removed=tuple(sorted(removed)),
-        skipped=tuple(skipped),
+        targets=tuple(sorted({t for t, _p in rows})),
+        projects=len(rows),
+        wheels=sum(row.wheels for row in rows.values()),
+        added=tuple(sorted(added)),
+        removed=tuple(sorted(f"{t}/{f}" for t, f in remove)),
+        skipped=tuple([line for f in scanned for line in f[3]] + [line for r in results for line in r.refused]),
         rewritten=rewritten,
-        unused_yanks=tuple(yanks.unused(entries)),
+        unused_yanks=tuple(yanks.rules[i].where for i in unused),
         changed=changed,
         seconds=0.0,
     )
+
+
+def _failures(scanned: list[tuple[str, int, str | None, list[str], Failure | None]],
+              targets: TargetSet) -> render.Failures:
+    """(target, project) -> its failed newest build, from the scanned folders (in folder order)."""
+    return {_folder_key(folder): failure for folder, _m, _s, _sk, failure in scanned
+            if failure is not None and folder.partition("/")[0] in targets.targets}
 
 
 @dataclass(frozen=True)
@@ -320,87 +362,119 @@ class _Work:
 KEPT_DIRS = ("report",)
 
 
-def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tuple[str, str], _Published],
-          new: dict[tuple[str, str], WheelEntry],
-          entries: list[WheelEntry], yanks: YankList, base_url: str | None,
-          targets: TargetSet | None, failures: render.Failures,
-          ) -> tuple[dict[str, _Source], incremental.State, bytes]:
-    """Every file of the new tree (its bytes, or where to copy/link it from), its state, and the
-    state file's bytes.
-    The projects' own pages are rendered and written into the new tree by worker processes
-    (each a run of the sorted project names); the pages listing every project are made here."""
-    from . import render
+@dataclass(frozen=True)
+class _Pages:
+    """Renders pages into the new tree (`work`); one that the live index holds with the same
+    bytes is linked from there instead (a rebuild that changes nothing rewrites nothing)."""
 
-    links = render.Links(base_url)
-    plan: dict[str, _Source] = {}
+    index_dir: Path
+    work: _Work
+    old_files: set[str]  # the live index's files: no stat of pages a first build cannot have
+    yanks: YankList
+    links: render.Links
+    base_url: str | None
 
-    def page(rel: str, data: bytes) -> None:  # `old_files`: no stat of pages a first build cannot have
-        old = index_dir / rel if rel in old_files else None
+    def page(self, plan: dict[str, _Source], rel: str, data: bytes) -> None:
+        """A page the build makes in this process: planned, written by _fill."""
+        old = self.index_dir / rel if rel in self.old_files else None
         plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
 
-    for p in published.values():
-        rel = f"{p.entry.target}/files/{p.entry.project}/{p.entry.filename}"
-        plan[rel] = ("link", p.wheel)
-        if p.metadata is not None:
-            plan[rel + ".metadata"] = ("link", p.metadata)
-        else:
-            page(rel + ".metadata", p.metadata_bytes or b"")
-    for e in new.values():  # already in the new tree
-        rel = f"{e.target}/files/{e.project}/{e.filename}"
-        plan[rel] = plan[rel + ".metadata"] = _WRITTEN
+    def put(self, rel: str, data: bytes, made: set[str]) -> _Source:
+        """A page written now (by a worker), unless the live tree has it: then linked by _fill."""
+        if rel in self.old_files:
+            old = self.index_dir / rel
+            if _same_bytes(old, data):
+                return ("link", old)
+        self.work.put(rel, data, made)
+        return _WRITTEN
 
-    by_target: dict[str, dict[str, list[WheelEntry]]] = {}
-    for e in entries:
-        by_target.setdefault(e.target, {}).setdefault(e.project, []).append(e)
-    by_project: dict[str, list[WheelEntry]] = {p: [] for _t, p in failures}
-    for e in entries:
-        by_project.setdefault(e.project, []).append(e)
-    served = sorted(by_target)
+    def projects(self, names: list[str], entries: dict[str, list[WheelEntry]], failures: render.Failures,
+                 ) -> tuple[list[tuple], list[tuple[str, _Source]]]:
+        """Each project's simple pages (per target) and page for people, and their rows (as plain
+        tuples, see _Part). `entries`: every wheel of each project; `failures`: at least theirs."""
+        from . import render
 
-    def project_pages(names: list[str]) -> tuple[list[tuple], list[tuple[str, _Source]]]:
-        """Each project's simple pages (per target) and page for people, written into the new tree
-        unless the live tree has them already (then linked from it); their rows (as plain tuples,
-        see _Scanned.new)."""
         rows: list[tuple] = []
         out: list[tuple[str, _Source]] = []
         made: set[str] = set()
-
-        def put(rel: str, data: bytes) -> None:
-            old = f"{index_dir}/{rel}" if rel in old_files else None
-            if old is not None and _same_bytes(Path(old), data):
-                out.append((rel, ("link", Path(old))))
-            else:
-                work.put(rel, data, made)
-                out.append((rel, _WRITTEN))
-
+        yanks, links = self.yanks, self.links
         for name in names:
-            for target in served:
-                mine = by_target[target].get(name)
-                if mine is not None:
-                    put(f"{target}/simple/{name}/index.html", render.project_html(name, mine, yanks, links))
-                    put(f"{target}/simple/{name}/index.json", render.project_json(name, mine, yanks, links))
-                    rows.append(tuple(project_row(target, name, mine, yanks)))
-            put(f"project/{name}/index.html", render.project_page(name, by_project[name], failures, yanks, base_url))
+            mine = entries.get(name, [])
+            by_target: dict[str, list[WheelEntry]] = {}
+            for e in mine:
+                by_target.setdefault(e.target, []).append(e)
+            for target in sorted(by_target):
+                wheels = by_target[target]
+                rel = f"{target}/simple/{name}/index.html"
+                out.append((rel, self.put(rel, render.project_html(name, wheels, yanks, links), made)))
+                rel = f"{target}/simple/{name}/index.json"
+                out.append((rel, self.put(rel, render.project_json(name, wheels, yanks, links), made)))
+                rows.append(tuple(project_row(target, name, wheels, yanks)))
+            rel = f"project/{name}/index.html"
+            out.append((rel, self.put(rel, render.project_page(name, mine, failures, yanks, self.base_url), made)))
         return rows, out
 
-    rows: dict[tuple[str, str], ProjectRow] = {}
-    for part_rows, part_files in fanout.run(project_pages, fanout.parts(sorted(by_project), work.workers)):
-        for fields in part_rows:
-            row = ProjectRow._make(fields)
-            rows[(row.target, row.project)] = row
-        plan.update(part_files)
-    for target in served:
-        names = sorted(by_target[target])
-        page(f"{target}/simple/index.html", render.root_html(names, target, links))
-        page(f"{target}/simple/index.json", render.root_json(names))
-        page(f"{target}/constraints.txt", render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
+
+def _strays(pages: _Pages, plan: dict[str, _Source], rows: dict[tuple[str, str], ProjectRow],
+            strays: list[WheelEntry], published: dict[tuple[str, str], _Published], failures: render.Failures) -> None:
+    """Render again, here, the projects of wheels found in another project's dist folder.
+
+    The worker owning such a project (the run of names holding it) rendered its pages without
+    the wheels other workers found; its pages list every other wheel of it (published or new),
+    so they are read back from the new tree and the strays added. Rare: dist/<target>/<project>/
+    holds the wheels of <project> unless someone put another there."""
+    work = pages.work
+
+    def drop(rel: str) -> None:  # a page the owner rendered: rendered again below
+        src = plan.pop(rel, None)
+        if src == _WRITTEN and rel not in work.existing:  # this build's own file, which _fill would not replace
+            os.unlink(work.path / rel)
+
+    by_project: dict[str, list[WheelEntry]] = {}
+    for e in strays:
+        by_project.setdefault(e.project, []).append(e)
+    entries: dict[str, list[WheelEntry]] = {}
+    for name, extra in by_project.items():
+        mine = entries[name] = list(extra)
+        for target, project in [k for k in rows if k[1] == name]:
+            rel = f"{target}/simple/{name}/index.json"
+            src = plan[rel]  # written into the new tree, or linked from the live one
+            mine += _page_entries(target, src[1] if isinstance(src, tuple) and src[1] is not None else work.path / rel)
+            drop(rel)
+            drop(f"{target}/simple/{name}/index.html")
+            del rows[(target, project)]
+        drop(f"project/{name}/index.html")
+    new_rows, files = pages.projects(sorted(entries), entries, failures)
+    for fields in new_rows:
+        row = ProjectRow._make(fields)
+        rows[(row.target, row.project)] = row
+    plan.update(files)
+
+
+def _top_pages(pages: _Pages, plan: dict[str, _Source], rows: dict[tuple[str, str], ProjectRow],
+               failures: render.Failures, unused_yanks: list[int], targets: TargetSet,
+               ) -> tuple[incremental.State, bytes]:
+    """The pages listing every project (root pages, constraints, landing page) and the state file,
+    planned; files kept from the live index planned too. Returns the state and its bytes."""
+    from . import render
+
+    by_target: dict[str, list[str]] = {}
+    for target, project in sorted(rows):
+        by_target.setdefault(target, []).append(project)
+    links = pages.links
+    for target, names in by_target.items():
+        pages.page(plan, f"{target}/simple/index.html", render.root_html(names, target, links))
+        pages.page(plan, f"{target}/simple/index.json", render.root_json(names))
+        pages.page(plan, f"{target}/constraints.txt",
+                   render.constraints_from_rows(target, [rows[(target, n)] for n in names]))
     infos = [_target_info(t, targets) for t in sorted(set(by_target) | {t for t, _p in failures})]
-    state = incremental.State(rows, dict(failures), yanks.unused_rules(entries))
-    page("index.html", render.landing_from_rows(infos, [rows[k] for k in sorted(rows)], base_url, failures))
+    state = incremental.State(dict(sorted(rows.items())), dict(failures), unused_yanks)
+    pages.page(plan, "index.html", render.landing_from_rows(infos, list(state.rows.values()), pages.base_url, failures))
     state_data = incremental.state_bytes(state)
-    page(incremental.STATE_NAME, state_data)
+    pages.page(plan, incremental.STATE_NAME, state_data)
     # Files a person put at the top (CNAME, robots.txt, .nojekyll) and the status page that
     # `invoke report` writes (report/) are kept as they are.
+    index_dir = pages.index_dir
     if index_dir.is_dir():
         for extra in sorted(index_dir.iterdir()):
             if extra.is_file() and extra.name not in plan:
@@ -409,7 +483,12 @@ def _plan(index_dir: Path, work: _Work, old_files: set[str], published: dict[tup
             for f in sorted((index_dir / kept).rglob("*")):
                 if f.is_file():
                     plan[f.relative_to(index_dir).as_posix()] = ("link", f)
-    return plan, state, state_data
+    return state, state_data
+
+
+def _page_entries(target: str, page: Path) -> list[WheelEntry]:
+    """The wheels a project's JSON page (as this build wrote it) lists."""
+    return [_json_entry(target, info["filename"], info, info["size"]) for info in json.loads(page.read_bytes())["files"]]
 
 
 def _put(dest: str, src: _Source) -> None:
