@@ -291,6 +291,24 @@ def test_a_workers_error_stops_the_build_and_keeps_the_index(tmp_path, dist):
     assert not list(tmp_path.glob(".index.building-*"))
 
 
+@pytest.mark.parametrize("data", [
+    b'{"a":1}', b'{"a":1}\n', b'  {"a":1}', b'{"a":1} x', b'{"a":1}{"b":2}', b'\xef\xbb\xbf{"a":1}',
+    '{"a":"\u00e9"}'.encode("utf-16"), b"[1,2]", b"", b"{", b'{"a":"\xff"}', b'{"a":1}\t\r\n ', b'{"a":1}\x0c',
+], ids=lambda d: repr(d)[:24])
+def test_build_records_are_read_as_json_loads_reads_them(data):
+    """Build records are parsed without json.loads's encoding guess when they are plain UTF-8: the
+    same value, or the same error, for anything else."""
+    from ot2wheels.index.scan import _json_doc
+
+    def outcome(load):
+        try:
+            return load(data)
+        except ValueError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(_json_doc) == outcome(json.loads)
+
+
 @pytest.mark.parametrize("metadata", [
     b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\nRequires-Python: >=3.9\n\nName: body\n",
     b"Metadata-Version: 2.1\r\nName: Foo_Bar\r\nVersion: 2.0.post1\r\nRequires-Python: >=3.8,\r\n <4\r\n\r\n",

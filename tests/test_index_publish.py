@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from ot2wheels.errors import DiskError
 from ot2wheels.index import build_index, render, serve_index
@@ -110,6 +111,48 @@ def test_escape_is_html_escape(text):
     import html
 
     assert render.escape(text) == html.escape(text)
+
+
+_ODD = ["", "x", '"q"', "caf\u00e9", "tab\there", "nl\nline", "\\back", "\u2028", "<>&'", "\x00\x1f"]
+
+
+def _project_doc(project, entries, yanks, links):
+    """A PEP 691 project page (API 1.1, PEP 700, PEP 714) as data, for json.dumps."""
+    files = []
+    for e in sorted(entries, key=lambda e: e.sort_key):
+        reason = yanks.status(e)
+        item = {"filename": e.filename, "url": links.file(e), "hashes": {"sha256": e.sha256},
+                "core-metadata": {"sha256": e.metadata_sha256}, "size": e.size, "upload-time": e.upload_time,
+                "yanked": (reason or True) if reason is not None else False}
+        if e.requires_python:
+            item["requires-python"] = e.requires_python
+        files.append(item)
+    versions = sorted({e.version for e in entries}, key=Version)
+    return {"meta": {"api-version": "1.1"}, "name": project, "versions": versions, "files": files}
+
+
+def test_project_json_is_what_json_dumps_writes():
+    """project_json writes its JSON itself: the bytes json.dumps gives for the same page, whatever
+    the strings hold (quotes, control characters, non-ASCII), with and without yanks."""
+    import random
+
+    from ot2wheels.index.model import WheelEntry, Yank, YankList
+
+    rng = random.Random(7)
+    for _ in range(500):
+        entries = []
+        for i in range(rng.randint(0, 4)):
+            v = rng.choice(["1.0", "2.0rc1", "1.0.post1", "10!1.0", "0.1.dev3"])
+            entries.append(WheelEntry(
+                "t", "proj-x", f"proj_x-{v}-{i}-py3-none-any.whl", v, "a" * 64, rng.randint(0, 10**9),
+                rng.choice([None, ">=3.9", *_ODD]), "b" * 64, rng.choice(["2026-01-01T00:00:00.000000Z", *_ODD])))
+        rules = [Yank(None, None, e.filename, (), rng.choice(_ODD), "w") for e in entries if rng.random() < 0.3]
+        yanks = YankList(tuple(rules))
+        links = render.Links(rng.choice([None, 'https://example.invalid/a b/"q"/', "file:///tmp/caf\u00e9"]))
+        name = rng.choice(["proj-x", *_ODD])
+        expected = json.dumps(_project_doc(name, entries, yanks, links), separators=(",", ":"), sort_keys=True,
+                              ensure_ascii=False) + "\n"
+        assert render.project_json(name, entries, yanks, links) == expected.encode()
 
 
 @pytest.mark.parametrize("base_url", [None, "https://example.invalid/ot2", "https://example.invalid/a b/"])

@@ -79,9 +79,9 @@ class ProjectRow(NamedTuple):
 def project_row(target: str, project: str, entries: list[WheelEntry], yanks: YankList) -> ProjectRow:
     """What the all-projects pages say about `project` on `target` (`entries`: its wheels there)."""
     versions = sorted({parse_version(e.version) for e in entries}, reverse=True)
-    unyanked = [parse_version(e.version) for e in entries if yanks.status(e) is None]
-    return ProjectRow(target, project, len(entries), tuple(map(str, versions)),
-                      str(max(unyanked)) if unyanked else None)
+    unyanked = [parse_version(e.version) for e in entries if yanks.status(e) is None] if yanks.rules else versions
+    return ProjectRow(target, project, len(entries), tuple(map(version_text, versions)),
+                      version_text(max(unyanked)) if unyanked else None)
 
 
 class Failure(NamedTuple):

@@ -78,6 +78,10 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+# A string as json.dumps(..., ensure_ascii=False) writes it (json's own C function for that).
+_json_str = json.encoder.encode_basestring
+
+
 def root_html(project_names: list[str], target: str, links: Links) -> bytes:
     base = links.base_url or ""
     plain = _all_plain([target, *project_names]) and escape(base) == base
@@ -123,44 +127,36 @@ def project_html(project: str, entries: list[WheelEntry], yanks: YankList, links
         f"    <h1>Links for {escape(project)}</h1>",
     ]
     for e in _sorted(entries):
-        attrs = [f'href="{escape(links.file(e))}#sha256={e.sha256}"']
-        if e.requires_python:
-            attrs.append(f'data-requires-python="{escape(e.requires_python)}"')
-        attrs.append(f'data-dist-info-metadata="sha256={e.metadata_sha256}"')  # PEP 658 (old name)
-        attrs.append(f'data-core-metadata="sha256={e.metadata_sha256}"')  # PEP 714
+        python = f' data-requires-python="{escape(e.requires_python)}"' if e.requires_python else ""
         reason = yanks.status(e)
-        if reason is not None:
-            attrs.append(f'data-yanked="{escape(reason)}"')
-        lines.append(f"    <a {' '.join(attrs)}>{escape(e.filename)}</a><br>")
+        yanked = f' data-yanked="{escape(reason)}"' if reason is not None else ""
+        # PEP 658's old attribute name and PEP 714's
+        lines.append(f'    <a href="{escape(links.file(e))}#sha256={e.sha256}"{python}'
+                     f' data-dist-info-metadata="sha256={e.metadata_sha256}"'
+                     f' data-core-metadata="sha256={e.metadata_sha256}"{yanked}>{escape(e.filename)}</a><br>')
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()
 
 
 def project_json(project: str, entries: list[WheelEntry], yanks: YankList, links: Links) -> bytes:
+    """The PEP 691 project page: the bytes json.dumps(doc, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False) writes (a test compares them), put together directly: json.dumps was half
+    the cost of a full build's project pages. PEP 714's key only: pip 23.0 (Debian bookworm's)
+    crashes on the old key `dist-info-metadata` holding a dict (TypeError: unhashable type: 'dict')."""
+    js = _json_str
     files = []
     for e in _sorted(entries):
         reason = yanks.status(e)
-        item: dict[str, Any] = {
-            "filename": e.filename,
-            "url": links.file(e),
-            "hashes": {"sha256": e.sha256},
-            # PEP 714's name only: pip 23.0 (Debian bookworm's) crashes on the old JSON key
-            # `dist-info-metadata` holding a dict (TypeError: unhashable type: 'dict').
-            "core-metadata": {"sha256": e.metadata_sha256},
-            "size": e.size,
-            "upload-time": e.upload_time,  # PEP 700
-            "yanked": (reason or True) if reason is not None else False,
-        }
-        if e.requires_python:
-            item["requires-python"] = e.requires_python
-        files.append(item)
-    versions = sorted({e.version for e in entries}, key=parse_version)
-    return _json_bytes({
-        "meta": {"api-version": API_VERSION},
-        "name": project,
-        "versions": versions,
-        "files": files,
-    })
+        # keys in sorted order, as sort_keys gives them
+        files.append(
+            f'{{"core-metadata":{{"sha256":{js(e.metadata_sha256)}}},"filename":{js(e.filename)},'
+            f'"hashes":{{"sha256":{js(e.sha256)}}},'
+            + (f'"requires-python":{js(e.requires_python)},' if e.requires_python else "")
+            + f'"size":{int(e.size)},"upload-time":{js(e.upload_time)},"url":{js(links.file(e))},'
+            f'"yanked":{"false" if reason is None else js(reason) if reason else "true"}}}')
+    versions = ",".join(js(v) for v in sorted({e.version for e in entries}, key=parse_version))
+    return (f'{{"files":[{",".join(files)}],"meta":{{"api-version":{js(API_VERSION)}}},"name":{js(project)},'
+            f'"versions":[{versions}]}}\n').encode()
 
 
 def project_rows(entries: list[WheelEntry], yanks: YankList) -> list[ProjectRow]:
@@ -289,7 +285,7 @@ def project_page(project: str, entries: list[WheelEntry], failures: Failures, ya
     """A project's page for people (`project/<name>/`): every version x target with its wheel,
     size and upload date, what pip installs, and a failed newest build next to it. Linked from the
     landing page and the status report, and back to both."""
-    base = base_url.rstrip("/") if base_url else "../.."
+    base = escape(base_url.rstrip("/")) if base_url else "../.."  # escaped once: it is in every link
     by_target: dict[str, list[WheelEntry]] = {}
     for e in entries:
         by_target.setdefault(e.target, []).append(e)
@@ -305,12 +301,13 @@ def project_page(project: str, entries: list[WheelEntry], failures: Failures, ya
         ".failed{background:#f6d5d4}</style>",
         "  </head>",
         "  <body>",
-        f'    <p><a href="{escape(base)}/index.html">all projects</a> &middot; '
-        f'<a href="{escape(base)}/report/">build status report</a></p>',
+        f'    <p><a href="{base}/index.html">all projects</a> &middot; '
+        f'<a href="{base}/report/">build status report</a></p>',
         f"    <h1>{escape(project)}</h1>",
         "    <p>Every wheel here passed its build, its target check and its smoke test under emulation "
         "before it was published.</p>",
     ]
+    name = attr_url(project)
     for t in targets:
         mine = sorted(by_target.get(t, []), key=lambda e: e.sort_key, reverse=True)
         versions = sorted({e.version for e in mine}, key=parse_version, reverse=True)
@@ -318,18 +315,18 @@ def project_page(project: str, entries: list[WheelEntry], failures: Failures, ya
         out.append(f'    <h2 id="{href}">{escape(t)}</h2>')
         failed = failures.get((t, project))
         if failed:
-            log = f' (<a href="{escape(base)}/report/logs/{href}/{attr_url(failed.log)}">build log</a>)' \
+            log = f' (<a href="{base}/report/logs/{href}/{attr_url(failed.log)}">build log</a>)' \
                 if failed.log else ""
             out.append(f'    <p class="failed">{escape(_failure_text(failed, versions))}{log}</p>')
         if versions:
             out.append(f"    <p>pip installs {escape(versions[0])} from "
-                       f'<a href="{escape(base)}/{href}/simple/{attr_url(project)}/">the {escape(t)} index</a>.</p>')
+                       f'<a href="{base}/{href}/simple/{name}/">the {escape(t)} index</a>.</p>')
         out.append("    <table><tr><th>version</th><th>wheel</th><th>size</th><th>published</th><th>smoke test</th></tr>")
         for e in mine:
             yanked = yanks.status(e)
             note = f" (yanked{': ' + escape(yanked) if yanked else ''})" if yanked is not None else ""
             out.append(f"      <tr><td>{escape(e.version)}{note}</td>"
-                       f'<td><a href="{escape(base)}/{href}/files/{attr_url(e.project)}/{attr_url(e.filename)}">'
+                       f'<td><a href="{base}/{href}/files/{name}/{attr_url(e.filename)}">'
                        f"{escape(e.filename)}</a></td><td>{e.size / 1024:.0f} KiB</td>"
                        f"<td>{escape(e.upload_time[:10])}</td><td>passed</td></tr>")
         out.append("    </table>")

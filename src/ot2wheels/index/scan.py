@@ -95,14 +95,14 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
     found: dict[str, tuple[int, int, int, int, int, int]] = {}
     pos = cd_offset
     for _ in range(count):
-        if data[pos:pos + 4] != b"PK\x01\x02":
+        if not data.startswith(b"PK\x01\x02", pos):
             return None
         (flags, method, crc, csize, usize, nlen, xlen, clen, offset) = (
             _ENTRY.unpack_from(data, pos))
-        raw_name = data[pos + 46:pos + 46 + nlen]
-        pos += 46 + nlen + xlen + clen
-        if not raw_name.endswith(ends):
+        start, pos = pos + 46, pos + 46 + nlen + xlen + clen
+        if not data.endswith(ends, start, start + nlen):  # (a slice of only the names wanted)
             continue
+        raw_name = data[start:start + nlen]
         # ASCII reads the same in both encodings (and needs no codec loaded for cp437)
         name = raw_name.decode("ascii" if raw_name.isascii() else "utf-8" if flags & 0x800 else "cp437")
         if wanted(name):
@@ -113,7 +113,7 @@ def _zip_members(data: bytes, wanted: Callable[[str], bool], ends: tuple[bytes, 
         return None
     out: dict[str, bytes] = {}
     for name, (_flags, method, crc, csize, usize, offset) in found.items():
-        if data[offset:offset + 4] != b"PK\x03\x04":
+        if not data.startswith(b"PK\x03\x04", offset):
             return None
         nlen, xlen = _LOCAL_NAMES.unpack_from(data, offset + 26)
         start = offset + 30 + nlen + xlen
@@ -262,6 +262,23 @@ class _Candidate(NamedTuple):
     expected_sha256: str | None  # from its build record, if it has one
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _json_doc(data: bytes) -> object:
+    """json.loads(data), a third faster for a document in UTF-8 that starts with its value, as
+    build records do (json.loads first guesses the encoding and skips leading white space; a
+    full build reads 10,000 records): anything else goes to json.loads."""
+    try:
+        text = data.decode()
+        value, end = _DECODER.raw_decode(text)
+    except ValueError:  # (UnicodeDecodeError too) json.loads says what is wrong, or reads it
+        return json.loads(data)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return json.loads(data)  # data after the value: its error
+    return value
+
+
 class _Records(NamedTuple):
     """The build records of one dist folder (_read_records)."""
 
@@ -286,7 +303,7 @@ def _read_records(top: str, names: list[str]) -> _Records:
             fd = os.open(path, os.O_RDONLY)  # one lookup of the path for its time and its bytes
             try:
                 st = os.fstat(fd)
-                mtime, data = st.st_mtime_ns, json.loads(_read_fd(fd, st.st_size))
+                mtime, data = st.st_mtime_ns, _json_doc(_read_fd(fd, st.st_size))
             finally:
                 os.close(fd)
         except (ValueError, OSError) as exc:  # a truncated record names no wheel: nothing is published
