@@ -112,15 +112,19 @@ def _collect(pid: int, fd: int) -> Any:
         os.kill(pid, _SIGKILL)
         os.waitpid(pid, 0)
         raise
+    # Unpickled before the child is reaped: its exit (unmapping its memory) overlaps with this.
+    try:
+        ok, value = pickle.loads(b"".join(chunks))
+    except Exception:  # cut short: the child died while sending it
+        ok, value = None, None
     _pid, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    if code != 0 or not chunks:  # killed (out of memory...) before or while sending its result
+    if code != 0 or ok is None:  # killed (out of memory...) before or while sending its result
         from ..errors import IndexBuildError
 
         raise IndexBuildError(f"an index build worker process (pid {pid}) died without a result "
                               f"({f'signal {-code}' if code < 0 else f'exit status {code}'}); "
                               "nothing was published, run the build again")
-    ok, value = pickle.loads(b"".join(chunks))
     if not ok:
         raise value
     return value

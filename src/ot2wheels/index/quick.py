@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 TYPE_CHECKING = False  # typing itself is not imported: this is on the fast path
 if TYPE_CHECKING:
@@ -105,11 +105,19 @@ def dist_folders(dist_dir: str) -> dict[str, int]:
     how ot2wheels writes wheels and records (atomically, by rename): an incremental index build
     rescans only folders whose mtime moved.
     """
-    out: dict[str, int] = {}
+    return dict(_folders(dist_dir, True))
+
+
+def folder_names(dist_dir: str) -> list[str]:
+    """dist_folders' folders without their mtimes, sorted (a full build's workers stat their own)."""
+    return sorted(name for name, _m in _folders(dist_dir, False))
+
+
+def _folders(dist_dir: str, stat: bool) -> Iterator[tuple[str, int]]:
     try:
         tops = sorted(e.name for e in os.scandir(dist_dir) if e.is_dir() and not e.name.startswith("."))
     except FileNotFoundError:
-        return out
+        return
     for top in tops:
         # Listed through a descriptor: each stat then resolves one name, not the whole path
         # (half the time of a no-op build with thousands of folders).
@@ -117,10 +125,9 @@ def dist_folders(dist_dir: str) -> dict[str, int]:
         try:
             for entry in os.scandir(fd):
                 if entry.is_dir() and not entry.name.startswith("."):
-                    out[f"{top}/{entry.name}"] = entry.stat().st_mtime_ns
+                    yield f"{top}/{entry.name}", entry.stat().st_mtime_ns if stat else 0
         finally:
             os.close(fd)
-    return out
 
 
 def changed_folders(dist_dir: str, cached: dict[str, list], folders: dict[str, int]) -> list[str]:
