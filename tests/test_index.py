@@ -316,7 +316,10 @@ def test_build_records_are_read_as_json_loads_reads_them(data):
     b"name: lower\nVERSION:   3 \nSummary: caf\xc3\xa9\n",
     b"Name: bad\xff\nVersion: 1\nRequires-Python:\n",  # not UTF-8: left out
     b"Name: x\n\tfolded\nVersion: 1\n",
-], ids=["plain", "crlf-folded", "repeated", "case", "not-utf8", "folded-name"])
+    b"Name: a\r\nVersion: 1\r\n\r\nName: body\r\nVersion: 2\r\n",
+    b"Name: a\nVersion: 1\n\r\nName: body\n\nVersion: 2\n",
+    b"Name: a\nVersion: 1\n \n\tRequires-Python: >=3\n\nVersion: 2\n" + b"body \xff\n" * 1000,
+], ids=["plain", "crlf-folded", "repeated", "case", "not-utf8", "folded-name", "crlf-body", "mixed-body", "long-body"])
 def test_metadata_fields_are_read_as_packaging_reads_them(metadata):
     """The index reads Name/Version/Requires-Python itself (importing packaging.metadata costs more
     than an incremental publish): the same values as packaging.metadata.parse_email gives."""

@@ -98,3 +98,68 @@ def test_no_fork_while_other_threads_run():
         stop.set()
         thread.join()
     assert len(fanout.parts(list(range(10)), 3)) == 3
+
+
+# --- run_shared: items handed out one at a time to whichever process is free -----------------------
+def test_runs_shrink_and_cover_everything():
+    items = list(range(1000))
+    runs = fanout.runs(items, 2)
+    assert [i for run in runs for i in run] == items
+    sizes = [len(run) for run in runs]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 250 and min(sizes[:-1]) >= 8
+    assert fanout.runs([], 2) == [] and fanout.runs([1, 2], 2) == [[1, 2]]
+
+
+def test_shared_items_are_each_done_once_in_order_by_every_process():
+    import time
+
+    def work(item: int) -> tuple[int, int]:
+        time.sleep(0.002 if item % 3 else 0.01)  # uneven items
+        return os.getpid(), item * item
+
+    results = fanout.run_shared(work, list(range(40)), 3)
+    assert [sq for _pid, sq in results] == [i * i for i in range(40)]
+    assert len({pid for pid, _sq in results}) == 3  # every process took some
+
+
+@pytest.mark.parametrize("bad", [[0], [5], [39], [7, 30]])
+def test_shared_items_raise_the_first_failing_items_error(bad):
+    def work(item: int) -> int:
+        if item in bad:
+            raise IndexBuildError(f"item {item} is broken")
+        return item
+    with pytest.raises(IndexBuildError, match=f"item {bad[0]} is broken"):
+        fanout.run_shared(work, list(range(40)), 2)
+    with pytest.raises(ChildProcessError):  # every child was waited for
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_shared_worker_that_dies_is_an_error():
+    parent = os.getpid()
+
+    def work(item: int) -> int:
+        if os.getpid() != parent:
+            os._exit(3)
+        import time
+
+        time.sleep(0.01)  # let the child take items too
+        return item
+    with pytest.raises(IndexBuildError, match=r"died without a result \(exit status 3\)"):
+        fanout.run_shared(work, list(range(10)), 2)
+
+
+def test_an_unpicklable_shared_error_comes_back_as_its_text():
+    class Local(Exception):
+        pass
+
+    parent = os.getpid()
+
+    def work(item: int) -> int:
+        if os.getpid() != parent:
+            raise Local(f"no such wheel {item}")
+        import time
+
+        time.sleep(0.01)  # let the child take items too
+        return item
+    with pytest.raises(RuntimeError, match="Local: no such wheel"):
+        fanout.run_shared(work, list(range(10)), 2)

@@ -75,6 +75,74 @@ def run(fn: Callable[[list[T]], R], split: list[list[T]]) -> list[R]:
                 pass
 
 
+def runs(items: Sequence[T], workers: int, smallest: int = 8) -> list[list[T]]:
+    """`items` cut into contiguous runs for run_shared that shrink as they go (each a 2*workers-th
+    of what is left, at least `smallest`): few runs to hand out, and small ones at the end, so
+    that the processes finish close together."""
+    out, start = [], 0
+    while start < len(items):
+        size = max(smallest, (len(items) - start) // (2 * max(1, workers)))
+        out.append(list(items[start:start + size]))
+        start += size
+    return out
+
+
+def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """[fn(item) for item in items], each item done by whichever of `workers` processes (this one
+    and forked children, as `run`) is free next, so that uneven items (a project with a hundred
+    wheels among ones with three) do not leave a core idle at the end. The error raised is that of
+    the first item that failed, as one process going through them in order would raise it."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    if len(items) > _MAX_SHARED:
+        raise ValueError(f"run_shared takes at most {_MAX_SHARED} items, got {len(items)}")
+    # Each item's index, two bytes, in a pipe every process reads from: a read of two bytes takes
+    # the next index, atomically (the pipe holds them all before the first fork, and no writer is
+    # left: an empty pipe reads as its end).
+    take_fd, put_fd = os.pipe()
+    try:
+        os.write(put_fd, b"".join(i.to_bytes(2, "big") for i in range(len(items))))
+    finally:
+        os.close(put_fd)
+
+    def work(_none: list[None]) -> list[tuple[int, bool, Any]]:
+        done: list[tuple[int, bool, Any]] = []
+        while index := os.read(take_fd, 2):
+            i = int.from_bytes(index, "big")
+            try:
+                done.append((i, True, fn(items[i])))
+            except Exception as exc:  # this process stops; the others go on, the first item's error wins
+                done.append((i, False, _sendable(exc)))
+                break
+        return done
+
+    try:
+        done = sorted((d for part in run(work, [[None]] * workers) for d in part), key=lambda d: d[0])
+    finally:
+        os.close(take_fd)
+    for _i, ok, value in done:
+        if not ok:
+            raise value
+    if len(done) != len(items):  # (cannot happen: every index was read by a process that reported)
+        raise RuntimeError(f"run_shared: {len(items) - len(done)} item(s) not done")
+    return [value for _i, _ok, value in done]
+
+
+# Indexes go through the pipe as two bytes each, all written at once: within a pipe's buffer.
+_MAX_SHARED = 4096
+
+
+def _sendable(exc: Exception) -> Exception:
+    """`exc`, or its text as a RuntimeError if it cannot be pickled back to the parent."""
+    import pickle
+
+    try:
+        pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
 def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
     import pickle
 

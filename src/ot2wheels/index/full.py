@@ -115,7 +115,7 @@ def _json_entry(target: str, filename: str, info: dict, size: int) -> WheelEntry
 
 @dataclass(frozen=True)
 class _Part:
-    """What one worker did with its run of projects (see _full_build), as it sends it back: plain
+    """What a worker did with one run of projects (see _full_build), as it sends it back: plain
     data (pickling Path objects or NamedTuples runs Python code for each; a dict's keys would
     pickle each file name twice)."""
 
@@ -167,12 +167,13 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
                 base_url: str | None, targets: TargetSet) -> IndexResult:
     """Every page recomputed, the tree `work` brought to what they say and swapped in.
 
-    The work is split by project over worker processes (fanout.py): each takes a run of the
-    sorted project names with every dist folder of those names (on every target) and every
-    published wheel of those projects; it scans the folders, admits their new wheels and copies
-    them into `work`, then renders and writes its projects' own pages. What lists every project
-    (root pages, landing page, state) is made here from the rows they send back. A wheel found
-    in another project's folder is "stray" for the worker that found it: see _strays."""
+    The work is split by project over worker processes (fanout.py): the sorted project names are
+    cut into runs, and each run is taken by the next free worker with every dist folder of those
+    names (on every target) and every published wheel of those projects; it scans the folders,
+    admits their new wheels and copies them into `work`, then renders and writes the projects'
+    own pages. What lists every project (root pages, landing page, state) is made here from the
+    rows sent back. A wheel found in the folder of a project of another run is "stray" for the
+    run that found it: see _strays."""
     from . import render  # before the fork: each worker renders
 
     for target, filename in remove:
@@ -188,6 +189,8 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         projects.setdefault(p.entry.project, [])
     old_files = _old_files(index_dir)
     put = _Pages(index_dir, work, old_files, yanks, render.Links(base_url), base_url)
+
+    check = _TagCheck(targets)  # one per process (a fork's copy): its tag sets are computed once
 
     def build_part(names: list[str]) -> _Part:
         mine = set(names)
@@ -206,7 +209,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
                                               "again; delete it from dist first")
                 found += cands
                 scanned.append((folder, mtime, seen, sk, failure))
-        check, refused, made = _TagCheck(targets), list[str](), set[str]()
+        refused, made = list[str](), set[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
         entries: dict[str, list[WheelEntry]] = {}
@@ -225,7 +228,9 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         return _Part(scanned, [(n.entry.target, n.entry.project, n.entry.filename) for n in admitted.values()],
                      strays, refused, check.known, rows, files, unused)
 
-    results = fanout.run(build_part, fanout.parts(sorted(projects), work.workers))
+    names = sorted(projects)
+    workers = len(fanout.parts(names, work.workers))
+    results = fanout.run_shared(build_part, fanout.runs(names, workers), workers)
 
     scanned = sorted(f for r in results for f in r.folders)  # in folder order, as one process would
     failures = _failures(scanned, targets)

@@ -202,6 +202,11 @@ def _core_fields(metadata: bytes) -> dict[str, str]:
     their regular expressions) cost more than everything else an incremental publish does."""
     found: dict[str, list[list[str]]] = {}  # field -> each occurrence's lines
     current: list[str] | None = None
+    # Only the headers are read: the loop stops at the first empty line at the latest, so the
+    # body (often a whole README) is neither decoded nor split.
+    ends = [i for i in (metadata.find(b"\n\n"), metadata.find(b"\r\n\r\n")) if i >= 0]
+    if ends:
+        metadata = metadata[:min(ends) + 1]
     for line in metadata.decode("utf-8", "surrogateescape").splitlines(keepends=True):
         if line[:1] in (" ", "\t") and current is not None:
             current.append(line)  # a folded continuation of the previous header
