@@ -260,12 +260,15 @@ def test_workers_build_the_same_index_as_one_process(tmp_path, dist, workers):
     assert any("norecord" in s and "no build record" in s for s in rn.skipped)
     # a second full build updates the spare tree (files shared with the live tree by hard links)
     _synth(dist / TARGET / "proj11", "proj11", "2.0")
+    _synth(dist / TARGET / "proj11", "proj02", "2.0")  # a stray again, now into the spare tree
     live = _inodes(many)
     build_index(dist, one, None, targets=TARGETS, workers=1, full=True)
     build_index(dist, many, None, targets=TARGETS, workers=workers, full=True)
     assert _tree(one) == _tree(many) and (tmp_path / ".many.spare").is_dir()
     assert _inodes(tmp_path / ".many.spare") == live  # the previous tree, untouched by the new one
     assert (many / TARGET / "files" / "proj11" / "proj11-2.0-py3-none-any.whl").is_file()
+    page = json.loads((many / TARGET / "simple" / "proj02" / "index.json").read_bytes())
+    assert [f["filename"] for f in page["files"]] == ["proj02-1.0-py3-none-any.whl", "proj02-2.0-py3-none-any.whl"]
     # the third one writes into that spare: the live tree it shares files with must not change
     _synth(dist / TARGET / "proj11", "proj11", "2.1")
     before = _tree(many)

@@ -47,12 +47,10 @@ def rebuild(dist_dir: Path, index_dir: Path, remove: list[tuple[str, str]], fp: 
     return result._replace(seconds=time.monotonic() - start)
 
 
-# Where one output file of the new tree comes from, when it is not new bytes: ("link", path in
-# the previous tree), or ("written", None) for a new wheel and its .metadata, which the worker
-# that admitted the wheel wrote into the new tree already (_Work.put_wheel).
-_Copy = tuple[str, Path | None]
+# What _fill makes of one file of the new tree: new bytes, or ("link", its path in the live tree).
+# (What the workers wrote into the new tree already, new wheels and pages, is not planned.)
+_Copy = tuple[str, Path]
 _Source: TypeAlias = "bytes | _Copy"
-_WRITTEN: _Copy = ("written", None)
 
 
 @dataclass
@@ -122,12 +120,13 @@ class _Part:
     # per dist folder: its name, its mtime, quick.seen(), what it does not publish and why, its
     # failed newest build
     folders: list[tuple[str, int, str | None, list[str], Failure | None]]
-    added: list[tuple[str, str, str]]  # the new wheels it admitted and copied in: (target, project, filename)
-    strays: list[tuple]  # those of a project it does not own, as WheelEntry fields: see _strays
+    wheels: list[str]  # the new wheels it admitted and copied into the new tree (relative paths)
+    strays: list[tuple]  # those of a project of another run, as WheelEntry fields: see _strays
     refused: list[str]  # new wheels refused, why
     tags: dict[str, list[str]]  # the tag sets it computed (_TagCheck.known)
     rows: list[tuple]  # ProjectRow fields of each (target, project) it rendered
-    files: list[tuple[str, _Source]]  # the pages it rendered: written into the new tree, or linked
+    written: list[str]  # what else it wrote into the new tree: the wheels' .metadata, pages
+    linked: list[tuple[str, _Copy]]  # pages it rendered that the live tree has: linked by _fill
     unused_yanks: list[int]  # the yank rules none of its projects' wheels match
 
 
@@ -223,10 +222,11 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             else:
                 strays.append(tuple(n.entry))
         failures = _failures(scanned, targets)
-        rows, files = put.projects(sorted(entries.keys() | {p for _t, p in failures}), entries, failures)
+        wheels = [f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}" for n in admitted.values()]
+        written = [f"{rel}.metadata" for rel in wheels]
+        rows, linked = put.projects(sorted(entries.keys() | {p for _t, p in failures}), entries, failures, written)
         unused = yanks.unused_rules([e for es in entries.values() for e in es]) if yanks.rules else []
-        return _Part(scanned, [(n.entry.target, n.entry.project, n.entry.filename) for n in admitted.values()],
-                     strays, refused, check.known, rows, files, unused)
+        return _Part(scanned, wheels, strays, refused, check.known, rows, written, linked, unused)
 
     names = sorted(projects)
     workers = len(fanout.parts(names, work.workers))
@@ -242,34 +242,29 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             plan[rel + ".metadata"] = ("link", p.metadata)
         else:
             put.page(plan, rel + ".metadata", p.metadata_bytes or b"")
-    added = []
-    for r in results:
-        for target, project, filename in r.added:  # already in the new tree
-            rel = f"{target}/files/{project}/{filename}"
-            plan[rel] = plan[rel + ".metadata"] = _WRITTEN
-            added.append(f"{target}/{filename}")
+    wheels = [rel for r in results for rel in r.wheels]
+    written = [rel for r in results for rel in r.written]
     rows: dict[tuple[str, str], ProjectRow] = {}
     for r in results:
         for fields in r.rows:
             row = ProjectRow._make(fields)
             rows[(row.target, row.project)] = row
-        plan.update(r.files)
+        plan.update(r.linked)
     strays = [WheelEntry._make(fields) for r in results for fields in r.strays]
     if strays:
-        _strays(put, plan, rows, strays, published, failures)
+        written = _strays(put, plan, written, rows, strays, failures)
     unused = sorted(set.intersection(*(set(r.unused_yanks) for r in results))) if yanks.rules else []
     state, state_data = _top_pages(put, plan, rows, failures, unused, targets)
 
-    if old_files:
-        unchanged = {rel for rel, src in plan.items() if isinstance(src, tuple) and src[0] == "link"}
-        changed = unchanged != old_files or len(unchanged) != len(plan)
+    if old_files:  # changed: anything written, or the links (all of the plan but new bytes) are not the live tree
+        unchanged = {rel for rel, src in plan.items() if not isinstance(src, bytes)}
+        changed = bool(wheels or written) or len(unchanged) != len(plan) or unchanged != old_files
     else:  # a first build: nothing to compare with
-        changed = bool(plan)
-    # In the plan's order (deterministic; sorting 20,000 paths only to count them cost ~4 ms).
-    rewritten = tuple(r for r, s in plan.items() if isinstance(s, bytes) or (
-        s == _WRITTEN and (r.endswith(".metadata") or "/files/" not in r)))  # not the wheels themselves
+        changed = bool(plan or wheels or written)
+    # In the order written (deterministic; sorting 20,000 paths only to count them cost ~4 ms).
+    rewritten = (*written, *(rel for rel, src in plan.items() if isinstance(src, bytes)))
     if changed:
-        _fill(work, plan)
+        _fill(work, plan, (wheels, written))
         swap.swap_in(work.path, index_dir)
     elif not work.spare:
         remove_tree(work.path)
@@ -286,7 +281,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         targets=tuple(sorted({t for t, _p in rows})),
         projects=len(rows),
         wheels=sum(row.wheels for row in rows.values()),
-        added=tuple(sorted(added)),
+        added=tuple(sorted(f"{rel.split('/', 1)[0]}/{rel.rpartition('/')[2]}" for rel in wheels)),
         removed=tuple(sorted(f"{t}/{f}" for t, f in remove)),
         skipped=tuple([line for f in scanned for line in f[3]] + [line for r in results for line in r.refused]),
         rewritten=rewritten,
@@ -387,25 +382,28 @@ class _Pages:
         old = self.index_dir / rel if rel in self.old_files else None
         plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
 
-    def put(self, rel: str, data: bytes, made: set[str]) -> _Source:
-        """A page written now (by a worker), unless the live tree has it: then linked by _fill."""
-        if rel in self.old_files:
-            old = self.index_dir / rel
-            if _same_bytes(old, data):
-                return ("link", old)
-        self.work.put(rel, data, made)
-        return _WRITTEN
-
     def projects(self, names: list[str], entries: dict[str, list[WheelEntry]], failures: render.Failures,
-                 ) -> tuple[list[tuple], list[tuple[str, _Source]]]:
-        """Each project's simple pages (per target) and page for people, and their rows (as plain
-        tuples, see _Part). `entries`: every wheel of each project; `failures`: at least theirs."""
+                 written: list[str]) -> tuple[list[tuple], list[tuple[str, _Copy]]]:
+        """Each project's simple pages (per target) and page for people, written into the new tree
+        (added to `written`) unless the live tree has them (then returned, for _fill to link), and
+        their rows (as plain tuples, see _Part). `entries`: every wheel of each project;
+        `failures`: at least theirs."""
         from . import render
 
         rows: list[tuple] = []
-        out: list[tuple[str, _Source]] = []
+        linked: list[tuple[str, _Copy]] = []
         made: set[str] = set()
-        yanks, links = self.yanks, self.links
+        yanks, links, old_files = self.yanks, self.links, self.old_files
+
+        def put(rel: str, data: bytes) -> None:
+            if rel in old_files:
+                old = self.index_dir / rel
+                if _same_bytes(old, data):
+                    linked.append((rel, ("link", old)))
+                    return
+            self.work.put(rel, data, made)
+            written.append(rel)
+
         for name in names:
             mine = entries.get(name, [])
             by_target: dict[str, list[WheelEntry]] = {}
@@ -413,30 +411,31 @@ class _Pages:
                 by_target.setdefault(e.target, []).append(e)
             for target in sorted(by_target):
                 wheels = by_target[target]
-                rel = f"{target}/simple/{name}/index.html"
-                out.append((rel, self.put(rel, render.project_html(name, wheels, yanks, links), made)))
-                rel = f"{target}/simple/{name}/index.json"
-                out.append((rel, self.put(rel, render.project_json(name, wheels, yanks, links), made)))
+                put(f"{target}/simple/{name}/index.html", render.project_html(name, wheels, yanks, links))
+                put(f"{target}/simple/{name}/index.json", render.project_json(name, wheels, yanks, links))
                 rows.append(tuple(project_row(target, name, wheels, yanks)))
-            rel = f"project/{name}/index.html"
-            out.append((rel, self.put(rel, render.project_page(name, mine, failures, yanks, self.base_url), made)))
-        return rows, out
+            put(f"project/{name}/index.html", render.project_page(name, mine, failures, yanks, self.base_url))
+        return rows, linked
 
 
-def _strays(pages: _Pages, plan: dict[str, _Source], rows: dict[tuple[str, str], ProjectRow],
-            strays: list[WheelEntry], published: dict[tuple[str, str], _Published], failures: render.Failures) -> None:
+def _strays(pages: _Pages, plan: dict[str, _Source], written: list[str], rows: dict[tuple[str, str], ProjectRow],
+            strays: list[WheelEntry], failures: render.Failures) -> list[str]:
     """Render again, here, the projects of wheels found in another project's dist folder.
 
     The worker owning such a project (the run of names holding it) rendered its pages without
     the wheels other workers found; its pages list every other wheel of it (published or new),
     so they are read back from the new tree and the strays added. Rare: dist/<target>/<project>/
-    holds the wheels of <project> unless someone put another there."""
+    holds the wheels of <project> unless someone put another there. Returns `written` without
+    the pages rendered again, then with their new copies."""
     work = pages.work
+    dropped: set[str] = set()
+    was_written = set(written)
 
-    def drop(rel: str) -> None:  # a page the owner rendered: rendered again below
-        src = plan.pop(rel, None)
-        if src == _WRITTEN and rel not in work.existing:  # this build's own file, which _fill would not replace
-            os.unlink(work.path / rel)
+    def drop(rel: str) -> None:  # a page the owner rendered (if any): rendered again below
+        if plan.pop(rel, None) is None and rel in was_written:
+            dropped.add(rel)
+            if rel not in work.existing:  # this build's own file, which _fill would not replace
+                os.unlink(work.path / rel)
 
     by_project: dict[str, list[WheelEntry]] = {}
     for e in strays:
@@ -446,17 +445,19 @@ def _strays(pages: _Pages, plan: dict[str, _Source], rows: dict[tuple[str, str],
         mine = entries[name] = list(extra)
         for target, project in [k for k in rows if k[1] == name]:
             rel = f"{target}/simple/{name}/index.json"
-            src = plan[rel]  # written into the new tree, or linked from the live one
-            mine += _page_entries(target, src[1] if isinstance(src, tuple) and src[1] is not None else work.path / rel)
+            src = plan.get(rel)  # linked from the live tree, or written into the new one
+            mine += _page_entries(target, src[1] if isinstance(src, tuple) else work.path / rel)
             drop(rel)
             drop(f"{target}/simple/{name}/index.html")
             del rows[(target, project)]
         drop(f"project/{name}/index.html")
-    new_rows, files = pages.projects(sorted(entries), entries, failures)
+    written = [rel for rel in written if rel not in dropped]
+    new_rows, linked = pages.projects(sorted(entries), entries, failures, written)
     for fields in new_rows:
         row = ProjectRow._make(fields)
         rows[(row.target, row.project)] = row
-    plan.update(files)
+    plan.update(linked)
+    return written
 
 
 def _top_pages(pages: _Pages, plan: dict[str, _Source], rows: dict[tuple[str, str], ProjectRow],
@@ -527,7 +528,6 @@ def _put_unnamed(dest: str, src: _Source) -> None:
     if isinstance(src, bytes):
         os.close(_write_bytes(dest, src))
     else:
-        assert src[1] is not None
         try:
             os.link(src[1], dest)
         except OSError:  # filesystem without hard links
@@ -541,24 +541,22 @@ def _is_current(dest: str, src: _Source) -> bool:
     try:
         if isinstance(src, bytes):
             return _same_bytes(Path(dest), src)
-        if isinstance(src, tuple) and src[1] is not None:
-            a, b = os.stat(dest), os.stat(src[1])
-            return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+        a, b = os.stat(dest), os.stat(src[1])
+        return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
     except FileNotFoundError:
         return False
-    return False  # a copy from dist: always written anew
 
 
-def _fill(work: _Work, plan: dict[str, _Source]) -> None:
-    """Make the tree `work` hold exactly `plan`: what the workers wrote already stays, files it
-    held that the plan does not name go, the rest is written by worker processes, each a
-    contiguous run of the sorted paths (so mostly its own folders)."""
+def _fill(work: _Work, plan: dict[str, _Source], written: tuple[list[str], ...]) -> None:
+    """Make the tree `work` hold exactly `plan` plus what the workers `written` into it already:
+    files it held that neither names go, the rest of the plan is written by worker processes,
+    each a contiguous run of the sorted paths (so mostly its own folders)."""
     top = work.path
-    for rel in sorted(work.existing - plan.keys()):
-        os.unlink(f"{top}/{rel}")
+    if work.existing:
+        for rel in sorted(work.existing.difference(plan, *written)):
+            os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
-    # Sorted after the filter: a first build has written all but a handful of its 30,000 files.
-    for rel, src in sorted((rel, src) for rel, src in plan.items() if src != _WRITTEN):
+    for rel, src in sorted(plan.items()):
         if rel in work.existing and not isinstance(src, bytes):  # (bytes: Work.put checks)
             if _is_current(f"{top}/{rel}", src):
                 continue
