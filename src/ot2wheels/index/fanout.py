@@ -105,19 +105,24 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
     finally:
         os.close(put_fd)
 
-    def work(_none: list[None]) -> list[tuple[int, bool, Any]]:
-        done: list[tuple[int, bool, Any]] = []
+    parent = os.getpid()
+
+    def work(_none: list[None]) -> list[Any]:
+        done: list[Any] = []
         while index := os.read(take_fd, 2):
             i = int.from_bytes(index, "big")
             try:
-                done.append((i, True, fn(items[i])))
+                result = (i, True, fn(items[i]))
             except Exception as exc:  # this process stops; the others go on, the first item's error wins
                 done.append((i, False, _sendable(exc)))
                 break
+            # A child pickles each result as soon as it has it: at the end, only sending is left.
+            done.append(result if os.getpid() == parent else _pickle().dumps(result, -1))
         return done
 
     try:
-        done = sorted((d for part in run(work, [[None]] * workers) for d in part), key=lambda d: d[0])
+        done = sorted((d if isinstance(d, tuple) else _pickle().loads(d) for part in run(work, [[None]] * workers)
+                       for d in part), key=lambda d: d[0])
     finally:
         os.close(take_fd)
     for _i, ok, value in done:
@@ -132,10 +137,15 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
 _MAX_SHARED = 4096
 
 
+def _pickle() -> Any:
+    import pickle  # (not imported by the index until a fork: publishing one wheel forks nothing)
+
+    return pickle
+
+
 def _sendable(exc: Exception) -> Exception:
     """`exc`, or its text as a RuntimeError if it cannot be pickled back to the parent."""
-    import pickle
-
+    pickle = _pickle()
     try:
         pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
     except Exception:

@@ -120,12 +120,12 @@ class _Part:
     # per dist folder: its name, its mtime, quick.seen(), what it does not publish and why, its
     # failed newest build
     folders: list[tuple[str, int, str | None, list[str], Failure | None]]
-    wheels: list[str]  # the new wheels it admitted and copied into the new tree (relative paths)
+    added: list[str]  # the new wheels it admitted and copied into the new tree, as "<target>/<wheel>"
     strays: list[tuple]  # those of a project of another run, as WheelEntry fields: see _strays
     refused: list[str]  # new wheels refused, why
     tags: dict[str, list[str]]  # the tag sets it computed (_TagCheck.known)
     rows: list[tuple]  # ProjectRow fields of each (target, project) it rendered
-    written: list[str]  # what else it wrote into the new tree: the wheels' .metadata, pages
+    written: list[str]  # what else it wrote there (relative paths): the wheels' .metadata, pages
     linked: list[tuple[str, _Copy]]  # pages it rendered that the live tree has: linked by _fill
     unused_yanks: list[int]  # the yank rules none of its projects' wheels match
 
@@ -222,11 +222,11 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             else:
                 strays.append(tuple(n.entry))
         failures = _failures(scanned, targets)
-        wheels = [f"{n.entry.target}/files/{n.entry.project}/{n.entry.filename}" for n in admitted.values()]
-        written = [f"{rel}.metadata" for rel in wheels]
+        written = [f"{e.target}/files/{e.project}/{e.filename}.metadata" for e in (n.entry for n in admitted.values())]
         rows, linked = put.projects(sorted(entries.keys() | {p for _t, p in failures}), entries, failures, written)
         unused = yanks.unused_rules([e for es in entries.values() for e in es]) if yanks.rules else []
-        return _Part(scanned, wheels, strays, refused, check.known, rows, written, linked, unused)
+        return _Part(scanned, [f"{n.entry.target}/{n.entry.filename}" for n in admitted.values()], strays, refused,
+                     check.known, rows, written, linked, unused)
 
     names = sorted(projects)
     workers = len(fanout.parts(names, work.workers))
@@ -242,7 +242,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             plan[rel + ".metadata"] = ("link", p.metadata)
         else:
             put.page(plan, rel + ".metadata", p.metadata_bytes or b"")
-    wheels = [rel for r in results for rel in r.wheels]
+    added = sorted(name for r in results for name in r.added)
     written = [rel for r in results for rel in r.written]
     rows: dict[tuple[str, str], ProjectRow] = {}
     for r in results:
@@ -258,13 +258,13 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
 
     if old_files:  # changed: anything written, or the links (all of the plan but new bytes) are not the live tree
         unchanged = {rel for rel, src in plan.items() if not isinstance(src, bytes)}
-        changed = bool(wheels or written) or len(unchanged) != len(plan) or unchanged != old_files
+        changed = bool(added or written) or len(unchanged) != len(plan) or unchanged != old_files
     else:  # a first build: nothing to compare with
-        changed = bool(plan or wheels or written)
+        changed = bool(plan or added or written)
     # In the order written (deterministic; sorting 20,000 paths only to count them cost ~4 ms).
     rewritten = (*written, *(rel for rel, src in plan.items() if isinstance(src, bytes)))
     if changed:
-        _fill(work, plan, (wheels, written))
+        _fill(work, plan, written)
         swap.swap_in(work.path, index_dir)
     elif not work.spare:
         remove_tree(work.path)
@@ -281,7 +281,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         targets=tuple(sorted({t for t, _p in rows})),
         projects=len(rows),
         wheels=sum(row.wheels for row in rows.values()),
-        added=tuple(sorted(f"{rel.split('/', 1)[0]}/{rel.rpartition('/')[2]}" for rel in wheels)),
+        added=tuple(added),
         removed=tuple(sorted(f"{t}/{f}" for t, f in remove)),
         skipped=tuple([line for f in scanned for line in f[3]] + [line for r in results for line in r.refused]),
         rewritten=rewritten,
@@ -547,13 +547,15 @@ def _is_current(dest: str, src: _Source) -> bool:
         return False
 
 
-def _fill(work: _Work, plan: dict[str, _Source], written: tuple[list[str], ...]) -> None:
-    """Make the tree `work` hold exactly `plan` plus what the workers `written` into it already:
-    files it held that neither names go, the rest of the plan is written by worker processes,
-    each a contiguous run of the sorted paths (so mostly its own folders)."""
+def _fill(work: _Work, plan: dict[str, _Source], written: list[str]) -> None:
+    """Make the tree `work` hold exactly `plan` plus what the workers `written` into it already
+    (and the new wheels, whose .metadata it names): files it held that neither names go, the rest
+    of the plan is written by worker processes, each a contiguous run of the sorted paths (so
+    mostly its own folders)."""
     top = work.path
     if work.existing:
-        for rel in sorted(work.existing.difference(plan, *written)):
+        wheels = (rel.removesuffix(".metadata") for rel in written if rel.endswith(".whl.metadata"))
+        for rel in sorted(work.existing.difference(plan, written, wheels)):
             os.unlink(f"{top}/{rel}")
     ops: list[tuple[str, _Source]] = []
     for rel, src in sorted(plan.items()):
