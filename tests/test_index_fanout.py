@@ -106,7 +106,8 @@ def test_runs_shrink_and_cover_everything():
     runs = fanout.runs(items, 2)
     assert [i for run in runs for i in run] == items
     sizes = [len(run) for run in runs]
-    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 250 and min(sizes[:-1]) >= 8
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 128 and min(sizes[:-1]) >= 8
+    assert [len(run) for run in fanout.runs(items, 2, largest=1000)][:2] == [250, 187]  # a quarter of what is left
     assert fanout.runs([], 2) == [] and fanout.runs([1, 2], 2) == [[1, 2]]
 
 

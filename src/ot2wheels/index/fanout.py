@@ -75,13 +75,14 @@ def run(fn: Callable[[list[T]], R], split: list[list[T]]) -> list[R]:
                 pass
 
 
-def runs(items: Sequence[T], workers: int, smallest: int = 8) -> list[list[T]]:
-    """`items` cut into contiguous runs for run_shared that shrink as they go (each a 2*workers-th
-    of what is left, at least `smallest`): few runs to hand out, and small ones at the end, so
-    that the processes finish close together."""
+def runs(items: Sequence[T], workers: int, smallest: int = 8, largest: int = 128) -> list[list[T]]:
+    """`items` cut into contiguous runs for run_shared that shrink towards the end (each a
+    2*workers-th of what is left, at least `smallest`, at most `largest`), so that the processes
+    finish close together. `largest` bounds what a worker holds at once (each page of memory a
+    process touches first costs a fault, and a fork's pages are copied when first written)."""
     out, start = [], 0
     while start < len(items):
-        size = max(smallest, (len(items) - start) // (2 * max(1, workers)))
+        size = max(smallest, min(largest, (len(items) - start) // (2 * max(1, workers))))
         out.append(list(items[start:start + size]))
         start += size
     return out

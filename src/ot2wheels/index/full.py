@@ -184,8 +184,10 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
     projects: dict[str, list[str]] = {}  # canonical name -> its dist folders, in folder order
     for folder in folders:
         projects.setdefault(canonical_name(folder.partition("/")[2]), []).append(folder)
+    served: dict[str, list[WheelEntry]] = {}  # canonical name -> its published wheels
     for p in published.values():
         projects.setdefault(p.entry.project, [])
+        served.setdefault(p.entry.project, []).append(p.entry)
     old_files = _old_files(index_dir)
     put = _Pages(index_dir, work, old_files, yanks, render.Links(base_url), base_url)
 
@@ -211,10 +213,7 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
         refused, made = list[str](), set[str]()
         admitted = _admit(found, published_files, check, refused,
                           lambda n, data, st: work.put_wheel(n, data, st, made))
-        entries: dict[str, list[WheelEntry]] = {}
-        for p in published.values():
-            if p.entry.project in mine:
-                entries.setdefault(p.entry.project, []).append(p.entry)
+        entries = {name: list(served[name]) for name in names if name in served}
         strays = []
         for n in admitted.values():
             if n.entry.project in mine:
