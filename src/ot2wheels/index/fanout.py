@@ -3,10 +3,11 @@
 A full build of a large index is interpreter work per wheel (read, hash, unzip METADATA, check)
 and kernel work per file (tens of thousands created): on one core it took ~1.3 s for 10,000
 wheels. Threads made it slower (2.6 s on 2 idle cores: the GIL's hand-offs cost more system
-time than they overlapped), so the work is split over processes instead: the list is cut into
-contiguous parts, each part but the first runs in a forked child, the first in this process,
-and the results come back pickled, in input order. An error is raised as the same sequence
-would raise it: the first part's first.
+time than they overlapped), so the work is split over processes instead. `run`: the list is cut
+into contiguous parts, each part but the first runs in a forked child, the first in this
+process, and the results come back pickled, in input order. `run_shared`: the items are handed
+out one at a time to whichever process is free (for uneven items). Either way an error is
+raised as one process going through the items in order would raise it: the first one's.
 
 Only in a process without other threads (the index build starts none; called from a threaded
 program it runs in one process): fork is what makes this cheap (the children inherit the
