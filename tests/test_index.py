@@ -277,6 +277,21 @@ def test_workers_build_the_same_index_as_one_process(tmp_path, dist, workers):
     assert _tree(one) == _tree(many) and _tree(tmp_path / ".many.spare") == before
 
 
+def test_unused_yank_rules_count_every_wheel_of_every_run(tmp_path, dist):
+    """A rule that matches only a wheel found in another project's folder is used; a full build of
+    nothing reports every rule unused."""
+    _varied_dist(dist)
+    yanks = tmp_path / "yanked.toml"
+    yanks.write_text('[[yank]]\nproject = "lonely"\nversion = "0.1"\n\n[[yank]]\nproject = "ghost"\nversion = "1"\n')
+    for workers in (1, 3):
+        result = build_index(dist, tmp_path / f"index{workers}", yanks, targets=TARGETS, workers=workers, full=True)
+        assert result.unused_yanks == (f"{yanks}: yank[1]",)
+        page = json.loads((tmp_path / f"index{workers}" / TARGET / "simple" / "lonely" / "index.json").read_bytes())
+        assert page["files"][0]["yanked"] is True
+    empty = build_index(tmp_path / "nothing", tmp_path / "empty", yanks, targets=TARGETS, full=True)
+    assert empty.wheels == 0 and empty.unused_yanks == (f"{yanks}: yank[0]", f"{yanks}: yank[1]")
+
+
 def test_a_workers_error_stops_the_build_and_keeps_the_index(tmp_path, dist):
     _varied_dist(dist)
     index = tmp_path / "index"

@@ -219,13 +219,13 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
             if n.entry.project in mine:
                 entries.setdefault(n.entry.project, []).append(n.entry)
             else:
-                strays.append(tuple(n.entry))
+                strays.append(n.entry)
         failures = _failures(scanned, targets)
         written = [f"{e.target}/files/{e.project}/{e.filename}.metadata" for e in (n.entry for n in admitted.values())]
         rows, linked = put.projects(sorted(entries.keys() | {p for _t, p in failures}), entries, failures, written)
-        unused = yanks.unused_rules([e for es in entries.values() for e in es]) if yanks.rules else []
-        return _Part(scanned, [f"{n.entry.target}/{n.entry.filename}" for n in admitted.values()], strays, refused,
-                     check.known, rows, written, linked, unused)
+        unused = yanks.unused_rules([e for es in entries.values() for e in es] + strays) if yanks.rules else []
+        return _Part(scanned, [f"{n.entry.target}/{n.entry.filename}" for n in admitted.values()],
+                     [tuple(e) for e in strays], refused, check.known, rows, written, linked, unused)
 
     names = sorted(projects)
     workers = len(fanout.parts(names, work.workers))
@@ -252,7 +252,8 @@ def _full_build(dist_dir: Path, index_dir: Path, work: _Work, published: dict[tu
     strays = [WheelEntry._make(fields) for r in results for fields in r.strays]
     if strays:
         written = _strays(put, plan, written, rows, strays, failures)
-    unused = sorted(set.intersection(*(set(r.unused_yanks) for r in results))) if yanks.rules else []
+    # A rule is unused if no run's wheels match it (every wheel is in one run: its project's, or as a stray)
+    unused = sorted(set(range(len(yanks.rules))).intersection(*(r.unused_yanks for r in results)))
     state, state_data = _top_pages(put, plan, rows, failures, unused, targets)
 
     if old_files:  # changed: anything written, or the links (all of the plan but new bytes) are not the live tree
