@@ -109,6 +109,10 @@ def test_runs_shrink_and_cover_everything():
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == 128 and min(sizes[:-1]) >= 8
     assert [len(run) for run in fanout.runs(items, 2, largest=1000)][:2] == [250, 187]  # a quarter of what is left
     assert fanout.runs([], 2) == [] and fanout.runs([1, 2], 2) == [[1, 2]]
+    huge = list(range(fanout.MAX_SHARED * 200))  # never more runs than run_shared takes
+    assert len(fanout.runs(huge, 2)) <= fanout.MAX_SHARED and sum(map(len, fanout.runs(huge, 64))) == len(huge)
+    with pytest.raises(ValueError, match="at most"):
+        fanout.run_shared(abs, list(range(fanout.MAX_SHARED + 1)), 2)
 
 
 def test_shared_items_are_each_done_once_in_order_by_every_process():

@@ -80,13 +80,17 @@ def runs(items: Sequence[T], workers: int, smallest: int = 8, largest: int = 128
     """`items` cut into contiguous runs for run_shared that shrink towards the end (each a
     2*workers-th of what is left, at least `smallest`, at most `largest`), so that the processes
     finish close together. `largest` bounds what a worker holds at once (each page of memory a
-    process touches first costs a fault, and a fork's pages are copied when first written)."""
-    out, start = [], 0
-    while start < len(items):
-        size = max(smallest, min(largest, (len(items) - start) // (2 * max(1, workers))))
-        out.append(list(items[start:start + size]))
-        start += size
-    return out
+    process touches first costs a fault, and a fork's pages are copied when first written).
+    Never more runs than run_shared takes: longer ones for a huge list."""
+    while True:
+        out, start = [], 0
+        while start < len(items):
+            size = max(smallest, min(largest, (len(items) - start) // (2 * max(1, workers))))
+            out.append(list(items[start:start + size]))
+            start += size
+        if len(out) <= MAX_SHARED:
+            return out
+        smallest, largest = smallest * 2, largest * 2
 
 
 def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
@@ -96,8 +100,8 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
     the first item that failed, as one process going through them in order would raise it."""
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    if len(items) > _MAX_SHARED:
-        raise ValueError(f"run_shared takes at most {_MAX_SHARED} items, got {len(items)}")
+    if len(items) > MAX_SHARED:
+        raise ValueError(f"run_shared takes at most {MAX_SHARED} items, got {len(items)} (see runs())")
     # Each item's index, two bytes, in a pipe every process reads from: a read of two bytes takes
     # the next index, atomically (the pipe holds them all before the first fork, and no writer is
     # left: an empty pipe reads as its end).
@@ -135,8 +139,9 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
     return [value for _i, _ok, value in done]
 
 
-# Indexes go through the pipe as two bytes each, all written at once: within a pipe's buffer.
-_MAX_SHARED = 4096
+# Indexes go through the pipe as two bytes each, all written before any is read: within the
+# smallest buffer a pipe gets (one page, when the user's pipe buffers are over their soft limit).
+MAX_SHARED = 2048
 
 
 def _pickle() -> Any:
