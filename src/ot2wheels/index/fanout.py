@@ -150,7 +150,7 @@ def _pickle() -> Any:
     return pickle
 
 
-def _sendable(exc: Exception) -> Exception:
+def _sendable(exc: BaseException) -> BaseException:
     """`exc`, or its text as a RuntimeError if it cannot be pickled back to the parent."""
     pickle = _pickle()
     try:
@@ -175,10 +175,7 @@ def _spawn(fn: Callable[[list[T]], R], part: list[T]) -> tuple[int, int]:
         try:
             payload = pickle.dumps((True, fn(part)), pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # every error goes to the parent
-            try:
-                payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
-            except Exception:  # an exception that does not pickle: its text does
-                payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+            payload = pickle.dumps((False, _sendable(exc)), pickle.HIGHEST_PROTOCOL)
         with open(write_fd, "wb") as out:
             out.write(payload)
     finally:
