@@ -122,12 +122,18 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
             except Exception as exc:  # this process stops; the others go on, the first item's error wins
                 done.append((i, False, _sendable(exc)))
                 break
-            # A child pickles each result as soon as it has it: at the end, only sending is left.
-            done.append(result if os.getpid() == parent else _pickle().dumps(result, -1))
+            if os.getpid() != parent:  # a child pickles each result as it goes: at the end, only sending is left
+                import pickle
+
+                done.append(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+            else:
+                done.append(result)
         return done
 
+    import pickle
+
     try:
-        done = sorted((d if isinstance(d, tuple) else _pickle().loads(d) for part in run(work, [[None]] * workers)
+        done = sorted((d if isinstance(d, tuple) else pickle.loads(d) for part in run(work, [[None]] * workers)
                        for d in part), key=lambda d: d[0])
     finally:
         os.close(take_fd)
@@ -144,15 +150,10 @@ def run_shared(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R
 MAX_SHARED = 2048
 
 
-def _pickle() -> Any:
-    import pickle  # (not imported by the index until a fork: publishing one wheel forks nothing)
-
-    return pickle
-
-
 def _sendable(exc: BaseException) -> BaseException:
     """`exc`, or its text as a RuntimeError if it cannot be pickled back to the parent."""
-    pickle = _pickle()
+    import pickle  # (imported only where processes are forked: publishing one wheel forks none)
+
     try:
         pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
     except Exception:

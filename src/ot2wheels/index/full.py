@@ -377,10 +377,17 @@ class _Pages:
     links: render.Links
     base_url: str | None
 
+    def live(self, rel: str, data: bytes) -> _Copy | None:
+        """("link", the live tree's file) when it holds `data` at `rel` already."""
+        if rel in self.old_files:
+            old = self.index_dir / rel
+            if _same_bytes(old, data):
+                return ("link", old)
+        return None
+
     def page(self, plan: dict[str, _Source], rel: str, data: bytes) -> None:
         """A page the build makes in this process: planned, written by _fill."""
-        old = self.index_dir / rel if rel in self.old_files else None
-        plan[rel] = ("link", old) if old is not None and _same_bytes(old, data) else data
+        plan[rel] = self.live(rel, data) or data
 
     def projects(self, names: list[str], entries: dict[str, list[WheelEntry]], failures: render.Failures,
                  written: list[str]) -> tuple[list[tuple], list[tuple[str, _Copy]]]:
@@ -393,16 +400,15 @@ class _Pages:
         rows: list[tuple] = []
         linked: list[tuple[str, _Copy]] = []
         made: set[str] = set()
-        yanks, links, old_files = self.yanks, self.links, self.old_files
+        yanks, links = self.yanks, self.links
 
         def put(rel: str, data: bytes) -> None:
-            if rel in old_files:
-                old = self.index_dir / rel
-                if _same_bytes(old, data):
-                    linked.append((rel, ("link", old)))
-                    return
-            self.work.put(rel, data, made)
-            written.append(rel)
+            old = self.live(rel, data)
+            if old is not None:
+                linked.append((rel, old))
+            else:
+                self.work.put(rel, data, made)
+                written.append(rel)
 
         for name in names:
             mine = entries.get(name, [])
